@@ -1,0 +1,347 @@
+/*
+ * libqsync: step QEMU in lockstep with a simulator's clock.
+ *
+ * This is the one header a user includes. The library spawns QEMU with the
+ * qsync plugin, owns the channel to it, and lets the caller grant virtual
+ * time in quanta: qsync_advance(ctx, us) returns at once, QEMU runs the
+ * quantum while the caller does its own work, and the reached callback
+ * arrives on the caller's libuv loop when the guest is frozen exactly at the
+ * deadline.
+ *
+ * Conventions that hold for every function below:
+ * - Errors are negative: -errno for system failures, QSYNC_E* for the
+ *   library's own. qsync_strerror() turns any of them into text, and
+ *   qsync_last_error() gives the detail of the context's most recent one.
+ * - Threads: a context belongs to the thread that runs its loop. Call every
+ *   function that takes a context from that thread (for a context on a
+ *   private loop, the thread that created it). The functions that take no
+ *   context are thread-safe.
+ * - Ownership: strings and arrays passed in are copied before the call
+ *   returns; pointers handed to callbacks are valid only during the callback.
+ * - Callbacks: the object comes first, then the status. If a call returns an
+ *   error, the callback it would have caused never fires.
+ */
+#ifndef QSYNC_QSYNC_H
+#define QSYNC_QSYNC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "qsync/version.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(QSYNC_STATIC)
+#define QSYNC_EXPORT
+#elif defined(__GNUC__)
+#define QSYNC_EXPORT __attribute__((visibility("default")))
+#else
+#define QSYNC_EXPORT
+#endif
+
+/* ---------------------------------------------------------------------- */
+/* Errors                                                                  */
+
+/*
+ * The library's own error codes. One table makes the enum, qsync_strerror()
+ * and qsync_err_name(). The values sit far below any -errno.
+ */
+#define QSYNC_ERRNO_MAP(XX)                                                          \
+    XX(ARG, -30001, "invalid argument")                                              \
+    XX(STATE, -30002, "not allowed in the context's current state")                 \
+    XX(BUSY, -30003, "an advance is already pending")                               \
+    XX(PROTO, -30004, "protocol error on the channel to QEMU")                      \
+    XX(VERSION, -30005, "the plugin speaks an incompatible protocol version")       \
+    XX(EXITED, -30006, "QEMU has exited")                                           \
+    XX(TIMEDOUT, -30007, "QEMU did not answer in time")                             \
+    XX(PLUGIN, -30008, "the qsync plugin reported an error")                        \
+    XX(CANCELED, -30009, "cancelled: the context was closed")                       \
+    XX(RECURSE, -30010, "not allowed from inside a callback")                       \
+    XX(NOPLUGIN, -30011, "the qsync plugin module was not found")                   \
+    XX(RANGE, -30012, "the deadline is out of range")
+
+typedef enum {
+#define QSYNC_ERR_ENUM_(name, value, text) QSYNC_E##name = value,
+    QSYNC_ERRNO_MAP(QSYNC_ERR_ENUM_)
+#undef QSYNC_ERR_ENUM_
+    QSYNC_E_MAX_ = -30000
+} qsync_errno;
+
+/*
+ * Text for any error code: a QSYNC_E* code, or a negative errno.
+ * Thread-safe; the string is static. Unknown codes give "unknown error".
+ */
+QSYNC_EXPORT const char *qsync_strerror(int code);
+
+/* The code's name, e.g. "QSYNC_EBUSY" or "EPIPE". Thread-safe; static. */
+QSYNC_EXPORT const char *qsync_err_name(int code);
+
+/*
+ * Whether the error leaves the context unusable (QEMU gone, channel
+ * corrupt). After a fatal error the only useful call is qsync_close().
+ */
+QSYNC_EXPORT int qsync_is_fatal(int code);
+
+/* ---------------------------------------------------------------------- */
+/* Options                                                                 */
+
+/* Where the guest's standard output (QEMU's stdout) goes. */
+typedef enum {
+    QSYNC_OUTPUT_INHERIT = 0, /* QEMU writes to the caller's stdout         */
+    QSYNC_OUTPUT_CALLBACK = 1, /* delivered to callbacks.output              */
+    QSYNC_OUTPUT_DISCARD = 2   /* /dev/null                                  */
+} qsync_output_mode;
+
+/*
+ * Options. Always fill with qsync_options_init() first, then set fields:
+ * the init function records the struct's size, so that later versions can
+ * add fields without breaking callers built against this one.
+ */
+typedef struct qsync_options {
+    size_t size; /* set by qsync_options_init(); do not change */
+
+    /* icount shift N: one guest instruction lasts 2^N ns. 0..10, default 0. */
+    unsigned icount_shift;
+
+    /* Path of libqsync-plugin.so. NULL (default): $QSYNC_PLUGIN, then the
+     * module next to the library, then the installed one. */
+    const char *plugin_path;
+
+    /* Extra comma-separated key=value options for the plugin, e.g.
+     * "engine=insn". NULL for none. */
+    const char *plugin_args;
+
+    /* QEMU's stdout; its stderr is always captured (see exited's tail) and
+     * also forwarded to the caller's stderr unless quiet_stderr is set. */
+    qsync_output_mode stdout_mode;
+    int quiet_stderr;
+
+    /* Bytes of QEMU's stderr kept for the exited callback. Default 4096. */
+    size_t stderr_tail_bytes;
+
+    /* Watchdog: fail an advance with QSYNC_ETIMEDOUT when QEMU has not
+     * reached the deadline after this many wall-clock ms. 0 (default): none. */
+    uint64_t advance_timeout_ms;
+
+    /* Time QEMU has to start and load the plugin. Default 30000 ms. */
+    uint64_t start_timeout_ms;
+
+    /* On close: how long QEMU has to exit after its channel is closed
+     * before it is sent SIGKILL. Default 1000 ms. */
+    uint64_t kill_grace_ms;
+} qsync_options;
+
+/* Fills opts with the defaults. Thread-safe. */
+QSYNC_EXPORT void qsync_options_init(qsync_options *opts);
+
+/* ---------------------------------------------------------------------- */
+/* Events                                                                  */
+
+typedef struct qsync_ctx qsync_ctx;
+
+/* Stop flags. */
+#define QSYNC_STOP_IDLE 0x1u      /* the guest was halted during the quantum  */
+#define QSYNC_STOP_DEVIATION 0x2u /* virtual_ns differs from the deadline     */
+
+/* Where the guest stopped. Valid only during the callback. */
+typedef struct qsync_stop {
+    uint64_t seq;          /* 1 for the first advance, then 2, 3, ...       */
+    uint64_t deadline_ns;  /* the absolute deadline that was granted         */
+    uint64_t virtual_ns;   /* the virtual time reached                       */
+    uint64_t instructions; /* executed since start, all vCPUs               */
+    int64_t overshoot_insns; /* instructions past the deadline; 0 = exact    */
+    unsigned flags;        /* QSYNC_STOP_*                                    */
+    unsigned n_vcpus;
+    const uint64_t *vcpu_instructions; /* n_vcpus entries                   */
+} qsync_stop;
+
+/* How QEMU ended. Valid only during the callback. */
+typedef struct qsync_exit {
+    int64_t exit_status; /* QEMU's exit status, or -1 if a signal ended it */
+    int term_signal;     /* the signal, or 0                               */
+    int by_close;        /* 1 if QEMU ended because the context closed it  */
+    const char *stderr_tail; /* last bytes of QEMU's stderr, NUL-terminated */
+    uint64_t virtual_ns;     /* last known virtual time                     */
+    uint64_t instructions;   /* last known instruction total                */
+} qsync_exit;
+
+/* What the plugin said in its handshake. */
+typedef struct qsync_info {
+    unsigned proto_major, proto_minor;
+    unsigned plugin_version; /* (major << 16) | (minor << 8) | patch   */
+    unsigned plugin_api;     /* QEMU's plugin API version              */
+    unsigned n_vcpus;
+    unsigned icount_shift;
+    const char *engine;     /* "insn", "timer" or "block"              */
+    const char *target;     /* e.g. "x86_64"                           */
+    int exact;              /* every stop lands on the deadline        */
+    int never_ahead_idle;   /* idle warps never pass a deadline        */
+} qsync_info;
+
+/*
+ * Callbacks. Any may be NULL. Filled with qsync_callbacks_init() so that the
+ * struct can grow. Every callback runs on the context's loop thread, and may
+ * call any function of this API, qsync_close() included.
+ */
+typedef struct qsync_callbacks {
+    size_t size; /* set by qsync_callbacks_init() */
+
+    /* The plugin's handshake arrived; qsync_get_info() now works. */
+    void (*ready)(qsync_ctx *ctx, const qsync_info *info);
+
+    /* An advance finished. status 0: the guest is frozen at stop. Negative:
+     * the advance failed (QSYNC_EEXITED, QSYNC_ETIMEDOUT, QSYNC_EPROTO,
+     * QSYNC_ECANCELED, ...) and stop is NULL: no quantum is reported as done
+     * unless it was. */
+    void (*reached)(qsync_ctx *ctx, int status, const qsync_stop *stop);
+
+    /* QEMU is gone. Fires once per started context, after any pending
+     * advance has been failed. */
+    void (*exited)(qsync_ctx *ctx, const qsync_exit *info);
+
+    /* An error not tied to a pending advance (garbage on the channel while
+     * idle, a plugin error message, a failed handshake). */
+    void (*error)(qsync_ctx *ctx, int code, const char *message);
+
+    /* QEMU's stdout, when stdout_mode is QSYNC_OUTPUT_CALLBACK. */
+    void (*output)(qsync_ctx *ctx, const char *data, size_t len);
+} qsync_callbacks;
+
+/* Fills cbs with NULL callbacks. Thread-safe. */
+QSYNC_EXPORT void qsync_callbacks_init(qsync_callbacks *cbs);
+
+typedef void (*qsync_close_cb)(qsync_ctx *ctx);
+
+/* ---------------------------------------------------------------------- */
+/* The asynchronous API                                                    */
+
+/*
+ * Creates a context on loop. The library never runs loop; the caller does.
+ * loop may be NULL: the context then owns a private loop, and only the
+ * blocking helpers below drive it.
+ * opts and cbs may be NULL for the defaults; both are copied (the strings
+ * in opts too).
+ * Returns 0 and sets *out; QSYNC_EARG for a bad option (no context exists
+ * to keep the detail, so a message naming the option is written to errbuf
+ * when errbuf is not NULL); -ENOMEM; or -errno from creating the private
+ * loop.
+ */
+QSYNC_EXPORT int qsync_ctx_new(uv_loop_t *loop, const qsync_options *opts,
+                               const qsync_callbacks *cbs, qsync_ctx **out,
+                               char *errbuf, size_t errbuf_len);
+
+/* The caller's pointer, for use in callbacks. */
+QSYNC_EXPORT void qsync_set_data(qsync_ctx *ctx, void *data);
+QSYNC_EXPORT void *qsync_get_data(const qsync_ctx *ctx);
+
+/* The loop the context runs on (the private one when created with NULL). */
+QSYNC_EXPORT uv_loop_t *qsync_get_loop(const qsync_ctx *ctx);
+
+/*
+ * Spawns QEMU. argv[0] is the QEMU binary (searched in PATH), the rest are
+ * the guest's arguments; the array ends with NULL. It is never passed
+ * through a shell. The library appends -icount shift=N,sleep=off and the
+ * -plugin argument with the channel's descriptors; argv must therefore not
+ * contain -icount.
+ * Returns 0, QSYNC_EARG (argv empty, or containing -icount: the message
+ * names it), QSYNC_ESTATE (already started, or closing), QSYNC_ENOPLUGIN,
+ * or -errno from pipe or spawn (-ENOENT: no such QEMU binary).
+ */
+QSYNC_EXPORT int qsync_start(qsync_ctx *ctx, const char *const argv[]);
+
+/*
+ * Grants QEMU `us` microseconds past the current deadline and returns at
+ * once; callbacks.reached fires when the guest is frozen there. The caller
+ * runs its own work meanwhile. Deadlines are absolute inside the library,
+ * so rounding never accumulates. Allowed right after qsync_start() (the
+ * grant waits in the channel until QEMU is up). us may be 0.
+ * Returns 0, QSYNC_EBUSY (an advance is pending), QSYNC_ESTATE (not started,
+ * or closing), QSYNC_EEXITED, QSYNC_ERANGE (the deadline overflows), or the
+ * fatal error that broke the context.
+ */
+QSYNC_EXPORT int qsync_advance(qsync_ctx *ctx, uint64_t us);
+
+/* As qsync_advance(), in nanoseconds. */
+QSYNC_EXPORT int qsync_advance_ns(qsync_ctx *ctx, uint64_t ns);
+
+/* As qsync_advance(), to an absolute deadline, which must not be before the
+ * current one (QSYNC_ERANGE). */
+QSYNC_EXPORT int qsync_advance_to_ns(qsync_ctx *ctx, uint64_t deadline_ns);
+
+/* The deadline of the last completed advance (0 before the first). */
+QSYNC_EXPORT uint64_t qsync_now_ns(const qsync_ctx *ctx);
+
+/* QEMU's pid, or 0 when it is not running. */
+QSYNC_EXPORT int qsync_pid(const qsync_ctx *ctx);
+
+/* Copies the handshake's facts to *info. The strings stay valid until the
+ * context is freed. Returns 0, or QSYNC_ESTATE before the handshake. */
+QSYNC_EXPORT int qsync_get_info(const qsync_ctx *ctx, qsync_info *info);
+
+/*
+ * The detail of the context's most recent error, e.g. the plugin's message
+ * or the tail of QEMU's stderr. Never NULL. Valid until the next call on ctx.
+ */
+QSYNC_EXPORT const char *qsync_last_error(const qsync_ctx *ctx);
+
+/*
+ * Closes the context: closes the channel (which ends QEMU at once), sends
+ * SIGKILL if QEMU is still alive after kill_grace_ms, fails a pending
+ * advance with QSYNC_ECANCELED, fires exited if QEMU was running, then
+ * calls cb (may be NULL) and frees the context. Safe from inside any
+ * callback; the memory is freed only after cb returns, and only once the
+ * callback that was running has returned. Calling it twice is harmless (the
+ * second call returns QSYNC_ESTATE). Returns 0 or QSYNC_ESTATE.
+ * A context on a private loop is closed with qsync_close_wait().
+ */
+QSYNC_EXPORT int qsync_close(qsync_ctx *ctx, qsync_close_cb cb);
+
+/* ---------------------------------------------------------------------- */
+/* The blocking helpers (contexts created with loop == NULL)              */
+
+/*
+ * Advances by ns and waits until the guest is there, QEMU exits, or an
+ * error occurs; copies the stop to *stop (may be NULL; its vcpu_instructions
+ * pointer is then NULL). The user's callbacks also fire.
+ * Returns 0, QSYNC_ESTATE (the context has a caller's loop), QSYNC_ERECURSE
+ * (called from a callback), or any code of qsync_advance_ns() or of the
+ * reached callback.
+ */
+QSYNC_EXPORT int qsync_advance_wait(qsync_ctx *ctx, uint64_t ns, qsync_stop *stop);
+
+/*
+ * Advances in quanta of quantum_ns until deadline_ns (or until QEMU exits)
+ * and waits. The last quantum is shortened to land on deadline_ns.
+ * *stop gets the last stop. Returns 0 when deadline_ns was reached,
+ * QSYNC_EEXITED when QEMU ended first, or the codes of qsync_advance_wait().
+ */
+QSYNC_EXPORT int qsync_run_until(qsync_ctx *ctx, uint64_t deadline_ns, uint64_t quantum_ns,
+                                 qsync_stop *stop);
+
+/*
+ * Waits until QEMU exits by itself, for at most timeout_ms (0: forever),
+ * without granting time. Returns 0 (and the exit status in *exit_status,
+ * -1 for a signal), QSYNC_ETIMEDOUT, QSYNC_ESTATE or QSYNC_ERECURSE.
+ */
+QSYNC_EXPORT int qsync_wait_exit(qsync_ctx *ctx, uint64_t timeout_ms, int64_t *exit_status);
+
+/*
+ * Closes a context with a private loop and frees it before returning: QEMU
+ * is ended as qsync_close() says. Returns 0, QSYNC_ESTATE (the context has a
+ * caller's loop) or QSYNC_ERECURSE.
+ */
+QSYNC_EXPORT int qsync_close_wait(qsync_ctx *ctx);
+
+/* The library's version, as QSYNC_VERSION_HEX and as text ("0.1.0"). */
+QSYNC_EXPORT unsigned qsync_version(void);
+QSYNC_EXPORT const char *qsync_version_string(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

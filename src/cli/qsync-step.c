@@ -1,0 +1,335 @@
+/*
+ * qsync-step: steps a QEMU guest in lockstep from a terminal or a script.
+ *
+ * It is also the library's first user: it drives one context through the
+ * asynchronous API on its own loop, granting one quantum at a time.
+ */
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <qsync/qsync.h>
+
+#include "duration.h"
+
+#define EXIT_USAGE 2
+
+struct step {
+    uv_loop_t *loop;
+    qsync_ctx *ctx;
+    uv_signal_t sigint, sigterm;
+
+    uint64_t quantum_ns;
+    uint64_t until_ns; /* 0: until the guest exits */
+    unsigned shift;
+    const char *plugin;
+    const char *json_path;
+
+    /* Results. */
+    int have_info;
+    char engine[16];
+    int exact, never_ahead_idle;
+    unsigned vcpus;
+    uint64_t quanta;
+    uint64_t virtual_ns;
+    uint64_t instructions;
+    int64_t max_overshoot;
+    int exited_by_itself;
+    int64_t exit_status;
+    int term_signal;
+    int interrupted;
+    int setup_error;
+    int run_error;
+    uint64_t t0;
+    double wall_s;
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: qsync-step [OPTIONS] -- QEMU_BINARY [QEMU_ARGS...]\n"
+            "Steps QEMU in lockstep: grants one quantum of virtual time at a time.\n"
+            "\n"
+            "  --quantum DUR   grant size: 1us, 250us, 1ms, ... (default 1ms)\n"
+            "  --until DUR     stop granting at this virtual time, then end QEMU\n"
+            "                  (default: until the guest exits)\n"
+            "  --shift N       icount shift, 0..10: one instruction = 2^N ns (default 0)\n"
+            "  --plugin PATH   plugin module (default: the one built or installed with\n"
+            "                  this tool)\n"
+            "  --json FILE     write a summary as JSON to FILE ('-' for stdout)\n"
+            "  --help, --version\n"
+            "\n"
+            "qsync-step adds -icount and -plugin itself. The guest's output passes\n"
+            "through to stdout. Exit status: QEMU's own when the guest ends by itself,\n"
+            "0 when --until ends the run, 2 for usage or set-up errors.\n");
+}
+
+static void finish(struct step *s)
+{
+    if (s->ctx) {
+        qsync_close(s->ctx, NULL);
+        s->ctx = NULL;
+    }
+    if (!uv_is_closing((uv_handle_t *)&s->sigint)) {
+        uv_close((uv_handle_t *)&s->sigint, NULL);
+        uv_close((uv_handle_t *)&s->sigterm, NULL);
+    }
+}
+
+static void grant_next(struct step *s)
+{
+    uint64_t now = qsync_now_ns(s->ctx);
+    uint64_t q = s->quantum_ns;
+    if (s->until_ns && s->until_ns - now < q)
+        q = s->until_ns - now;
+    int rc = qsync_advance_ns(s->ctx, q);
+    if (rc) {
+        fprintf(stderr, "qsync-step: advance failed: %s\n", qsync_last_error(s->ctx));
+        s->run_error = 1;
+        finish(s);
+    }
+}
+
+static void on_ready(qsync_ctx *ctx, const qsync_info *info)
+{
+    struct step *s = qsync_get_data(ctx);
+    s->have_info = 1;
+    snprintf(s->engine, sizeof s->engine, "%s", info->engine);
+    s->exact = info->exact;
+    s->never_ahead_idle = info->never_ahead_idle;
+    s->vcpus = info->n_vcpus;
+}
+
+static void on_reached(qsync_ctx *ctx, int status, const qsync_stop *stop)
+{
+    struct step *s = qsync_get_data(ctx);
+    if (status) {
+        /* QEMU ending by itself is reported by on_exited; other failures here. */
+        if (status != QSYNC_EEXITED && status != QSYNC_ECANCELED) {
+            fprintf(stderr, "qsync-step: %s\n", qsync_last_error(ctx));
+            s->run_error = 1;
+            finish(s);
+        }
+        return;
+    }
+    s->quanta++;
+    s->virtual_ns = stop->virtual_ns;
+    s->instructions = stop->instructions;
+    if (stop->overshoot_insns > s->max_overshoot)
+        s->max_overshoot = stop->overshoot_insns;
+    if (s->until_ns && stop->deadline_ns >= s->until_ns) {
+        finish(s);
+        return;
+    }
+    grant_next(s);
+}
+
+static void on_exited(qsync_ctx *ctx, const qsync_exit *ex)
+{
+    struct step *s = qsync_get_data(ctx);
+    if (ex->by_close)
+        return;
+    s->exit_status = ex->exit_status;
+    s->term_signal = ex->term_signal;
+    if (ex->instructions >= s->instructions) {
+        s->instructions = ex->instructions;
+        s->virtual_ns = ex->virtual_ns;
+    }
+    if (!s->have_info) {
+        /* QEMU never got as far as loading our plugin: a set-up error. */
+        fprintf(stderr, "qsync-step: QEMU ended before the plugin's handshake: %s\n",
+                qsync_last_error(ctx));
+        s->setup_error = 1;
+    } else {
+        s->exited_by_itself = 1;
+    }
+    finish(s);
+}
+
+static void on_error(qsync_ctx *ctx, int code, const char *msg)
+{
+    struct step *s = qsync_get_data(ctx);
+    fprintf(stderr, "qsync-step: %s: %s\n", qsync_err_name(code), msg);
+    if (s->have_info)
+        s->run_error = 1;
+    else
+        s->setup_error = 1;
+    finish(s);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    struct step *s = h->data;
+    fprintf(stderr, "qsync-step: %s, ending QEMU\n", strsignal(signum));
+    s->interrupted = signum;
+    finish(s);
+}
+
+static void json_u64_or_null(FILE *f, const char *key, int present, int64_t v, const char *sep)
+{
+    if (present)
+        fprintf(f, "  \"%s\": %" PRId64 "%s\n", key, v, sep);
+    else
+        fprintf(f, "  \"%s\": null%s\n", key, sep);
+}
+
+static int write_json(const struct step *s)
+{
+    FILE *f = strcmp(s->json_path, "-") == 0 ? stdout : fopen(s->json_path, "w");
+    if (!f) {
+        fprintf(stderr, "qsync-step: --json '%s': %s\n", s->json_path, strerror(errno));
+        return -1;
+    }
+    fprintf(f, "{\n");
+    fprintf(f, "  \"quanta\": %" PRIu64 ",\n", s->quanta);
+    fprintf(f, "  \"virtual_ns\": %" PRIu64 ",\n", s->virtual_ns);
+    fprintf(f, "  \"instructions\": %" PRIu64 ",\n", s->instructions);
+    fprintf(f, "  \"wall_s\": %.6f,\n", s->wall_s);
+    json_u64_or_null(f, "exit_status", s->exited_by_itself && !s->term_signal, s->exit_status, ",");
+    json_u64_or_null(f, "term_signal", s->exited_by_itself && s->term_signal, s->term_signal, ",");
+    fprintf(f, "  \"max_overshoot_insns\": %" PRId64 ",\n", s->max_overshoot);
+    fprintf(f, "  \"quantum_ns\": %" PRIu64 ",\n", s->quantum_ns);
+    json_u64_or_null(f, "until_ns", s->until_ns != 0, (int64_t)s->until_ns, ",");
+    fprintf(f, "  \"icount_shift\": %u,\n", s->shift);
+    fprintf(f, "  \"vcpus\": %u,\n", s->vcpus);
+    fprintf(f, "  \"engine\": \"%s\",\n", s->have_info ? s->engine : "");
+    fprintf(f, "  \"guarantees\": {\"exact\": %s, \"never_ahead_idle\": %s}\n",
+            s->exact ? "true" : "false", s->never_ahead_idle ? "true" : "false");
+    fprintf(f, "}\n");
+    int bad = ferror(f);
+    if (f != stdout)
+        bad |= fclose(f) != 0;
+    else
+        bad |= fflush(f) != 0;
+    if (bad) {
+        fprintf(stderr, "qsync-step: --json '%s': write failed: %s\n", s->json_path,
+                strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"quantum", required_argument, NULL, 'q'}, {"until", required_argument, NULL, 'u'},
+        {"shift", required_argument, NULL, 's'},   {"plugin", required_argument, NULL, 'p'},
+        {"json", required_argument, NULL, 'j'},    {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},       {NULL, 0, NULL, 0}};
+    struct step s;
+    memset(&s, 0, sizeof s);
+    s.quantum_ns = 1000000;
+    char err[256];
+    int c;
+
+    /* '+' stops at the first non-option, so QEMU's own options are left alone. */
+    while ((c = getopt_long(argc, argv, "+", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'q':
+            if (qsync__parse_duration(optarg, &s.quantum_ns, err, sizeof err) ||
+                s.quantum_ns == 0) {
+                fprintf(stderr, "qsync-step: --quantum '%s': %s\n", optarg,
+                        s.quantum_ns == 0 && !err[0] ? "must be positive" : err);
+                return EXIT_USAGE;
+            }
+            break;
+        case 'u':
+            if (qsync__parse_duration(optarg, &s.until_ns, err, sizeof err) || s.until_ns == 0) {
+                fprintf(stderr, "qsync-step: --until '%s': %s\n", optarg,
+                        s.until_ns == 0 && !err[0] ? "must be positive" : err);
+                return EXIT_USAGE;
+            }
+            break;
+        case 's': {
+            char *end;
+            errno = 0;
+            unsigned long v = strtoul(optarg, &end, 10);
+            if (errno || end == optarg || *end || v > 10) {
+                fprintf(stderr, "qsync-step: --shift '%s': expected an integer 0..10\n", optarg);
+                return EXIT_USAGE;
+            }
+            s.shift = (unsigned)v;
+            break;
+        }
+        case 'p':
+            s.plugin = optarg;
+            break;
+        case 'j':
+            s.json_path = optarg;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        case 'V':
+            printf("qsync-step %s\n", qsync_version_string());
+            return 0;
+        default:
+            usage(stderr);
+            return EXIT_USAGE;
+        }
+        err[0] = '\0';
+    }
+    if (optind < argc && strcmp(argv[optind], "--") == 0)
+        optind++;
+    if (optind >= argc) {
+        fprintf(stderr, "qsync-step: no QEMU command given after '--'\n");
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+
+    qsync_options o;
+    qsync_options_init(&o);
+    o.icount_shift = s.shift;
+    o.plugin_path = s.plugin;
+    qsync_callbacks cb;
+    qsync_callbacks_init(&cb);
+    cb.ready = on_ready;
+    cb.reached = on_reached;
+    cb.exited = on_exited;
+    cb.error = on_error;
+
+    s.loop = uv_default_loop();
+    int rc = qsync_ctx_new(s.loop, &o, &cb, &s.ctx, err, sizeof err);
+    if (rc) {
+        fprintf(stderr, "qsync-step: %s\n", err);
+        return EXIT_USAGE;
+    }
+    qsync_set_data(s.ctx, &s);
+    uv_signal_init(s.loop, &s.sigint);
+    uv_signal_init(s.loop, &s.sigterm);
+    s.sigint.data = s.sigterm.data = &s;
+    uv_signal_start(&s.sigint, on_signal, SIGINT);
+    uv_signal_start(&s.sigterm, on_signal, SIGTERM);
+
+    s.t0 = uv_hrtime();
+    rc = qsync_start(s.ctx, (const char *const *)(argv + optind));
+    if (rc) {
+        fprintf(stderr, "qsync-step: %s\n", qsync_last_error(s.ctx));
+        finish(&s);
+        uv_run(s.loop, UV_RUN_DEFAULT);
+        uv_loop_close(s.loop);
+        return EXIT_USAGE;
+    }
+    grant_next(&s);
+    uv_run(s.loop, UV_RUN_DEFAULT);
+    s.wall_s = (double)(uv_hrtime() - s.t0) / 1e9;
+    uv_loop_close(s.loop);
+
+    int code = 0;
+    if (s.setup_error)
+        code = EXIT_USAGE;
+    else if (s.run_error)
+        code = 1;
+    else if (s.interrupted)
+        code = 128 + s.interrupted;
+    else if (s.exited_by_itself)
+        code = s.term_signal ? 128 + s.term_signal : (int)s.exit_status;
+    if (s.json_path && write_json(&s) && code == 0)
+        code = 1;
+    return code;
+}

@@ -1,0 +1,503 @@
+/*
+ * The context: its life cycle and state machine.
+ *
+ *   new --start--> starting --HELLO--> ready <--REPORT-- running
+ *                     |                  |  --advance-->   |
+ *                     +------------------+-----------------+--> QEMU gone
+ *   any state --close--> closing --(QEMU gone, handles closed)--> freed
+ *
+ * An advance may be issued while starting: the grant waits in the pipe
+ * until the plugin reads it. The rules every path keeps:
+ * - a reached callback with status 0 only for a REPORT that matches the
+ *   pending grant ("no quantum is reported as done unless it was");
+ * - a pending advance always ends in exactly one reached callback;
+ * - exited fires once, after the pending advance has been failed;
+ * - memory is freed only from a handle's close callback (or by
+ *   qsync_close_wait()), never while a user callback is on the stack.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* How long to wait for QEMU's last output once it has exited. */
+#define DRAIN_MS 500
+
+static void watchdog_cb(uv_timer_t *t);
+
+int qsync_ctx_new(uv_loop_t *loop, const qsync_options *opts, const qsync_callbacks *cbs,
+                  qsync_ctx **out, char *errbuf, size_t errbuf_len)
+{
+    if (!out) {
+        if (errbuf && errbuf_len)
+            snprintf(errbuf, errbuf_len, "out: must not be NULL");
+        return QSYNC_EARG;
+    }
+    *out = NULL;
+    if (cbs && (cbs->size == 0 || cbs->size > sizeof(qsync_callbacks))) {
+        if (errbuf && errbuf_len)
+            snprintf(errbuf, errbuf_len, "qsync_callbacks: size %zu is not from "
+                                         "qsync_callbacks_init()",
+                     cbs->size);
+        return QSYNC_EARG;
+    }
+    qsync_ctx *ctx = calloc(1, sizeof *ctx);
+    if (!ctx)
+        return -ENOMEM;
+    ctx->grant_fd = -1;
+    ctx->next_seq = 1;
+    qsync_callbacks_init(&ctx->cbs);
+    if (cbs)
+        memcpy(&ctx->cbs, cbs, cbs->size);
+    ctx->cbs.size = sizeof ctx->cbs;
+
+    int rc = qsync__options_copy(ctx, opts, errbuf, errbuf_len);
+    if (rc) {
+        free(ctx->plugin_path);
+        free(ctx->plugin_args);
+        free(ctx);
+        return rc;
+    }
+    if (!loop) {
+        rc = uv_loop_init(&ctx->private_loop);
+        if (rc) {
+            if (errbuf && errbuf_len)
+                snprintf(errbuf, errbuf_len, "uv_loop_init: %s", uv_strerror(rc));
+            free(ctx->plugin_path);
+            free(ctx->plugin_args);
+            free(ctx);
+            return rc;
+        }
+        ctx->has_private_loop = 1;
+        loop = &ctx->private_loop;
+    }
+    ctx->loop = loop;
+    uv_timer_init(loop, &ctx->watchdog);
+    uv_timer_init(loop, &ctx->kill_timer);
+    uv_timer_init(loop, &ctx->drain_timer);
+    ctx->watchdog.data = ctx->kill_timer.data = ctx->drain_timer.data = ctx;
+    ctx->handles_open = 3;
+    /* Timers must not keep a caller's loop alive on their own. */
+    uv_unref((uv_handle_t *)&ctx->drain_timer);
+    *out = ctx;
+    return 0;
+}
+
+void qsync_set_data(qsync_ctx *ctx, void *data)
+{
+    ctx->data = data;
+}
+
+void *qsync_get_data(const qsync_ctx *ctx)
+{
+    return ctx->data;
+}
+
+uv_loop_t *qsync_get_loop(const qsync_ctx *ctx)
+{
+    return ctx->loop;
+}
+
+uint64_t qsync_now_ns(const qsync_ctx *ctx)
+{
+    return ctx->now_ns;
+}
+
+int qsync_pid(const qsync_ctx *ctx)
+{
+    return (ctx->proc_alive && !ctx->proc_exited) ? ctx->proc.pid : 0;
+}
+
+int qsync_get_info(const qsync_ctx *ctx, qsync_info *info)
+{
+    if (!ctx->have_hello)
+        return QSYNC_ESTATE;
+    const struct qsync_wire_hello *h = &ctx->hello;
+    memset(info, 0, sizeof *info);
+    info->proto_major = h->major;
+    info->proto_minor = h->minor;
+    info->plugin_version = h->plugin_version;
+    info->plugin_api = h->api_version;
+    info->n_vcpus = h->n_vcpus;
+    info->icount_shift = h->icount_shift;
+    info->engine = qsync__wire_engine_name(h->engine);
+    info->target = h->target;
+    info->exact = (h->guarantees & QSYNC_WIRE_G_EXACT) != 0;
+    info->never_ahead_idle = (h->guarantees & QSYNC_WIRE_G_NEVER_AHEAD_IDLE) != 0;
+    return 0;
+}
+
+/* Arms the one watchdog for whatever the context is waiting for now. */
+static void watchdog_arm(qsync_ctx *ctx)
+{
+    uv_timer_stop(&ctx->watchdog);
+    if (ctx->fatal || ctx->closing || !ctx->started)
+        return;
+    if (!ctx->have_hello)
+        uv_timer_start(&ctx->watchdog, watchdog_cb, ctx->opts.start_timeout_ms, 0);
+    else if (ctx->pending_seq && ctx->opts.advance_timeout_ms)
+        uv_timer_start(&ctx->watchdog, watchdog_cb, ctx->opts.advance_timeout_ms, 0);
+}
+
+static void watchdog_cb(uv_timer_t *t)
+{
+    qsync_ctx *ctx = t->data;
+    if (!ctx->have_hello)
+        qsync__set_error(ctx, QSYNC_ETIMEDOUT,
+                         "QEMU sent no handshake within %llu ms of its start "
+                         "(is the plugin loading? see QEMU's stderr)",
+                         (unsigned long long)ctx->opts.start_timeout_ms);
+    else
+        qsync__set_error(ctx, QSYNC_ETIMEDOUT,
+                         "QEMU did not reach the deadline %llu ns within %llu ms",
+                         (unsigned long long)ctx->pending_deadline,
+                         (unsigned long long)ctx->opts.advance_timeout_ms);
+    qsync__fail(ctx, QSYNC_ETIMEDOUT);
+}
+
+int qsync_start(qsync_ctx *ctx, const char *const argv[])
+{
+    if (ctx->closing)
+        return qsync__set_error(ctx, QSYNC_ESTATE, "qsync_start: the context is closing");
+    if (ctx->started || ctx->proc_alive)
+        return qsync__set_error(ctx, QSYNC_ESTATE, "qsync_start: already started");
+    int rc = qsync__spawn(ctx, argv);
+    if (rc)
+        return rc;
+    ctx->started = 1;
+    watchdog_arm(ctx);
+    return 0;
+}
+
+/* Records the outcome for a blocking waiter, then tells the user. */
+static void deliver_reached(qsync_ctx *ctx, int status, const qsync_stop *stop)
+{
+    ctx->wait_done = 1;
+    ctx->wait_status = status;
+    if (stop) {
+        ctx->wait_stop = *stop;
+        ctx->wait_stop.vcpu_instructions = NULL;
+    }
+    QSYNC__CALL(ctx, reached, status, stop);
+}
+
+int qsync_advance_to_ns(qsync_ctx *ctx, uint64_t deadline)
+{
+    if (ctx->closing)
+        return qsync__set_error(ctx, QSYNC_ESTATE, "qsync_advance: the context is closing");
+    if (!ctx->started)
+        return qsync__set_error(ctx, QSYNC_ESTATE, "qsync_advance: QEMU is not started");
+    if (ctx->fatal)
+        return ctx->fatal;
+    if (ctx->pending_seq)
+        return qsync__set_error(ctx, QSYNC_EBUSY,
+                                "qsync_advance: the advance to %llu ns is still pending",
+                                (unsigned long long)ctx->pending_deadline);
+    if (deadline < ctx->now_ns)
+        return qsync__set_error(ctx, QSYNC_ERANGE,
+                                "qsync_advance: deadline %llu ns is before the current %llu ns",
+                                (unsigned long long)deadline, (unsigned long long)ctx->now_ns);
+    int rc = qsync__send_grant(ctx, ctx->next_seq, deadline);
+    if (rc)
+        return rc;
+    ctx->pending_seq = ctx->next_seq++;
+    ctx->pending_deadline = deadline;
+    watchdog_arm(ctx);
+    return 0;
+}
+
+int qsync_advance_ns(qsync_ctx *ctx, uint64_t ns)
+{
+    if (ns > UINT64_MAX - ctx->now_ns)
+        return qsync__set_error(ctx, QSYNC_ERANGE, "qsync_advance: %llu ns overflows the clock",
+                                (unsigned long long)ns);
+    return qsync_advance_to_ns(ctx, ctx->now_ns + ns);
+}
+
+int qsync_advance(qsync_ctx *ctx, uint64_t us)
+{
+    if (us > (UINT64_MAX - ctx->now_ns) / 1000)
+        return qsync__set_error(ctx, QSYNC_ERANGE, "qsync_advance: %llu us overflows the clock",
+                                (unsigned long long)us);
+    return qsync_advance_to_ns(ctx, ctx->now_ns + us * 1000);
+}
+
+void qsync__on_hello(qsync_ctx *ctx, const struct qsync_wire_hello *h)
+{
+    if (ctx->have_hello) {
+        qsync__set_error(ctx, QSYNC_EPROTO, "protocol error: a second HELLO from the plugin");
+        qsync__fail(ctx, QSYNC_EPROTO);
+        return;
+    }
+    if (h->major != QSYNC_WIRE_MAJOR) {
+        qsync__set_error(ctx, QSYNC_EVERSION,
+                         "the plugin speaks protocol %u.%u; this library speaks %d.%d",
+                         h->major, h->minor, QSYNC_WIRE_MAJOR, QSYNC_WIRE_MINOR);
+        qsync__fail(ctx, QSYNC_EVERSION);
+        return;
+    }
+    if (h->icount_shift != ctx->opts.icount_shift) {
+        qsync__set_error(ctx, QSYNC_EPROTO, "the plugin runs with shift %u, not the %u asked for",
+                         h->icount_shift, ctx->opts.icount_shift);
+        qsync__fail(ctx, QSYNC_EPROTO);
+        return;
+    }
+    ctx->hello = *h;
+    ctx->have_hello = 1;
+    watchdog_arm(ctx);
+    if (ctx->cbs.ready) {
+        qsync_info info;
+        qsync_get_info(ctx, &info);
+        QSYNC__CALL(ctx, ready, &info);
+    }
+}
+
+void qsync__on_report(qsync_ctx *ctx, const struct qsync_wire_report *r)
+{
+    if (!ctx->have_hello || !ctx->pending_seq || r->seq != ctx->pending_seq ||
+        r->deadline_ns != ctx->pending_deadline) {
+        qsync__set_error(ctx, QSYNC_EPROTO,
+                         "protocol error: REPORT seq %llu deadline %llu does not match the "
+                         "pending grant (seq %llu deadline %llu)",
+                         (unsigned long long)r->seq, (unsigned long long)r->deadline_ns,
+                         (unsigned long long)ctx->pending_seq,
+                         (unsigned long long)ctx->pending_deadline);
+        qsync__fail(ctx, QSYNC_EPROTO);
+        return;
+    }
+    if (r->n_vcpus != ctx->hello.n_vcpus) {
+        qsync__set_error(ctx, QSYNC_EPROTO, "protocol error: REPORT for %u vCPUs, HELLO said %u",
+                         r->n_vcpus, ctx->hello.n_vcpus);
+        qsync__fail(ctx, QSYNC_EPROTO);
+        return;
+    }
+    ctx->pending_seq = 0;
+    ctx->now_ns = r->deadline_ns;
+    ctx->last_virtual_ns = r->virtual_ns;
+    ctx->last_instructions = r->instructions;
+    watchdog_arm(ctx);
+
+    qsync_stop stop;
+    stop.seq = r->seq;
+    stop.deadline_ns = r->deadline_ns;
+    stop.virtual_ns = r->virtual_ns;
+    stop.instructions = r->instructions;
+    stop.overshoot_insns = r->overshoot;
+    stop.flags = 0;
+    if (r->flags & QSYNC_WIRE_R_IDLE)
+        stop.flags |= QSYNC_STOP_IDLE;
+    if ((r->flags & QSYNC_WIRE_R_DEVIATION) || r->virtual_ns != r->deadline_ns)
+        stop.flags |= QSYNC_STOP_DEVIATION;
+    stop.n_vcpus = r->n_vcpus;
+    stop.vcpu_instructions = r->vcpu_insns;
+    deliver_reached(ctx, 0, &stop);
+}
+
+void qsync__on_exit_msg(qsync_ctx *ctx, const struct qsync_wire_exit *e)
+{
+    ctx->last_virtual_ns = e->virtual_ns;
+    ctx->last_instructions = e->instructions;
+}
+
+/* Fails the pending advance, if any, with code. */
+static int fail_pending(qsync_ctx *ctx, int code)
+{
+    if (!ctx->pending_seq)
+        return 0;
+    ctx->pending_seq = 0;
+    deliver_reached(ctx, code, NULL);
+    return 1;
+}
+
+void qsync__fail(qsync_ctx *ctx, int code)
+{
+    if (ctx->fatal)
+        return;
+    ctx->fatal = code;
+    uv_timer_stop(&ctx->watchdog);
+    qsync__terminate(ctx);
+    if (ctx->closing)
+        return; /* the close path cancels and reports */
+    if (!fail_pending(ctx, code))
+        QSYNC__CALL(ctx, error, code, ctx->errmsg);
+}
+
+void qsync__on_channel_eof(qsync_ctx *ctx)
+{
+    /* QEMU closed the channel: it is exiting, or its plugin is gone. A
+     * pending advance cannot complete any more. The exit status comes with
+     * the process's own exit. */
+    if (!ctx->fatal) {
+        ctx->fatal = QSYNC_EEXITED;
+        uv_timer_stop(&ctx->watchdog);
+        if (!ctx->closing) {
+            qsync__set_error(ctx, QSYNC_EEXITED, "QEMU closed the channel%s",
+                             ctx->have_hello ? "" : " before the plugin's handshake");
+            fail_pending(ctx, QSYNC_EEXITED);
+        }
+    }
+    /* The plugin is gone; make sure QEMU follows (a QEMU whose plugin
+     * failed to load may still be running without one). */
+    qsync__terminate(ctx);
+    qsync__maybe_finish_exit(ctx);
+}
+
+static void drain_cb(uv_timer_t *t)
+{
+    qsync_ctx *ctx = t->data;
+    ctx->ch_eof = ctx->err_eof = 1;
+    qsync__maybe_finish_exit(ctx);
+}
+
+void qsync__on_proc_exit(qsync_ctx *ctx, int64_t status, int signal)
+{
+    ctx->proc_exited = 1;
+    ctx->exit_status = signal ? -1 : status;
+    ctx->term_signal = signal;
+    uv_timer_stop(&ctx->kill_timer);
+    if (ctx->grant_fd >= 0) {
+        close(ctx->grant_fd);
+        ctx->grant_fd = -1;
+    }
+    /* QEMU's pipes normally end with it; do not wait for ever if a
+     * grandchild holds them. */
+    uv_timer_start(&ctx->drain_timer, drain_cb, DRAIN_MS, 0);
+    qsync__maybe_finish_exit(ctx);
+}
+
+static char *linear_tail(qsync_ctx *ctx)
+{
+    free(ctx->tail_text);
+    ctx->tail_text = malloc(ctx->tail_len + 1);
+    if (!ctx->tail_text)
+        return NULL;
+    size_t start = (ctx->tail_pos + ctx->tail_cap - ctx->tail_len) % (ctx->tail_cap ? ctx->tail_cap : 1);
+    for (size_t i = 0; i < ctx->tail_len; i++)
+        ctx->tail_text[i] = ctx->tail[(start + i) % ctx->tail_cap];
+    ctx->tail_text[ctx->tail_len] = '\0';
+    return ctx->tail_text;
+}
+
+static void close_handles(qsync_ctx *ctx);
+
+void qsync__maybe_finish_exit(qsync_ctx *ctx)
+{
+    if (ctx->exited_fired || !ctx->proc_exited || !ctx->ch_eof || !ctx->err_eof)
+        return;
+    ctx->exited_fired = 1;
+    uv_timer_stop(&ctx->drain_timer);
+    uv_timer_stop(&ctx->watchdog);
+    int code = ctx->closing ? QSYNC_ECANCELED : QSYNC_EEXITED;
+    if (!ctx->fatal)
+        ctx->fatal = QSYNC_EEXITED;
+    const char *tail = linear_tail(ctx);
+    if (!ctx->closing && ctx->fatal == QSYNC_EEXITED) {
+        /* Keep the most useful detail: the last line QEMU printed. */
+        const char *last = "";
+        size_t len = 0;
+        if (tail) {
+            size_t n = strlen(tail);
+            while (n > 0 && (tail[n - 1] == '\n' || tail[n - 1] == '\r'))
+                n--;
+            size_t b = n;
+            while (b > 0 && tail[b - 1] != '\n')
+                b--;
+            last = tail + b;
+            len = n - b;
+        }
+        if (ctx->term_signal)
+            qsync__set_error(ctx, QSYNC_EEXITED, "QEMU was killed by signal %d%s%.*s",
+                             ctx->term_signal, len ? ": " : "", (int)len, last);
+        else
+            qsync__set_error(ctx, QSYNC_EEXITED, "QEMU exited with status %lld%s%.*s",
+                             (long long)ctx->exit_status, len ? ": " : "", (int)len, last);
+    }
+    fail_pending(ctx, code);
+    if (ctx->started) {
+        qsync_exit ex;
+        ex.exit_status = ctx->exit_status;
+        ex.term_signal = ctx->term_signal;
+        ex.by_close = ctx->closing || ctx->by_close;
+        ex.stderr_tail = tail ? tail : "";
+        ex.virtual_ns = ctx->last_virtual_ns;
+        ex.instructions = ctx->last_instructions;
+        QSYNC__CALL(ctx, exited, &ex);
+    }
+    if (ctx->closing)
+        close_handles(ctx);
+}
+
+static void free_ctx(qsync_ctx *ctx)
+{
+    free(ctx->plugin_path);
+    free(ctx->plugin_args);
+    free(ctx->tail);
+    free(ctx->tail_text);
+    free(ctx);
+}
+
+void qsync__handle_closed(uv_handle_t *h)
+{
+    qsync_ctx *ctx = h->data;
+    if (--ctx->handles_open > 0 || !ctx->closing)
+        return;
+    if (ctx->close_cb) {
+        ctx->in_callback++;
+        ctx->close_cb(ctx);
+        ctx->in_callback--;
+    }
+    if (!ctx->freed_by_waiter)
+        free_ctx(ctx);
+}
+
+static void close_one(qsync_ctx *ctx, uv_handle_t *h, int *open_flag)
+{
+    if (open_flag) {
+        if (!*open_flag)
+            return;
+        *open_flag = 0;
+    }
+    (void)ctx;
+    if (!uv_is_closing(h))
+        uv_close(h, qsync__handle_closed);
+}
+
+static void close_handles(qsync_ctx *ctx)
+{
+    if (ctx->grant_fd >= 0) {
+        close(ctx->grant_fd);
+        ctx->grant_fd = -1;
+    }
+    close_one(ctx, (uv_handle_t *)&ctx->ch_in, &ctx->ch_in_open);
+    close_one(ctx, (uv_handle_t *)&ctx->err_pipe, &ctx->err_open);
+    close_one(ctx, (uv_handle_t *)&ctx->out_pipe, &ctx->out_open);
+    if (ctx->proc_alive) {
+        ctx->proc_alive = 0;
+        close_one(ctx, (uv_handle_t *)&ctx->proc, NULL);
+    }
+    close_one(ctx, (uv_handle_t *)&ctx->watchdog, NULL);
+    close_one(ctx, (uv_handle_t *)&ctx->kill_timer, NULL);
+    close_one(ctx, (uv_handle_t *)&ctx->drain_timer, NULL);
+}
+
+int qsync_close(qsync_ctx *ctx, qsync_close_cb cb)
+{
+    if (ctx->closing)
+        return QSYNC_ESTATE;
+    ctx->closing = 1;
+    ctx->close_cb = cb;
+    uv_timer_stop(&ctx->watchdog);
+    if (ctx->proc_alive && !ctx->exited_fired) {
+        /* QEMU first; the handles close once it is gone and reported. */
+        if (!ctx->proc_exited)
+            ctx->by_close = 1;
+        qsync__terminate(ctx);
+        qsync__maybe_finish_exit(ctx);
+        return 0;
+    }
+    close_handles(ctx);
+    return 0;
+}

@@ -1,0 +1,92 @@
+/* Error codes, their text, and the context's last-error detail. */
+#include "internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+const char *qsync_strerror(int code)
+{
+    switch (code) {
+    case 0:
+        return "success";
+#define QSYNC_ERR_TEXT_(name, value, text) \
+    case value:                             \
+        return text;
+        QSYNC_ERRNO_MAP(QSYNC_ERR_TEXT_)
+#undef QSYNC_ERR_TEXT_
+    default:
+        break;
+    }
+    if (code < 0 && code > -4096) {
+        /* strerrordesc_np is thread-safe and returns static text. */
+        const char *s = strerrordesc_np(-code);
+        if (s)
+            return s;
+    }
+    return "unknown error";
+}
+
+const char *qsync_err_name(int code)
+{
+    switch (code) {
+    case 0:
+        return "OK";
+#define QSYNC_ERR_NAME_(name, value, text) \
+    case value:                             \
+        return "QSYNC_E" #name;
+        QSYNC_ERRNO_MAP(QSYNC_ERR_NAME_)
+#undef QSYNC_ERR_NAME_
+    default:
+        break;
+    }
+    if (code < 0 && code > -4096) {
+        const char *s = strerrorname_np(-code);
+        if (s)
+            return s;
+    }
+    return "UNKNOWN";
+}
+
+int qsync_is_fatal(int code)
+{
+    switch (code) {
+    case 0:
+    case QSYNC_EARG:
+    case QSYNC_ESTATE:
+    case QSYNC_EBUSY:
+    case QSYNC_ERECURSE:
+    case QSYNC_ERANGE:
+        return 0;
+    default:
+        return 1;
+    }
+}
+
+int qsync__set_error(qsync_ctx *ctx, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ctx->errmsg, sizeof ctx->errmsg, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+const char *qsync_last_error(const qsync_ctx *ctx)
+{
+    return ctx ? ctx->errmsg : "no context";
+}
+
+unsigned qsync_version(void)
+{
+    return QSYNC_VERSION_HEX;
+}
+
+#define QSYNC_STR2_(x) #x
+#define QSYNC_STR_(x) QSYNC_STR2_(x)
+
+const char *qsync_version_string(void)
+{
+    return QSYNC_STR_(QSYNC_VERSION_MAJOR) "." QSYNC_STR_(QSYNC_VERSION_MINOR) "." QSYNC_STR_(
+        QSYNC_VERSION_PATCH);
+}

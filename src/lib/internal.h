@@ -1,0 +1,136 @@
+/*
+ * libqsync's private definitions, shared by the files of src/lib/.
+ *
+ * Files: context.c (life cycle, state, advance, close), spawn.c (the QEMU
+ * command line and the child process), channel.c (reading and writing the
+ * native protocol on the loop), blocking.c (the private-loop helpers),
+ * errors.c (codes and text), options.c (defaults, validation, the plugin's
+ * location).
+ */
+#ifndef QSYNC_LIB_INTERNAL_H
+#define QSYNC_LIB_INTERNAL_H
+
+#include <stdarg.h>
+#include <stdint.h>
+
+#include "qsync/qsync.h"
+#include "wire.h"
+
+#define QSYNC__ERRMSG_MAX 1536
+
+struct qsync_ctx {
+    uv_loop_t *loop;
+    uv_loop_t private_loop;
+    int has_private_loop;
+    void *data;
+
+    qsync_options opts; /* strings below are our own copies */
+    char *plugin_path;
+    char *plugin_args;
+    qsync_callbacks cbs;
+
+    /* Life cycle. */
+    int started;      /* qsync_start() succeeded                           */
+    int closing;      /* qsync_close() called                              */
+    int fatal;        /* the error that broke the context, or 0            */
+    int terminating;  /* the channel was closed to end QEMU                */
+    int in_callback;  /* depth of user callbacks on the stack              */
+    qsync_close_cb close_cb;
+    int handles_open; /* uv handles whose close callback is still due      */
+    int freed_by_waiter; /* qsync_close_wait() frees, not the close callback */
+
+    /* QEMU. */
+    uv_process_t proc;
+    int proc_alive;
+    int proc_exited;
+    int64_t exit_status;
+    int term_signal;
+    int exited_fired;
+    int by_close;
+
+    /* The channel: reports arrive on ch_in (a uv pipe); grants are written
+     * to grant_fd directly, because they are small and there is never more
+     * than one in flight. */
+    uv_pipe_t ch_in;
+    int ch_in_open;
+    int ch_eof;
+    int grant_fd;
+    uint8_t rbuf[QSYNC_WIRE_MAX_FRAME * 2];
+    size_t rlen;
+
+    /* QEMU's stderr (always) and stdout (when delivered to a callback). */
+    uv_pipe_t err_pipe;
+    int err_open;
+    int err_eof;
+    char *tail;      /* ring of the last stderr bytes */
+    size_t tail_cap; /* opts.stderr_tail_bytes        */
+    size_t tail_len;
+    size_t tail_pos;
+    char *tail_text; /* linearised copy for the exited callback */
+    uv_pipe_t out_pipe;
+    int out_open;
+
+    /* Timers: the start and advance watchdog, the kill grace after the
+     * channel is closed, and the wait for the last output after exit. */
+    uv_timer_t watchdog;
+    uv_timer_t kill_timer;
+    uv_timer_t drain_timer;
+
+    /* Handshake. */
+    int have_hello;
+    struct qsync_wire_hello hello;
+
+    /* Time. */
+    uint64_t now_ns;      /* deadline of the last completed advance */
+    uint64_t pending_seq; /* 0 when no advance is pending           */
+    uint64_t pending_deadline;
+    uint64_t next_seq;
+    uint64_t last_virtual_ns;
+    uint64_t last_instructions;
+
+    /* Blocking helpers. */
+    int wait_done;
+    int wait_status;
+    qsync_stop wait_stop;
+
+    char errmsg[QSYNC__ERRMSG_MAX];
+};
+
+/* errors.c */
+int qsync__set_error(qsync_ctx *ctx, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* options.c */
+int qsync__options_copy(qsync_ctx *ctx, const qsync_options *opts, char *errbuf,
+                        size_t errbuf_len);
+int qsync__find_plugin(qsync_ctx *ctx);
+
+/* spawn.c */
+int qsync__spawn(qsync_ctx *ctx, const char *const argv[]);
+void qsync__terminate(qsync_ctx *ctx);
+
+/* channel.c */
+int qsync__channel_start(qsync_ctx *ctx, int report_fd);
+int qsync__send_grant(qsync_ctx *ctx, uint64_t seq, uint64_t deadline_ns);
+
+/* context.c: events from the other files. */
+void qsync__on_hello(qsync_ctx *ctx, const struct qsync_wire_hello *h);
+void qsync__on_report(qsync_ctx *ctx, const struct qsync_wire_report *r);
+void qsync__on_exit_msg(qsync_ctx *ctx, const struct qsync_wire_exit *e);
+void qsync__fail(qsync_ctx *ctx, int code); /* fatal: ends QEMU, tells the user */
+void qsync__on_channel_eof(qsync_ctx *ctx);
+void qsync__on_proc_exit(qsync_ctx *ctx, int64_t status, int signal);
+void qsync__maybe_finish_exit(qsync_ctx *ctx);
+void qsync__handle_closed(uv_handle_t *h);
+
+/* Calls a user callback with the in-callback depth raised. */
+#define QSYNC__CALL(ctx, cb, ...)            \
+    do {                                     \
+        if ((ctx)->cbs.cb) {                 \
+            (ctx)->in_callback++;            \
+            (ctx)->cbs.cb((ctx), __VA_ARGS__); \
+            (ctx)->in_callback--;            \
+        }                                    \
+    } while (0)
+
+#endif

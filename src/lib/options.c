@@ -1,0 +1,194 @@
+/* Option defaults and validation, and where the plugin module is found. */
+#include "internal.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#ifndef QSYNC_PLUGIN_INSTALLED_PATH
+#define QSYNC_PLUGIN_INSTALLED_PATH "/usr/local/lib/qsync/libqsync-plugin.so"
+#endif
+
+#define QSYNC_PLUGIN_FILE "libqsync-plugin.so"
+
+void qsync_options_init(qsync_options *opts)
+{
+    memset(opts, 0, sizeof *opts);
+    opts->size = sizeof *opts;
+    opts->icount_shift = 0;
+    opts->stdout_mode = QSYNC_OUTPUT_INHERIT;
+    opts->stderr_tail_bytes = 4096;
+    opts->advance_timeout_ms = 0;
+    opts->start_timeout_ms = 30000;
+    opts->kill_grace_ms = 1000;
+}
+
+void qsync_callbacks_init(qsync_callbacks *cbs)
+{
+    memset(cbs, 0, sizeof *cbs);
+    cbs->size = sizeof *cbs;
+}
+
+static int opt_error(char *errbuf, size_t len, const char *fmt, const char *what, long long v)
+{
+    if (errbuf && len)
+        snprintf(errbuf, len, fmt, what, v);
+    return QSYNC_EARG;
+}
+
+/* The keys the library itself passes to the plugin. */
+static const char *const reserved_keys[] = {"fd_in", "fd_out", "shift"};
+
+static int check_plugin_args(const char *args, char *errbuf, size_t len)
+{
+    const char *p = args;
+    while (*p) {
+        const char *end = strchr(p, ',');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        for (size_t i = 0; i < sizeof reserved_keys / sizeof reserved_keys[0]; i++) {
+            size_t kl = strlen(reserved_keys[i]);
+            if (n > kl && strncmp(p, reserved_keys[i], kl) == 0 && p[kl] == '=') {
+                if (errbuf && len)
+                    snprintf(errbuf, len,
+                             "plugin_args: '%s' is set by the library itself; "
+                             "use qsync_options instead",
+                             reserved_keys[i]);
+                return QSYNC_EARG;
+            }
+        }
+        if (n == 0 || !memchr(p, '=', n)) {
+            if (errbuf && len)
+                snprintf(errbuf, len, "plugin_args: '%.*s' is not key=value", (int)n, p);
+            return QSYNC_EARG;
+        }
+        if (!end)
+            break;
+        p = end + 1;
+    }
+    return 0;
+}
+
+int qsync__options_copy(qsync_ctx *ctx, const qsync_options *in, char *errbuf, size_t len)
+{
+    qsync_options o;
+    qsync_options_init(&o);
+    if (in) {
+        if (in->size == 0 || in->size > sizeof o)
+            return opt_error(errbuf, len, "%s: size %lld is not from qsync_options_init()",
+                             "qsync_options", (long long)in->size);
+        memcpy(&o, in, in->size);
+        o.size = sizeof o;
+    }
+    if (o.icount_shift > 10)
+        return opt_error(errbuf, len, "%s: %lld is out of range 0..10", "icount_shift",
+                         (long long)o.icount_shift);
+    if (o.stdout_mode != QSYNC_OUTPUT_INHERIT && o.stdout_mode != QSYNC_OUTPUT_CALLBACK &&
+        o.stdout_mode != QSYNC_OUTPUT_DISCARD)
+        return opt_error(errbuf, len, "%s: %lld is not a qsync_output_mode", "stdout_mode",
+                         (long long)o.stdout_mode);
+    if (o.stderr_tail_bytes == 0 || o.stderr_tail_bytes > (1u << 24))
+        return opt_error(errbuf, len, "%s: %lld is out of range 1..16777216",
+                         "stderr_tail_bytes", (long long)o.stderr_tail_bytes);
+    if (o.start_timeout_ms == 0)
+        return opt_error(errbuf, len, "%s: %lld must be positive", "start_timeout_ms", 0);
+    if (o.plugin_path && o.plugin_path[0] == '\0')
+        return opt_error(errbuf, len, "%s: empty path%.0lld", "plugin_path", 0);
+    if (o.plugin_args) {
+        int rc = check_plugin_args(o.plugin_args, errbuf, len);
+        if (rc)
+            return rc;
+    }
+    ctx->plugin_path = o.plugin_path ? strdup(o.plugin_path) : NULL;
+    ctx->plugin_args = o.plugin_args && o.plugin_args[0] ? strdup(o.plugin_args) : NULL;
+    if ((o.plugin_path && !ctx->plugin_path) || (o.plugin_args && o.plugin_args[0] && !ctx->plugin_args))
+        return -ENOMEM;
+    o.plugin_path = NULL;
+    o.plugin_args = NULL;
+    ctx->opts = o;
+    return 0;
+}
+
+static int readable(const char *path)
+{
+    return access(path, R_OK) == 0;
+}
+
+/* Replaces ctx->plugin_path with the first candidate that exists. */
+static int try_candidate(qsync_ctx *ctx, const char *dir, const char *rel)
+{
+    char buf[PATH_MAX];
+    int n = snprintf(buf, sizeof buf, "%s/%s", dir, rel);
+    if (n <= 0 || (size_t)n >= sizeof buf || !readable(buf))
+        return 0;
+    ctx->plugin_path = strdup(buf);
+    return ctx->plugin_path ? 1 : -ENOMEM;
+}
+
+static int try_dir_of(qsync_ctx *ctx, const char *file)
+{
+    char dir[PATH_MAX];
+    size_t n = strlen(file);
+    if (n >= sizeof dir)
+        return 0;
+    memcpy(dir, file, n + 1);
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        return 0;
+    *slash = '\0';
+    int rc = try_candidate(ctx, dir, "qsync/" QSYNC_PLUGIN_FILE);
+    if (rc == 0)
+        rc = try_candidate(ctx, dir, "../lib/qsync/" QSYNC_PLUGIN_FILE);
+    return rc;
+}
+
+/*
+ * Order: the option, $QSYNC_PLUGIN, next to the shared library (lib/ and
+ * lib/qsync/ in both the build tree and an installed tree), next to the
+ * executable for a static link, and the path the install put it in.
+ */
+int qsync__find_plugin(qsync_ctx *ctx)
+{
+    if (ctx->plugin_path) {
+        if (!readable(ctx->plugin_path))
+            return qsync__set_error(ctx, QSYNC_ENOPLUGIN, "plugin_path '%s': %s",
+                                    ctx->plugin_path, strerror(errno));
+        return 0;
+    }
+    const char *env = getenv("QSYNC_PLUGIN");
+    if (env && env[0]) {
+        if (!readable(env))
+            return qsync__set_error(ctx, QSYNC_ENOPLUGIN, "$QSYNC_PLUGIN '%s': %s", env,
+                                    strerror(errno));
+        ctx->plugin_path = strdup(env);
+        return ctx->plugin_path ? 0 : -ENOMEM;
+    }
+    Dl_info info;
+    int rc = 0;
+    if (dladdr((void *)&qsync_version, &info) && info.dli_fname)
+        rc = try_dir_of(ctx, info.dli_fname);
+    if (rc == 0) {
+        char exe[PATH_MAX];
+        ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+        if (n > 0) {
+            exe[n] = '\0';
+            rc = try_dir_of(ctx, exe);
+        }
+    }
+    if (rc == 0 && readable(QSYNC_PLUGIN_INSTALLED_PATH)) {
+        ctx->plugin_path = strdup(QSYNC_PLUGIN_INSTALLED_PATH);
+        rc = ctx->plugin_path ? 1 : -ENOMEM;
+    }
+    if (rc < 0)
+        return rc;
+    if (rc == 0)
+        return qsync__set_error(ctx, QSYNC_ENOPLUGIN,
+                                "cannot find " QSYNC_PLUGIN_FILE
+                                ": set qsync_options.plugin_path or $QSYNC_PLUGIN "
+                                "(looked beside the library, the executable, and in "
+                                QSYNC_PLUGIN_INSTALLED_PATH ")");
+    return 0;
+}

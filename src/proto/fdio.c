@@ -1,0 +1,73 @@
+/* See fdio.h. */
+#include "fdio.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <time.h>
+#include <unistd.h>
+
+/*
+ * SIGPIPE is blocked in this thread for the duration of the write, and a
+ * SIGPIPE that the write itself raised is consumed before the mask is
+ * restored. This leaves the process's disposition alone: a library must
+ * not change how its host handles signals.
+ */
+int qsync__write_all(int fd, const void *buf, size_t len)
+{
+    sigset_t pipe_set, old_set, pending;
+    const char *p = buf;
+    int rc = 0;
+    int was_pending;
+
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    sigpending(&pending);
+    was_pending = sigismember(&pending, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_set, &old_set);
+
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            rc = -errno;
+            break;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+
+    if (rc == -EPIPE && !was_pending) {
+        const struct timespec zero = {0, 0};
+        while (sigtimedwait(&pipe_set, NULL, &zero) < 0 && errno == EINTR) {
+        }
+    }
+    pthread_sigmask(SIG_SETMASK, &old_set, NULL);
+    return rc;
+}
+
+int qsync__read_full(int fd, void *buf, size_t len, size_t *got)
+{
+    char *p = buf;
+    size_t done = 0;
+    while (done < len) {
+        ssize_t n = read(fd, p + done, len - done);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (got)
+                *got = done;
+            return -errno;
+        }
+        if (n == 0) {
+            if (got)
+                *got = done;
+            return -EPIPE;
+        }
+        done += (size_t)n;
+    }
+    if (got)
+        *got = done;
+    return 0;
+}

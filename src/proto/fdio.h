@@ -1,0 +1,20 @@
+/*
+ * Blocking and non-blocking fd I/O shared by the library and the plugin:
+ * EINTR is retried, and a write to a pipe whose reader is gone returns
+ * -EPIPE instead of killing the process with SIGPIPE.
+ */
+#ifndef QSYNC_PROTO_FDIO_H
+#define QSYNC_PROTO_FDIO_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+/* Writes all of buf. Returns 0, or -errno (-EPIPE when the reader is gone,
+ * -EAGAIN when a non-blocking fd is full). Never raises SIGPIPE. */
+int qsync__write_all(int fd, const void *buf, size_t len);
+
+/* Reads exactly len bytes. Returns 0, -EPIPE at end of file (with *got set
+ * to the bytes read before it), or -errno. */
+int qsync__read_full(int fd, void *buf, size_t len, size_t *got);
+
+#endif

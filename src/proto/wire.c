@@ -1,0 +1,261 @@
+/* Encoder and decoder of the native protocol; see wire.h and docs/protocol.md. */
+#include "wire.h"
+
+#include <string.h>
+
+static void put16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint16_t get16(const uint8_t *p)
+{
+    return (uint16_t)(p[0] | (p[1] << 8));
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+    uint32_t v = 0;
+    for (int i = 3; i >= 0; i--)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+/* Fixed payload sizes; REPORT and ERROR carry a variable tail. */
+#define HELLO_SIZE (2 + 2 + 4 + 4 + 1 + 1 + 2 + 4 + 64)
+#define GRANT_SIZE (8 + 8)
+#define REPORT_FIXED (8 + 8 + 8 + 8 + 8 + 4 + 4)
+#define ERROR_FIXED (4 + 2)
+#define EXIT_SIZE (8 + 8)
+
+/* Copies a C string into a bounded field, always NUL-terminated. */
+static size_t bounded_len(const char *s, size_t cap)
+{
+    size_t n = 0;
+    while (n < cap && s[n] != '\0')
+        n++;
+    return n;
+}
+
+long qsync__wire_encode(const struct qsync_wire_msg *msg, uint8_t *buf, size_t cap)
+{
+    uint8_t *p = buf + QSYNC_WIRE_HEADER_SIZE;
+    size_t len;
+
+    switch (msg->type) {
+    case QSYNC_MSG_HELLO: {
+        const struct qsync_wire_hello *h = &msg->u.hello;
+        size_t tl = bounded_len(h->target, sizeof h->target - 1);
+        len = HELLO_SIZE;
+        if (cap < QSYNC_WIRE_HEADER_SIZE + len)
+            return QSYNC_WIRE_ESPACE;
+        put16(p, h->major);
+        put16(p + 2, h->minor);
+        put32(p + 4, h->plugin_version);
+        put32(p + 8, h->n_vcpus);
+        p[12] = h->engine;
+        p[13] = h->icount_shift;
+        put16(p + 14, h->api_version);
+        put32(p + 16, h->guarantees);
+        memset(p + 20, 0, 64);
+        memcpy(p + 20, h->target, tl);
+        break;
+    }
+    case QSYNC_MSG_GRANT:
+        len = GRANT_SIZE;
+        if (cap < QSYNC_WIRE_HEADER_SIZE + len)
+            return QSYNC_WIRE_ESPACE;
+        put64(p, msg->u.grant.seq);
+        put64(p + 8, msg->u.grant.deadline_ns);
+        break;
+    case QSYNC_MSG_REPORT: {
+        const struct qsync_wire_report *r = &msg->u.report;
+        if (r->n_vcpus > QSYNC_WIRE_MAX_VCPUS)
+            return QSYNC_WIRE_EBADFIELD;
+        len = REPORT_FIXED + 8u * r->n_vcpus;
+        if (cap < QSYNC_WIRE_HEADER_SIZE + len)
+            return QSYNC_WIRE_ESPACE;
+        put64(p, r->seq);
+        put64(p + 8, r->deadline_ns);
+        put64(p + 16, r->virtual_ns);
+        put64(p + 24, r->instructions);
+        put64(p + 32, (uint64_t)r->overshoot);
+        put32(p + 40, r->flags);
+        put32(p + 44, r->n_vcpus);
+        for (uint32_t i = 0; i < r->n_vcpus; i++)
+            put64(p + REPORT_FIXED + 8u * i, r->vcpu_insns[i]);
+        break;
+    }
+    case QSYNC_MSG_ERROR: {
+        size_t tl = bounded_len(msg->u.error.text, QSYNC_WIRE_MAX_TEXT - 1);
+        len = ERROR_FIXED + tl;
+        if (cap < QSYNC_WIRE_HEADER_SIZE + len)
+            return QSYNC_WIRE_ESPACE;
+        put32(p, (uint32_t)msg->u.error.code);
+        put16(p + 4, (uint16_t)tl);
+        memcpy(p + ERROR_FIXED, msg->u.error.text, tl);
+        break;
+    }
+    case QSYNC_MSG_EXIT:
+        len = EXIT_SIZE;
+        if (cap < QSYNC_WIRE_HEADER_SIZE + len)
+            return QSYNC_WIRE_ESPACE;
+        put64(p, msg->u.exit.virtual_ns);
+        put64(p + 8, msg->u.exit.instructions);
+        break;
+    default:
+        return QSYNC_WIRE_EBADFIELD;
+    }
+    put16(buf, msg->type);
+    put16(buf + 2, 0);
+    put32(buf + 4, (uint32_t)len);
+    return (long)(QSYNC_WIRE_HEADER_SIZE + len);
+}
+
+int qsync__wire_decode(const uint8_t *buf, size_t len, struct qsync_wire_msg *msg,
+                       size_t *used)
+{
+    if (len < QSYNC_WIRE_HEADER_SIZE)
+        return QSYNC_WIRE_NEED_MORE;
+    uint16_t type = get16(buf);
+    uint16_t reserved = get16(buf + 2);
+    uint32_t plen = get32(buf + 4);
+    if (type < QSYNC_MSG_HELLO || type > QSYNC_MSG_EXIT)
+        return QSYNC_WIRE_EBADTYPE;
+    if (reserved != 0)
+        return QSYNC_WIRE_EBADFIELD;
+    if (plen > QSYNC_WIRE_MAX_PAYLOAD)
+        return QSYNC_WIRE_EBADLEN;
+    /* Check the length against the type before waiting for the payload, so
+     * a wrong length is reported at once rather than as a stall. */
+    switch (type) {
+    case QSYNC_MSG_HELLO:
+        if (plen != HELLO_SIZE)
+            return QSYNC_WIRE_EBADLEN;
+        break;
+    case QSYNC_MSG_GRANT:
+        if (plen != GRANT_SIZE)
+            return QSYNC_WIRE_EBADLEN;
+        break;
+    case QSYNC_MSG_REPORT:
+        if (plen < REPORT_FIXED || (plen - REPORT_FIXED) % 8 != 0 ||
+            (plen - REPORT_FIXED) / 8 > QSYNC_WIRE_MAX_VCPUS)
+            return QSYNC_WIRE_EBADLEN;
+        break;
+    case QSYNC_MSG_ERROR:
+        if (plen < ERROR_FIXED || plen > ERROR_FIXED + QSYNC_WIRE_MAX_TEXT - 1)
+            return QSYNC_WIRE_EBADLEN;
+        break;
+    case QSYNC_MSG_EXIT:
+        if (plen != EXIT_SIZE)
+            return QSYNC_WIRE_EBADLEN;
+        break;
+    }
+    if (len < QSYNC_WIRE_HEADER_SIZE + plen)
+        return QSYNC_WIRE_NEED_MORE;
+
+    const uint8_t *p = buf + QSYNC_WIRE_HEADER_SIZE;
+    memset(msg, 0, sizeof *msg);
+    msg->type = type;
+    switch (type) {
+    case QSYNC_MSG_HELLO: {
+        struct qsync_wire_hello *h = &msg->u.hello;
+        h->major = get16(p);
+        h->minor = get16(p + 2);
+        h->plugin_version = get32(p + 4);
+        h->n_vcpus = get32(p + 8);
+        h->engine = p[12];
+        h->icount_shift = p[13];
+        h->api_version = get16(p + 14);
+        h->guarantees = get32(p + 16);
+        memcpy(h->target, p + 20, 64);
+        if (h->target[63] != '\0')
+            return QSYNC_WIRE_EBADFIELD;
+        if (h->n_vcpus == 0 || h->n_vcpus > QSYNC_WIRE_MAX_VCPUS)
+            return QSYNC_WIRE_EBADFIELD;
+        if (h->engine < QSYNC_WIRE_ENGINE_INSN || h->engine > QSYNC_WIRE_ENGINE_BLOCK)
+            return QSYNC_WIRE_EBADFIELD;
+        if (h->icount_shift > 10)
+            return QSYNC_WIRE_EBADFIELD;
+        break;
+    }
+    case QSYNC_MSG_GRANT:
+        msg->u.grant.seq = get64(p);
+        msg->u.grant.deadline_ns = get64(p + 8);
+        break;
+    case QSYNC_MSG_REPORT: {
+        struct qsync_wire_report *r = &msg->u.report;
+        r->seq = get64(p);
+        r->deadline_ns = get64(p + 8);
+        r->virtual_ns = get64(p + 16);
+        r->instructions = get64(p + 24);
+        r->overshoot = (int64_t)get64(p + 32);
+        r->flags = get32(p + 40);
+        r->n_vcpus = get32(p + 44);
+        if (r->n_vcpus != (plen - REPORT_FIXED) / 8)
+            return QSYNC_WIRE_EBADFIELD;
+        for (uint32_t i = 0; i < r->n_vcpus; i++)
+            r->vcpu_insns[i] = get64(p + REPORT_FIXED + 8u * i);
+        break;
+    }
+    case QSYNC_MSG_ERROR: {
+        uint16_t tl = get16(p + 4);
+        msg->u.error.code = (int32_t)get32(p);
+        if ((size_t)tl != plen - ERROR_FIXED)
+            return QSYNC_WIRE_EBADFIELD;
+        memcpy(msg->u.error.text, p + ERROR_FIXED, tl);
+        msg->u.error.text[tl] = '\0';
+        break;
+    }
+    case QSYNC_MSG_EXIT:
+        msg->u.exit.virtual_ns = get64(p);
+        msg->u.exit.instructions = get64(p + 8);
+        break;
+    }
+    *used = QSYNC_WIRE_HEADER_SIZE + plen;
+    return QSYNC_WIRE_OK;
+}
+
+const char *qsync__wire_status_text(int status)
+{
+    switch (status) {
+    case QSYNC_WIRE_OK: return "ok";
+    case QSYNC_WIRE_NEED_MORE: return "incomplete frame";
+    case QSYNC_WIRE_EBADTYPE: return "unknown message type";
+    case QSYNC_WIRE_EBADLEN: return "bad frame length";
+    case QSYNC_WIRE_EBADFIELD: return "bad field value";
+    case QSYNC_WIRE_ESPACE: return "buffer too small";
+    default: return "unknown status";
+    }
+}
+
+const char *qsync__wire_engine_name(unsigned engine)
+{
+    switch (engine) {
+    case QSYNC_WIRE_ENGINE_INSN: return "insn";
+    case QSYNC_WIRE_ENGINE_TIMER: return "timer";
+    case QSYNC_WIRE_ENGINE_BLOCK: return "block";
+    default: return "unknown";
+    }
+}

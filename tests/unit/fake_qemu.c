@@ -1,0 +1,213 @@
+/*
+ * A fake QEMU for the library's state-machine tests: it speaks the plugin's
+ * side of the native protocol on fds 3 and 4 (as the real plugin would),
+ * and misbehaves on request. The scenario is the first argument, the way a
+ * user's QEMU arguments would come first; the library appends -icount and
+ * -plugin, which are checked here.
+ *
+ * Scenarios:
+ *   good        exact reports, until EOF (then exit 0, like the plugin)
+ *   die-mid     HELLO, read one grant, then SIGKILL itself
+ *   garbage     HELLO, read one grant, answer with garbage bytes
+ *   bad-version HELLO with protocol major 99
+ *   wrong-seq   HELLO, answer the first grant with the wrong seq
+ *   plugin-err  HELLO, read one grant, send an ERROR message
+ *   stderr-exit print two lines on stderr and exit 3 before HELLO
+ *   no-hello    never speak; sleep until killed
+ *   hang        HELLO, read one grant, never answer; ignore EOF
+ *   poweroff    answer 2 grants, then on the 3rd send EXIT and exit 7
+ *   truncated   HELLO, read one grant, send half a REPORT, exit 0
+ *   chatty      print 100 KiB on stderr, then behave as good
+ *   stdout      print "hello from the guest\n" on stdout, then as good
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fdio.h"
+#include "wire.h"
+
+#define FD_IN 3
+#define FD_OUT 4
+
+static void send_msg(const struct qsync_wire_msg *m)
+{
+    uint8_t buf[QSYNC_WIRE_MAX_FRAME];
+    long n = qsync__wire_encode(m, buf, sizeof buf);
+    if (n < 0 || qsync__write_all(FD_OUT, buf, (size_t)n)) {
+        fprintf(stderr, "fake-qemu: write failed\n");
+        exit(70);
+    }
+}
+
+static void send_hello(unsigned major, unsigned shift)
+{
+    struct qsync_wire_msg m;
+    memset(&m, 0, sizeof m);
+    m.type = QSYNC_MSG_HELLO;
+    m.u.hello.major = (uint16_t)major;
+    m.u.hello.minor = 0;
+    m.u.hello.plugin_version = 0x000100;
+    m.u.hello.n_vcpus = 1;
+    m.u.hello.engine = QSYNC_WIRE_ENGINE_INSN;
+    m.u.hello.icount_shift = (uint8_t)shift;
+    m.u.hello.api_version = 4;
+    m.u.hello.guarantees = QSYNC_WIRE_G_EXACT;
+    snprintf(m.u.hello.target, sizeof m.u.hello.target, "fake");
+    send_msg(&m);
+}
+
+/* Returns 0 and the grant, or -1 at EOF. */
+static int read_grant(struct qsync_wire_grant *g)
+{
+    uint8_t buf[QSYNC_WIRE_HEADER_SIZE + 16];
+    size_t got = 0;
+    if (qsync__read_full(FD_IN, buf, sizeof buf, &got))
+        return -1;
+    struct qsync_wire_msg m;
+    size_t used;
+    if (qsync__wire_decode(buf, sizeof buf, &m, &used) != QSYNC_WIRE_OK || m.type != QSYNC_MSG_GRANT) {
+        fprintf(stderr, "fake-qemu: bad grant\n");
+        exit(71);
+    }
+    *g = m.u.grant;
+    return 0;
+}
+
+static void send_report(const struct qsync_wire_grant *g, uint64_t seq)
+{
+    struct qsync_wire_msg m;
+    memset(&m, 0, sizeof m);
+    m.type = QSYNC_MSG_REPORT;
+    m.u.report.seq = seq;
+    m.u.report.deadline_ns = g->deadline_ns;
+    m.u.report.virtual_ns = g->deadline_ns;
+    m.u.report.instructions = g->deadline_ns;
+    m.u.report.n_vcpus = 1;
+    m.u.report.vcpu_insns[0] = g->deadline_ns;
+    send_msg(&m);
+}
+
+static int serve(int max_grants, int exit_code_after)
+{
+    struct qsync_wire_grant g;
+    int n = 0;
+    while (read_grant(&g) == 0) {
+        if (max_grants >= 0 && n == max_grants) {
+            struct qsync_wire_msg m;
+            memset(&m, 0, sizeof m);
+            m.type = QSYNC_MSG_EXIT;
+            m.u.exit.virtual_ns = 4242;
+            m.u.exit.instructions = 4242;
+            send_msg(&m);
+            return exit_code_after;
+        }
+        send_report(&g, g.seq);
+        n++;
+    }
+    return 0; /* EOF: the controller closed; end at once like the plugin */
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr, "fake-qemu: no scenario\n");
+        return 64;
+    }
+    /* The library must append exactly these. */
+    unsigned shift = 0;
+    int have_icount = 0, have_plugin = 0;
+    for (int i = 2; i + 1 < argc; i++) {
+        if (strcmp(argv[i], "-icount") == 0) {
+            have_icount = 1;
+            sscanf(argv[i + 1], "shift=%u", &shift);
+        }
+        if (strcmp(argv[i], "-plugin") == 0 && strstr(argv[i + 1], "fd_in=3,fd_out=4"))
+            have_plugin = 1;
+    }
+    if (!have_icount || !have_plugin) {
+        fprintf(stderr, "fake-qemu: missing -icount or -plugin\n");
+        return 65;
+    }
+    const char *sc = argv[1];
+    struct qsync_wire_grant g;
+
+    if (strcmp(sc, "good") == 0) {
+        send_hello(QSYNC_WIRE_MAJOR, shift);
+        return serve(-1, 0);
+    }
+    if (strcmp(sc, "stdout") == 0) {
+        printf("hello from the guest\n");
+        fflush(stdout);
+        send_hello(QSYNC_WIRE_MAJOR, shift);
+        return serve(-1, 0);
+    }
+    if (strcmp(sc, "chatty") == 0) {
+        for (int i = 0; i < 1024; i++)
+            fprintf(stderr, "%099d\n", i);
+        fprintf(stderr, "fake-qemu: last words\n");
+        send_hello(QSYNC_WIRE_MAJOR, shift);
+        return serve(-1, 0);
+    }
+    if (strcmp(sc, "poweroff") == 0) {
+        send_hello(QSYNC_WIRE_MAJOR, shift);
+        return serve(2, 7);
+    }
+    if (strcmp(sc, "stderr-exit") == 0) {
+        fprintf(stderr, "qemu-system-x86_64: first line\nqemu-system-x86_64: could not load kernel 'nope'\n");
+        return 3;
+    }
+    if (strcmp(sc, "no-hello") == 0) {
+        for (;;)
+            pause();
+    }
+    if (strcmp(sc, "bad-version") == 0) {
+        send_hello(99, shift);
+        return serve(-1, 0);
+    }
+    send_hello(QSYNC_WIRE_MAJOR, shift);
+    if (read_grant(&g))
+        return 0;
+    if (strcmp(sc, "die-mid") == 0) {
+        raise(SIGKILL);
+    } else if (strcmp(sc, "garbage") == 0) {
+        static const uint8_t junk[] = {0xde, 0xad, 0xbe, 0xef, 0x00, 0x01, 0x02, 0x03,
+                                       0x04, 0x05, 0x06, 0x07};
+        qsync__write_all(FD_OUT, junk, sizeof junk);
+    } else if (strcmp(sc, "wrong-seq") == 0) {
+        send_report(&g, g.seq + 5);
+    } else if (strcmp(sc, "plugin-err") == 0) {
+        struct qsync_wire_msg m;
+        memset(&m, 0, sizeof m);
+        m.type = QSYNC_MSG_ERROR;
+        m.u.error.code = 1;
+        snprintf(m.u.error.text, sizeof m.u.error.text, "grant went backwards");
+        send_msg(&m);
+    } else if (strcmp(sc, "truncated") == 0) {
+        uint8_t buf[QSYNC_WIRE_MAX_FRAME];
+        struct qsync_wire_msg m;
+        memset(&m, 0, sizeof m);
+        m.type = QSYNC_MSG_REPORT;
+        m.u.report.seq = g.seq;
+        m.u.report.deadline_ns = g.deadline_ns;
+        m.u.report.n_vcpus = 1;
+        long n = qsync__wire_encode(&m, buf, sizeof buf);
+        qsync__write_all(FD_OUT, buf, (size_t)n / 2);
+        return 0;
+    } else if (strcmp(sc, "hang") == 0) {
+        signal(SIGTERM, SIG_IGN);
+        for (;;)
+            pause();
+    } else {
+        fprintf(stderr, "fake-qemu: unknown scenario '%s'\n", sc);
+        return 64;
+    }
+    /* Stay alive until the controller closes; then exit like the plugin. */
+    char c;
+    while (read(FD_IN, &c, 1) > 0) {
+    }
+    return 0;
+}

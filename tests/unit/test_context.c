@@ -1,0 +1,602 @@
+/*
+ * The context's state machine against a fake QEMU peer (fake_qemu.c), which
+ * speaks the plugin's side of the protocol and fails on request. Every test
+ * counts callbacks and checks the exact counts after the loop has run dry,
+ * and every test closes its loop cleanly.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <qsync/qsync.h>
+
+#ifndef FAKE_QEMU
+#error "FAKE_QEMU must name the fake peer's path"
+#endif
+
+#define MAX_EVENTS 64
+
+struct rec {
+    int ready, reached, exited, errors, closed, outputs;
+    int status[MAX_EVENTS];
+    uint64_t deadline[MAX_EVENTS];
+    int64_t overshoot[MAX_EVENTS];
+    int error_code;
+    char error_msg[512];
+    int order_exited_after_reached; /* reached count seen when exited fired */
+    qsync_exit ex;
+    char tail[8192];
+    char out[256];
+    /* Behaviour knobs. */
+    int advance_upto;    /* keep advancing until this many quanta */
+    uint64_t step_ns;
+    int close_in_reached; /* close from inside the Nth reached callback */
+    int recurse_rc;
+    int try_recurse;
+    qsync_ctx *ctx;
+};
+
+static void on_ready(qsync_ctx *ctx, const qsync_info *info)
+{
+    struct rec *r = qsync_get_data(ctx);
+    r->ready++;
+    assert_string_equal(info->engine, "insn");
+    assert_string_equal(info->target, "fake");
+    assert_int_equal(info->n_vcpus, 1);
+}
+
+static void on_reached(qsync_ctx *ctx, int status, const qsync_stop *stop)
+{
+    struct rec *r = qsync_get_data(ctx);
+    int i = r->reached++;
+    assert_true(i < MAX_EVENTS);
+    r->status[i] = status;
+    if (status == 0) {
+        assert_non_null(stop);
+        r->deadline[i] = stop->deadline_ns;
+        r->overshoot[i] = stop->overshoot_insns;
+        assert_int_equal(stop->virtual_ns, stop->deadline_ns);
+        assert_int_equal(stop->n_vcpus, 1);
+        assert_int_equal(stop->vcpu_instructions[0], stop->instructions);
+    } else {
+        assert_null(stop);
+    }
+    if (r->try_recurse)
+        r->recurse_rc = qsync_advance_wait(ctx, 1000, NULL);
+    if (r->close_in_reached && r->reached == r->close_in_reached) {
+        assert_int_equal(qsync_close(ctx, NULL), 0);
+        assert_int_equal(qsync_close(ctx, NULL), QSYNC_ESTATE);
+        return;
+    }
+    if (status == 0 && r->reached < r->advance_upto)
+        assert_int_equal(qsync_advance_ns(ctx, r->step_ns), 0);
+}
+
+static void on_exited(qsync_ctx *ctx, const qsync_exit *ex)
+{
+    struct rec *r = qsync_get_data(ctx);
+    r->exited++;
+    r->order_exited_after_reached = r->reached;
+    r->ex = *ex;
+    snprintf(r->tail, sizeof r->tail, "%s", ex->stderr_tail);
+    r->ex.stderr_tail = r->tail;
+}
+
+static void on_error(qsync_ctx *ctx, int code, const char *msg)
+{
+    struct rec *r = qsync_get_data(ctx);
+    r->errors++;
+    r->error_code = code;
+    snprintf(r->error_msg, sizeof r->error_msg, "%s", msg);
+}
+
+static void on_output(qsync_ctx *ctx, const char *data, size_t len)
+{
+    struct rec *r = qsync_get_data(ctx);
+    size_t have = strlen(r->out);
+    if (have + len < sizeof r->out) {
+        memcpy(r->out + have, data, len);
+        r->out[have + len] = '\0';
+    }
+    r->outputs++;
+}
+
+static void on_close(qsync_ctx *ctx)
+{
+    struct rec *r = qsync_get_data(ctx);
+    r->closed++;
+}
+
+static qsync_callbacks callbacks(void)
+{
+    qsync_callbacks cb;
+    qsync_callbacks_init(&cb);
+    cb.ready = on_ready;
+    cb.reached = on_reached;
+    cb.exited = on_exited;
+    cb.error = on_error;
+    cb.output = on_output;
+    return cb;
+}
+
+static qsync_options options(void)
+{
+    qsync_options o;
+    qsync_options_init(&o);
+    /* Any readable file will do: the fake does not load it. */
+    o.plugin_path = FAKE_QEMU;
+    o.quiet_stderr = 1;
+    return o;
+}
+
+static qsync_ctx *new_ctx(uv_loop_t *loop, const qsync_options *o, struct rec *r)
+{
+    qsync_callbacks cb = callbacks();
+    qsync_ctx *ctx = NULL;
+    char err[256] = "";
+    int rc = qsync_ctx_new(loop, o, &cb, &ctx, err, sizeof err);
+    if (rc)
+        fail_msg("qsync_ctx_new: %s (%s)", qsync_strerror(rc), err);
+    qsync_set_data(ctx, r);
+    r->ctx = ctx;
+    return ctx;
+}
+
+static void start(qsync_ctx *ctx, const char *scenario)
+{
+    const char *argv[] = {FAKE_QEMU, scenario, NULL};
+    int rc = qsync_start(ctx, argv);
+    if (rc)
+        fail_msg("qsync_start: %s: %s", qsync_strerror(rc), qsync_last_error(ctx));
+}
+
+static void run_and_close_loop(uv_loop_t *loop)
+{
+    uv_run(loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(loop), 0);
+}
+
+/* Runs one scenario that ends by itself; the context is closed at the end. */
+static void run_scenario(const char *scenario, qsync_options *o, struct rec *r, int advances)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    qsync_ctx *ctx = new_ctx(&loop, o, r);
+    start(ctx, scenario);
+    if (advances)
+        assert_int_equal(qsync_advance(ctx, 10), 0);
+    while (r->exited == 0 && uv_run(&loop, UV_RUN_ONCE)) {
+    }
+    assert_int_equal(qsync_close(ctx, on_close), 0);
+    run_and_close_loop(&loop);
+    assert_int_equal(r->closed, 1);
+}
+
+static void test_good_advances_exactly(void **state)
+{
+    (void)state;
+    struct rec r = {0};
+    r.advance_upto = 5;
+    r.step_ns = 10000;
+    r.close_in_reached = 5;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    qsync_options o = options();
+    qsync_ctx *ctx = new_ctx(&loop, &o, &r);
+    start(ctx, "good");
+    assert_int_equal(qsync_advance(ctx, 10), 0);
+    run_and_close_loop(&loop);
+    assert_int_equal(r.ready, 1);
+    assert_int_equal(r.reached, 5);
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(r.status[i], 0);
+        assert_int_equal(r.deadline[i], 10000u * (unsigned)(i + 1));
+        assert_int_equal(r.overshoot[i], 0);
+    }
+    assert_int_equal(r.exited, 1);
+    assert_int_equal(r.ex.by_close, 1);
+    assert_int_equal(r.ex.term_signal, 0);
+    assert_int_equal(r.errors, 0);
+}
+
+static void test_die_mid_quantum(void **state)
+{
+    (void)state;
+    struct rec r = {0};
+    qsync_options o = options();
+    run_scenario("die-mid", &o, &r, 1);
+    assert_int_equal(r.reached, 1);
+    assert_int_equal(r.status[0], QSYNC_EEXITED);
+    assert_int_equal(r.exited, 1);
+    assert_int_equal(r.order_exited_after_reached, 1);
+    assert_int_equal(r.ex.term_signal, SIGKILL);
+    assert_int_equal(r.ex.exit_status, -1);
+    assert_int_equal(r.ex.by_close, 0);
+    assert_int_equal(r.errors, 0);
+}
+
+static void test_garbage(void **state)
+{
+    (void)state;
+    struct rec r = {0};
+    qsync_options o = options();
+    run_scenario("garbage", &o, &r, 1);
+    assert_int_equal(r.reached, 1);
+    assert_int_equal(r.status[0], QSYNC_EPROTO);
+    assert_int_equal(r.exited, 1);
+    /* The library ended the fake by closing the channel; it did not need a kill. */
+    assert_int_equal(r.ex.term_signal, 0);
+}
+
+static void test_bad_version(void **state)
+{
+    (void)state;
+    struct rec r = {0};
+    qsync_options o = options();
+    run_scenario("bad-version", &o, &r, 0);
+    assert_int_equal(r.ready, 0);
+    assert_int_equal(r.errors, 1);
+    assert_int_equal(r.error_code, QSYNC_EVERSION);
+    assert_non_null(strstr(r.error_msg, "protocol 99."));
+    assert_int_equal(r.exited, 1);
+}
+
+static void test_wrong_seq(void **state)
+{
+    (void)state;
+    struct rec r = {0};
+    qsync_options o = options();
+    run_scenario("wrong-seq", &o, &r, 1);
+    assert_int_equal(r.reached, 1);
+    assert_int_equal(r.status[0], QSYNC_EPROTO);
+    assert_int_equal(r.exited, 1);
+}
+
+static void test_plugin_error_message(void **state)
+{
+    (void)state;
+    struct rec r = {0};
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    qsync_options o = options();
+    qsync_ctx *ctx = new_ctx(&loop, &o, &r);
+    start(ctx, "plugin-err");
+    assert_int_equal(qsync_advance(ctx, 10), 0);
+    while (r.reached == 0 && uv_run(&loop, UV_RUN_ONCE)) {
+    }
+    assert_int_equal(r.status[0], QSYNC_EPLUGIN);
+    assert_non_null(strstr(qsync_last_error(ctx), "grant went backwards"));
+    /* A broken context refuses further work with its fatal code. */
+    assert_int_equal(qsync_advance(ctx, 10), QSYNC_EPLUGIN);
+    assert_true(qsync_is_fatal(QSYNC_EPLUGIN));
+    assert_int_equal(qsync_close(ctx, on_close), 0);
+    run_and_close_loop(&loop);
+    assert_int_equal(r.reached, 1);
+    assert_int_equal(r.exited, 1);
+    assert_int_equal(r.closed, 1);
+}
+
+static void test_exit_before_hello_keeps_stderr(void **state)
+{
+    (void)state;
+    struct rec r = {0};
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    qsync_options o = options();
+    qsync_ctx *ctx = new_ctx(&loop, &o, &r);
+    start(ctx, "stderr-exit");
+    assert_int_equal(qsync_advance(ctx, 10), 0);
+    while (r.exited == 0 && uv_run(&loop, UV_RUN_ONCE)) {
+    }
+    assert_int_equal(r.reached, 1);
+    assert_int_equal(r.status[0], QSYNC_EEXITED);
+    assert_int_equal(r.ex.exit_status, 3);
+    assert_non_null(strstr(r.tail, "first line"));
+    assert_non_null(strstr(r.tail, "could not load kernel 'nope'"));
+    /* The last error names the last line QEMU printed. */
+    assert_non_null(strstr(qsync_last_error(ctx), "status 3: qemu-system-x86_64: could not load kernel 'nope'"));
+    assert_int_equal(qsync_close(ctx, on_close), 0);
+    run_and_close_loop(&loop);
+    assert_int_equal(r.exited, 1);
+}
+
+static void test_start_timeout(void **state)
+{
+    (void)state;
+    struct rec r = {0};
+    qsync_options o = options();
+    o.start_timeout_ms = 200;
+    o.kill_grace_ms = 100;
+    run_scenario("no-hello", &o, &r, 0);
+    assert_int_equal(r.errors, 1);
+    assert_int_equal(r.error_code, QSYNC_ETIMEDOUT);
+    assert_non_null(strstr(r.error_msg, "no handshake within 200 ms"));
+    assert_int_equal(r.exited, 1);
+    assert_int_equal(r.ex.term_signal, SIGKILL);
+}
+
+static void test_advance_watchdog(void **state)
+{
+    (void)state;
+    struct rec r = {0};
+    qsync_options o = options();
+    o.advance_timeout_ms = 200;
+    o.kill_grace_ms = 100;
+    run_scenario("hang", &o, &r, 1);
+    assert_int_equal(r.reached, 1);
+    assert_int_equal(r.status[0], QSYNC_ETIMEDOUT);
+    assert_int_equal(r.errors, 0);
+    assert_int_equal(r.exited, 1);
+    /* The fake ignores the closed channel, so only SIGKILL ends it. */
+    assert_int_equal(r.ex.term_signal, SIGKILL);
+}
+
+static void test_guest_powers_off_while_pending(void **state)
+{
+    (void)state;
+    struct rec r = {0};
+    r.advance_upto = 10;
+    r.step_ns = 10000;
+    qsync_options o = options();
+    run_scenario("poweroff", &o, &r, 1);
+    assert_int_equal(r.reached, 3);
+    assert_int_equal(r.status[0], 0);
+    assert_int_equal(r.status[1], 0);
+    assert_int_equal(r.status[2], QSYNC_EEXITED);
+    assert_int_equal(r.exited, 1);
+    assert_int_equal(r.order_exited_after_reached, 3);
+    assert_int_equal(r.ex.exit_status, 7);
+    assert_int_equal(r.ex.instructions, 4242);
+    assert_int_equal(r.ex.by_close, 0);
+}
+
+static void test_truncated_frame(void **state)
+{
+    (void)state;
+    struct rec r = {0};
+    qsync_options o = options();
+    run_scenario("truncated", &o, &r, 1);
+    assert_int_equal(r.reached, 1);
+    assert_int_equal(r.status[0], QSYNC_EPROTO);
+    assert_int_equal(r.exited, 1);
+}
+
+static void test_advance_twice_is_busy(void **state)
+{
+    (void)state;
+    struct rec r = {0};
+    r.close_in_reached = 1;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    qsync_options o = options();
+    qsync_ctx *ctx = new_ctx(&loop, &o, &r);
+    start(ctx, "good");
+    assert_int_equal(qsync_advance(ctx, 10), 0);
+    assert_int_equal(qsync_advance(ctx, 10), QSYNC_EBUSY);
+    assert_non_null(strstr(qsync_last_error(ctx), "still pending"));
+    run_and_close_loop(&loop);
+    assert_int_equal(r.reached, 1);
+    assert_int_equal(r.status[0], 0);
+    assert_int_equal(r.deadline[0], 10000);
+}
+
+static void test_bad_calls(void **state)
+{
+    (void)state;
+    struct rec r = {0};
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    char err[256];
+    qsync_ctx *ctx = NULL;
+    qsync_options o = options();
+
+    o.icount_shift = 11;
+    assert_int_equal(qsync_ctx_new(&loop, &o, NULL, &ctx, err, sizeof err), QSYNC_EARG);
+    assert_non_null(strstr(err, "icount_shift"));
+    o = options();
+    o.plugin_args = "engine=insn,fd_in=5";
+    assert_int_equal(qsync_ctx_new(&loop, &o, NULL, &ctx, err, sizeof err), QSYNC_EARG);
+    assert_non_null(strstr(err, "'fd_in'"));
+    o.plugin_args = "engine";
+    assert_int_equal(qsync_ctx_new(&loop, &o, NULL, &ctx, err, sizeof err), QSYNC_EARG);
+    assert_non_null(strstr(err, "not key=value"));
+    assert_null(ctx);
+
+    o = options();
+    ctx = new_ctx(&loop, &o, &r);
+    assert_int_equal(qsync_advance(ctx, 10), QSYNC_ESTATE);
+    const char *empty[] = {NULL};
+    assert_int_equal(qsync_start(ctx, empty), QSYNC_EARG);
+    const char *with_icount[] = {FAKE_QEMU, "good", "-icount", "shift=3", NULL};
+    assert_int_equal(qsync_start(ctx, with_icount), QSYNC_EARG);
+    assert_non_null(strstr(qsync_last_error(ctx), "argv[2] '-icount'"));
+    const char *missing[] = {"/nonexistent/qemu-system-nothing", NULL};
+    assert_int_equal(qsync_start(ctx, missing), -ENOENT);
+    assert_non_null(strstr(qsync_last_error(ctx), "/nonexistent/qemu-system-nothing"));
+    /* Blocking helpers refuse a caller's loop. */
+    assert_int_equal(qsync_advance_wait(ctx, 10, NULL), QSYNC_ESTATE);
+    assert_int_equal(qsync_close_wait(ctx), QSYNC_ESTATE);
+    assert_int_equal(qsync_close(ctx, on_close), 0);
+    run_and_close_loop(&loop);
+    assert_int_equal(r.closed, 1);
+    assert_int_equal(r.exited, 0);
+    assert_int_equal(r.reached, 0);
+
+    /* A plugin path that does not exist. */
+    struct rec r2 = {0};
+    uv_loop_init(&loop);
+    o = options();
+    o.plugin_path = "/nonexistent/libqsync-plugin.so";
+    ctx = new_ctx(&loop, &o, &r2);
+    const char *argv[] = {FAKE_QEMU, "good", NULL};
+    assert_int_equal(qsync_start(ctx, argv), QSYNC_ENOPLUGIN);
+    assert_non_null(strstr(qsync_last_error(ctx), "/nonexistent/libqsync-plugin.so"));
+    assert_int_equal(qsync_close(ctx, NULL), 0);
+    run_and_close_loop(&loop);
+}
+
+static void test_close_with_advance_pending(void **state)
+{
+    (void)state;
+    struct rec r = {0};
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    qsync_options o = options();
+    o.kill_grace_ms = 100;
+    qsync_ctx *ctx = new_ctx(&loop, &o, &r);
+    start(ctx, "hang");
+    assert_int_equal(qsync_advance(ctx, 10), 0);
+    assert_int_equal(qsync_close(ctx, on_close), 0);
+    assert_int_equal(qsync_advance(ctx, 10), QSYNC_ESTATE);
+    /* Nothing is reported synchronously from inside qsync_close(). */
+    assert_int_equal(r.reached, 0);
+    run_and_close_loop(&loop);
+    assert_int_equal(r.reached, 1);
+    assert_int_equal(r.status[0], QSYNC_ECANCELED);
+    assert_int_equal(r.exited, 1);
+    assert_int_equal(r.ex.by_close, 1);
+    assert_int_equal(r.closed, 1);
+}
+
+static void test_blocking_helpers(void **state)
+{
+    (void)state;
+    struct rec r = {0};
+    qsync_options o = options();
+    qsync_ctx *ctx = new_ctx(NULL, &o, &r);
+    start(ctx, "good");
+    qsync_stop stop;
+    assert_int_equal(qsync_advance_wait(ctx, 1000, &stop), 0);
+    assert_int_equal(stop.deadline_ns, 1000);
+    assert_int_equal(stop.virtual_ns, 1000);
+    assert_int_equal(qsync_run_until(ctx, 1000000, 100000, &stop), 0);
+    assert_int_equal(stop.deadline_ns, 1000000);
+    assert_int_equal(qsync_now_ns(ctx), 1000000);
+    /* 1 + 10 quanta: from 1 us in steps of 100 us, the last one shortened
+     * to land on 1 ms exactly. */
+    assert_int_equal(r.reached, 11);
+    assert_int_equal(qsync_run_until(ctx, 5, 1, NULL), QSYNC_ERANGE);
+    assert_int_equal(qsync_run_until(ctx, 2000000, 0, NULL), QSYNC_EARG);
+    r.try_recurse = 1;
+    assert_int_equal(qsync_advance_wait(ctx, 1000, NULL), 0);
+    assert_int_equal(r.recurse_rc, QSYNC_ERECURSE);
+    assert_int_equal(qsync_close_wait(ctx), 0);
+    assert_int_equal(r.exited, 1);
+}
+
+static void test_blocking_exit_status(void **state)
+{
+    (void)state;
+    struct rec r = {0};
+    qsync_options o = options();
+    qsync_ctx *ctx = new_ctx(NULL, &o, &r);
+    start(ctx, "poweroff");
+    assert_int_equal(qsync_run_until(ctx, 100000, 10000, NULL), QSYNC_EEXITED);
+    int64_t status = 0;
+    assert_int_equal(qsync_wait_exit(ctx, 5000, &status), 0);
+    assert_int_equal(status, 7);
+    assert_int_equal(qsync_close_wait(ctx), 0);
+    assert_int_equal(r.reached, 3);
+    assert_int_equal(r.exited, 1);
+}
+
+static void test_wait_exit_timeout(void **state)
+{
+    (void)state;
+    struct rec r = {0};
+    qsync_options o = options();
+    qsync_ctx *ctx = new_ctx(NULL, &o, &r);
+    start(ctx, "good");
+    assert_int_equal(qsync_wait_exit(ctx, 100, NULL), QSYNC_ETIMEDOUT);
+    assert_int_equal(qsync_close_wait(ctx), 0);
+    assert_int_equal(r.exited, 1);
+    assert_int_equal(r.ex.by_close, 1);
+}
+
+static void test_stdout_to_callback(void **state)
+{
+    (void)state;
+    struct rec r = {0};
+    r.close_in_reached = 1;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    qsync_options o = options();
+    o.stdout_mode = QSYNC_OUTPUT_CALLBACK;
+    qsync_ctx *ctx = new_ctx(&loop, &o, &r);
+    start(ctx, "stdout");
+    assert_int_equal(qsync_advance(ctx, 10), 0);
+    run_and_close_loop(&loop);
+    assert_string_equal(r.out, "hello from the guest\n");
+}
+
+static void test_stderr_tail_is_bounded(void **state)
+{
+    (void)state;
+    struct rec r = {0};
+    r.close_in_reached = 1;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    qsync_options o = options();
+    o.stderr_tail_bytes = 1000;
+    qsync_ctx *ctx = new_ctx(&loop, &o, &r);
+    start(ctx, "chatty");
+    assert_int_equal(qsync_advance(ctx, 10), 0);
+    run_and_close_loop(&loop);
+    assert_int_equal(strlen(r.tail), 1000);
+    const char *end = "fake-qemu: last words\n";
+    assert_string_equal(r.tail + 1000 - strlen(end), end);
+}
+
+static void test_errors_have_text(void **state)
+{
+    (void)state;
+    static const int codes[] = {QSYNC_EARG,     QSYNC_ESTATE,    QSYNC_EBUSY,   QSYNC_EPROTO,
+                                QSYNC_EVERSION, QSYNC_EEXITED,   QSYNC_ETIMEDOUT, QSYNC_EPLUGIN,
+                                QSYNC_ECANCELED, QSYNC_ERECURSE, QSYNC_ENOPLUGIN, QSYNC_ERANGE};
+    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
+        assert_string_not_equal(qsync_strerror(codes[i]), "unknown error");
+        assert_memory_equal(qsync_err_name(codes[i]), "QSYNC_E", 7);
+    }
+    assert_string_equal(qsync_err_name(QSYNC_EBUSY), "QSYNC_EBUSY");
+    assert_string_equal(qsync_err_name(-EPIPE), "EPIPE");
+    assert_string_equal(qsync_strerror(-ENOENT), "No such file or directory");
+    assert_string_equal(qsync_strerror(-99999), "unknown error");
+    assert_false(qsync_is_fatal(QSYNC_EBUSY));
+    assert_true(qsync_is_fatal(QSYNC_EEXITED));
+    assert_int_equal(qsync_version(), QSYNC_VERSION_HEX);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_good_advances_exactly),
+        cmocka_unit_test(test_die_mid_quantum),
+        cmocka_unit_test(test_garbage),
+        cmocka_unit_test(test_bad_version),
+        cmocka_unit_test(test_wrong_seq),
+        cmocka_unit_test(test_plugin_error_message),
+        cmocka_unit_test(test_exit_before_hello_keeps_stderr),
+        cmocka_unit_test(test_start_timeout),
+        cmocka_unit_test(test_advance_watchdog),
+        cmocka_unit_test(test_guest_powers_off_while_pending),
+        cmocka_unit_test(test_truncated_frame),
+        cmocka_unit_test(test_advance_twice_is_busy),
+        cmocka_unit_test(test_bad_calls),
+        cmocka_unit_test(test_close_with_advance_pending),
+        cmocka_unit_test(test_blocking_helpers),
+        cmocka_unit_test(test_blocking_exit_status),
+        cmocka_unit_test(test_wait_exit_timeout),
+        cmocka_unit_test(test_stdout_to_callback),
+        cmocka_unit_test(test_stderr_tail_is_bounded),
+        cmocka_unit_test(test_errors_have_text),
+    };
+    return cmocka_run_group_tests_name("context", tests, NULL, NULL);
+}
