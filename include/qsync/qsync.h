@@ -13,9 +13,9 @@
  *   library's own. qsync_strerror() turns any of them into text, and
  *   qsync_last_error() gives the detail of the context's most recent one.
  * - Threads: a context belongs to the thread that runs its loop. Call every
- *   function that takes a context from that thread (for a context on a
- *   private loop, the thread that created it). The functions that take no
- *   context are thread-safe.
+ *   function that takes a context, and qsync_ctx_new() itself, from that
+ *   thread (for a context on a private loop, the thread that created it).
+ *   The other functions that take no context are thread-safe.
  * - Ownership: strings and arrays passed in are copied before the call
  *   returns; pointers handed to callbacks are valid only during the callback.
  * - Callbacks: the object comes first, then the status. If a call returns an
@@ -81,8 +81,11 @@ QSYNC_EXPORT const char *qsync_strerror(int code);
 QSYNC_EXPORT const char *qsync_err_name(int code);
 
 /*
- * Whether the error leaves the context unusable (QEMU gone, channel
- * corrupt). After a fatal error the only useful call is qsync_close().
+ * Whether an error reported by a callback or returned by an advance leaves
+ * the context unusable (QEMU gone, channel corrupt, watchdog fired). After
+ * a fatal error the only useful call is qsync_close(). Two returns are not
+ * fatal whatever their code: a failed qsync_start() (fix the cause and call
+ * it again) and qsync_wait_exit()'s QSYNC_ETIMEDOUT (QEMU still runs).
  */
 QSYNC_EXPORT int qsync_is_fatal(int code);
 
@@ -107,8 +110,9 @@ typedef struct qsync_options {
     /* icount shift N: one guest instruction lasts 2^N ns. 0..10, default 0. */
     unsigned icount_shift;
 
-    /* Path of libqsync-plugin.so. NULL (default): $QSYNC_PLUGIN, then the
-     * module next to the library, then the installed one. */
+    /* Path of libqsync-plugin.so. NULL (default): $QSYNC_PLUGIN, then
+     * qsync/libqsync-plugin.so beside the shared library, then
+     * ../lib/qsync/ beside the executable, then the installed one. */
     const char *plugin_path;
 
     /* Extra comma-separated key=value options for the plugin, e.g.
@@ -260,8 +264,10 @@ QSYNC_EXPORT int qsync_start(qsync_ctx *ctx, const char *const argv[]);
  * so rounding never accumulates. Allowed right after qsync_start() (the
  * grant waits in the channel until QEMU is up). us may be 0.
  * Returns 0, QSYNC_EBUSY (an advance is pending), QSYNC_ESTATE (not started,
- * or closing), QSYNC_EEXITED, QSYNC_ERANGE (the deadline overflows), or the
- * fatal error that broke the context.
+ * or closing), QSYNC_EEXITED (QEMU is gone or closed the channel),
+ * QSYNC_ERANGE (the deadline overflows), QSYNC_EPROTO (the channel is
+ * full), -errno from writing the grant, or the fatal error that broke the
+ * context.
  */
 QSYNC_EXPORT int qsync_advance(qsync_ctx *ctx, uint64_t us);
 
@@ -295,8 +301,9 @@ QSYNC_EXPORT const char *qsync_last_error(const qsync_ctx *ctx);
  * calls cb (may be NULL) and frees the context. Safe from inside any
  * callback; the memory is freed only after cb returns, and only once the
  * callback that was running has returned. Calling it twice is harmless (the
- * second call returns QSYNC_ESTATE). Returns 0 or QSYNC_ESTATE.
- * A context on a private loop is closed with qsync_close_wait().
+ * second call returns QSYNC_ESTATE). Returns 0 or QSYNC_ESTATE (already
+ * closing, or the context has a private loop: close it with
+ * qsync_close_wait(), since nothing else runs that loop).
  */
 QSYNC_EXPORT int qsync_close(qsync_ctx *ctx, qsync_close_cb cb);
 
@@ -305,8 +312,9 @@ QSYNC_EXPORT int qsync_close(qsync_ctx *ctx, qsync_close_cb cb);
 
 /*
  * Advances by ns and waits until the guest is there, QEMU exits, or an
- * error occurs; copies the stop to *stop (may be NULL; its vcpu_instructions
- * pointer is then NULL). The user's callbacks also fire.
+ * error occurs; copies the stop to *stop when stop is not NULL (the copy's
+ * vcpu_instructions is always NULL: that array lives only during the
+ * callback). The user's callbacks also fire.
  * Returns 0, QSYNC_ESTATE (the context has a caller's loop), QSYNC_ERECURSE
  * (called from a callback), or any code of qsync_advance_ns() or of the
  * reached callback.
@@ -316,8 +324,10 @@ QSYNC_EXPORT int qsync_advance_wait(qsync_ctx *ctx, uint64_t ns, qsync_stop *sto
 /*
  * Advances in quanta of quantum_ns until deadline_ns (or until QEMU exits)
  * and waits. The last quantum is shortened to land on deadline_ns.
- * *stop gets the last stop. Returns 0 when deadline_ns was reached,
- * QSYNC_EEXITED when QEMU ended first, or the codes of qsync_advance_wait().
+ * *stop gets the last stop (it is left alone when deadline_ns is already the
+ * current time). Returns 0 when deadline_ns was reached, QSYNC_EEXITED when
+ * QEMU ended first, QSYNC_EARG (quantum_ns is 0), QSYNC_ERANGE (deadline_ns
+ * is in the past), or the codes of qsync_advance_wait().
  */
 QSYNC_EXPORT int qsync_run_until(qsync_ctx *ctx, uint64_t deadline_ns, uint64_t quantum_ns,
                                  qsync_stop *stop);

@@ -24,9 +24,10 @@ int qsync__parse_duration(const char *text, uint64_t *ns, char *err, size_t errl
     if (err && errlen)
         err[0] = '\0';
     while (*p >= '0' && *p <= '9') {
-        if (whole > (UINT64_MAX - 9) / 10)
+        uint64_t digit = (uint64_t)(*p++ - '0');
+        if (whole > (UINT64_MAX - digit) / 10)
             return fail(err, errlen, "number too large");
-        whole = whole * 10 + (uint64_t)(*p++ - '0');
+        whole = whole * 10 + digit;
         digits++;
     }
     if (*p == '.') {

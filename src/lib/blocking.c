@@ -106,8 +106,10 @@ int qsync_close_wait(qsync_ctx *ctx)
     int rc = check_blocking(ctx, "qsync_close_wait");
     if (rc)
         return rc;
+    if (ctx->closing)
+        return qsync__set_error(ctx, QSYNC_ESTATE, "qsync_close_wait: already closing");
     ctx->freed_by_waiter = 1;
-    rc = qsync_close(ctx, NULL);
+    rc = qsync__close(ctx, NULL);
     if (rc)
         return rc;
     while (ctx->handles_open > 0)

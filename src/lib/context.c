@@ -211,7 +211,9 @@ int qsync_advance_to_ns(qsync_ctx *ctx, uint64_t deadline)
 
 int qsync_advance_ns(qsync_ctx *ctx, uint64_t ns)
 {
-    if (ns > UINT64_MAX - ctx->now_ns)
+    /* The state checks come first: when they would fail, the (possibly
+     * wrapped) sum goes to qsync_advance_to_ns(), which makes them. */
+    if (ns > UINT64_MAX - ctx->now_ns && ctx->started && !ctx->closing)
         return qsync__set_error(ctx, QSYNC_ERANGE, "qsync_advance: %llu ns overflows the clock",
                                 (unsigned long long)ns);
     return qsync_advance_to_ns(ctx, ctx->now_ns + ns);
@@ -219,7 +221,7 @@ int qsync_advance_ns(qsync_ctx *ctx, uint64_t ns)
 
 int qsync_advance(qsync_ctx *ctx, uint64_t us)
 {
-    if (us > (UINT64_MAX - ctx->now_ns) / 1000)
+    if (us > (UINT64_MAX - ctx->now_ns) / 1000 && ctx->started && !ctx->closing)
         return qsync__set_error(ctx, QSYNC_ERANGE, "qsync_advance: %llu us overflows the clock",
                                 (unsigned long long)us);
     return qsync_advance_to_ns(ctx, ctx->now_ns + us * 1000);
@@ -483,7 +485,7 @@ static void close_handles(qsync_ctx *ctx)
     close_one(ctx, (uv_handle_t *)&ctx->drain_timer, NULL);
 }
 
-int qsync_close(qsync_ctx *ctx, qsync_close_cb cb)
+int qsync__close(qsync_ctx *ctx, qsync_close_cb cb)
 {
     if (ctx->closing)
         return QSYNC_ESTATE;
@@ -500,4 +502,13 @@ int qsync_close(qsync_ctx *ctx, qsync_close_cb cb)
     }
     close_handles(ctx);
     return 0;
+}
+
+int qsync_close(qsync_ctx *ctx, qsync_close_cb cb)
+{
+    if (ctx->has_private_loop)
+        return qsync__set_error(ctx, QSYNC_ESTATE,
+                                "qsync_close: the context has a private loop; "
+                                "use qsync_close_wait()");
+    return qsync__close(ctx, cb);
 }

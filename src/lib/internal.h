@@ -114,6 +114,7 @@ int qsync__channel_start(qsync_ctx *ctx, int report_fd);
 int qsync__send_grant(qsync_ctx *ctx, uint64_t seq, uint64_t deadline_ns);
 
 /* context.c: events from the other files. */
+int qsync__close(qsync_ctx *ctx, qsync_close_cb cb); /* any loop */
 void qsync__on_hello(qsync_ctx *ctx, const struct qsync_wire_hello *h);
 void qsync__on_report(qsync_ctx *ctx, const struct qsync_wire_report *r);
 void qsync__on_exit_msg(qsync_ctx *ctx, const struct qsync_wire_exit *e);

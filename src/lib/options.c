@@ -146,9 +146,10 @@ static int try_dir_of(qsync_ctx *ctx, const char *file)
 }
 
 /*
- * Order: the option, $QSYNC_PLUGIN, next to the shared library (lib/ and
- * lib/qsync/ in both the build tree and an installed tree), next to the
- * executable for a static link, and the path the install put it in.
+ * Order: the option, $QSYNC_PLUGIN, then for the shared library's directory
+ * and then the executable's (a static link): DIR/qsync/ and DIR/../lib/qsync/
+ * (the build tree and an installed tree have the same shape), and last the
+ * path the install put it in.
  */
 int qsync__find_plugin(qsync_ctx *ctx)
 {

@@ -44,8 +44,10 @@ static void err_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     qsync_ctx *ctx = s->data;
     if (n > 0) {
         tail_append(ctx, buf->base, (size_t)n);
-        if (!ctx->opts.quiet_stderr) {
-            /* Forwarded as it comes, so the user sees QEMU's own words. */
+        /* Forwarded as it comes, so the user sees QEMU's own words; but not
+         * once the caller has closed the context, when its goodbyes are expected
+         * (they stay in the tail). */
+        if (!ctx->opts.quiet_stderr && !ctx->closing) {
             ssize_t off = 0;
             while (off < n) {
                 ssize_t w = write(STDERR_FILENO, buf->base + off, (size_t)(n - off));
@@ -167,7 +169,9 @@ int qsync__spawn(qsync_ctx *ctx, const char *const argv[])
         goto fail;
     }
 
+    free(ctx->tail);
     ctx->tail = malloc(ctx->opts.stderr_tail_bytes);
+    ctx->tail_len = ctx->tail_pos = 0;
     if (!ctx->tail) {
         rc = -ENOMEM;
         goto fail;

@@ -67,6 +67,11 @@ long qsync__wire_encode(const struct qsync_wire_msg *msg, uint8_t *buf, size_t c
     case QSYNC_MSG_HELLO: {
         const struct qsync_wire_hello *h = &msg->u.hello;
         size_t tl = bounded_len(h->target, sizeof h->target - 1);
+        /* Never send what the decoder would refuse. */
+        if (h->n_vcpus == 0 || h->n_vcpus > QSYNC_WIRE_MAX_VCPUS ||
+            h->engine < QSYNC_WIRE_ENGINE_INSN || h->engine > QSYNC_WIRE_ENGINE_BLOCK ||
+            h->icount_shift > 10)
+            return QSYNC_WIRE_EBADFIELD;
         len = HELLO_SIZE;
         if (cap < QSYNC_WIRE_HEADER_SIZE + len)
             return QSYNC_WIRE_ESPACE;

@@ -1,0 +1,300 @@
+/*
+ * See channel.h.
+ *
+ * Who may touch what
+ * ------------------
+ * - fd_in is read only by the vCPU thread that is inside a stop. The
+ *   watcher thread polls it with events = 0, so it is woken only by
+ *   POLLHUP/POLLERR/POLLNVAL and never consumes a byte.
+ * - fd_out is written by the install (HELLO, QEMU's main thread, before
+ *   any vCPU exists), by the vCPU thread in a stop (REPORT, ERROR) and by
+ *   the atexit callback (EXIT, in whichever thread called exit()).
+ *   send_lock keeps whole frames from interleaving.
+ * - The stop state (last_seq, deadline_ns) belongs to the vCPU thread in
+ *   a stop. With -smp 1 there is one such thread; under -icount QEMU runs
+ *   every vCPU round-robin in a single thread anyway. The -smp work must
+ *   revisit this before two stops can overlap.
+ * - The big QEMU lock: the insn engine calls the stop from a conditional
+ *   callback in translated code, which TCG runs without the BQL, so the
+ *   main loop and the monitor keep working while a vCPU waits for a grant.
+ *   A timer-driven engine would call it with the BQL held. Nothing here
+ *   takes or assumes the BQL either way.
+ * - Ending QEMU: any thread may call end_qemu(). The first caller prints
+ *   its message and _exit()s; a later one parks, so the message is never
+ *   cut off. _exit() (not exit()) because exit() would run QEMU's cleanup,
+ *   which waits for the vCPUs, and one of them may be the thread blocked
+ *   here; and because the guest must not run one more instruction.
+ * - The watcher thread blocks every signal, so QEMU's signals (SIGTERM,
+ *   its vCPU kicks) keep going to QEMU's own threads.
+ * - While a vCPU waits here, QEMU cannot finish a shutdown of its own
+ *   (SIGTERM, monitor "quit"): its cleanup waits for the vCPUs. It
+ *   completes at the next grant (QEMU then exits with EXIT, without
+ *   reporting that quantum) or when the controller closes the channel.
+ */
+#include "channel.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fdio.h"
+#include "log.h"
+
+/* Codes carried in the ERROR messages this plugin sends (errno values). */
+#define ERR_PROTOCOL EPROTO /* a frame that is not a valid next GRANT    */
+#define ERR_DEADLINE ERANGE /* a deadline behind the guest's time        */
+#define ERR_IO EIO          /* reading the channel failed                */
+
+static int fd_in = -1;
+static int fd_out = -1;
+static const struct qsync__engine *engine;
+static pthread_mutex_t send_lock = PTHREAD_MUTEX_INITIALIZER;
+static atomic_flag ending = ATOMIC_FLAG_INIT;
+
+/* Stop state; see the header comment. last_seq == 0: no grant yet. */
+static uint64_t last_seq;
+static uint64_t deadline_ns;
+
+static _Noreturn void end_qemu(int status, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static _Noreturn void end_qemu(int status, const char *fmt, ...)
+{
+    if (atomic_flag_test_and_set(&ending)) {
+        /* Another thread is already ending QEMU. */
+        for (;;)
+            pause();
+    }
+    char text[QSYNC_WIRE_MAX_TEXT];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    qsync__log("%s", text);
+    _exit(status);
+}
+
+static int check_fd(const char *key, int fd, int want_write)
+{
+    int fl = fcntl(fd, F_GETFD);
+    if (fl < 0) {
+        qsync__log("%s=%d is not an open file descriptor in QEMU (did the controller "
+                   "pass it down?)", key, fd);
+        return -1;
+    }
+    int status = fcntl(fd, F_GETFL);
+    int mode = status & O_ACCMODE;
+    if (status < 0 || (want_write ? mode == O_RDONLY : mode == O_WRONLY)) {
+        qsync__log("%s=%d is not open for %s", key, fd, want_write ? "writing" : "reading");
+        return -1;
+    }
+    /* QEMU may start helpers (network scripts...): they must not hold the
+     * controller's pipes open. And the stop relies on blocking reads. */
+    if (fcntl(fd, F_SETFD, fl | FD_CLOEXEC) < 0 ||
+        ((status & O_NONBLOCK) && fcntl(fd, F_SETFL, status & ~O_NONBLOCK) < 0)) {
+        qsync__log("%s=%d: cannot set its flags: %s", key, fd, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+int qsync__channel_open(int in, int out, const struct qsync__engine *eng)
+{
+    if (check_fd("fd_in", in, 0) < 0 || check_fd("fd_out", out, 1) < 0)
+        return -1;
+    fd_in = in;
+    fd_out = out;
+    engine = eng;
+    return 0;
+}
+
+int qsync__channel_send(const struct qsync_wire_msg *msg)
+{
+    uint8_t buf[QSYNC_WIRE_MAX_FRAME];
+    long n = qsync__wire_encode(msg, buf, sizeof buf);
+    if (n < 0)
+        return -EINVAL;
+    pthread_mutex_lock(&send_lock);
+    int rc = qsync__write_all(fd_out, buf, (size_t)n);
+    pthread_mutex_unlock(&send_lock);
+    return rc;
+}
+
+/* Tells the controller why we stop, then ends QEMU with status 1. */
+static _Noreturn void fail(int code, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static _Noreturn void fail(int code, const char *fmt, ...)
+{
+    struct qsync_wire_msg msg;
+    va_list ap;
+
+    memset(&msg, 0, sizeof msg);
+    msg.type = QSYNC_MSG_ERROR;
+    msg.u.error.code = code;
+    va_start(ap, fmt);
+    vsnprintf(msg.u.error.text, sizeof msg.u.error.text, fmt, ap);
+    va_end(ap);
+    (void)qsync__channel_send(&msg); /* the controller may be gone */
+    end_qemu(1, "%s; ending QEMU", msg.u.error.text);
+}
+
+static _Noreturn void controller_gone(void)
+{
+    end_qemu(0, "controller closed the channel; ending QEMU");
+}
+
+/* Reads exactly len bytes of a frame. EOF before the first byte of a frame
+ * is the controller going away; EOF inside one is a broken frame. */
+static void read_frame_bytes(uint8_t *buf, size_t len, int frame_start)
+{
+    size_t got = 0;
+    int rc = qsync__read_full(fd_in, buf, len, &got);
+    if (rc == 0)
+        return;
+    if (rc == -EPIPE && got == 0 && frame_start)
+        controller_gone();
+    if (rc == -EPIPE)
+        fail(ERR_PROTOCOL, "controller closed the channel in the middle of a message");
+    fail(ERR_IO, "cannot read from fd_in=%d: %s", fd_in, strerror(-rc));
+}
+
+static void read_message(struct qsync_wire_msg *msg)
+{
+    uint8_t buf[QSYNC_WIRE_MAX_FRAME];
+    size_t used = 0;
+
+    read_frame_bytes(buf, QSYNC_WIRE_HEADER_SIZE, 1);
+    /* The decoder checks type and length from the header alone. */
+    int st = qsync__wire_decode(buf, QSYNC_WIRE_HEADER_SIZE, msg, &used);
+    if (st < 0)
+        fail(ERR_PROTOCOL, "bad frame from the controller: %s", qsync__wire_status_text(st));
+    uint32_t plen = (uint32_t)buf[4] | (uint32_t)buf[5] << 8 | (uint32_t)buf[6] << 16 |
+                    (uint32_t)buf[7] << 24;
+    if (plen > 0)
+        read_frame_bytes(buf + QSYNC_WIRE_HEADER_SIZE, plen, 0);
+    st = qsync__wire_decode(buf, QSYNC_WIRE_HEADER_SIZE + plen, msg, &used);
+    if (st != QSYNC_WIRE_OK)
+        fail(ERR_PROTOCOL, "bad frame from the controller: %s", qsync__wire_status_text(st));
+}
+
+static void send_report(void)
+{
+    struct qsync_wire_msg msg;
+    msg.type = QSYNC_MSG_REPORT;
+    engine->sample(deadline_ns, &msg.u.report);
+    msg.u.report.seq = last_seq;
+    msg.u.report.deadline_ns = deadline_ns;
+    int rc = qsync__channel_send(&msg);
+    if (rc == -EPIPE)
+        controller_gone();
+    if (rc < 0)
+        end_qemu(1, "cannot write a report to fd_out=%d: %s; ending QEMU", fd_out,
+                 strerror(-rc));
+}
+
+/* Waits for the next grant, validates it and makes it the current one. */
+static void wait_grant(void)
+{
+    struct qsync_wire_msg msg;
+    struct qsync_wire_report now;
+
+    read_message(&msg);
+    if (msg.type == QSYNC_MSG_ERROR)
+        end_qemu(1, "the controller reported an error (code %d): %s; ending QEMU",
+                 (int)msg.u.error.code, msg.u.error.text);
+    if (msg.type != QSYNC_MSG_GRANT)
+        fail(ERR_PROTOCOL, "expected a GRANT from the controller, got message type %u",
+             (unsigned)msg.type);
+    if (msg.u.grant.seq != last_seq + 1)
+        fail(ERR_PROTOCOL, "GRANT seq %llu out of order (expected %llu)",
+             (unsigned long long)msg.u.grant.seq, (unsigned long long)last_seq + 1);
+
+    engine->sample(msg.u.grant.deadline_ns, &now);
+    if (msg.u.grant.deadline_ns < now.virtual_ns)
+        fail(ERR_DEADLINE, "GRANT seq %llu: deadline %llu ns is behind the guest (%llu ns)",
+             (unsigned long long)msg.u.grant.seq,
+             (unsigned long long)msg.u.grant.deadline_ns,
+             (unsigned long long)now.virtual_ns);
+
+    last_seq = msg.u.grant.seq;
+    deadline_ns = msg.u.grant.deadline_ns;
+}
+
+void qsync__channel_stop(unsigned int vcpu_index)
+{
+    /* The very first stop happens before the first instruction: there is
+     * nothing to report yet, the controller is waiting to grant. */
+    if (last_seq != 0)
+        send_report();
+    for (;;) {
+        wait_grant();
+        if (engine->arm(vcpu_index, deadline_ns) == 0)
+            return;
+        /* A grant equal to where the guest is: nothing may run. Report
+         * it as reached and wait for the next one. */
+        send_report();
+    }
+}
+
+void qsync__channel_exit(void)
+{
+    struct qsync_wire_msg msg;
+    struct qsync_wire_report now;
+
+    engine->sample(deadline_ns, &now);
+    memset(&msg, 0, sizeof msg);
+    msg.type = QSYNC_MSG_EXIT;
+    msg.u.exit.virtual_ns = now.virtual_ns;
+    msg.u.exit.instructions = now.instructions;
+    (void)qsync__channel_send(&msg);
+}
+
+static void *watch(void *arg)
+{
+    struct pollfd p = {.fd = fd_in, .events = 0};
+    (void)arg;
+    for (;;) {
+        p.revents = 0;
+        if (poll(&p, 1, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            end_qemu(1, "cannot watch fd_in=%d: %s; ending QEMU", fd_in, strerror(errno));
+        }
+        if (p.revents & POLLNVAL)
+            end_qemu(1, "fd_in=%d was closed inside QEMU; ending QEMU", fd_in);
+        if (p.revents & (POLLHUP | POLLERR))
+            controller_gone();
+    }
+    return NULL;
+}
+
+int qsync__channel_start_watcher(void)
+{
+    pthread_attr_t attr;
+    pthread_t tid;
+    sigset_t all, old;
+    int rc;
+
+    /* The thread inherits this mask: it must never take QEMU's signals. */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&attr, 64 * 1024);
+    rc = pthread_create(&tid, &attr, watch, NULL);
+    pthread_attr_destroy(&attr);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
+        qsync__log("cannot start the channel watcher thread: %s", strerror(rc));
+        return -1;
+    }
+    return 0;
+}

@@ -1,0 +1,362 @@
+/*
+ * End to end: the library drives real QEMU with the real plugin and the
+ * project's own guest (tests/guest). Nothing here is faked.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <qsync/qsync.h>
+
+#if !defined(GUEST_ELF) || !defined(PLUGIN_PATH)
+#error "GUEST_ELF and PLUGIN_PATH must be defined"
+#endif
+
+#define MAX_STOPS 1024
+
+static const char *qemu_binary(void)
+{
+    const char *q = getenv("QSYNC_TEST_QEMU");
+    return q && q[0] ? q : "qemu-system-x86_64";
+}
+
+struct run {
+    int reached, exited, errors;
+    int first_error;
+    int stops;
+    uint64_t deadline[MAX_STOPS], virtual_ns[MAX_STOPS], insns[MAX_STOPS];
+    int64_t overshoot[MAX_STOPS];
+    uint64_t step_ns;
+    int max_quanta;       /* stop granting after this many */
+    int close_after;      /* close when this many quanta are done (0: never) */
+    qsync_exit ex;
+    char tail[4096];
+    char out[16384];
+    size_t out_len;
+    uint64_t close_t0, exited_t;
+    int ready;
+    qsync_info info;
+};
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void on_ready(qsync_ctx *ctx, const qsync_info *info)
+{
+    struct run *r = qsync_get_data(ctx);
+    r->ready++;
+    r->info = *info;
+}
+
+static void on_reached(qsync_ctx *ctx, int status, const qsync_stop *stop)
+{
+    struct run *r = qsync_get_data(ctx);
+    r->reached++;
+    if (status) {
+        if (!r->first_error)
+            r->first_error = status;
+        return;
+    }
+    int i = r->stops++;
+    assert_true(i < MAX_STOPS);
+    r->deadline[i] = stop->deadline_ns;
+    r->virtual_ns[i] = stop->virtual_ns;
+    r->insns[i] = stop->instructions;
+    r->overshoot[i] = stop->overshoot_insns;
+    uint64_t sum = 0;
+    for (unsigned v = 0; v < stop->n_vcpus; v++)
+        sum += stop->vcpu_instructions[v];
+    assert_int_equal(sum, stop->instructions);
+    if (r->close_after && r->stops == r->close_after) {
+        r->close_t0 = now_ms();
+        qsync_close(ctx, NULL);
+        return;
+    }
+    if (r->stops < r->max_quanta)
+        assert_int_equal(qsync_advance_ns(ctx, r->step_ns), 0);
+}
+
+static void on_exited(qsync_ctx *ctx, const qsync_exit *ex)
+{
+    struct run *r = qsync_get_data(ctx);
+    r->exited++;
+    r->exited_t = now_ms();
+    r->ex = *ex;
+    snprintf(r->tail, sizeof r->tail, "%s", ex->stderr_tail);
+    r->ex.stderr_tail = r->tail;
+}
+
+static void on_error(qsync_ctx *ctx, int code, const char *msg)
+{
+    struct run *r = qsync_get_data(ctx);
+    r->errors++;
+    if (!r->first_error)
+        r->first_error = code;
+    fprintf(stderr, "e2e: error %s: %s\n", qsync_err_name(code), msg);
+}
+
+static void on_output(qsync_ctx *ctx, const char *data, size_t len)
+{
+    struct run *r = qsync_get_data(ctx);
+    if (r->out_len + len < sizeof r->out) {
+        memcpy(r->out + r->out_len, data, len);
+        r->out_len += len;
+        r->out[r->out_len] = '\0';
+    }
+}
+
+static qsync_ctx *start_guest(uv_loop_t *loop, struct run *r, const char *append,
+                              uint64_t kill_grace_ms)
+{
+    qsync_options o;
+    qsync_options_init(&o);
+    o.plugin_path = PLUGIN_PATH;
+    o.stdout_mode = QSYNC_OUTPUT_CALLBACK;
+    o.quiet_stderr = 1;
+    if (kill_grace_ms)
+        o.kill_grace_ms = kill_grace_ms;
+    qsync_callbacks cb;
+    qsync_callbacks_init(&cb);
+    cb.ready = on_ready;
+    cb.reached = on_reached;
+    cb.exited = on_exited;
+    cb.error = on_error;
+    cb.output = on_output;
+    qsync_ctx *ctx = NULL;
+    char err[256];
+    int rc = qsync_ctx_new(loop, &o, &cb, &ctx, err, sizeof err);
+    if (rc)
+        fail_msg("qsync_ctx_new: %s", err);
+    qsync_set_data(ctx, r);
+    const char *argv[] = {qemu_binary(), "-M", "pc", "-nodefaults", "-display", "none",
+                          "-serial", "stdio", "-no-reboot", "-device",
+                          "isa-debug-exit,iobase=0xf4,iosize=0x04", "-kernel", GUEST_ELF,
+                          "-append", append, NULL};
+    rc = qsync_start(ctx, argv);
+    if (rc)
+        fail_msg("qsync_start: %s", qsync_last_error(ctx));
+    return ctx;
+}
+
+/* Every stop lands on its deadline: 500 quanta of 10 us, shift 0. */
+static void test_exact_deadlines(void **state)
+{
+    (void)state;
+    struct run *r = calloc(1, sizeof *r);
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    r->step_ns = 10000;
+    r->max_quanta = 500;
+    r->close_after = 500;
+    qsync_ctx *ctx = start_guest(&loop, r, "compute 100000000", 0);
+    assert_int_equal(qsync_advance_ns(ctx, r->step_ns), 0);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+
+    if (r->first_error)
+        fail_msg("error %s; QEMU said: %s", qsync_err_name(r->first_error), r->tail);
+    assert_int_equal(r->ready, 1);
+    assert_string_equal(r->info.engine, "insn");
+    assert_true(r->info.exact);
+    assert_int_equal(r->stops, 500);
+    for (int i = 0; i < r->stops; i++) {
+        uint64_t want = 10000u * (uint64_t)(i + 1);
+        assert_int_equal(r->deadline[i], want);
+        assert_int_equal(r->virtual_ns[i], want);
+        /* shift 0: one instruction per ns, counted independently of the stop. */
+        assert_int_equal(r->insns[i], want);
+        assert_int_equal(r->overshoot[i], 0);
+    }
+    assert_int_equal(r->exited, 1);
+    assert_int_equal(r->ex.by_close, 1);
+    free(r);
+}
+
+/* Runs the short compute guest to its end at 100 us quanta. */
+static void run_to_end(struct run *r)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    r->step_ns = 100000;
+    r->max_quanta = MAX_STOPS;
+    qsync_ctx *ctx = start_guest(&loop, r, "compute 1000000", 0);
+    assert_int_equal(qsync_advance_ns(ctx, r->step_ns), 0);
+    while (!r->exited && uv_run(&loop, UV_RUN_ONCE)) {
+    }
+    qsync_close(ctx, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+static void test_deterministic_totals(void **state)
+{
+    (void)state;
+    struct run *runs = calloc(3, sizeof *runs);
+    for (int k = 0; k < 3; k++) {
+        run_to_end(&runs[k]);
+        struct run *r = &runs[k];
+        assert_int_equal(r->exited, 1);
+        /* The guest exits through isa-debug-exit with 0: QEMU's status is 1. */
+        assert_int_equal(r->ex.exit_status, 1);
+        assert_int_equal(r->ex.by_close, 0);
+        assert_non_null(strstr(r->out, "compute done"));
+        assert_true(r->stops > 5);
+        /* The quantum the guest ended in failed as "exited", never as done. */
+        assert_int_equal(r->first_error, QSYNC_EEXITED);
+        assert_true(r->ex.instructions > r->insns[r->stops - 1]);
+    }
+    for (int k = 1; k < 3; k++) {
+        assert_int_equal(runs[k].stops, runs[0].stops);
+        assert_int_equal(runs[k].ex.instructions, runs[0].ex.instructions);
+        assert_memory_equal(runs[k].insns, runs[0].insns, sizeof runs[0].insns);
+        assert_string_equal(runs[k].out, runs[0].out);
+    }
+    free(runs);
+}
+
+/* Closing the context mid-quantum ends QEMU through the channel within 1 s. */
+static void test_close_ends_qemu(void **state)
+{
+    (void)state;
+    struct run *r = calloc(1, sizeof *r);
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    /* A long grace: if the plugin did not end QEMU, SIGKILL would come only
+     * after 10 s and show as a signal below. */
+    qsync_ctx *ctx = start_guest(&loop, r, "compute 1000000000", 10000);
+    r->step_ns = 1000000;
+    r->max_quanta = 1;
+    assert_int_equal(qsync_advance_ns(ctx, r->step_ns), 0);
+    while (r->stops < 1 && uv_run(&loop, UV_RUN_ONCE)) {
+    }
+    assert_int_equal(r->stops, 1);
+    int pid = qsync_pid(ctx);
+    assert_true(pid > 0);
+    /* A grant of 10 s of virtual time: QEMU is busy when we close. */
+    assert_int_equal(qsync_advance_ns(ctx, 10000000000ull), 0);
+    usleep(200000);
+    r->close_t0 = now_ms();
+    assert_int_equal(qsync_close(ctx, NULL), 0);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    assert_int_equal(r->exited, 1);
+    assert_int_equal(r->ex.by_close, 1);
+    assert_int_equal(r->ex.term_signal, 0);
+    assert_int_equal(r->first_error, QSYNC_ECANCELED);
+    assert_true(r->exited_t - r->close_t0 < 1000);
+    assert_int_equal(kill(pid, 0), -1);
+    assert_int_equal(errno, ESRCH);
+    free(r);
+}
+
+/* A controller that dies without closing anything: QEMU must not survive it. */
+static void test_controller_killed(void **state)
+{
+    (void)state;
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    /* Orphans are re-parented to us, so we can see QEMU's end. */
+    assert_int_equal(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        close(fds[0]);
+        struct run r;
+        memset(&r, 0, sizeof r);
+        uv_loop_t loop;
+        uv_loop_init(&loop);
+        qsync_ctx *ctx = start_guest(&loop, &r, "compute 1000000000", 10000);
+        qsync_advance_ns(ctx, 10000000000ull);
+        int pid = qsync_pid(ctx);
+        if (write(fds[1], &pid, sizeof pid) != sizeof pid)
+            _exit(3);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        _exit(4);
+    }
+    close(fds[1]);
+    int qemu_pid = 0;
+    assert_int_equal(read(fds[0], &qemu_pid, sizeof qemu_pid), (ssize_t)sizeof qemu_pid);
+    close(fds[0]);
+    assert_true(qemu_pid > 0);
+    usleep(300000); /* let QEMU get going */
+    assert_int_equal(kill(qemu_pid, 0), 0);
+    uint64_t t0 = now_ms();
+    assert_int_equal(kill(child, SIGKILL), 0);
+    int st;
+    assert_int_equal(waitpid(child, &st, 0), child);
+    assert_true(WIFSIGNALED(st));
+    /* QEMU, re-parented to us, must end by itself (not by a signal). */
+    pid_t got = 0;
+    while (now_ms() - t0 < 1000) {
+        got = waitpid(qemu_pid, &st, WNOHANG);
+        if (got == qemu_pid)
+            break;
+        usleep(10000);
+    }
+    if (got != qemu_pid) {
+        kill(qemu_pid, SIGKILL);
+        waitpid(qemu_pid, &st, 0);
+        fail_msg("QEMU outlived its controller by more than 1 s");
+    }
+    assert_true(WIFEXITED(st));
+    prctl(PR_SET_CHILD_SUBREAPER, 0);
+}
+
+/* QEMU killed from outside mid-quantum: the advance fails, exited names the signal. */
+static void test_qemu_killed(void **state)
+{
+    (void)state;
+    struct run *r = calloc(1, sizeof *r);
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    qsync_ctx *ctx = start_guest(&loop, r, "compute 1000000000", 0);
+    r->max_quanta = 1;
+    r->step_ns = 1000000;
+    assert_int_equal(qsync_advance_ns(ctx, r->step_ns), 0);
+    while (r->stops < 1 && uv_run(&loop, UV_RUN_ONCE)) {
+    }
+    assert_int_equal(qsync_advance_ns(ctx, 10000000000ull), 0);
+    usleep(100000);
+    assert_int_equal(kill(qsync_pid(ctx), SIGKILL), 0);
+    while (!r->exited && uv_run(&loop, UV_RUN_ONCE)) {
+    }
+    assert_int_equal(r->exited, 1);
+    assert_int_equal(r->ex.term_signal, SIGKILL);
+    assert_int_equal(r->ex.exit_status, -1);
+    assert_int_equal(r->ex.by_close, 0);
+    assert_int_equal(r->first_error, QSYNC_EEXITED);
+    assert_int_equal(r->reached, 2);
+    assert_non_null(strstr(qsync_last_error(ctx), "signal 9"));
+    qsync_close(ctx, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    free(r);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_exact_deadlines),
+        cmocka_unit_test(test_deterministic_totals),
+        cmocka_unit_test(test_close_ends_qemu),
+        cmocka_unit_test(test_controller_killed),
+        cmocka_unit_test(test_qemu_killed),
+    };
+    return cmocka_run_group_tests_name("e2e", tests, NULL, NULL);
+}

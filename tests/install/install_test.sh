@@ -1,0 +1,46 @@
+#!/bin/sh
+# Installs the build into a private prefix, then builds a program outside
+# the tree against it twice: through pkg-config and through
+# find_package(qsync). Both programs must step a real guest.
+# usage: install_test.sh BUILD_DIR SOURCE_DIR GUEST_ELF
+set -eu
+build=$1
+src=$2
+guest=$3
+qemu=${QSYNC_TEST_QEMU:-qemu-system-x86_64}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+prefix=$work/prefix
+
+cmake --install "$build" --prefix "$prefix" >"$work/install.log"
+for f in include/qsync/qsync.h include/qsync/version.h bin/qsync-step \
+    lib/libqsync.a lib/qsync/libqsync-plugin.so lib/pkgconfig/qsync.pc \
+    lib/cmake/qsync/qsyncConfig.cmake lib/cmake/qsync/qsyncConfigVersion.cmake; do
+    [ -e "$prefix/$f" ] || { echo "FAIL: $f not installed" >&2; exit 1; }
+done
+soname=$(objdump -p "$prefix/lib/libqsync.so" | awk '/SONAME/ { print $2 }')
+case "$soname" in
+    libqsync.so.[0-9]*) ;;
+    *) echo "FAIL: SONAME is '$soname'" >&2; exit 1 ;;
+esac
+[ -e "$prefix/lib/$soname" ] || { echo "FAIL: $soname not installed" >&2; exit 1; }
+
+# pkg-config
+export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
+grep -q '^Requires: libuv' "$prefix/lib/pkgconfig/qsync.pc"
+# shellcheck disable=SC2046
+cc -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -o "$work/consumer-pc" \
+    "$src/tests/install/consumer/main.c" $(pkg-config --cflags --libs qsync)
+LD_LIBRARY_PATH="$prefix/lib" "$work/consumer-pc" "$qemu" "$guest"
+
+# find_package
+cmake -S "$src/tests/install/consumer" -B "$work/cm" -DCMAKE_PREFIX_PATH="$prefix" \
+    -DCMAKE_C_FLAGS="-D_GNU_SOURCE -Wall -Wextra -Werror" >"$work/cm.log"
+cmake --build "$work/cm" >>"$work/cm.log"
+"$work/cm/consumer" "$qemu" "$guest"
+
+# The installed qsync-step finds the installed plugin by itself.
+"$prefix/bin/qsync-step" --quantum 10us --until 100us --json "$work/s.json" -- \
+    "$qemu" -M pc -nodefaults -display none -kernel "$guest" -append "compute 100000000"
+grep -q '"quanta": 10,' "$work/s.json"
+echo "install: all checks passed"
