@@ -215,9 +215,10 @@ void guest_exit(u32 code)
     /*
      * QEMU 10 handles the write as a shutdown request that its main loop
      * acts on a moment later. Halting with interrupts off makes that moment
-     * cost no instructions, so the instruction total at QEMU's exit is the
-     * same in every run (a spin here ran on for 28k-70k instructions, a
-     * different number each time). Without the device the guest stays
+     * cost almost nothing: the total at QEMU's exit varies only by whether
+     * QEMU pauses the vCPU before or after this loop's 3 instructions (a
+     * spin here ran on for 28k-70k instructions, a different number each
+     * time). Without the device the guest stays
      * halted; a controller's watchdog ends it.
      */
     for (;;)
