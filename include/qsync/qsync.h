@@ -92,6 +92,14 @@ QSYNC_EXPORT int qsync_is_fatal(int code);
 /* ---------------------------------------------------------------------- */
 /* Options                                                                 */
 
+/* Which protocol the library speaks with QEMU (see docs/modes.md). */
+typedef enum {
+    QSYNC_MODE_PLUGIN = 0, /* our plugin, the native protocol: exact, reports
+                              instructions per stop (the default)          */
+    QSYNC_MODE_QQQ = 1,    /* seed 002's -qqq pipes: native int microseconds */
+    QSYNC_MODE_FIFO = 2    /* seed 000's two named FIFOs, a fixed quantum    */
+} qsync_mode;
+
 /* Where the guest's standard output (QEMU's stdout) goes. */
 typedef enum {
     QSYNC_OUTPUT_INHERIT = 0, /* QEMU writes to the caller's stdout         */
@@ -137,6 +145,21 @@ typedef struct qsync_options {
     /* On close: how long QEMU has to exit after its channel is closed
      * before it is sent SIGKILL. Default 1000 ms. */
     uint64_t kill_grace_ms;
+
+    /* The protocol; default QSYNC_MODE_PLUGIN. */
+    qsync_mode mode;
+
+    /* QSYNC_MODE_QQQ: 0 (default) passes -qqq write=FD,read=FD to a QEMU
+     * that has that option; 1 speaks the same protocol through our plugin
+     * (-plugin ...,proto=qqq) on a stock QEMU. Either way the library adds
+     * -icount 1,sleep=off and -rtc clock=vm unless argv has its own. */
+    int qqq_use_plugin;
+
+    /* QSYNC_MODE_FIFO: the quantum, fixed at start, passed to the plugin
+     * as TimeInMicroSeconds. Required in that mode (1..10^9). The plugin is
+     * plugin_path (seed 000's own, or ours, the default); the library adds
+     * -icount shift=0,sleep=off unless argv has its own -icount. */
+    uint64_t fifo_quantum_us;
 } qsync_options;
 
 /* Fills opts with the defaults. Thread-safe. */
@@ -151,7 +174,9 @@ typedef struct qsync_ctx qsync_ctx;
 #define QSYNC_STOP_IDLE 0x1u      /* the guest was halted during the quantum  */
 #define QSYNC_STOP_DEVIATION 0x2u /* virtual_ns differs from the deadline     */
 
-/* Where the guest stopped. Valid only during the callback. */
+/* Where the guest stopped. Valid only during the callback. In qqq and
+ * FIFO modes the protocols carry no counts: instructions, overshoot_insns
+ * and n_vcpus are 0, and vcpu_instructions is NULL. */
 typedef struct qsync_stop {
     uint64_t seq;          /* 1 for the first advance, then 2, 3, ...       */
     uint64_t deadline_ns;  /* the absolute deadline that was granted         */
@@ -173,7 +198,9 @@ typedef struct qsync_exit {
     uint64_t instructions;   /* last known instruction total                */
 } qsync_exit;
 
-/* What the plugin said in its handshake. */
+/* What the plugin said in its handshake. In qqq and FIFO modes, which have
+ * no handshake, engine is "unknown", the counts are 0 and nothing is
+ * guaranteed. */
 typedef struct qsync_info {
     unsigned proto_major, proto_minor;
     unsigned plugin_version; /* (major << 16) | (minor << 8) | patch   */
@@ -184,6 +211,7 @@ typedef struct qsync_info {
     const char *target;     /* e.g. "x86_64"                           */
     int exact;              /* every stop lands on the deadline        */
     int never_ahead_idle;   /* idle warps never pass a deadline        */
+    const char *mode;       /* "plugin", "qqq" or "fifo"                */
 } qsync_info;
 
 /*
@@ -248,12 +276,14 @@ QSYNC_EXPORT uv_loop_t *qsync_get_loop(const qsync_ctx *ctx);
 /*
  * Spawns QEMU. argv[0] is the QEMU binary (searched in PATH), the rest are
  * the guest's arguments; the array ends with NULL. It is never passed
- * through a shell. The library appends -icount shift=N,sleep=off and the
- * -plugin argument with the channel's descriptors; argv must therefore not
- * contain -icount.
- * Returns 0, QSYNC_EARG (argv empty, or containing -icount: the message
- * names it), QSYNC_ESTATE (already started, or closing), QSYNC_ENOPLUGIN,
- * or -errno from pipe or spawn (-ENOENT: no such QEMU binary).
+ * through a shell. In plugin mode the library appends -icount
+ * shift=N,sleep=off and the -plugin argument with the channel's
+ * descriptors, so argv must not contain -icount; the other modes append
+ * their own arguments (see qsync_options.mode).
+ * Returns 0, QSYNC_EARG (argv empty, or containing -icount in plugin mode:
+ * the message names it), QSYNC_ESTATE (already started, or closing),
+ * QSYNC_ENOPLUGIN, or -errno from pipe, mkdtemp, mkfifo or spawn (-ENOENT:
+ * no such QEMU binary).
  */
 QSYNC_EXPORT int qsync_start(qsync_ctx *ctx, const char *const argv[]);
 
@@ -262,7 +292,9 @@ QSYNC_EXPORT int qsync_start(qsync_ctx *ctx, const char *const argv[]);
  * once; callbacks.reached fires when the guest is frozen there. The caller
  * runs its own work meanwhile. Deadlines are absolute inside the library,
  * so rounding never accumulates. Allowed right after qsync_start() (the
- * grant waits in the channel until QEMU is up). us may be 0.
+ * grant waits in the channel until QEMU is up). us may be 0 in plugin mode.
+ * qqq mode needs 1..INT_MAX whole microseconds (QSYNC_EARG, QSYNC_ERANGE);
+ * FIFO mode a positive multiple of fifo_quantum_us (QSYNC_EARG).
  * Returns 0, QSYNC_EBUSY (an advance is pending), QSYNC_ESTATE (not started,
  * or closing), QSYNC_EEXITED (QEMU is gone or closed the channel),
  * QSYNC_ERANGE (the deadline overflows), QSYNC_EPROTO (the channel is

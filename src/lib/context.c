@@ -75,11 +75,24 @@ int qsync_ctx_new(uv_loop_t *loop, const qsync_options *opts, const qsync_callba
         loop = &ctx->private_loop;
     }
     ctx->loop = loop;
+    switch (ctx->opts.mode) {
+    case QSYNC_MODE_QQQ:
+        ctx->mode = &qsync__mode_qqq;
+        break;
+    case QSYNC_MODE_FIFO:
+        ctx->mode = &qsync__mode_fifo;
+        break;
+    default:
+        ctx->mode = &qsync__mode_plugin;
+        break;
+    }
     uv_timer_init(loop, &ctx->watchdog);
     uv_timer_init(loop, &ctx->kill_timer);
     uv_timer_init(loop, &ctx->drain_timer);
+    uv_timer_init(loop, &ctx->fifo_open_timer);
     ctx->watchdog.data = ctx->kill_timer.data = ctx->drain_timer.data = ctx;
-    ctx->handles_open = 3;
+    ctx->fifo_open_timer.data = ctx;
+    ctx->handles_open = 4;
     /* Timers must not keep a caller's loop alive on their own. */
     uv_unref((uv_handle_t *)&ctx->drain_timer);
     *out = ctx;
@@ -127,6 +140,7 @@ int qsync_get_info(const qsync_ctx *ctx, qsync_info *info)
     info->target = h->target;
     info->exact = (h->guarantees & QSYNC_WIRE_G_EXACT) != 0;
     info->never_ahead_idle = (h->guarantees & QSYNC_WIRE_G_NEVER_AHEAD_IDLE) != 0;
+    info->mode = ctx->mode->name;
     return 0;
 }
 
@@ -200,7 +214,7 @@ int qsync_advance_to_ns(qsync_ctx *ctx, uint64_t deadline)
         return qsync__set_error(ctx, QSYNC_ERANGE,
                                 "qsync_advance: deadline %llu ns is before the current %llu ns",
                                 (unsigned long long)deadline, (unsigned long long)ctx->now_ns);
-    int rc = qsync__send_grant(ctx, ctx->next_seq, deadline);
+    int rc = ctx->mode->grant(ctx, ctx->next_seq, deadline, deadline - ctx->now_ns);
     if (rc)
         return rc;
     ctx->pending_seq = ctx->next_seq++;
@@ -248,6 +262,11 @@ void qsync__on_hello(qsync_ctx *ctx, const struct qsync_wire_hello *h)
         return;
     }
     ctx->hello = *h;
+    qsync__ready(ctx);
+}
+
+void qsync__ready(qsync_ctx *ctx)
+{
     ctx->have_hello = 1;
     watchdog_arm(ctx);
     if (ctx->cbs.ready) {
@@ -255,6 +274,16 @@ void qsync__on_hello(qsync_ctx *ctx, const struct qsync_wire_hello *h)
         qsync_get_info(ctx, &info);
         QSYNC__CALL(ctx, ready, &info);
     }
+}
+
+void qsync__complete(qsync_ctx *ctx, const qsync_stop *stop, uint64_t next_now)
+{
+    ctx->pending_seq = 0;
+    ctx->now_ns = next_now;
+    ctx->last_virtual_ns = stop->virtual_ns;
+    ctx->last_instructions = stop->instructions;
+    watchdog_arm(ctx);
+    deliver_reached(ctx, 0, stop);
 }
 
 void qsync__on_report(qsync_ctx *ctx, const struct qsync_wire_report *r)
@@ -276,12 +305,6 @@ void qsync__on_report(qsync_ctx *ctx, const struct qsync_wire_report *r)
         qsync__fail(ctx, QSYNC_EPROTO);
         return;
     }
-    ctx->pending_seq = 0;
-    ctx->now_ns = r->deadline_ns;
-    ctx->last_virtual_ns = r->virtual_ns;
-    ctx->last_instructions = r->instructions;
-    watchdog_arm(ctx);
-
     qsync_stop stop;
     stop.seq = r->seq;
     stop.deadline_ns = r->deadline_ns;
@@ -295,7 +318,7 @@ void qsync__on_report(qsync_ctx *ctx, const struct qsync_wire_report *r)
         stop.flags |= QSYNC_STOP_DEVIATION;
     stop.n_vcpus = r->n_vcpus;
     stop.vcpu_instructions = r->vcpu_insns;
-    deliver_reached(ctx, 0, &stop);
+    qsync__complete(ctx, &stop, r->deadline_ns);
 }
 
 void qsync__on_exit_msg(qsync_ctx *ctx, const struct qsync_wire_exit *e)
@@ -367,6 +390,8 @@ void qsync__on_proc_exit(qsync_ctx *ctx, int64_t status, int signal)
     /* QEMU's pipes normally end with it; do not wait for ever if a
      * grandchild holds them. */
     uv_timer_start(&ctx->drain_timer, drain_cb, DRAIN_MS, 0);
+    if (ctx->mode->exited)
+        ctx->mode->exited(ctx);
     qsync__maybe_finish_exit(ctx);
 }
 
@@ -483,6 +508,8 @@ static void close_handles(qsync_ctx *ctx)
     close_one(ctx, (uv_handle_t *)&ctx->watchdog, NULL);
     close_one(ctx, (uv_handle_t *)&ctx->kill_timer, NULL);
     close_one(ctx, (uv_handle_t *)&ctx->drain_timer, NULL);
+    close_one(ctx, (uv_handle_t *)&ctx->fifo_open_timer, NULL);
+    ctx->mode->cleanup(ctx);
 }
 
 int qsync__close(qsync_ctx *ctx, qsync_close_cb cb)

@@ -25,6 +25,7 @@ struct qsync_ctx {
     void *data;
 
     qsync_options opts; /* strings below are our own copies */
+    const struct qsync__mode *mode;
     char *plugin_path;
     char *plugin_args;
     qsync_callbacks cbs;
@@ -76,9 +77,23 @@ struct qsync_ctx {
     uv_timer_t kill_timer;
     uv_timer_t drain_timer;
 
-    /* Handshake. */
+    /* Handshake (plugin mode), or the facts a mode knows without one. */
     int have_hello;
     struct qsync_wire_hello hello;
+
+    /* qqq mode: the grant in flight, in microseconds. */
+    int32_t qqq_req_us;
+
+    /* Legacy FIFO mode. */
+    char *fifo_dir;   /* private 0700 directory, removed on every path */
+    char *fifo_h2g;   /* HostToGuest: we write one byte per quantum    */
+    char *fifo_g2h;   /* GuestToHost: one or two bytes per quantum done */
+    uv_timer_t fifo_open_timer;
+    int fifo_timer_open;
+    uint64_t fifo_quanta_done; /* quanta the guest has finished        */
+    uint64_t fifo_target;      /* quanta the pending advance ends at   */
+    int fifo_running;          /* the guest is inside a quantum        */
+    int fifo_signal_bytes;     /* bytes of the last done signal        */
 
     /* Time. */
     uint64_t now_ns;      /* deadline of the last completed advance */
@@ -96,6 +111,43 @@ struct qsync_ctx {
     char errmsg[QSYNC__ERRMSG_MAX];
 };
 
+/*
+ * A mode is the protocol spoken with QEMU: the native one with our plugin,
+ * seed 002's -qqq pipes, or seed 000's legacy FIFOs. The context's state
+ * machine is the same for all three; a mode adds QEMU's arguments, encodes
+ * grants and decodes what comes back.
+ */
+struct qsync__launch {
+    const char *args[12]; /* appended to the user's argv                   */
+    size_t n_args;
+    char store[6][8192];  /* storage for args that are built                */
+    size_t n_store;
+    int child_in;  /* becomes QEMU's fd 3 (it reads grants), or -1          */
+    int child_out; /* becomes QEMU's fd 4 (it writes reports), or -1        */
+    int our_in;    /* where QEMU's messages arrive, read on the loop        */
+    int our_out;   /* where grants go (ctx->grant_fd), or -1                */
+};
+
+struct qsync__mode {
+    const char *name;
+    /* Adds QEMU arguments and creates the channel's descriptors. */
+    int (*prepare)(qsync_ctx *ctx, const char *const argv[], struct qsync__launch *l);
+    /* QEMU runs; the channel is being read. */
+    void (*started)(qsync_ctx *ctx);
+    /* Checks and sends a grant; the pending state is set by the caller. */
+    int (*grant)(qsync_ctx *ctx, uint64_t seq, uint64_t deadline_ns, uint64_t delta_ns);
+    /* Consumes whole messages from buf; returns the bytes used. */
+    size_t (*consume)(qsync_ctx *ctx, const uint8_t *buf, size_t len);
+    /* Releases what prepare made (a FIFO directory). Any path, any time. */
+    void (*cleanup)(qsync_ctx *ctx);
+    /* QEMU's process has exited (optional). */
+    void (*exited)(qsync_ctx *ctx);
+};
+
+extern const struct qsync__mode qsync__mode_plugin;
+extern const struct qsync__mode qsync__mode_qqq;
+extern const struct qsync__mode qsync__mode_fifo;
+
 /* errors.c */
 int qsync__set_error(qsync_ctx *ctx, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -108,16 +160,28 @@ int qsync__find_plugin(qsync_ctx *ctx);
 /* spawn.c */
 int qsync__spawn(qsync_ctx *ctx, const char *const argv[]);
 void qsync__terminate(qsync_ctx *ctx);
+int qsync__argv_has(const char *const argv[], const char *opt);
+/* Appends an argument built with printf; -1 when it does not fit. */
+int qsync__launch_add(struct qsync__launch *l, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Appends "-plugin file=PATH,<rest>" with the path's commas doubled. */
+int qsync__launch_plugin(qsync_ctx *ctx, struct qsync__launch *l, const char *rest);
+/* Makes a close-on-exec pipe: [0] read end, [1] write end. */
+int qsync__pipe(qsync_ctx *ctx, int fds[2]);
 
 /* channel.c */
-int qsync__channel_start(qsync_ctx *ctx, int report_fd);
-int qsync__send_grant(qsync_ctx *ctx, uint64_t seq, uint64_t deadline_ns);
+int qsync__channel_start(qsync_ctx *ctx, int fd);
+int qsync__write_grant(qsync_ctx *ctx, const void *buf, size_t len);
 
 /* context.c: events from the other files. */
 int qsync__close(qsync_ctx *ctx, qsync_close_cb cb); /* any loop */
 void qsync__on_hello(qsync_ctx *ctx, const struct qsync_wire_hello *h);
 void qsync__on_report(qsync_ctx *ctx, const struct qsync_wire_report *r);
 void qsync__on_exit_msg(qsync_ctx *ctx, const struct qsync_wire_exit *e);
+/* The pending advance is done: stop describes it; now_ns moves to next_now. */
+void qsync__complete(qsync_ctx *ctx, const qsync_stop *stop, uint64_t next_now);
+/* The channel is up (no handshake in qqq and FIFO modes). */
+void qsync__ready(qsync_ctx *ctx);
 void qsync__fail(qsync_ctx *ctx, int code); /* fatal: ends QEMU, tells the user */
 void qsync__on_channel_eof(qsync_ctx *ctx);
 void qsync__on_proc_exit(qsync_ctx *ctx, int64_t status, int signal);

@@ -41,7 +41,9 @@ static int opt_error(char *errbuf, size_t len, const char *fmt, const char *what
 }
 
 /* The keys the library itself passes to the plugin. */
-static const char *const reserved_keys[] = {"fd_in", "fd_out", "shift"};
+static const char *const reserved_keys[] = {"fd_in",           "fd_out",          "shift",
+                                            "proto",           "HostToGuestPipe", "GuestToHostPipe",
+                                            "TimeInMicroSeconds", "TimeinMicroseconds"};
 
 static int check_plugin_args(const char *args, char *errbuf, size_t len)
 {
@@ -93,6 +95,11 @@ int qsync__options_copy(qsync_ctx *ctx, const qsync_options *in, char *errbuf, s
     if (o.stderr_tail_bytes == 0 || o.stderr_tail_bytes > (1u << 24))
         return opt_error(errbuf, len, "%s: %lld is out of range 1..16777216",
                          "stderr_tail_bytes", (long long)o.stderr_tail_bytes);
+    if (o.mode != QSYNC_MODE_PLUGIN && o.mode != QSYNC_MODE_QQQ && o.mode != QSYNC_MODE_FIFO)
+        return opt_error(errbuf, len, "%s: %lld is not a qsync_mode", "mode", (long long)o.mode);
+    if (o.mode == QSYNC_MODE_FIFO && (o.fifo_quantum_us == 0 || o.fifo_quantum_us > 1000000000u))
+        return opt_error(errbuf, len, "%s: %lld is out of range 1..1000000000 (FIFO mode needs it)",
+                         "fifo_quantum_us", (long long)o.fifo_quantum_us);
     if (o.start_timeout_ms == 0)
         return opt_error(errbuf, len, "%s: %lld must be positive", "start_timeout_ms", 0);
     if (o.plugin_path && o.plugin_path[0] == '\0')

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,21 +101,54 @@ static int append_escaped(char *dst, size_t cap, size_t *len, const char *s)
     return 0;
 }
 
-static int build_plugin_arg(qsync_ctx *ctx, char *out, size_t cap)
+int qsync__launch_add(struct qsync__launch *l, const char *fmt, ...)
 {
-    size_t len = 0;
-    int n = snprintf(out, cap, "file=");
-    if (n < 0 || (size_t)n >= cap)
+    if (l->n_args + 1 >= sizeof l->args / sizeof l->args[0] ||
+        l->n_store >= sizeof l->store / sizeof l->store[0])
         return -1;
-    len = (size_t)n;
-    if (append_escaped(out, cap, &len, ctx->plugin_path))
+    char *buf = l->store[l->n_store];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, sizeof l->store[0], fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof l->store[0])
         return -1;
-    n = snprintf(out + len, cap - len, ",fd_in=%d,fd_out=%d,shift=%u%s%s", CHILD_GRANT_FD,
-                 CHILD_REPORT_FD, ctx->opts.icount_shift, ctx->plugin_args ? "," : "",
-                 ctx->plugin_args ? ctx->plugin_args : "");
-    if (n < 0 || (size_t)n >= cap - len)
-        return -1;
+    l->n_store++;
+    l->args[l->n_args++] = buf;
     return 0;
+}
+
+int qsync__launch_plugin(qsync_ctx *ctx, struct qsync__launch *l, const char *rest)
+{
+    char buf[sizeof l->store[0]];
+    size_t len = 0;
+    if (append_escaped(buf, sizeof buf, &len, ctx->plugin_path) ||
+        qsync__launch_add(l, "-plugin") ||
+        qsync__launch_add(l, "file=%s%s%s%s%s", buf, rest[0] ? "," : "", rest,
+                          ctx->plugin_args ? "," : "", ctx->plugin_args ? ctx->plugin_args : ""))
+        return qsync__set_error(ctx, QSYNC_EARG, "plugin path or plugin_args too long");
+    return 0;
+}
+
+int qsync__argv_has(const char *const argv[], const char *opt)
+{
+    for (size_t i = 0; argv[i]; i++) {
+        /* QEMU accepts both -opt and --opt. */
+        const char *a = argv[i];
+        if (a[0] == '-' && a[1] == '-')
+            a++;
+        if (strcmp(a, opt) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+int qsync__pipe(qsync_ctx *ctx, int fds[2])
+{
+    if (pipe2(fds, O_CLOEXEC) == 0)
+        return 0;
+    int rc = -errno;
+    return qsync__set_error(ctx, rc, "pipe: %s", strerror(errno));
 }
 
 static int check_argv(qsync_ctx *ctx, const char *const argv[], size_t *argc)
@@ -123,16 +157,19 @@ static int check_argv(qsync_ctx *ctx, const char *const argv[], size_t *argc)
         return qsync__set_error(ctx, QSYNC_EARG, "argv: no QEMU binary given");
     size_t n = 0;
     for (; argv[n]; n++) {
-        if (strcmp(argv[n], "-icount") == 0 || strcmp(argv[n], "--icount") == 0)
-            return qsync__set_error(ctx, QSYNC_EARG,
-                                    "argv[%zu] '%s': the library sets -icount itself; "
-                                    "use qsync_options.icount_shift",
-                                    n, argv[n]);
         if (n > 4096)
             return qsync__set_error(ctx, QSYNC_EARG, "argv: more than 4096 arguments");
     }
     *argc = n;
     return 0;
+}
+
+static void close_fd(int *fd)
+{
+    if (*fd >= 0) {
+        close(*fd);
+        *fd = -1;
+    }
 }
 
 int qsync__spawn(qsync_ctx *ctx, const char *const argv[])
@@ -141,33 +178,25 @@ int qsync__spawn(qsync_ctx *ctx, const char *const argv[])
     int rc = check_argv(ctx, argv, &argc);
     if (rc)
         return rc;
-    rc = qsync__find_plugin(ctx);
-    if (rc)
-        return rc;
 
-    char icount[64];
-    snprintf(icount, sizeof icount, "shift=%u,sleep=off", ctx->opts.icount_shift);
-    char plugin[8192];
-    if (build_plugin_arg(ctx, plugin, sizeof plugin))
-        return qsync__set_error(ctx, QSYNC_EARG, "plugin path or plugin_args too long");
-
-    const char **args = calloc(argc + 5, sizeof *args);
-    if (!args)
+    struct qsync__launch *l = calloc(1, sizeof *l);
+    const char **args = NULL;
+    if (!l)
         return -ENOMEM;
-    for (size_t i = 0; i < argc; i++)
-        args[i] = argv[i];
-    args[argc] = "-icount";
-    args[argc + 1] = icount;
-    args[argc + 2] = "-plugin";
-    args[argc + 3] = plugin;
-    args[argc + 4] = NULL;
+    l->child_in = l->child_out = l->our_in = l->our_out = -1;
+    rc = ctx->mode->prepare(ctx, argv, l);
+    if (rc)
+        goto fail;
 
-    int grant[2] = {-1, -1}, report[2] = {-1, -1};
-    if (pipe2(grant, O_CLOEXEC) || pipe2(report, O_CLOEXEC)) {
-        rc = -errno;
-        qsync__set_error(ctx, rc, "pipe: %s", strerror(errno));
+    args = calloc(argc + l->n_args + 1, sizeof *args);
+    if (!args) {
+        rc = -ENOMEM;
         goto fail;
     }
+    for (size_t i = 0; i < argc; i++)
+        args[i] = argv[i];
+    for (size_t i = 0; i < l->n_args; i++)
+        args[argc + i] = l->args[i];
 
     free(ctx->tail);
     ctx->tail = malloc(ctx->opts.stderr_tail_bytes);
@@ -207,17 +236,21 @@ int qsync__spawn(qsync_ctx *ctx, const char *const argv[])
     }
     stdio[2].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
     stdio[2].data.stream = (uv_stream_t *)&ctx->err_pipe;
-    stdio[CHILD_GRANT_FD].flags = UV_INHERIT_FD;
-    stdio[CHILD_GRANT_FD].data.fd = grant[0];
-    stdio[CHILD_REPORT_FD].flags = UV_INHERIT_FD;
-    stdio[CHILD_REPORT_FD].data.fd = report[1];
+    int stdio_count = 3;
+    if (l->child_in >= 0) {
+        stdio[CHILD_GRANT_FD].flags = UV_INHERIT_FD;
+        stdio[CHILD_GRANT_FD].data.fd = l->child_in;
+        stdio[CHILD_REPORT_FD].flags = UV_INHERIT_FD;
+        stdio[CHILD_REPORT_FD].data.fd = l->child_out;
+        stdio_count = 5;
+    }
 
     uv_process_options_t po;
     memset(&po, 0, sizeof po);
     po.file = args[0];
     po.args = (char **)args;
     po.exit_cb = exit_cb;
-    po.stdio_count = 5;
+    po.stdio_count = stdio_count;
     po.stdio = stdio;
     po.flags = UV_PROCESS_DETACHED;
 
@@ -231,38 +264,40 @@ int qsync__spawn(qsync_ctx *ctx, const char *const argv[])
         goto fail;
     }
     ctx->proc_alive = 1;
-    close(grant[0]);
-    close(report[1]);
-    grant[0] = report[1] = -1;
-    ctx->grant_fd = grant[1];
-    /* Non-blocking: the loop thread must never block on a write, and a full
-     * channel (impossible with one grant in flight) is reported instead. */
-    fcntl(ctx->grant_fd, F_SETFL, fcntl(ctx->grant_fd, F_GETFL) | O_NONBLOCK);
-    grant[1] = -1;
-
-    rc = qsync__channel_start(ctx, report[0]);
-    report[0] = -1;
+    close_fd(&l->child_in);
+    close_fd(&l->child_out);
+    ctx->grant_fd = l->our_out;
+    l->our_out = -1;
+    if (ctx->grant_fd >= 0) {
+        /* Non-blocking: the loop thread must never block on a write, and a
+         * full channel (impossible with one grant in flight) is reported. */
+        fcntl(ctx->grant_fd, F_SETFL, fcntl(ctx->grant_fd, F_GETFL) | O_NONBLOCK);
+    }
+    rc = qsync__channel_start(ctx, l->our_in);
+    l->our_in = -1;
     if (rc == 0)
         rc = uv_read_start((uv_stream_t *)&ctx->err_pipe, alloc_cb, err_read_cb);
     if (rc == 0 && ctx->out_open)
         rc = uv_read_start((uv_stream_t *)&ctx->out_pipe, alloc_cb, out_read_cb);
     free(args);
+    free(l);
     if (rc) {
         /* QEMU is running but we cannot listen to it: end it. */
         qsync__set_error(ctx, rc, "cannot read from QEMU: %s", uv_strerror(rc));
         qsync__terminate(ctx);
         return rc;
     }
+    ctx->mode->started(ctx);
     return 0;
 
 fail:
     free(args);
-    for (int i = 0; i < 2; i++) {
-        if (grant[i] >= 0)
-            close(grant[i]);
-        if (report[i] >= 0)
-            close(report[i]);
-    }
+    close_fd(&l->child_in);
+    close_fd(&l->child_out);
+    close_fd(&l->our_in);
+    close_fd(&l->our_out);
+    free(l);
+    ctx->mode->cleanup(ctx);
     if (ctx->err_open) {
         ctx->err_open = 0;
         uv_close((uv_handle_t *)&ctx->err_pipe, qsync__handle_closed);

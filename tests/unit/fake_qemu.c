@@ -19,8 +19,18 @@
  *   truncated   HELLO, read one grant, send half a REPORT, exit 0
  *   chatty      print 100 KiB on stderr, then behave as good
  *   stdout      print "hello from the guest\n" on stdout, then as good
+ *
+ * With -qqq write=4,read=3 it is a QEMU with seed 002's option instead:
+ *   qqq-good, qqq-split (answers in two short writes), qqq-more (answers 3 us
+ *   more), qqq-less, qqq-negative, qqq-half (half an answer, then exits),
+ *   qqq-eof-start, qqq-eof-mid (dies inside the second advance)
+ * With -plugin ...,HostToGuestPipe=,GuestToHostPipe= it is seed 000's plugin:
+ *   fifo-one (one byte per quantum), fifo-two (two), fifo-garbage (five at
+ *   once), fifo-extra (bytes while frozen), fifo-eof-mid (dies after two
+ *   quanta), fifo-never-open, fifo-die-before-open
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -111,12 +121,137 @@ static int serve(int max_grants, int exit_code_after)
     return 0; /* EOF: the controller closed; end at once like the plugin */
 }
 
+/* ---- seed 002's -qqq protocol: native ints of microseconds ---------- */
+
+static int read_int(int *v)
+{
+    return qsync__read_full(FD_IN, v, sizeof *v, NULL) ? -1 : 0;
+}
+
+static void write_int(int v)
+{
+    if (qsync__write_all(FD_OUT, &v, sizeof v))
+        exit(0); /* the controller is gone */
+}
+
+static int qqq_main(const char *sc)
+{
+    int req;
+    if (strcmp(sc, "qqq-eof-start") == 0)
+        return 0;
+    for (int n = 0; read_int(&req) == 0; n++) {
+        if (strcmp(sc, "qqq-good") == 0) {
+            write_int(req);
+        } else if (strcmp(sc, "qqq-split") == 0) {
+            /* A short write: the answer arrives in two pieces. */
+            uint8_t b[sizeof req];
+            memcpy(b, &req, sizeof b);
+            qsync__write_all(FD_OUT, b, 2);
+            usleep(20000);
+            qsync__write_all(FD_OUT, b + 2, sizeof b - 2);
+        } else if (strcmp(sc, "qqq-more") == 0) {
+            write_int(req + 3);
+        } else if (strcmp(sc, "qqq-less") == 0) {
+            write_int(req - 1);
+        } else if (strcmp(sc, "qqq-negative") == 0) {
+            write_int(-5);
+        } else if (strcmp(sc, "qqq-half") == 0) {
+            qsync__write_all(FD_OUT, &req, 2);
+            return 0;
+        } else if (strcmp(sc, "qqq-eof-mid") == 0) {
+            if (n == 1)
+                return 0; /* answered once, dies inside the second */
+            write_int(req);
+        } else {
+            fprintf(stderr, "fake-qemu: unknown qqq scenario '%s'\n", sc);
+            return 64;
+        }
+    }
+    return 0; /* the controller closed its pipes: end, as -qqq does */
+}
+
+/* ---- seed 000's legacy FIFOs --------------------------------------- */
+
+static const char *plugin_opt(int argc, char **argv, const char *key, char *out, size_t cap)
+{
+    for (int i = 1; i + 1 < argc; i++) {
+        if (strcmp(argv[i], "-plugin") != 0)
+            continue;
+        const char *p = strstr(argv[i + 1], key);
+        if (!p)
+            continue;
+        p += strlen(key);
+        size_t n = strcspn(p, ",");
+        if (n >= cap)
+            return NULL;
+        memcpy(out, p, n);
+        out[n] = '\0';
+        return out;
+    }
+    return NULL;
+}
+
+static int fifo_main(const char *sc, const char *h2g, const char *g2h)
+{
+    if (strcmp(sc, "fifo-die-before-open") == 0) {
+        fprintf(stderr, "fake-qemu: died before opening the FIFOs\n");
+        return 3;
+    }
+    if (strcmp(sc, "fifo-never-open") == 0) {
+        for (;;)
+            pause();
+    }
+    /* As seed 000's plugin: both opens block until the controller's ends exist. */
+    int in = open(h2g, O_RDONLY);
+    int out = open(g2h, O_WRONLY);
+    if (in < 0 || out < 0) {
+        fprintf(stderr, "fake-qemu: cannot open the FIFOs\n");
+        return 66;
+    }
+    for (int n = 0;; n++) {
+        /* The quantum runs; then "done". */
+        if (strcmp(sc, "fifo-one") == 0 || strcmp(sc, "fifo-eof-mid") == 0) {
+            qsync__write_all(out, "f", 1);
+        } else if (strcmp(sc, "fifo-two") == 0) {
+            qsync__write_all(out, "ff", 2);
+        } else if (strcmp(sc, "fifo-garbage") == 0) {
+            qsync__write_all(out, "\x01\x02\x03\x04\x05", 5);
+        } else if (strcmp(sc, "fifo-extra") == 0) {
+            qsync__write_all(out, "f", 1);
+            usleep(20000);
+            qsync__write_all(out, "zz", 2); /* while frozen: not allowed */
+        } else {
+            fprintf(stderr, "fake-qemu: unknown fifo scenario '%s'\n", sc);
+            return 64;
+        }
+        if (strcmp(sc, "fifo-eof-mid") == 0 && n == 1)
+            return 0;
+        char c;
+        size_t got;
+        if (qsync__read_full(in, &c, 1, &got))
+            return 0; /* the controller closed HostToGuest */
+    }
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
         fprintf(stderr, "fake-qemu: no scenario\n");
         return 64;
     }
+    char h2g[4096], g2h[4096];
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "-qqq") == 0) {
+            if (i + 1 >= argc || strcmp(argv[i + 1], "write=4,read=3") != 0) {
+                fprintf(stderr, "fake-qemu: bad -qqq argument\n");
+                return 65;
+            }
+            return qqq_main(argv[1]);
+        }
+    }
+    if (plugin_opt(argc, argv, "HostToGuestPipe=", h2g, sizeof h2g) &&
+        plugin_opt(argc, argv, "GuestToHostPipe=", g2h, sizeof g2h))
+        return fifo_main(argv[1], h2g, g2h);
     /* The library must append exactly these. */
     unsigned shift = 0;
     int have_icount = 0, have_plugin = 0;

@@ -1,0 +1,134 @@
+/*
+ * Plugin mode: the native protocol with our plugin (docs/protocol.md),
+ * encoded and decoded by the codec that the plugin compiles too.
+ */
+#include "internal.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#define CHILD_GRANT_FD 3
+#define CHILD_REPORT_FD 4
+
+static int plugin_prepare(qsync_ctx *ctx, const char *const argv[], struct qsync__launch *l)
+{
+    for (size_t i = 0; argv[i]; i++) {
+        const char *a = argv[i][0] == '-' && argv[i][1] == '-' ? argv[i] + 1 : argv[i];
+        if (strcmp(a, "-icount") == 0)
+            return qsync__set_error(ctx, QSYNC_EARG,
+                                    "argv[%zu] '%s': the library sets -icount itself; "
+                                    "use qsync_options.icount_shift",
+                                    i, argv[i]);
+    }
+    int rc = qsync__find_plugin(ctx);
+    if (rc)
+        return rc;
+    char rest[128];
+    snprintf(rest, sizeof rest, "fd_in=%d,fd_out=%d,shift=%u", CHILD_GRANT_FD, CHILD_REPORT_FD,
+             ctx->opts.icount_shift);
+    if (qsync__launch_add(l, "-icount") ||
+        qsync__launch_add(l, "shift=%u,sleep=off", ctx->opts.icount_shift))
+        return qsync__set_error(ctx, QSYNC_EARG, "too many arguments");
+    rc = qsync__launch_plugin(ctx, l, rest);
+    if (rc)
+        return rc;
+    int grant[2], report[2];
+    rc = qsync__pipe(ctx, grant);
+    if (rc)
+        return rc;
+    rc = qsync__pipe(ctx, report);
+    if (rc) {
+        close(grant[0]);
+        close(grant[1]);
+        return rc;
+    }
+    l->child_in = grant[0];
+    l->our_out = grant[1];
+    l->our_in = report[0];
+    l->child_out = report[1];
+    return 0;
+}
+
+static void plugin_started(qsync_ctx *ctx)
+{
+    (void)ctx; /* ready comes with the plugin's HELLO */
+}
+
+static int plugin_grant(qsync_ctx *ctx, uint64_t seq, uint64_t deadline_ns, uint64_t delta_ns)
+{
+    struct qsync_wire_msg m;
+    uint8_t frame[QSYNC_WIRE_HEADER_SIZE + 16];
+    (void)delta_ns;
+    memset(&m, 0, sizeof m);
+    m.type = QSYNC_MSG_GRANT;
+    m.u.grant.seq = seq;
+    m.u.grant.deadline_ns = deadline_ns;
+    long n = qsync__wire_encode(&m, frame, sizeof frame);
+    if (n < 0)
+        return qsync__set_error(ctx, QSYNC_EPROTO, "cannot encode a grant");
+    return qsync__write_grant(ctx, frame, (size_t)n);
+}
+
+static void dispatch(qsync_ctx *ctx, const struct qsync_wire_msg *m)
+{
+    switch (m->type) {
+    case QSYNC_MSG_HELLO:
+        qsync__on_hello(ctx, &m->u.hello);
+        break;
+    case QSYNC_MSG_REPORT:
+        qsync__on_report(ctx, &m->u.report);
+        break;
+    case QSYNC_MSG_EXIT:
+        qsync__on_exit_msg(ctx, &m->u.exit);
+        break;
+    case QSYNC_MSG_ERROR:
+        qsync__set_error(ctx, QSYNC_EPLUGIN, "qsync plugin: %s", m->u.error.text);
+        qsync__fail(ctx, QSYNC_EPLUGIN);
+        break;
+    default: /* GRANT: only the library sends it. */
+        qsync__set_error(ctx, QSYNC_EPROTO, "protocol error: the plugin sent a GRANT");
+        qsync__fail(ctx, QSYNC_EPROTO);
+        break;
+    }
+}
+
+static size_t plugin_consume(qsync_ctx *ctx, const uint8_t *buf, size_t len)
+{
+    size_t off = 0;
+    while (!ctx->fatal && !ctx->closing) {
+        struct qsync_wire_msg m;
+        size_t used = 0;
+        int st = qsync__wire_decode(buf + off, len - off, &m, &used);
+        if (st == QSYNC_WIRE_NEED_MORE)
+            break;
+        if (st != QSYNC_WIRE_OK) {
+            const uint8_t *b = buf + off;
+            size_t have = len - off;
+            qsync__set_error(ctx, QSYNC_EPROTO,
+                             "protocol error: %s in a frame from the plugin "
+                             "(first bytes %02x %02x %02x %02x)",
+                             qsync__wire_status_text(st), have > 0 ? b[0] : 0,
+                             have > 1 ? b[1] : 0, have > 2 ? b[2] : 0, have > 3 ? b[3] : 0);
+            qsync__fail(ctx, QSYNC_EPROTO);
+            break;
+        }
+        off += used;
+        dispatch(ctx, &m);
+    }
+    return off;
+}
+
+static void plugin_cleanup(qsync_ctx *ctx)
+{
+    (void)ctx;
+}
+
+const struct qsync__mode qsync__mode_plugin = {
+    .name = "plugin",
+    .prepare = plugin_prepare,
+    .started = plugin_started,
+    .grant = plugin_grant,
+    .consume = plugin_consume,
+    .cleanup = plugin_cleanup,
+};

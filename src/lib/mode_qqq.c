@@ -1,0 +1,165 @@
+/*
+ * qqq mode: seed 002's protocol, byte for byte. The simulator writes a
+ * native int of microseconds that QEMU may advance; QEMU answers with the
+ * native int of microseconds it did advance, at least the request. Closing
+ * the pipes ends QEMU.
+ *
+ * The QEMU side is either a QEMU patched with -qqq, or stock QEMU with our
+ * plugin in its qqq personality (qsync_options.qqq_use_plugin).
+ */
+#include "internal.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define CHILD_GRANT_FD 3
+#define CHILD_REPORT_FD 4
+
+/* The icount shift of the user's own -icount (N or shift=N), or -1. */
+static int user_shift(const char *const argv[])
+{
+    for (size_t i = 0; argv[i]; i++) {
+        const char *a = argv[i][0] == '-' && argv[i][1] == '-' ? argv[i] + 1 : argv[i];
+        if (strcmp(a, "-icount") != 0 || !argv[i + 1])
+            continue;
+        const char *v = argv[i + 1];
+        const char *s = strstr(v, "shift=");
+        if (s)
+            v = s + 6;
+        if (*v < '0' || *v > '9')
+            return -2; /* auto, or something we cannot read */
+        return atoi(v);
+    }
+    return -1;
+}
+
+static int qqq_prepare(qsync_ctx *ctx, const char *const argv[], struct qsync__launch *l)
+{
+    int shift = user_shift(argv);
+    int rc;
+    if (shift == -2)
+        return qsync__set_error(ctx, QSYNC_EARG,
+                                "qqq mode: the -icount in argv needs a fixed shift "
+                                "(e.g. -icount 1,sleep=off)");
+    if (shift > 10)
+        return qsync__set_error(ctx, QSYNC_EARG, "qqq mode: -icount shift %d is out of range 0..10",
+                                shift);
+    if (shift < 0) {
+        shift = 1; /* seed 002's recommended -icount 1,sleep=off */
+        if (qsync__launch_add(l, "-icount") || qsync__launch_add(l, "1,sleep=off"))
+            return qsync__set_error(ctx, QSYNC_EARG, "too many arguments");
+    }
+    if (!qsync__argv_has(argv, "-rtc") &&
+        (qsync__launch_add(l, "-rtc") || qsync__launch_add(l, "clock=vm")))
+        return qsync__set_error(ctx, QSYNC_EARG, "too many arguments");
+    if (ctx->opts.qqq_use_plugin) {
+        rc = qsync__find_plugin(ctx);
+        if (rc)
+            return rc;
+        char rest[128];
+        snprintf(rest, sizeof rest, "proto=qqq,fd_in=%d,fd_out=%d,shift=%d", CHILD_GRANT_FD,
+                 CHILD_REPORT_FD, shift);
+        rc = qsync__launch_plugin(ctx, l, rest);
+        if (rc)
+            return rc;
+    } else if (qsync__launch_add(l, "-qqq") ||
+               qsync__launch_add(l, "write=%d,read=%d", CHILD_REPORT_FD, CHILD_GRANT_FD)) {
+        return qsync__set_error(ctx, QSYNC_EARG, "too many arguments");
+    }
+    ctx->hello.icount_shift = (uint8_t)shift;
+
+    int grant[2], report[2];
+    rc = qsync__pipe(ctx, grant);
+    if (rc)
+        return rc;
+    rc = qsync__pipe(ctx, report);
+    if (rc) {
+        close(grant[0]);
+        close(grant[1]);
+        return rc;
+    }
+    l->child_in = grant[0];
+    l->our_out = grant[1];
+    l->our_in = report[0];
+    l->child_out = report[1];
+    return 0;
+}
+
+static void qqq_started(qsync_ctx *ctx)
+{
+    /* The protocol has no handshake: QEMU is ready when it reads. */
+    qsync__ready(ctx);
+}
+
+static int qqq_grant(qsync_ctx *ctx, uint64_t seq, uint64_t deadline_ns, uint64_t delta_ns)
+{
+    (void)seq;
+    (void)deadline_ns;
+    if (delta_ns == 0 || delta_ns % 1000 != 0)
+        return qsync__set_error(ctx, QSYNC_EARG,
+                                "qqq mode: an advance must be a positive whole number of "
+                                "microseconds (got %llu ns)",
+                                (unsigned long long)delta_ns);
+    if (delta_ns / 1000 > INT_MAX)
+        return qsync__set_error(ctx, QSYNC_ERANGE,
+                                "qqq mode: %llu us does not fit the protocol's int (max %d us)",
+                                (unsigned long long)(delta_ns / 1000), INT_MAX);
+    int us = (int)(delta_ns / 1000);
+    int rc = qsync__write_grant(ctx, &us, sizeof us);
+    if (rc == 0)
+        ctx->qqq_req_us = us;
+    return rc;
+}
+
+static size_t qqq_consume(qsync_ctx *ctx, const uint8_t *buf, size_t len)
+{
+    size_t off = 0;
+    while (len - off >= sizeof(int) && !ctx->fatal && !ctx->closing) {
+        int got;
+        memcpy(&got, buf + off, sizeof got);
+        off += sizeof got;
+        if (!ctx->pending_seq) {
+            qsync__set_error(ctx, QSYNC_EPROTO,
+                             "qqq protocol error: QEMU answered %d us with no advance pending",
+                             got);
+            qsync__fail(ctx, QSYNC_EPROTO);
+            break;
+        }
+        if (got < ctx->qqq_req_us) {
+            qsync__set_error(ctx, QSYNC_EPROTO,
+                             "qqq protocol error: QEMU advanced %d us of the %d requested "
+                             "(it must be at least the request)",
+                             got, ctx->qqq_req_us);
+            qsync__fail(ctx, QSYNC_EPROTO);
+            break;
+        }
+        uint64_t reached = ctx->now_ns + (uint64_t)got * 1000u;
+        qsync_stop stop;
+        memset(&stop, 0, sizeof stop);
+        stop.seq = ctx->pending_seq;
+        stop.deadline_ns = ctx->pending_deadline;
+        stop.virtual_ns = reached;
+        stop.overshoot_insns = 0; /* the protocol carries no instruction count */
+        stop.flags = got != ctx->qqq_req_us ? QSYNC_STOP_DEVIATION : 0;
+        /* QEMU's clock is where it says; the next request starts there. */
+        qsync__complete(ctx, &stop, reached);
+    }
+    return off;
+}
+
+static void qqq_cleanup(qsync_ctx *ctx)
+{
+    (void)ctx;
+}
+
+const struct qsync__mode qsync__mode_qqq = {
+    .name = "qqq",
+    .prepare = qqq_prepare,
+    .started = qqq_started,
+    .grant = qqq_grant,
+    .consume = qqq_consume,
+    .cleanup = qqq_cleanup,
+};
