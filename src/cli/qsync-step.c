@@ -28,6 +28,10 @@ struct step {
     uint64_t until_ns; /* 0: until the guest exits */
     unsigned shift;
     const char *plugin;
+    const char *plugin_args;
+    const char *engine_opt;
+    qsync_mode mode;
+    int qqq_native;
     const char *json_path;
 
     /* Results. */
@@ -60,7 +64,13 @@ static void usage(FILE *f)
             "                  (default: until the guest exits)\n"
             "  --shift N       icount shift, 0..10: one instruction = 2^N ns (default 0)\n"
             "  --plugin PATH   plugin module (default: the one built or installed with\n"
-            "                  this tool)\n"
+            "                  this tool; in fifo mode, e.g. seed 000's own plugin)\n"
+            "  --engine NAME   the plugin's engine: auto, timer, insn or block (default auto)\n"
+            "  --mode MODE     plugin (default), qqq (seed 002's protocol) or fifo (seed\n"
+            "                  000's named FIFOs; --quantum is then fixed at start)\n"
+            "  --qqq-native    in qqq mode, pass -qqq to a QEMU that has it, instead of\n"
+            "                  speaking the protocol through our plugin\n"
+            "  --plugin-args A extra key=value,... options for the plugin\n"
             "  --json FILE     write a summary as JSON to FILE ('-' for stdout)\n"
             "  --help, --version\n"
             "\n"
@@ -197,6 +207,8 @@ static int write_json(const struct step *s)
     json_u64_or_null(f, "until_ns", s->until_ns != 0, (int64_t)s->until_ns, ",");
     fprintf(f, "  \"icount_shift\": %u,\n", s->shift);
     fprintf(f, "  \"vcpus\": %u,\n", s->vcpus);
+    fprintf(f, "  \"mode\": \"%s\",\n",
+            s->mode == QSYNC_MODE_QQQ ? "qqq" : s->mode == QSYNC_MODE_FIFO ? "fifo" : "plugin");
     fprintf(f, "  \"engine\": \"%s\",\n", s->have_info ? s->engine : "");
     fprintf(f, "  \"guarantees\": {\"exact\": %s, \"never_ahead_idle\": %s}\n",
             s->exact ? "true" : "false", s->never_ahead_idle ? "true" : "false");
@@ -220,7 +232,9 @@ int main(int argc, char **argv)
         {"quantum", required_argument, NULL, 'q'}, {"until", required_argument, NULL, 'u'},
         {"shift", required_argument, NULL, 's'},   {"plugin", required_argument, NULL, 'p'},
         {"json", required_argument, NULL, 'j'},    {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},       {NULL, 0, NULL, 0}};
+        {"version", no_argument, NULL, 'V'},       {"engine", required_argument, NULL, 'e'},
+        {"mode", required_argument, NULL, 'm'},    {"qqq-native", no_argument, NULL, 'N'},
+        {"plugin-args", required_argument, NULL, 'a'}, {NULL, 0, NULL, 0}};
     struct step s;
     memset(&s, 0, sizeof s);
     s.quantum_ns = 1000000;
@@ -262,6 +276,33 @@ int main(int argc, char **argv)
         case 'j':
             s.json_path = optarg;
             break;
+        case 'e':
+            if (strcmp(optarg, "auto") && strcmp(optarg, "timer") && strcmp(optarg, "insn") &&
+                strcmp(optarg, "block")) {
+                fprintf(stderr, "qsync-step: --engine '%s': expected auto, timer, insn or block\n",
+                        optarg);
+                return EXIT_USAGE;
+            }
+            s.engine_opt = optarg;
+            break;
+        case 'm':
+            if (strcmp(optarg, "plugin") == 0)
+                s.mode = QSYNC_MODE_PLUGIN;
+            else if (strcmp(optarg, "qqq") == 0)
+                s.mode = QSYNC_MODE_QQQ;
+            else if (strcmp(optarg, "fifo") == 0)
+                s.mode = QSYNC_MODE_FIFO;
+            else {
+                fprintf(stderr, "qsync-step: --mode '%s': expected plugin, qqq or fifo\n", optarg);
+                return EXIT_USAGE;
+            }
+            break;
+        case 'N':
+            s.qqq_native = 1;
+            break;
+        case 'a':
+            s.plugin_args = optarg;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -282,10 +323,48 @@ int main(int argc, char **argv)
         return EXIT_USAGE;
     }
 
+    if (s.mode != QSYNC_MODE_PLUGIN && s.engine_opt) {
+        fprintf(stderr, "qsync-step: --engine applies to --mode plugin only; use --plugin-args\n");
+        return EXIT_USAGE;
+    }
+    if (s.qqq_native && s.mode != QSYNC_MODE_QQQ) {
+        fprintf(stderr, "qsync-step: --qqq-native needs --mode qqq\n");
+        return EXIT_USAGE;
+    }
+    if (s.mode == QSYNC_MODE_QQQ && s.quantum_ns % 1000) {
+        fprintf(stderr, "qsync-step: --quantum: qqq mode grants whole microseconds\n");
+        return EXIT_USAGE;
+    }
+    if (s.mode == QSYNC_MODE_FIFO && s.quantum_ns % 1000) {
+        fprintf(stderr, "qsync-step: --quantum: fifo mode's quantum is whole microseconds\n");
+        return EXIT_USAGE;
+    }
+    if (s.mode != QSYNC_MODE_PLUGIN && s.until_ns % s.quantum_ns) {
+        fprintf(stderr, "qsync-step: --until must be a multiple of --quantum in %s mode\n",
+                s.mode == QSYNC_MODE_QQQ ? "qqq" : "fifo");
+        return EXIT_USAGE;
+    }
+    if (s.mode != QSYNC_MODE_PLUGIN && s.shift) {
+        fprintf(stderr, "qsync-step: --shift applies to --mode plugin only (give -icount yourself)\n");
+        return EXIT_USAGE;
+    }
+    char engine_arg[64];
     qsync_options o;
     qsync_options_init(&o);
     o.icount_shift = s.shift;
     o.plugin_path = s.plugin;
+    o.mode = s.mode;
+    o.qqq_use_plugin = !s.qqq_native;
+    o.fifo_quantum_us = s.quantum_ns / 1000;
+    o.plugin_args = s.plugin_args;
+    if (s.engine_opt) {
+        if (s.plugin_args) {
+            fprintf(stderr, "qsync-step: give the engine either with --engine or in --plugin-args\n");
+            return EXIT_USAGE;
+        }
+        snprintf(engine_arg, sizeof engine_arg, "engine=%s", s.engine_opt);
+        o.plugin_args = engine_arg;
+    }
     qsync_callbacks cb;
     qsync_callbacks_init(&cb);
     cb.ready = on_ready;
