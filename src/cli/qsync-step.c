@@ -12,10 +12,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <qsync/qsync.h>
 
 #include "duration.h"
+#include "stats.h"
 
 #define EXIT_USAGE 2
 
@@ -33,6 +35,20 @@ struct step {
     qsync_mode mode;
     int qqq_native;
     const char *json_path;
+    const char *csv_path;
+    int stats;
+    int quiet;
+    int progress; /* 1: on, 0: off, -1: on when stderr is a terminal */
+
+    /* Per-quantum records. */
+    FILE *csv;
+    struct qsync__series periods; /* virtual ns between stops */
+    struct qsync__series walls;   /* wall ns each quantum took */
+    uint64_t prev_virtual_ns;
+    uint64_t grant_t;
+    uv_timer_t progress_timer;
+    int progress_shown;
+    int progress_on;
 
     /* Results. */
     int have_info;
@@ -72,6 +88,11 @@ static void usage(FILE *f)
             "                  speaking the protocol through our plugin\n"
             "  --plugin-args A extra key=value,... options for the plugin\n"
             "  --json FILE     write a summary as JSON to FILE ('-' for stdout)\n"
+            "  --csv FILE      write one record per quantum to FILE ('-' for stdout)\n"
+            "  --stats         print the period table and wall time per quantum at the end\n"
+            "  --progress      show the live progress line even when stderr is not a\n"
+            "                  terminal (it is shown on a terminal by default)\n"
+            "  --quiet         print nothing of our own but errors (no progress, no stats)\n"
             "  --help, --version\n"
             "\n"
             "qsync-step adds -icount and -plugin itself. The guest's output passes\n"
@@ -79,8 +100,31 @@ static void usage(FILE *f)
             "0 when --until ends the run, 2 for usage or set-up errors.\n");
 }
 
+static void progress_clear(struct step *s)
+{
+    if (s->progress_shown) {
+        fputs("\r\033[K", stderr);
+        s->progress_shown = 0;
+    }
+}
+
+static void progress_cb(uv_timer_t *t)
+{
+    struct step *s = t->data;
+    double wall = (double)(uv_hrtime() - s->t0) / 1e9;
+    double virt = (double)s->virtual_ns / 1e9;
+    fprintf(stderr, "\r\033[Kqsync-step: virtual %.6f s  quanta %llu  speed %.3fx real time", virt,
+            (unsigned long long)s->quanta, wall > 0 ? virt / wall : 0.0);
+    s->progress_shown = 1;
+}
+
 static void finish(struct step *s)
 {
+    if (s->progress_on) {
+        s->progress_on = 0;
+        uv_close((uv_handle_t *)&s->progress_timer, NULL);
+        progress_clear(s);
+    }
     if (s->ctx) {
         qsync_close(s->ctx, NULL);
         s->ctx = NULL;
@@ -97,6 +141,7 @@ static void grant_next(struct step *s)
     uint64_t q = s->quantum_ns;
     if (s->until_ns && s->until_ns - now < q)
         q = s->until_ns - now;
+    s->grant_t = uv_hrtime();
     int rc = qsync_advance_ns(s->ctx, q);
     if (rc) {
         fprintf(stderr, "qsync-step: advance failed: %s\n", qsync_last_error(s->ctx));
@@ -128,6 +173,19 @@ static void on_reached(qsync_ctx *ctx, int status, const qsync_stop *stop)
         return;
     }
     s->quanta++;
+    uint64_t wall = uv_hrtime() - s->grant_t;
+    if (qsync__series_push(&s->periods, stop->virtual_ns - s->prev_virtual_ns) ||
+        qsync__series_push(&s->walls, wall)) {
+        fprintf(stderr, "qsync-step: out of memory for the statistics\n");
+        s->run_error = 1;
+        finish(s);
+        return;
+    }
+    s->prev_virtual_ns = stop->virtual_ns;
+    if (s->csv)
+        fprintf(s->csv, "%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%d,%" PRIu64 "\n",
+                stop->seq, stop->deadline_ns, stop->virtual_ns, stop->instructions,
+                (stop->flags & QSYNC_STOP_IDLE) ? 1 : 0, wall);
     s->virtual_ns = stop->virtual_ns;
     s->instructions = stop->instructions;
     if (stop->overshoot_insns > s->max_overshoot)
@@ -234,10 +292,13 @@ int main(int argc, char **argv)
         {"json", required_argument, NULL, 'j'},    {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},       {"engine", required_argument, NULL, 'e'},
         {"mode", required_argument, NULL, 'm'},    {"qqq-native", no_argument, NULL, 'N'},
-        {"plugin-args", required_argument, NULL, 'a'}, {NULL, 0, NULL, 0}};
+        {"plugin-args", required_argument, NULL, 'a'}, {"csv", required_argument, NULL, 'c'},
+        {"stats", no_argument, NULL, 'S'},         {"quiet", no_argument, NULL, 'Q'},
+        {"progress", no_argument, NULL, 'P'},      {NULL, 0, NULL, 0}};
     struct step s;
     memset(&s, 0, sizeof s);
     s.quantum_ns = 1000000;
+    s.progress = -1;
     char err[256];
     int c;
 
@@ -302,6 +363,18 @@ int main(int argc, char **argv)
             break;
         case 'a':
             s.plugin_args = optarg;
+            break;
+        case 'c':
+            s.csv_path = optarg;
+            break;
+        case 'S':
+            s.stats = 1;
+            break;
+        case 'Q':
+            s.quiet = 1;
+            break;
+        case 'P':
+            s.progress = 1;
             break;
         case 'h':
             usage(stdout);
@@ -372,6 +445,18 @@ int main(int argc, char **argv)
     cb.exited = on_exited;
     cb.error = on_error;
 
+    if (s.quiet && (s.progress == 1 || s.stats)) {
+        fprintf(stderr, "qsync-step: --quiet cannot be combined with --progress or --stats\n");
+        return EXIT_USAGE;
+    }
+    if (s.csv_path) {
+        s.csv = strcmp(s.csv_path, "-") == 0 ? stdout : fopen(s.csv_path, "w");
+        if (!s.csv) {
+            fprintf(stderr, "qsync-step: --csv '%s': %s\n", s.csv_path, strerror(errno));
+            return EXIT_USAGE;
+        }
+        fprintf(s.csv, "quantum,deadline_ns,virtual_ns,instructions,idle,wall_ns\n");
+    }
     s.loop = uv_default_loop();
     int rc = qsync_ctx_new(s.loop, &o, &cb, &s.ctx, err, sizeof err);
     if (rc) {
@@ -385,6 +470,12 @@ int main(int argc, char **argv)
     uv_signal_start(&s.sigint, on_signal, SIGINT);
     uv_signal_start(&s.sigterm, on_signal, SIGTERM);
 
+    if (s.progress == 1 || (s.progress == -1 && !s.quiet && isatty(STDERR_FILENO))) {
+        uv_timer_init(s.loop, &s.progress_timer);
+        s.progress_timer.data = &s;
+        uv_timer_start(&s.progress_timer, progress_cb, 200, 200);
+        s.progress_on = 1;
+    }
     s.t0 = uv_hrtime();
     rc = qsync_start(s.ctx, (const char *const *)(argv + optind));
     if (rc) {
@@ -408,6 +499,27 @@ int main(int argc, char **argv)
         code = 128 + s.interrupted;
     else if (s.exited_by_itself)
         code = s.term_signal ? 128 + s.term_signal : (int)s.exit_status;
+    if (s.stats) {
+        struct qsync__summary per, wall;
+        if (qsync__summarize(&s.periods, &per) || qsync__summarize(&s.walls, &wall)) {
+            fprintf(stderr, "qsync-step: out of memory for the statistics\n");
+        } else {
+            qsync__print_period_table(stderr, s.quantum_ns, &per);
+            qsync__print_wall_line(stderr, &wall);
+        }
+    }
+    if (s.csv) {
+        int bad = ferror(s.csv);
+        bad |= (s.csv == stdout ? fflush(s.csv) : fclose(s.csv)) != 0;
+        if (bad) {
+            fprintf(stderr, "qsync-step: --csv '%s': write failed: %s\n", s.csv_path,
+                    strerror(errno));
+            if (code == 0)
+                code = 1;
+        }
+    }
+    qsync__series_free(&s.periods);
+    qsync__series_free(&s.walls);
     if (s.json_path && write_json(&s) && code == 0)
         code = 1;
     return code;

@@ -53,7 +53,27 @@ sed -n '/^{$/,/^}$/p' "$work/end.out" >"$work/end.json"
 expect_key "$work/end.json" exit_status 1 "run to the end"
 expect_key "$work/end.json" max_overshoot_insns 0 "run to the end"
 
-# 3. Usage and set-up errors exit 2 with a message naming the problem.
+# 3. --stats on the compute guest: every period is the quantum, no outliers.
+#    --csv twice: identical records apart from the wall-time column.
+for run in 1 2; do
+    "$step" --quantum 20us --until 2ms --stats --csv "$work/run$run.csv" -- \
+        "$qemu" $guest_args -append "compute 100000000" >/dev/null 2>"$work/stats$run.err"
+    rc=$?
+    [ $rc -eq 0 ] || fail "--stats run $run exited $rc: $(cat "$work/stats$run.err")"
+done
+grep -q '^| 20 | 20.00 | 20 | 20 | 20 | 100 | / |$' "$work/stats1.err" ||
+    fail "--stats table: $(cat "$work/stats1.err")"
+grep -q '^Wall time per quantum (us): mean ' "$work/stats1.err" || fail "--stats: no wall-time line"
+[ "$(head -1 "$work/run1.csv")" = "quantum,deadline_ns,virtual_ns,instructions,idle,wall_ns" ] ||
+    fail "--csv header: $(head -1 "$work/run1.csv")"
+[ "$(wc -l <"$work/run1.csv")" -eq 101 ] || fail "--csv: $(wc -l <"$work/run1.csv") lines, expected 101"
+cut -d, -f1-5 "$work/run1.csv" >"$work/a.csv"
+cut -d, -f1-5 "$work/run2.csv" >"$work/b.csv"
+cmp -s "$work/a.csv" "$work/b.csv" || fail "--csv: two runs differ beyond the wall column"
+awk -F, 'NR > 1 && $3 != $2 { bad = 1 } END { exit bad }' "$work/run1.csv" ||
+    fail "--csv: a stop off its deadline"
+
+# 4. Usage and set-up errors exit 2 with a message naming the problem.
 check_usage() {
     expect=$1
     shift
@@ -70,6 +90,10 @@ check_usage "plugin_path '/nonexistent.so'" --plugin /nonexistent.so -- "$qemu"
 check_usage "cannot start '/nonexistent/qemu'" -- /nonexistent/qemu
 check_usage "the library sets -icount itself" -- "$qemu" -icount shift=0
 check_usage "ended before the plugin's handshake" -- "$qemu" -no-such-option
+check_usage "--mode 'pipes'" --mode pipes -- "$qemu"
+check_usage "--quiet cannot be combined" --quiet --stats -- "$qemu"
+check_usage "--csv '/nonexistent/x.csv'" --csv /nonexistent/x.csv -- "$qemu"
+check_usage "whole microseconds" --mode qqq --quantum 1500ns -- "$qemu"
 
 if [ $fails -ne 0 ]; then
     echo "$fails check(s) failed" >&2
