@@ -13,8 +13,8 @@ need_sudo() {
 
 # Packages and the command or file that proves each one is installed.
 pkgs_wanted=(
-    cmake pkg-config libuv1-dev libcmocka-dev gcc libc6-dev-i386
-    qemu-system-x86 qemu-system-data
+    cmake pkg-config libuv1-dev libcmocka-dev gcc libc6-dev-i386 cpio
+    qemu-system-x86 qemu-system-arm qemu-system-data
 )
 
 missing_pkgs() {
@@ -28,9 +28,18 @@ missing_pkgs() {
 }
 
 qemu_is_backports() {
-    local v
-    v=$(dpkg-query -W -f='${Version}' qemu-system-x86 2>/dev/null || true)
-    case "$v" in 1:10.*|10.*) return 0 ;; *) return 1 ;; esac
+    local v p
+    for p in qemu-system-x86 qemu-system-arm; do
+        v=$(dpkg-query -W -f='${Version}' "$p" 2>/dev/null || true)
+        case "$v" in 1:10.*|10.*) ;; *) return 1 ;; esac
+    done
+}
+
+# The aarch64 demo guest's kernel and busybox are arm64 packages, fetched
+# with apt-get download (never installed): apt needs that architecture's
+# package lists.
+has_arm64() {
+    dpkg --print-foreign-architectures | grep -qx arm64
 }
 
 has_backports_source() {
@@ -69,17 +78,19 @@ SRC
 }
 
 main() {
-    local missing updated=0
+    local missing p
     missing=$(missing_pkgs "${pkgs_wanted[@]}")
-    if [ -z "$missing" ] && qemu_is_backports; then
+    if [ -z "$missing" ] && qemu_is_backports && has_arm64; then
         return 0
     fi
     if ! has_backports_source; then
         add_backports
     fi
+    if ! has_arm64; then
+        need_sudo dpkg --add-architecture arm64
+    fi
     export DEBIAN_FRONTEND=noninteractive
     need_sudo apt-get update -qq
-    updated=1
     # Everything but QEMU from bookworm; QEMU from backports.
     local base=()
     for p in $missing; do
@@ -90,9 +101,8 @@ main() {
     fi
     if ! qemu_is_backports; then
         need_sudo apt-get install -y -qq --no-install-recommends -t bookworm-backports \
-            qemu-system-x86 qemu-system-data
+            qemu-system-x86 qemu-system-arm qemu-system-data
     fi
-    : "$updated"
 }
 
 main "$@"

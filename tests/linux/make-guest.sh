@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Builds the Linux demo guest from Debian's packages into DEST, once:
+#   DEST/vmlinuz          the kernel, from the linux-image .deb
+#   DEST/initramfs.cpio.gz  busybox-static plus our init (tests/linux/init)
+# Nothing is installed on the system: the .debs are fetched with
+# `apt-get download` and unpacked with `dpkg -x`.
+# usage: make-guest.sh DEST [amd64|arm64]
+set -euo pipefail
+dest=$1
+arch=${2:-amd64}
+here=$(cd "$(dirname "$0")" && pwd)
+
+case "$arch" in
+    amd64) kernel_glob='boot/vmlinuz-*' ;;
+    arm64) kernel_glob='boot/vmlinuz-*' ;;
+    *) echo "make-guest: unknown architecture '$arch' (amd64 or arm64)" >&2; exit 2 ;;
+esac
+
+if [ -s "$dest/vmlinuz" ] && [ -s "$dest/initramfs.cpio.gz" ] &&
+    [ "$dest/initramfs.cpio.gz" -nt "$here/init" ]; then
+    exit 0
+fi
+for tool in apt-get dpkg cpio gzip; do
+    command -v "$tool" >/dev/null || { echo "make-guest: '$tool' is missing (scripts/setup.sh installs it)" >&2; exit 2; }
+done
+mkdir -p "$dest"
+work=$(mktemp -d "$dest/.work-XXXXXX")
+trap 'rm -rf "$work"' EXIT
+
+# The metapackage names the current kernel package.
+meta=linux-image-$arch
+suffix=""
+[ "$arch" = "$(dpkg --print-architecture)" ] || suffix=":$arch"
+kpkg=$(apt-cache depends "$meta$suffix" 2>/dev/null | awk '/Depends: linux-image-[0-9]/ { sub(":.*", "", $2); print $2; exit }')
+if [ -z "$kpkg" ]; then
+    echo "make-guest: cannot resolve $meta$suffix (is the $arch package list available? scripts/setup.sh adds it)" >&2
+    exit 2
+fi
+echo "make-guest: fetching $kpkg and busybox-static ($arch)" >&2
+(cd "$work" && apt-get download -q -o APT::Sandbox::User=root "$kpkg$suffix" "busybox-static$suffix" >/dev/null) || {
+    echo "make-guest: apt-get download failed for $kpkg$suffix busybox-static$suffix" >&2
+    exit 2
+}
+mkdir -p "$work/kernel" "$work/bb" "$work/root"
+dpkg -x "$work"/linux-image-*.deb "$work/kernel"
+dpkg -x "$work"/busybox-static_*.deb "$work/bb"
+# shellcheck disable=SC2086
+kernel=$(ls $work/kernel/$kernel_glob | head -n 1)
+[ -s "$kernel" ] || { echo "make-guest: no kernel in $kpkg" >&2; exit 2; }
+
+root=$work/root
+mkdir -p "$root/bin" "$root/proc" "$root/sys" "$root/dev"
+cp "$work/bb/bin/busybox" "$root/bin/busybox"
+cp "$here/init" "$root/init"
+chmod 0755 "$root/init" "$root/bin/busybox"
+(cd "$root" && find . -print0 | sort -z | cpio --null -o -H newc --quiet --reproducible -R 0:0) |
+    gzip -9 -n >"$work/initramfs.cpio.gz"
+cp "$kernel" "$work/vmlinuz"
+mv "$work/vmlinuz" "$dest/vmlinuz"
+mv "$work/initramfs.cpio.gz" "$dest/initramfs.cpio.gz"
+echo "$kpkg" >"$dest/kernel-package"
+echo "make-guest: $dest/vmlinuz ($kpkg), $dest/initramfs.cpio.gz" >&2
