@@ -10,15 +10,23 @@
  *   any vCPU exists), by the vCPU thread in a stop (REPORT, ERROR) and by
  *   the atexit callback (EXIT, in whichever thread called exit()).
  *   send_lock keeps whole frames from interleaving.
- * - The stop state (last_seq, deadline_ns) belongs to the vCPU thread in
- *   a stop. With -smp 1 there is one such thread; under -icount QEMU runs
- *   every vCPU round-robin in a single thread anyway. The -smp work must
- *   revisit this before two stops can overlap.
+ * - The stop state (last_seq, deadline_ns) belongs to the thread in a
+ *   stop. Stops never overlap, at any -smp: the plugin runs only under
+ *   -icount, where QEMU runs every vCPU round-robin in one thread, and
+ *   only that thread stops (the insn engine from a callback in translated
+ *   code, the timer engine from a QEMU_CLOCK_VIRTUAL timer callback, which
+ *   under -icount runs in that same thread). The insn engine refuses
+ *   -smp > 1 anyway (engine_insn.c says why). A multi-threaded TCG
+ *   (no -icount) is refused at install, where QEMU lets the plugin see
+ *   it; were it ever allowed, two vCPUs could stop at once and this state
+ *   would need a lock and a per-vCPU notion of "reached".
  * - The big QEMU lock: the insn engine calls the stop from a conditional
  *   callback in translated code, which TCG runs without the BQL, so the
  *   main loop and the monitor keep working while a vCPU waits for a grant.
- *   A timer-driven engine would call it with the BQL held. Nothing here
- *   takes or assumes the BQL either way.
+ *   The timer engine (and the insn engine's idle guard) calls it from a
+ *   timer callback with the BQL held: the main loop and the monitor then
+ *   wait for the next grant (notes/qemu-facts.md: they answer right after
+ *   it). This file neither takes nor assumes the BQL.
  * - Ending QEMU: any thread may call end_qemu(). The first caller prints
  *   its message and _exit()s; a later one parks, so the message is never
  *   cut off. _exit() (not exit()) because exit() would run QEMU's cleanup,

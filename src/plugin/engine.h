@@ -3,14 +3,20 @@
  * deadline. The channel (channel.h) does the talking; an engine only
  * instruments the guest, says where it is, and arms the next deadline.
  *
- * Engines today: insn (a conditional callback on every instruction; exact
- * in instructions). Later: timer (QEMU's own virtual-clock timer) and block
- * (per-block counting, for QEMU 7.2). Each lives in engine_<name>.c and
- * exports one const struct qsync__engine.
+ * Engines: timer (QEMU's own virtual-clock timer; needs QEMU internals),
+ * insn (a conditional callback on every instruction; exact in
+ * instructions) and block (per-block counting, for QEMU 7.2). Each lives
+ * in engine_<name>.c and exports one const struct qsync__engine.
+ *
+ * The last two members were added after the first three engines were
+ * specified; both are optional, so an engine that leaves them NULL keeps
+ * the original behaviour.
  */
 #ifndef QSYNC_PLUGIN_ENGINE_H
 #define QSYNC_PLUGIN_ENGINE_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "options.h"
@@ -50,8 +56,30 @@ struct qsync__engine {
      * once armed. Called at a stop, in the stopped vCPU's thread.
      */
     int (*arm)(unsigned int vcpu_index, uint64_t deadline_ns);
+
+    /*
+     * Optional (NULL: always usable; install then has the last word).
+     * Says, without printing, whether this QEMU can run the engine: API
+     * version, internals, vCPU count. If not, writes the reason to why
+     * (a phrase that fits "engine=NAME cannot run here: WHY"). engine=auto
+     * tries the engines in order of preference with it. Install thread,
+     * before install; info is valid only during the call.
+     */
+    bool (*usable)(const qemu_info_t *info, const struct qsync__options *opt, char *why,
+                   size_t why_len);
+
+    /*
+     * Optional (NULL: the guarantees member). The QSYNC_WIRE_G_* bits this
+     * engine can keep in this QEMU, when they depend on what install found
+     * (e.g. the insn engine is never ahead when idle only with QEMU's
+     * internals). Called after a successful install, for HELLO.
+     */
+    uint32_t (*actual_guarantees)(void);
 };
 
 extern const struct qsync__engine qsync__engine_insn;
+extern const struct qsync__engine qsync__engine_timer;
+/* Defined only in builds that include engine_block.c (weak reference). */
+extern const struct qsync__engine qsync__engine_block __attribute__((weak));
 
 #endif

@@ -14,23 +14,52 @@
  * for the first grant. The callback's immediate (0) is fixed at
  * translation, so translated blocks never need flushing.
  *
- * executed is an independent count: reports, overshoot and the virtual
- * time (executed << shift) come from it, never from remaining.
+ * executed is an independent count: reports and overshoot come from it,
+ * never from remaining.
  *
- * Guarantees: exact in instructions. Not "never ahead" while the guest is
- * idle (under -icount an idle warp moves QEMU's clock with no instruction
- * and no callback), and virtual_ns is our count, not QEMU's clock: besides
- * idle warps, an instruction that faults is counted each time it starts,
- * where QEMU's icount may count it once.
+ * Idle. Under -icount sleep=off, a halted guest makes QEMU jump its clock
+ * to the next timer, with no instruction and no callback, so counting
+ * alone cannot see idle time. Every halting instruction (halt.h) gets a
+ * callback that marks the quantum idle (R_IDLE), and, when QEMU's
+ * internals are there, arms the virtual-clock stop timer (stop_timer.h)
+ * at the current deadline; a quantum that may begin with the guest still
+ * halted (after an idle quantum that ended on the timer) arms it at once.
+ * The idle warp then cannot pass the deadline, and if the guest wakes
+ * and runs on, the timer stops it there (QEMU's instruction budget ends
+ * at it). Busy quanta never arm the timer and keep their cheap countdown
+ * stop; a guest that never halts pays nothing (measured: no difference
+ * on the busy guest, within noise).
+ *
+ * Time. The engine keeps offset = QEMU's clock - (executed << shift),
+ * which only an idle warp changes. It is read at every stop on the timer,
+ * where QEMU's clock may be read; at a countdown stop (inside a
+ * translated block, where reading it would end QEMU with "Bad icount
+ * read") the clock is executed << shift plus that offset. Without the
+ * internals the offset stays 0 and virtual_ns is the count.
+ *
+ * Guarantees: EXACT; NEVER_AHEAD_IDLE only with the internals (and a
+ * target whose halting instructions halt.c knows). Not VCLOCK: at a
+ * countdown stop virtual_ns is derived, and an instruction that faults is
+ * counted each time it starts where QEMU's icount may count it once.
+ *
+ * -smp 1 only. A countdown per vCPU cannot see a global budget, and with
+ * several vCPUs QEMU's clock is not even the sum of their instructions
+ * (see engine_timer.c), so no instruction target maps to a deadline. The
+ * timer engine handles -smp N.
  */
 #include "engine.h"
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "channel.h"
+#include "halt.h"
 #include "log.h"
+#include "qemu_internals.h"
 #include "qemu_probe.h"
+#include "stop_timer.h"
 
 /* One scoreboard element per vCPU; both counters share a cache line. */
 struct vcpu_counters {
@@ -54,6 +83,41 @@ static uint32_t n_vcpus;
 static qemu_plugin_u64 remaining;
 static qemu_plugin_u64 executed;
 
+/*
+ * Idle state. All of it is touched by the one vCPU thread (stops, halting
+ * instruction callbacks, the stop timer's callback).
+ */
+static bool guard;           /* the stop timer guards idle quanta   */
+static bool sync_at_halt;    /* the idle race fix is on             */
+static int64_t offset_ns;    /* QEMU clock - (executed << shift)    */
+static int64_t quantum_bias; /* QEMU clock - (icount << shift), at the
+                                start of the quantum (see insn_sample) */
+static bool may_be_halted;   /* at a stop on the timer: see insn_arm   */
+static bool quantum_ran;     /* the last arm let the guest run          */
+static uint64_t deadline_ns; /* the deadline being run to           */
+static atomic_bool idle_seen;
+
+static bool insn_usable(const qemu_info_t *info, const struct qsync__options *opt,
+                        char *why, size_t len)
+{
+    (void)opt;
+    if (info->version.cur < QSYNC_PLUGIN_API_VERSION ||
+        qsync__qemu_sym("qemu_plugin_register_vcpu_insn_exec_cond_cb") == NULL) {
+        snprintf(why, len, "it needs conditional callbacks (plugin API version %d, QEMU 9.1 "
+                           "or later); this QEMU speaks version %d",
+                 QSYNC_PLUGIN_API_VERSION, info->version.cur);
+        return false;
+    }
+    if (info->system.smp_vcpus != 1 || info->system.max_vcpus > 1) {
+        snprintf(why, len, "it runs with -smp 1 only (QEMU runs with -smp %d,maxcpus=%d): "
+                           "per-vCPU countdowns cannot share one deadline; use engine=timer "
+                           "or engine=auto",
+                 info->system.smp_vcpus, info->system.max_vcpus);
+        return false;
+    }
+    return true;
+}
+
 /* Resolves one API function; on failure names it. */
 #define RESOLVE(field, symbol)                                               \
     do {                                                                     \
@@ -65,14 +129,18 @@ static qemu_plugin_u64 executed;
         }                                                                    \
     } while (0)
 
+static void on_guard(void)
+{
+    qsync__channel_stop(0);
+}
+
 static int insn_install(qemu_plugin_id_t id, const qemu_info_t *info,
                         const struct qsync__options *opt)
 {
+    char why[256];
     (void)id;
-    if (info->version.cur < QSYNC_PLUGIN_API_VERSION) {
-        qsync__log("engine=insn needs conditional callbacks (plugin API version %d, "
-                   "QEMU 9.1 or later); this QEMU speaks version %d",
-                   QSYNC_PLUGIN_API_VERSION, info->version.cur);
+    if (!insn_usable(info, opt, why, sizeof why)) {
+        qsync__log("engine=insn cannot run here: %s", why);
         return -1;
     }
     RESOLVE(num_vcpus, qemu_plugin_num_vcpus);
@@ -83,11 +151,6 @@ static int insn_install(qemu_plugin_id_t id, const qemu_info_t *info,
     RESOLVE(insn_inline, qemu_plugin_register_vcpu_insn_exec_inline_per_vcpu);
     RESOLVE(insn_cond_cb, qemu_plugin_register_vcpu_insn_exec_cond_cb);
 
-    if (info->system.smp_vcpus != 1 || info->system.max_vcpus > 1) {
-        qsync__log("engine=insn supports -smp 1 only in this version (QEMU runs with "
-                   "-smp %d,maxcpus=%d)", info->system.smp_vcpus, info->system.max_vcpus);
-        return -1;
-    }
     n_vcpus = (uint32_t)info->system.smp_vcpus;
     shift = opt->shift;
 
@@ -101,7 +164,18 @@ static int insn_install(qemu_plugin_id_t id, const qemu_info_t *info,
     }
     remaining = (qemu_plugin_u64){board, offsetof(struct vcpu_counters, remaining)};
     executed = (qemu_plugin_u64){board, offsetof(struct vcpu_counters, executed)};
+
+    bool halts_known = qsync__halt_setup(info);
+    guard = halts_known && qsync__qemu_internals_found();
+    sync_at_halt = guard && qsync__qemu_can_sync_icount();
+    if (guard && qsync__stop_timer_init(info, shift, on_guard) < 0)
+        return -1;
     return 0;
+}
+
+static uint32_t insn_guarantees(void)
+{
+    return QSYNC_WIRE_G_EXACT | (guard ? QSYNC_WIRE_G_NEVER_AHEAD_IDLE : 0u);
 }
 
 static void on_deadline(unsigned int vcpu_index, void *udata)
@@ -110,10 +184,26 @@ static void on_deadline(unsigned int vcpu_index, void *udata)
     qsync__channel_stop(vcpu_index);
 }
 
+/* Right before a halting instruction: see the top comment, and on_halt
+ * in engine_timer.c for the race that the icount sync closes. */
+static void on_halt(unsigned int vcpu_index, void *udata)
+{
+    (void)udata;
+    atomic_store_explicit(&idle_seen, true, memory_order_relaxed);
+    if (!guard)
+        return;
+    if (sync_at_halt)
+        (void)qsync__qemu_icount_sync(vcpu_index);
+    if (!qsync__stop_timer_armed())
+        qsync__stop_timer_arm(deadline_ns);
+}
+
 static void insn_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
 {
     size_t n = qemu_plugin_tb_n_insns(tb);
     (void)id;
+    if (guard)
+        qsync__stop_timer_instrument_tb(tb);
     for (size_t i = 0; i < n; i++) {
         struct qemu_plugin_insn *insn = qemu_plugin_tb_get_insn(tb, i);
         /* The order is the engine's correctness; see the top comment. */
@@ -121,34 +211,118 @@ static void insn_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
                          remaining, 0, NULL);
         api.insn_inline(insn, QEMU_PLUGIN_INLINE_ADD_U64, remaining, UINT64_MAX);
         api.insn_inline(insn, QEMU_PLUGIN_INLINE_ADD_U64, executed, 1);
+        if (qsync__halt_match(insn)) {
+            qemu_plugin_register_vcpu_insn_exec_cb(insn, on_halt, QEMU_PLUGIN_CB_NO_REGS, NULL);
+            if (guard)
+                qsync__stop_timer_instrument_halt(insn);
+        }
     }
 }
 
-static void insn_sample(uint64_t deadline_ns, struct qsync_wire_report *out)
+/* Whether the calling thread may read QEMU's clock now. */
+static bool at_safe_point(void)
+{
+    return guard && (qsync__stop_timer_in_callback() || !qsync__qemu_in_vcpu_thread());
+}
+
+/* How far idle warps have moved QEMU's clock ahead of its own
+ * instruction count. Safe points only. */
+static int64_t clock_bias(void)
+{
+    return qsync__qemu_vclock_ns() - (qsync__qemu_icount() << shift);
+}
+
+/* The guest's virtual time now, given its instruction total. Reads QEMU's
+ * clock (and refreshes the offset) where that is safe. */
+static int64_t now_ns(uint64_t total)
+{
+    int64_t counted = (int64_t)(total << shift);
+    if (at_safe_point())
+        offset_ns = qsync__qemu_vclock_ns() - counted;
+    return counted + offset_ns;
+}
+
+static void insn_sample(uint64_t deadline, struct qsync_wire_report *out)
 {
     /* The scoreboard only has rows for vCPUs QEMU has created so far. */
     uint32_t live = (uint32_t)api.num_vcpus();
     uint64_t total = api.u64_sum(executed);
+    int64_t now = now_ns(total);
 
-    out->virtual_ns = total << shift;
+    out->virtual_ns = (uint64_t)now;
     out->instructions = total;
-    out->overshoot = (int64_t)(total - (deadline_ns >> shift));
+    /* Instructions past the deadline: on the count alone when the clock
+     * is the count; otherwise on the clock, as the timer engine does. */
+    if (!guard)
+        out->overshoot = (int64_t)(total - (deadline >> shift));
+    else
+        out->overshoot = (now - (int64_t)deadline) / ((int64_t)1 << shift);
+    /*
+     * Idle: a halting instruction ran, or QEMU's clock warped. A warp can
+     * only be seen at a stop on the timer, but it can only happen in a
+     * quantum that had a halt or began halted, and every such quantum
+     * ends on the timer (the guard is armed by the halt, or from the
+     * start after a stop on the timer); and the bias cannot move in a
+     * quantum that ends on the countdown, so quantum_bias stays right
+     * across those.
+     */
     out->flags = 0;
+    if (atomic_load_explicit(&idle_seen, memory_order_relaxed) ||
+        (at_safe_point() && clock_bias() != quantum_bias))
+        out->flags |= QSYNC_WIRE_R_IDLE;
+    if (out->virtual_ns != deadline)
+        out->flags |= QSYNC_WIRE_R_DEVIATION;
     out->n_vcpus = n_vcpus;
     for (uint32_t i = 0; i < n_vcpus; i++)
         out->vcpu_insns[i] = i < live ? api.u64_get(executed, i) : 0;
 }
 
-static int insn_arm(unsigned int vcpu_index, uint64_t deadline_ns)
+static int insn_arm(unsigned int vcpu_index, uint64_t deadline)
 {
+    bool on_timer = guard && qsync__stop_timer_in_callback();
+    int64_t now = now_ns(api.u64_sum(executed));
     /* Rounded down: the guest never passes the granted time, and since
      * deadlines are absolute the rounding never accumulates. */
-    uint64_t target = deadline_ns >> shift;
-    uint64_t total = api.u64_sum(executed);
+    uint64_t budget = ((int64_t)deadline > now)
+                          ? (uint64_t)((int64_t)deadline - now) >> shift
+                          : 0;
 
-    if (target <= total)
+    /*
+     * Whether the guest may still be halted. A countdown stop means it is
+     * running. At a stop on the timer it is halted only if the quantum
+     * that just ended was idle: either it halted in that quantum, or it
+     * was halted all along, and then the clock warped. (It may also have
+     * halted, woken and run on; then the guard below costs one quantum
+     * ending on the timer instead of the countdown, at the same place.)
+     * A grant the guest was already at runs no quantum and changes
+     * nothing.
+     */
+    if (!on_timer) {
+        may_be_halted = false;
+    } else if (quantum_ran) {
+        may_be_halted = atomic_load_explicit(&idle_seen, memory_order_relaxed) ||
+                        clock_bias() != quantum_bias;
+    }
+    atomic_store_explicit(&idle_seen, false, memory_order_relaxed);
+    if (at_safe_point())
+        quantum_bias = clock_bias();
+    deadline_ns = deadline;
+
+    bool runs = budget > 0 || (on_timer && may_be_halted && (int64_t)deadline > now);
+    if (guard) {
+        /* A halted guest runs no halting instruction that would arm the
+         * guard: arm it now. Otherwise its next halt does. */
+        if (runs && on_timer && may_be_halted)
+            qsync__stop_timer_arm(deadline);
+        else
+            qsync__stop_timer_cancel();
+    }
+    quantum_ran = runs;
+    if (!runs)
         return 1; /* remaining = 0 would wrap on the next instruction */
-    api.u64_set(remaining, vcpu_index, target - total);
+    /* Less than one instruction to go but halted: only the guard can
+     * end this quantum, so the countdown must not. */
+    api.u64_set(remaining, vcpu_index, budget > 0 ? budget : UINT64_MAX / 2);
     return 0;
 }
 
@@ -160,4 +334,6 @@ const struct qsync__engine qsync__engine_insn = {
     .translate = insn_translate,
     .sample = insn_sample,
     .arm = insn_arm,
+    .usable = insn_usable,
+    .actual_guarantees = insn_guarantees,
 };

@@ -74,23 +74,36 @@ static int parse_engine(const char *value, enum qsync__engine_choice *out)
     return -1;
 }
 
+static int parse_quantum(const char *value, unsigned long long *out)
+{
+    unsigned long v;
+    if (!parse_uint(value, 1000000000000000ul, &v) || v == 0) {
+        qsync__log("quantum_ns=%s is not a number of ns from 1 to 10^15", value);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
 int qsync__options_parse(int argc, char **argv, struct qsync__options *opt)
 {
-    enum { K_FD_IN, K_FD_OUT, K_SHIFT, K_ENGINE, K_COUNT };
-    static const char *const keys[K_COUNT] = {"fd_in", "fd_out", "shift", "engine"};
+    enum { K_FD_IN, K_FD_OUT, K_SHIFT, K_ENGINE, K_QUANTUM, K_COUNT };
+    static const char *const keys[K_COUNT] = {"fd_in", "fd_out", "shift", "engine",
+                                              "quantum_ns"};
     bool seen[K_COUNT] = {false};
 
     opt->fd_in = -1;
     opt->fd_out = -1;
     opt->shift = 0;
     opt->engine = QSYNC_ENGINE_AUTO;
+    opt->quantum_ns = 0;
 
     for (int i = 0; i < argc; i++) {
         const char *arg = argv[i];
         const char *eq = strchr(arg, '=');
         if (eq == NULL || eq == arg) {
-            qsync__log("option '%s' is not key=value (keys: fd_in, fd_out, shift, engine)",
-                       arg);
+            qsync__log("option '%s' is not key=value "
+                       "(keys: fd_in, fd_out, shift, engine, quantum_ns)", arg);
             return -1;
         }
         size_t klen = (size_t)(eq - arg);
@@ -101,7 +114,7 @@ int qsync__options_parse(int argc, char **argv, struct qsync__options *opt)
                 break;
         }
         if (k == K_COUNT) {
-            qsync__log("unknown option '%.*s' (keys: fd_in, fd_out, shift, engine)",
+            qsync__log("unknown option '%.*s' (keys: fd_in, fd_out, shift, engine, quantum_ns)",
                        (int)klen, arg);
             return -1;
         }
@@ -117,6 +130,7 @@ int qsync__options_parse(int argc, char **argv, struct qsync__options *opt)
         case K_FD_OUT: rc = parse_fd("fd_out", value, &opt->fd_out); break;
         case K_SHIFT: rc = parse_shift(value, &opt->shift); break;
         case K_ENGINE: rc = parse_engine(value, &opt->engine); break;
+        case K_QUANTUM: rc = parse_quantum(value, &opt->quantum_ns); break;
         }
         if (rc < 0)
             return -1;

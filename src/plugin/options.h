@@ -5,8 +5,11 @@
  *   fd_in=N     required  the fd to read GRANTs from (inherited from the library)
  *   fd_out=N    required  the fd to write HELLO/REPORT/ERROR/EXIT to
  *   shift=N     0..10, default 0: the -icount shift; 1 instruction = 2^N ns
- *   engine=E    auto (default) | insn; timer and block are known names
- *               that this build refuses
+ *   engine=E    auto (default) | timer | insn | block (block only in builds
+ *               that have it); plugin.c says how auto chooses
+ *   quantum_ns=N a hint: the quantum the controller expects to grant, in
+ *               ns (1..10^15); engine=auto uses it to pick the cheaper
+ *               engine. It never changes where the guest stops.
  */
 #ifndef QSYNC_PLUGIN_OPTIONS_H
 #define QSYNC_PLUGIN_OPTIONS_H
@@ -25,6 +28,7 @@ struct qsync__options {
     int fd_out;
     unsigned shift;
     enum qsync__engine_choice engine;
+    unsigned long long quantum_ns; /* 0: no hint */
 };
 
 /*

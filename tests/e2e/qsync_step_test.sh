@@ -39,7 +39,7 @@ expect_key "$work/until.json" virtual_ns 5000000 "--until"
 expect_key "$work/until.json" instructions 5000000 "--until"
 expect_key "$work/until.json" max_overshoot_insns 0 "--until"
 expect_key "$work/until.json" exit_status null "--until"
-expect_key "$work/until.json" engine '"insn"' "--until"
+expect_key "$work/until.json" engine '"timer"' "--until"
 grep -q '"guarantees": {"exact": true' "$work/until.json" || fail "--until: guarantees missing"
 
 # 2. The guest ends by itself: qsync-step exits with QEMU's status (1 for

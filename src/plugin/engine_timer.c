@@ -1,0 +1,304 @@
+/*
+ * The timer engine: the guest stops on QEMU's own virtual-clock timer
+ * (stop_timer.h), armed at each deadline. It needs QEMU's internals
+ * (qemu_internals.h), and no per-instruction work in the common case.
+ *
+ * Guarantees: EXACT, NEVER_AHEAD_IDLE, VCLOCK.
+ * - The stop is in the timer callback, in the vCPU thread with the big
+ *   lock held, outside guest execution: no instruction runs past the
+ *   deadline and the idle warp cannot jump past it. virtual_ns is QEMU's
+ *   QEMU_CLOCK_VIRTUAL there.
+ * - With shift=N > 0 a stop lands on D when the guest idles into it,
+ *   otherwise on the last instruction boundary before D (less than 2^N ns
+ *   short); see stop_timer.h. REPORT then carries R_DEVIATION and a
+ *   virtual_ns below the deadline.
+ *
+ * Instructions:
+ * - -smp 1: QEMU's own count (icount_get_raw), read at the stop: free and
+ *   exact, and it is the count QEMU's clock is made of.
+ * - -smp > 1: each vCPU's count comes from an inline add on every
+ *   instruction into a per-vCPU scoreboard, and the total is their sum.
+ *   QEMU's icount is no use here: with several vCPUs it counts more than
+ *   the instructions executed (measured on 10.0.2 at -smp 2, all during
+ *   the firmware's start-up of the other vCPUs: 35,274 more at 100 us
+ *   quanta, 4.8 M at 10 ms, 13.5 M free-running; likely cause: the INIT
+ *   that resets a vCPU inside its own execution slice zeroes its icount
+ *   decrementer, so the rest of the slice's budget counts as executed).
+ *   So QEMU's clock, not the instruction sum, is the time, and it depends
+ *   on where timers cut the slices. QEMU 10.0.2 crashes
+ *   (SIGSEGV in generated code) with per-instruction inline ops and
+ *   single-threaded TCG at -smp 2 unless each instruction also has a
+ *   conditional callback, so each gets one that can never fire (it tests
+ *   a scoreboard slot that stays 0 against 1). Measured, both cost little
+ *   next to -icount itself; -smp > 1 needs plugin API 3 (QEMU 9.1).
+ *
+ * Idle: a quantum is idle (R_IDLE) if a halting instruction (halt.h) runs
+ * during it, or if QEMU's clock warped during it (the guest sat halted:
+ * QEMU's clock minus its instruction count, its "bias", moved). Both are
+ * facts of the guest's execution, so the flag is as repeatable as the
+ * stop itself; QEMU's all_cpu_threads_idle() is not (work the main loop
+ * queues on a vCPU makes it false for a moment). The halting
+ * instruction's callback also folds the vCPU's pending instructions into
+ * QEMU's count before the vCPU halts, which removes QEMU's idle race; see
+ * on_halt.
+ */
+#include "engine.h"
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "channel.h"
+#include "halt.h"
+#include "log.h"
+#include "qemu_internals.h"
+#include "qemu_probe.h"
+#include "stop_timer.h"
+
+/* Scoreboard element: one per vCPU. */
+struct vcpu_counts {
+    uint64_t executed; /* instructions this vCPU started   */
+    uint64_t never;    /* stays 0; see the top comment     */
+};
+
+static struct {
+    __typeof__(&qemu_plugin_num_vcpus) num_vcpus;
+    __typeof__(&qemu_plugin_scoreboard_new) scoreboard_new;
+    __typeof__(&qemu_plugin_u64_get) u64_get;
+    __typeof__(&qemu_plugin_register_vcpu_insn_exec_inline_per_vcpu) insn_inline;
+    __typeof__(&qemu_plugin_register_vcpu_insn_exec_cond_cb) insn_cond_cb;
+} api;
+
+static unsigned shift;
+static uint32_t n_vcpus;
+static bool count_per_vcpu; /* -smp > 1: our own counts */
+static bool sync_at_halt;   /* the idle race fix is on  */
+static qemu_plugin_u64 executed;
+static qemu_plugin_u64 never;
+static atomic_bool idle_seen;
+static int64_t quantum_bias; /* QEMU's clock bias when the quantum began */
+
+/* Last values read at a stop, for an exit that happens mid-block. */
+static uint64_t last_virtual_ns;
+static uint64_t last_instructions;
+
+static bool timer_usable(const qemu_info_t *info, const struct qsync__options *opt,
+                         char *why, size_t len)
+{
+    const char *missing = NULL;
+    unsigned qemu_shift = QSYNC_SHIFT_UNKNOWN;
+    (void)opt;
+
+    if (!qsync__qemu_internals_found()) {
+        (void)qsync__qemu_internals_probe(&missing);
+        if (missing != NULL) {
+            snprintf(why, len, "it needs QEMU's internal timer functions, which this QEMU "
+                               "does not export (%s); use engine=insn or engine=auto",
+                     missing);
+            return false;
+        }
+    }
+    if (qsync__probe_icount(&qemu_shift) != QSYNC_ICOUNT_FIXED) {
+        snprintf(why, len, "it needs -icount shift=N,sleep=off");
+        return false;
+    }
+    if (info->system.smp_vcpus > 1 || info->system.max_vcpus > 1) {
+        if (info->version.cur < QSYNC_PLUGIN_API_VERSION ||
+            qsync__qemu_sym("qemu_plugin_register_vcpu_insn_exec_cond_cb") == NULL) {
+            snprintf(why, len, "-smp %d needs per-vCPU counters (plugin API %d, QEMU 9.1 or "
+                               "later); this QEMU speaks version %d",
+                     info->system.smp_vcpus, QSYNC_PLUGIN_API_VERSION, info->version.cur);
+            return false;
+        }
+    }
+    return true;
+}
+
+#define RESOLVE(field, symbol)                                                     \
+    do {                                                                           \
+        api.field = (__typeof__(api.field))qsync__qemu_sym(#symbol);               \
+        if (api.field == NULL) {                                                   \
+            qsync__log("engine=timer needs %s, which this QEMU does not export",    \
+                       #symbol);                                                   \
+            return -1;                                                             \
+        }                                                                          \
+    } while (0)
+
+static void on_stop(void)
+{
+    qsync__channel_stop(0);
+}
+
+static int timer_install(qemu_plugin_id_t id, const qemu_info_t *info,
+                         const struct qsync__options *opt)
+{
+    char why[256];
+    (void)id;
+
+    if (!timer_usable(info, opt, why, sizeof why)) {
+        qsync__log("engine=timer cannot run here: %s", why);
+        return -1;
+    }
+    shift = opt->shift;
+    n_vcpus = (uint32_t)info->system.smp_vcpus;
+    count_per_vcpu = info->system.smp_vcpus > 1 || info->system.max_vcpus > 1;
+    if (count_per_vcpu) {
+        RESOLVE(num_vcpus, qemu_plugin_num_vcpus);
+        RESOLVE(scoreboard_new, qemu_plugin_scoreboard_new);
+        RESOLVE(u64_get, qemu_plugin_u64_get);
+        RESOLVE(insn_inline, qemu_plugin_register_vcpu_insn_exec_inline_per_vcpu);
+        RESOLVE(insn_cond_cb, qemu_plugin_register_vcpu_insn_exec_cond_cb);
+        /* Never freed: translated code writes to it until the process ends. */
+        struct qemu_plugin_scoreboard *board =
+            api.scoreboard_new(sizeof(struct vcpu_counts));
+        if (board == NULL) {
+            qsync__log("cannot allocate the per-vCPU counters");
+            return -1;
+        }
+        executed = (qemu_plugin_u64){board, offsetof(struct vcpu_counts, executed)};
+        never = (qemu_plugin_u64){board, offsetof(struct vcpu_counts, never)};
+    }
+
+    (void)qsync__halt_setup(info);
+    sync_at_halt = qsync__qemu_can_sync_icount();
+
+    if (qsync__stop_timer_init(info, shift, on_stop) < 0)
+        return -1;
+    /* The first stop, before the guest's first instruction: the main
+     * timer list exists at install, and virtual time is 0. */
+    qsync__stop_timer_arm_first();
+    return 0;
+}
+
+static void never_fires(unsigned int vcpu_index, void *udata)
+{
+    (void)vcpu_index;
+    (void)udata;
+}
+
+/*
+ * Right before a halting instruction executes. This closes a race in
+ * QEMU's idle warp. With sleep=off, QEMU's main loop thread calls
+ * icount_start_warp_timer() (util/main-loop.c, main_loop_wait) after every
+ * poll; once all_cpu_threads_idle() it adds "earliest virtual timer -
+ * clock" to the clock's bias (accel/tcg/icount-common.c). A vCPU counts
+ * as idle as soon as the halting instruction's helper sets cpu->halted,
+ * but the instructions of its current execution slice reach QEMU's count
+ * only when the slice ends (icount_process_data -> icount_update, in
+ * accel/tcg/tcg-accel-ops-icount.c, called from the round-robin loop
+ * without the big lock). A warp in between reads a clock that lacks
+ * them, so the clock lands that many instructions past our timer: the
+ * "+10 ns" of notes/qemu-facts.md, 24 ns on the project's idle guest.
+ * Folding the slice into QEMU's count here, before cpu->halted is set,
+ * closes the window; TCG ends the block at the halting instruction, so
+ * the count is final. Measured on 10.0.2 (idle guest, 100 us quanta):
+ * 6 late stops in 1.37 million without this, none in 1.32 million with
+ * it; with QEMU's main loop kept busy, 22 in 70,000 against none.
+ */
+static void on_halt(unsigned int vcpu_index, void *udata)
+{
+    (void)udata;
+    atomic_store_explicit(&idle_seen, true, memory_order_relaxed);
+    if (sync_at_halt)
+        (void)qsync__qemu_icount_sync(vcpu_index);
+}
+
+static void timer_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
+{
+    size_t n = qemu_plugin_tb_n_insns(tb);
+    (void)id;
+    qsync__stop_timer_instrument_tb(tb);
+    for (size_t i = 0; i < n; i++) {
+        struct qemu_plugin_insn *insn = qemu_plugin_tb_get_insn(tb, i);
+        if (count_per_vcpu) {
+            api.insn_cond_cb(insn, never_fires, QEMU_PLUGIN_CB_NO_REGS, QEMU_PLUGIN_COND_EQ,
+                             never, 1, NULL);
+            api.insn_inline(insn, QEMU_PLUGIN_INLINE_ADD_U64, executed, 1);
+        }
+        if (qsync__halt_match(insn)) {
+            qemu_plugin_register_vcpu_insn_exec_cb(insn, on_halt, QEMU_PLUGIN_CB_NO_REGS, NULL);
+            qsync__stop_timer_instrument_halt(insn);
+        }
+    }
+}
+
+/* How far idle warps have moved QEMU's clock ahead of its instruction
+ * count. Safe points only. */
+static int64_t clock_bias(int64_t vclock)
+{
+    return vclock - (qsync__qemu_icount() << shift);
+}
+
+/* Instructions, total and per vCPU. Needs a safe point when -smp 1. */
+static uint64_t count_insns(struct qsync_wire_report *out, bool safe)
+{
+    uint64_t total = 0;
+    if (!count_per_vcpu) {
+        total = safe ? (uint64_t)qsync__qemu_icount() : last_instructions;
+        if (out != NULL)
+            out->vcpu_insns[0] = total;
+        return total;
+    }
+    uint32_t live = (uint32_t)api.num_vcpus();
+    for (uint32_t i = 0; i < n_vcpus; i++) {
+        uint64_t v = i < live ? api.u64_get(executed, i) : 0;
+        if (out != NULL)
+            out->vcpu_insns[i] = v;
+        total += v;
+    }
+    return total;
+}
+
+static void timer_sample(uint64_t deadline_ns, struct qsync_wire_report *out)
+{
+    /* At a stop we are in the timer callback; at exit, QEMU's main
+     * thread, unless a vCPU called exit() (then keep the last stop's
+     * clock rather than risk QEMU's "Bad icount read"). */
+    bool safe = qsync__stop_timer_in_callback() || !qsync__qemu_in_vcpu_thread();
+    uint64_t v = safe ? (uint64_t)qsync__qemu_vclock_ns() : last_virtual_ns;
+    uint64_t total;
+
+    out->n_vcpus = n_vcpus;
+    total = count_insns(out, safe);
+    if (safe) {
+        last_virtual_ns = v;
+        last_instructions = total;
+    }
+    out->virtual_ns = v;
+    out->instructions = total;
+    /* On the clock: how many instructions' worth of time past (or short
+     * of) the deadline, rounded toward zero, so a stop within one
+     * instruction of it counts as 0. */
+    out->overshoot = ((int64_t)v - (int64_t)deadline_ns) / ((int64_t)1 << shift);
+    out->flags = 0;
+    if (v != deadline_ns)
+        out->flags |= QSYNC_WIRE_R_DEVIATION;
+    if (atomic_load_explicit(&idle_seen, memory_order_relaxed) ||
+        (safe && clock_bias((int64_t)v) != quantum_bias))
+        out->flags |= QSYNC_WIRE_R_IDLE;
+}
+
+static int timer_arm(unsigned int vcpu_index, uint64_t deadline_ns)
+{
+    (void)vcpu_index;
+    int64_t now = qsync__qemu_vclock_ns();
+    /* A new quantum, for the idle flag. */
+    atomic_store_explicit(&idle_seen, false, memory_order_relaxed);
+    quantum_bias = clock_bias(now);
+    if ((int64_t)deadline_ns <= now)
+        return 1;
+    qsync__stop_timer_arm(deadline_ns);
+    return 0;
+}
+
+const struct qsync__engine qsync__engine_timer = {
+    .name = "timer",
+    .wire_id = QSYNC_WIRE_ENGINE_TIMER,
+    .guarantees = QSYNC_WIRE_G_EXACT | QSYNC_WIRE_G_NEVER_AHEAD_IDLE | QSYNC_WIRE_G_VCLOCK,
+    .install = timer_install,
+    .translate = timer_translate,
+    .sample = timer_sample,
+    .arm = timer_arm,
+    .usable = timer_usable,
+};

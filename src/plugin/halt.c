@@ -1,0 +1,136 @@
+/*
+ * See halt.h. One table row per target; to support a new one, add its
+ * target names and a function that recognises its halting encodings.
+ */
+#include "halt.h"
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "qemu_probe.h"
+
+/* The instruction's bytes, as QEMU gives them: version 3 of the plugin
+ * API (QEMU 9.1) changed qemu_plugin_insn_data from returning a pointer
+ * to copying into the caller's buffer. Both live under the same name. */
+typedef size_t (*insn_data_copy_fn)(const struct qemu_plugin_insn *insn, void *dest,
+                                    size_t len);
+typedef const void *(*insn_data_ptr_fn)(const struct qemu_plugin_insn *insn);
+typedef size_t (*insn_size_fn)(const struct qemu_plugin_insn *insn);
+
+static insn_data_copy_fn data_copy;
+static insn_data_ptr_fn data_ptr;
+static insn_size_fn insn_size;
+
+/* Copies up to len bytes of insn into buf; returns how many. */
+static size_t insn_bytes(const struct qemu_plugin_insn *insn, uint8_t *buf, size_t len)
+{
+    size_t n = insn_size(insn);
+    if (n > len)
+        n = len;
+    if (data_copy != NULL)
+        return data_copy(insn, buf, n);
+    const void *p = data_ptr(insn);
+    if (p == NULL)
+        return 0;
+    memcpy(buf, p, n);
+    return n;
+}
+
+/*
+ * x86 (i386 and x86_64): hlt is F4. Legacy prefixes (segment overrides,
+ * operand/address size, rep) may precede it and change nothing. mwait
+ * (0F 01 C9) also halts a lone vCPU in QEMU's TCG.
+ */
+static bool x86_halts(const uint8_t *b, size_t n)
+{
+    size_t i = 0;
+    while (i < n && (b[i] == 0x26 || b[i] == 0x2e || b[i] == 0x36 || b[i] == 0x3e ||
+                     b[i] == 0x64 || b[i] == 0x65 || b[i] == 0x66 || b[i] == 0x67 ||
+                     b[i] == 0xf2 || b[i] == 0xf3))
+        i++;
+    if (n - i == 1 && b[i] == 0xf4)
+        return true;
+    return n - i == 3 && b[i] == 0x0f && b[i + 1] == 0x01 && b[i + 2] == 0xc9;
+}
+
+static uint32_t le32(const uint8_t *b)
+{
+    return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+}
+
+/*
+ * AArch64: wfi is D503207F. wfe (D503205F) is left out on purpose: QEMU's
+ * TCG treats it as a yield and never halts on it, and spin loops run it
+ * often. The Armv8.7 wfit (D5031000 | Rd) halts like wfi.
+ */
+static bool aarch64_halts(const uint8_t *b, size_t n)
+{
+    if (n != 4)
+        return false;
+    uint32_t w = le32(b);
+    return w == 0xd503207fu || (w & 0xffffffe0u) == 0xd5031000u;
+}
+
+/* RISC-V (32 and 64): wfi is 10500073. */
+static bool riscv_halts(const uint8_t *b, size_t n)
+{
+    return n == 4 && le32(b) == 0x10500073u;
+}
+
+static const struct target {
+    const char *names[3]; /* QEMU's target_name values */
+    const char *what;     /* for messages */
+    size_t max_len;       /* longest encoding the matcher needs */
+    bool (*halts)(const uint8_t *bytes, size_t n);
+} targets[] = {
+    {{"x86_64", "i386", NULL}, "hlt/mwait", 15, x86_halts},
+    {{"aarch64", NULL, NULL}, "wfi", 4, aarch64_halts},
+    {{"riscv64", "riscv32", NULL}, "wfi", 4, riscv_halts},
+};
+
+static const struct target *target;
+
+bool qsync__halt_setup(const qemu_info_t *info)
+{
+    target = NULL;
+    if (info->target_name == NULL)
+        return false;
+    insn_size = (insn_size_fn)qsync__qemu_sym("qemu_plugin_insn_size");
+    void *data = qsync__qemu_sym("qemu_plugin_insn_data");
+    if (insn_size == NULL || data == NULL)
+        return false;
+    if (info->version.cur >= 3) {
+        data_copy = (insn_data_copy_fn)data;
+        data_ptr = NULL;
+    } else {
+        data_copy = NULL;
+        data_ptr = (insn_data_ptr_fn)data;
+    }
+    for (size_t i = 0; i < sizeof targets / sizeof targets[0]; i++) {
+        for (size_t k = 0; k < 3 && targets[i].names[k] != NULL; k++) {
+            if (strcmp(info->target_name, targets[i].names[k]) == 0) {
+                target = &targets[i];
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
+const char *qsync__halt_names(void)
+{
+    return target != NULL ? target->what : "none";
+}
+
+bool qsync__halt_match(const struct qemu_plugin_insn *insn)
+{
+    uint8_t buf[16];
+    if (target == NULL)
+        return false;
+    size_t n = insn_size(insn);
+    if (n == 0 || n > target->max_len)
+        return false;
+    n = insn_bytes(insn, buf, n);
+    return target->halts(buf, n);
+}

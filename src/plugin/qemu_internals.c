@@ -1,0 +1,217 @@
+/*
+ * The one place that knows QEMU's internal functions; see
+ * qemu_internals.h for how they may be used.
+ *
+ * Checked on:
+ *   QEMU 10.0.2 (Debian 1:10.0.2+ds-2+deb13u1~bpo12+1, x86_64 host):
+ *     every symbol below, with the prototypes written here.
+ *   QEMU 7.2 (Debian bookworm): NOT CHECKED YET. Its big lock is
+ *     qemu_mutex_lock_iothread_impl/qemu_mutex_unlock_iothread, which is
+ *     why both spellings are resolved.
+ * Update this list when a version is checked; a QEMU whose binary lacks
+ * a symbol (a build without modules exports none of them) simply gets
+ * the plugin-API engines.
+ *
+ * The prototypes, from QEMU's include/qemu/timer.h, system/cpu-timers.h,
+ * hw/core/cpu.h and qemu/main-loop.h (unchanged from 7.2 to 10.0 except
+ * for the lock's name):
+ *   void    timer_init_full(QEMUTimer *, QEMUTimerListGroup *, QEMUClockType,
+ *                           int scale, int attributes, QEMUTimerCB *, void *);
+ *   void    timer_mod_ns(QEMUTimer *, int64_t expire_time);
+ *   void    timer_del(QEMUTimer *);
+ *   int64_t qemu_clock_get_ns(QEMUClockType);
+ *   int64_t qemu_clock_deadline_ns_all(QEMUClockType, int attr_mask);
+ *   int64_t icount_get_raw(void);
+ *   bool    all_cpu_threads_idle(void);
+ *   bool    qemu_in_vcpu_thread(void);
+ *   CPUState *qemu_get_cpu(int index);
+ *   void    icount_update(CPUState *);          optional
+ *   bool    cpu_has_work(CPUState *);           optional (an inline in 7.2)
+ *   void    bql_lock_impl(const char *, int) / bql_unlock(void)        10.0
+ *   void    qemu_mutex_lock_iothread_impl(const char *, int) /
+ *           qemu_mutex_unlock_iothread(void)                           7.2
+ * Enum values used: QEMU_CLOCK_VIRTUAL = 1, SCALE_NS = 1,
+ * QEMU_TIMER_ATTR_ALL = 0xffffffff; a NULL timer list group means the
+ * main loop's.
+ *
+ * TEST HOOKS, read once at install from QEMU's environment (which the
+ * library passes down from its caller's):
+ *   QSYNC_PLUGIN_NO_INTERNALS=1  the probe reports the internals as
+ *       missing, as on a QEMU built without modules, so that the
+ *       fallbacks (engine=auto -> insn, engine=timer refused) can be
+ *       tested on any QEMU.
+ *   QSYNC_PLUGIN_NO_HALT_SYNC=1  qsync__qemu_icount_sync does nothing, so
+ *       QEMU's idle race (engine_timer.c, on_halt) can be measured with
+ *       and without the plugin's fix.
+ */
+#include "qemu_internals.h"
+
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "qemu_probe.h"
+
+#define CLOCK_VIRTUAL 1
+#define SCALE_NS 1
+#define ATTR_ALL ((int)0xffffffff)
+
+static struct {
+    void (*timer_init_full)(void *ts, void *tlg, int type, int scale, int attributes,
+                            void (*cb)(void *), void *opaque);
+    void (*timer_mod_ns)(void *ts, int64_t expire_time);
+    void (*timer_del)(void *ts);
+    int64_t (*clock_get_ns)(int type);
+    int64_t (*clock_deadline_ns_all)(int type, int attr_mask);
+    int64_t (*icount_get_raw)(void);
+    bool (*all_cpu_threads_idle)(void);
+    bool (*in_vcpu_thread)(void);
+    void (*lock)(const char *file, int line);
+    void (*unlock)(void);
+    void *(*get_cpu)(int index);
+    /* optional */
+    void (*icount_update)(void *cpu);
+    bool (*cpu_has_work)(void *cpu);
+} q;
+
+static bool found;
+static bool can_sync;
+
+/* Resolves a required symbol; the first one missing is remembered. */
+static void *need(const char *name, const char **missing)
+{
+    void *p = qsync__qemu_sym(name);
+    if (p == NULL && *missing == NULL)
+        *missing = name;
+    return p;
+}
+
+bool qsync__qemu_internals_probe(const char **missing)
+{
+    const char *hook = getenv("QSYNC_PLUGIN_NO_INTERNALS");
+    const char *miss = NULL;
+
+    found = false;
+    can_sync = false;
+    if (hook != NULL && strcmp(hook, "1") == 0) {
+        *missing = "QSYNC_PLUGIN_NO_INTERNALS=1 hides them";
+        return false;
+    }
+
+    q.timer_init_full = (__typeof__(q.timer_init_full))need("timer_init_full", &miss);
+    q.timer_mod_ns = (__typeof__(q.timer_mod_ns))need("timer_mod_ns", &miss);
+    q.timer_del = (__typeof__(q.timer_del))need("timer_del", &miss);
+    q.clock_get_ns = (__typeof__(q.clock_get_ns))need("qemu_clock_get_ns", &miss);
+    q.clock_deadline_ns_all =
+        (__typeof__(q.clock_deadline_ns_all))need("qemu_clock_deadline_ns_all", &miss);
+    q.icount_get_raw = (__typeof__(q.icount_get_raw))need("icount_get_raw", &miss);
+    q.all_cpu_threads_idle =
+        (__typeof__(q.all_cpu_threads_idle))need("all_cpu_threads_idle", &miss);
+    q.in_vcpu_thread = (__typeof__(q.in_vcpu_thread))need("qemu_in_vcpu_thread", &miss);
+    q.get_cpu = (__typeof__(q.get_cpu))need("qemu_get_cpu", &miss);
+
+    /* The big lock: 10.0's name first, then 7.2's. */
+    q.lock = (__typeof__(q.lock))qsync__qemu_sym("bql_lock_impl");
+    q.unlock = (__typeof__(q.unlock))qsync__qemu_sym("bql_unlock");
+    if (q.lock == NULL || q.unlock == NULL) {
+        q.lock = (__typeof__(q.lock))qsync__qemu_sym("qemu_mutex_lock_iothread_impl");
+        q.unlock = (__typeof__(q.unlock))qsync__qemu_sym("qemu_mutex_unlock_iothread");
+    }
+    if ((q.lock == NULL || q.unlock == NULL) && miss == NULL)
+        miss = "bql_lock_impl/bql_unlock (or qemu_mutex_lock_iothread_impl)";
+
+    if (miss != NULL) {
+        static char text[160];
+        snprintf(text, sizeof text, "missing: %s", miss);
+        *missing = text;
+        return false;
+    }
+
+    q.icount_update = (__typeof__(q.icount_update))qsync__qemu_sym("icount_update");
+    hook = getenv("QSYNC_PLUGIN_NO_HALT_SYNC");
+    can_sync = q.icount_update != NULL && !(hook != NULL && strcmp(hook, "1") == 0);
+    q.cpu_has_work = (__typeof__(q.cpu_has_work))qsync__qemu_sym("cpu_has_work");
+    found = true;
+    return true;
+}
+
+bool qsync__qemu_internals_found(void)
+{
+    return found;
+}
+
+bool qsync__qemu_can_sync_icount(void)
+{
+    return can_sync;
+}
+
+void qsync__vtimer_init(struct qsync__vtimer *t, void (*cb)(void *), void *opaque)
+{
+    memset(t, 0, sizeof *t);
+    q.timer_init_full(t->opaque, NULL, CLOCK_VIRTUAL, SCALE_NS, 0, cb, opaque);
+}
+
+void qsync__vtimer_mod(struct qsync__vtimer *t, int64_t expire_ns)
+{
+    q.timer_mod_ns(t->opaque, expire_ns);
+}
+
+void qsync__vtimer_del(struct qsync__vtimer *t)
+{
+    q.timer_del(t->opaque);
+}
+
+int64_t qsync__qemu_vclock_ns(void)
+{
+    return q.clock_get_ns(CLOCK_VIRTUAL);
+}
+
+int64_t qsync__qemu_icount(void)
+{
+    return q.icount_get_raw();
+}
+
+int64_t qsync__qemu_next_vtimer_ns(void)
+{
+    return q.clock_deadline_ns_all(CLOCK_VIRTUAL, ATTR_ALL);
+}
+
+bool qsync__qemu_all_vcpus_idle(void)
+{
+    return q.all_cpu_threads_idle();
+}
+
+bool qsync__qemu_in_vcpu_thread(void)
+{
+    return !found || q.in_vcpu_thread();
+}
+
+int qsync__qemu_vcpu_has_work(unsigned int vcpu_index)
+{
+    if (q.cpu_has_work == NULL)
+        return -1;
+    void *cpu = q.get_cpu((int)vcpu_index);
+    return cpu != NULL && q.cpu_has_work(cpu);
+}
+
+bool qsync__qemu_icount_sync(unsigned int vcpu_index)
+{
+    if (!can_sync)
+        return false;
+    void *cpu = q.get_cpu((int)vcpu_index);
+    if (cpu == NULL)
+        return false;
+    q.icount_update(cpu);
+    return true;
+}
+
+void qsync__qemu_lock(void)
+{
+    q.lock(__FILE__, __LINE__);
+}
+
+void qsync__qemu_unlock(void)
+{
+    q.unlock();
+}

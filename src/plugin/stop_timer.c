@@ -1,0 +1,160 @@
+/*
+ * See stop_timer.h.
+ *
+ * Who may touch what: the state below is written by whichever thread
+ * arms, cancels or runs the timer. Under -icount all of those are the one
+ * round-robin vCPU thread (stops, halting-instruction callbacks and the
+ * timer callback itself), except the first arming, at install, before
+ * that thread runs. So plain variables suffice; the QEMU timer functions
+ * take their own lock. The "ran" flags are written by translated code.
+ */
+#include "stop_timer.h"
+
+#include <stddef.h>
+
+#include "log.h"
+#include "qemu_internals.h"
+#include "qemu_probe.h"
+
+static struct qsync__vtimer timer;
+static void (*on_stop)(void);
+static int64_t slack; /* s - 1, s = 2^shift */
+
+static int64_t deadline;  /* the deadline being approached           */
+static bool armed;        /* armed for it                            */
+static bool final_leg;    /* re-armed at the deadline itself (idle)  */
+static _Thread_local bool in_callback;
+
+/* Per-vCPU "ran a block since its last halting instruction" (shift > 0
+ * with plugin API 3). */
+static bool have_flags;
+static qemu_plugin_u64 ran;
+static struct {
+    __typeof__(&qemu_plugin_num_vcpus) num_vcpus;
+    __typeof__(&qemu_plugin_u64_get) u64_get;
+    void (*tb_inline)(struct qemu_plugin_tb *, enum qemu_plugin_op, qemu_plugin_u64, uint64_t);
+    __typeof__(&qemu_plugin_register_vcpu_insn_exec_inline_per_vcpu) insn_inline;
+} api;
+
+/* Whether every vCPU is halted and will stay so until a timer or an
+ * external event wakes it. Big lock held. */
+static bool guest_halted(void)
+{
+    if (!have_flags)
+        return qsync__qemu_all_vcpus_idle();
+    unsigned n = (unsigned)api.num_vcpus();
+    for (unsigned i = 0; i < n; i++) {
+        if (api.u64_get(ran, i) != 0)
+            return false;
+        int work = qsync__qemu_vcpu_has_work(i);
+        if (work < 0)
+            return qsync__qemu_all_vcpus_idle();
+        if (work)
+            return false;
+    }
+    return true;
+}
+
+static void fire(void *opaque)
+{
+    (void)opaque;
+    if (armed && !final_leg && slack > 0) {
+        int64_t now = qsync__qemu_vclock_ns();
+        if (now < deadline && guest_halted()) {
+            /* Our timer is off the list while its callback runs, so this
+             * is the next timer of anyone else. */
+            int64_t next = qsync__qemu_next_vtimer_ns();
+            if (next < 0 || now + next >= deadline) {
+                final_leg = true;
+                qsync__vtimer_mod(&timer, deadline);
+                return;
+            }
+        }
+    }
+    armed = false;
+    in_callback = true;
+    on_stop();
+    in_callback = false;
+}
+
+int qsync__stop_timer_init(const qemu_info_t *info, unsigned shift, void (*cb)(void))
+{
+    on_stop = cb;
+    slack = ((int64_t)1 << shift) - 1;
+    qsync__vtimer_init(&timer, fire, NULL);
+
+    have_flags = false;
+    if (slack == 0 || info->version.cur < 3 || qsync__qemu_vcpu_has_work(0) < 0)
+        return 0;
+    __typeof__(&qemu_plugin_scoreboard_new) scoreboard_new =
+        (__typeof__(scoreboard_new))qsync__qemu_sym("qemu_plugin_scoreboard_new");
+    api.num_vcpus = (__typeof__(api.num_vcpus))qsync__qemu_sym("qemu_plugin_num_vcpus");
+    api.u64_get = (__typeof__(api.u64_get))qsync__qemu_sym("qemu_plugin_u64_get");
+    api.tb_inline = (__typeof__(api.tb_inline))qsync__qemu_sym(
+        "qemu_plugin_register_vcpu_tb_exec_inline_per_vcpu");
+    api.insn_inline = (__typeof__(api.insn_inline))qsync__qemu_sym(
+        "qemu_plugin_register_vcpu_insn_exec_inline_per_vcpu");
+    if (scoreboard_new == NULL || api.num_vcpus == NULL || api.u64_get == NULL ||
+        api.tb_inline == NULL || api.insn_inline == NULL)
+        return 0;
+    /* Never freed: translated code writes to it until the process ends. */
+    struct qemu_plugin_scoreboard *board = scoreboard_new(sizeof(uint64_t));
+    if (board == NULL) {
+        qsync__log("cannot allocate the per-vCPU halt flags");
+        return -1;
+    }
+    ran = (qemu_plugin_u64){board, 0};
+    have_flags = true;
+    return 0;
+}
+
+void qsync__stop_timer_instrument_tb(struct qemu_plugin_tb *tb)
+{
+    if (have_flags)
+        api.tb_inline(tb, QEMU_PLUGIN_INLINE_STORE_U64, ran, 1);
+}
+
+void qsync__stop_timer_instrument_halt(struct qemu_plugin_insn *insn)
+{
+    if (have_flags)
+        api.insn_inline(insn, QEMU_PLUGIN_INLINE_STORE_U64, ran, 0);
+}
+
+void qsync__stop_timer_arm_first(void)
+{
+    deadline = 0;
+    final_leg = true; /* nothing to approach */
+    armed = true;
+    qsync__vtimer_mod(&timer, 0);
+}
+
+void qsync__stop_timer_arm(uint64_t deadline_ns)
+{
+    int64_t d = (int64_t)deadline_ns;
+    int64_t first = d - slack;
+
+    deadline = d;
+    final_leg = slack == 0;
+    armed = true;
+    /* A first leg at or before now fires at QEMU's next look at its
+     * timers, before another instruction runs. */
+    qsync__vtimer_mod(&timer, first < 0 ? 0 : first);
+}
+
+void qsync__stop_timer_cancel(void)
+{
+    if (armed) {
+        armed = false;
+        qsync__vtimer_del(&timer);
+    }
+}
+
+bool qsync__stop_timer_armed(void)
+{
+    return armed;
+}
+
+bool qsync__stop_timer_in_callback(void)
+{
+    return in_callback;
+}

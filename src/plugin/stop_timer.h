@@ -1,0 +1,80 @@
+/*
+ * The virtual-clock stop timer: a QEMU_CLOCK_VIRTUAL timer that stops the
+ * guest at the latest virtual time not past a deadline D that the guest
+ * can reach. The timer engine stops on it at every deadline; the insn
+ * engine arms it only while the guest idles. Needs QEMU's internals
+ * (qemu_internals.h).
+ *
+ * Why a timer is exact: under -icount QEMU ends a vCPU's instruction
+ * budget at the earliest virtual timer, and its idle warp (sleep=off)
+ * jumps the clock to the earliest virtual timer, never past it. The
+ * callback runs in the vCPU thread with the big lock held, outside guest
+ * execution, so it may read the clock and block.
+ *
+ * With -icount shift=N > 0, the clock moves by s = 2^N ns per
+ * instruction, and QEMU rounds an instruction budget up (icount_round),
+ * so a timer at D would let the guest run up to s-1 ns past D. So:
+ *   - the timer is first armed at D - (s-1): QEMU's rounded-up budget
+ *     then ends on the last instruction boundary at or before D, whatever
+ *     the clock's phase (an idle warp to a device timer at an odd time
+ *     moves it off multiples of s);
+ *   - if the timer fires short of D with every vCPU halted and no other
+ *     virtual timer due before D, nothing can wake the guest before D
+ *     (barring external I/O), so it is re-armed at D itself and the idle
+ *     warp lands exactly on D.
+ * "Halted" must not depend on host timing, or the stop would land on D
+ * in one run and short of it in the next. QEMU's all_cpu_threads_idle()
+ * does (work queued on a vCPU by the main loop, such as a timer
+ * notification, makes it false for a moment), so with shift > 0 every
+ * block also stores "ran" into a per-vCPU flag and every halting
+ * instruction clears it: a vCPU is halted when its flag is clear and
+ * QEMU's cpu_has_work() is false. Without the plugin API for that
+ * (version 3) or cpu_has_work, all_cpu_threads_idle() is the fallback.
+ * The stop is therefore at D when the guest idles into it, and otherwise
+ * at most s-1 ns before it; never after it, except when external I/O
+ * wakes a halted guest within that last s-1 ns window (reported by the
+ * engines as a deviation). With shift=0 the timer is simply at D.
+ */
+#ifndef QSYNC_PLUGIN_STOP_TIMER_H
+#define QSYNC_PLUGIN_STOP_TIMER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "qemu_abi.h"
+
+/*
+ * Creates the timer. on_stop is called, in the vCPU thread with the big
+ * lock held, when the guest has reached the armed deadline as nearly as
+ * it can (or, first, when armed with qsync__stop_timer_arm_first). Returns
+ * 0, or -1 after printing a message. Install thread; internals must be
+ * present.
+ */
+int qsync__stop_timer_init(const qemu_info_t *info, unsigned shift, void (*on_stop)(void));
+
+/* Instruments a block (translation time): the engines call it for every
+ * block, and qsync__stop_timer_instrument_halt for each halting
+ * instruction in it. Both do nothing when shift is 0. */
+void qsync__stop_timer_instrument_tb(struct qemu_plugin_tb *tb);
+void qsync__stop_timer_instrument_halt(struct qemu_plugin_insn *insn);
+
+/* Arms the timer for the very first stop, before the guest's first
+ * instruction. Install thread. */
+void qsync__stop_timer_arm_first(void);
+
+/* Arms the timer for deadline_ns (replacing any earlier arming). Does not
+ * read the clock, so it may be called from any thread, including a
+ * plugin callback inside a translated block. */
+void qsync__stop_timer_arm(uint64_t deadline_ns);
+
+/* Disarms it. Any thread. */
+void qsync__stop_timer_cancel(void);
+
+/* Whether it is armed (for the current deadline). */
+bool qsync__stop_timer_armed(void);
+
+/* Whether the calling thread is inside on_stop, i.e. at a point where
+ * QEMU's clock may be read. */
+bool qsync__stop_timer_in_callback(void);
+
+#endif

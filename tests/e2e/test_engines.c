@@ -1,0 +1,575 @@
+/*
+ * End to end, per engine: the plugin's engines (timer, insn, auto) against
+ * real QEMU and the project's guest. Each test drives one or more
+ * sessions through the library and checks the stop log (deadline,
+ * virtual ns, instructions, flags, per-vCPU counts) and what the guest
+ * itself printed.
+ *
+ * QSYNC_TEST_QEMU picks another QEMU binary. Tests of an engine that this
+ * QEMU cannot run are skipped when the plugin refuses it (the insn engine
+ * needs QEMU 9.1).
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <qsync/qsync.h>
+
+#if !defined(GUEST_ELF) || !defined(PLUGIN_PATH)
+#error "GUEST_ELF and PLUGIN_PATH must be defined"
+#endif
+
+#define US 1000ull
+#define MS 1000000ull
+
+static const char *qemu_binary(void)
+{
+    const char *q = getenv("QSYNC_TEST_QEMU");
+    return q && q[0] ? q : "qemu-system-x86_64";
+}
+
+struct stop_rec {
+    uint64_t deadline, virtual_ns, insns;
+    int64_t overshoot;
+    unsigned flags;
+    unsigned n_vcpus;
+    uint64_t vcpu[4];
+};
+
+struct session {
+    /* what to run */
+    const char *engine;
+    unsigned shift;
+    int smp;
+    const char *append;
+    uint64_t quantum_ns, until_ns;
+
+    /* what happened */
+    int ready;
+    qsync_info info;
+    char engine_name[16];
+    struct stop_rec *stops;
+    int n_stops, cap;
+    int reached_errors;
+    int first_error;
+    int exited;
+    qsync_exit ex;
+    char tail[4096];
+    char out[65536];
+    size_t out_len;
+};
+
+static void on_ready(qsync_ctx *ctx, const qsync_info *info)
+{
+    struct session *s = qsync_get_data(ctx);
+    s->ready++;
+    s->info = *info;
+    snprintf(s->engine_name, sizeof s->engine_name, "%s", info->engine);
+    s->info.engine = s->engine_name;
+}
+
+static void on_reached(qsync_ctx *ctx, int status, const qsync_stop *stop)
+{
+    struct session *s = qsync_get_data(ctx);
+    if (status) {
+        s->reached_errors++;
+        if (!s->first_error)
+            s->first_error = status;
+        return;
+    }
+    if (s->n_stops == s->cap) {
+        s->cap = s->cap ? 2 * s->cap : 1024;
+        s->stops = realloc(s->stops, (size_t)s->cap * sizeof *s->stops);
+        assert_non_null(s->stops);
+    }
+    struct stop_rec *r = &s->stops[s->n_stops++];
+    memset(r, 0, sizeof *r);
+    r->deadline = stop->deadline_ns;
+    r->virtual_ns = stop->virtual_ns;
+    r->insns = stop->instructions;
+    r->overshoot = stop->overshoot_insns;
+    r->flags = stop->flags;
+    r->n_vcpus = stop->n_vcpus;
+    uint64_t sum = 0;
+    for (unsigned v = 0; v < stop->n_vcpus; v++) {
+        sum += stop->vcpu_instructions[v];
+        if (v < 4)
+            r->vcpu[v] = stop->vcpu_instructions[v];
+    }
+    assert_int_equal(sum, stop->instructions);
+
+    if (stop->deadline_ns >= s->until_ns) {
+        qsync_close(ctx, NULL);
+        return;
+    }
+    uint64_t next = stop->deadline_ns + s->quantum_ns;
+    assert_int_equal(qsync_advance_to_ns(ctx, next < s->until_ns ? next : s->until_ns), 0);
+}
+
+static void on_exited(qsync_ctx *ctx, const qsync_exit *ex)
+{
+    struct session *s = qsync_get_data(ctx);
+    s->exited++;
+    s->ex = *ex;
+    snprintf(s->tail, sizeof s->tail, "%s", ex->stderr_tail ? ex->stderr_tail : "");
+    s->ex.stderr_tail = s->tail;
+}
+
+static void on_error(qsync_ctx *ctx, int code, const char *msg)
+{
+    struct session *s = qsync_get_data(ctx);
+    if (!s->first_error)
+        s->first_error = code;
+    (void)msg;
+}
+
+static void on_output(qsync_ctx *ctx, const char *data, size_t len)
+{
+    struct session *s = qsync_get_data(ctx);
+    if (s->out_len + len < sizeof s->out) {
+        memcpy(s->out + s->out_len, data, len);
+        s->out_len += len;
+        s->out[s->out_len] = '\0';
+    }
+}
+
+/* Runs one session to s->until_ns (or until QEMU ends) and closes it. */
+static void run(struct session *s)
+{
+    uv_loop_t loop;
+    char args[64], smp[16];
+    assert_int_equal(uv_loop_init(&loop), 0);
+
+    qsync_options o;
+    qsync_options_init(&o);
+    o.plugin_path = PLUGIN_PATH;
+    o.stdout_mode = QSYNC_OUTPUT_CALLBACK;
+    o.quiet_stderr = 1;
+    o.icount_shift = s->shift;
+    snprintf(args, sizeof args, "engine=%s", s->engine);
+    o.plugin_args = args;
+    qsync_callbacks cb;
+    qsync_callbacks_init(&cb);
+    cb.ready = on_ready;
+    cb.reached = on_reached;
+    cb.exited = on_exited;
+    cb.error = on_error;
+    cb.output = on_output;
+
+    qsync_ctx *ctx = NULL;
+    char err[256];
+    if (qsync_ctx_new(&loop, &o, &cb, &ctx, err, sizeof err))
+        fail_msg("qsync_ctx_new: %s", err);
+    qsync_set_data(ctx, s);
+    snprintf(smp, sizeof smp, "%d", s->smp > 0 ? s->smp : 1);
+    const char *argv[] = {qemu_binary(), "-M", "pc", "-nodefaults", "-display", "none",
+                          "-serial", "stdio", "-no-reboot", "-device",
+                          "isa-debug-exit,iobase=0xf4,iosize=0x04", "-smp", smp,
+                          "-kernel", GUEST_ELF, "-append", s->append, NULL};
+    if (qsync_start(ctx, argv))
+        fail_msg("qsync_start: %s", qsync_last_error(ctx));
+    uint64_t first = s->quantum_ns < s->until_ns ? s->quantum_ns : s->until_ns;
+    assert_int_equal(qsync_advance_to_ns(ctx, first), 0);
+    while (!s->exited && uv_run(&loop, UV_RUN_ONCE)) {
+    }
+    qsync_close(ctx, NULL); /* harmless if already closing */
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+static struct session *session_new(const char *engine, const char *append, uint64_t quantum,
+                                   uint64_t until)
+{
+    struct session *s = calloc(1, sizeof *s);
+    assert_non_null(s);
+    s->engine = engine;
+    s->append = append;
+    s->quantum_ns = quantum;
+    s->until_ns = until;
+    s->smp = 1;
+    return s;
+}
+
+static void session_free(struct session *s)
+{
+    free(s->stops);
+    free(s);
+}
+
+/* Skips the calling test when this QEMU cannot run the engine at all. */
+static void skip_if_refused(struct session *s)
+{
+    if (!s->ready && strstr(s->tail, "cannot run here") != NULL &&
+        getenv("QSYNC_TEST_QEMU") != NULL) {
+        print_message("skipped: %s", s->tail);
+        session_free(s);
+        skip();
+    }
+}
+
+/* The run reached until_ns with every quantum reported, and closing the
+ * channel while the guest was stopped ended QEMU by itself (the plugin's
+ * _exit(0); the library's SIGKILL after kill_grace_ms would show as a
+ * signal). */
+static void assert_completed(struct session *s)
+{
+    if (!s->ready || s->first_error)
+        fail_msg("engine=%s: %s (QEMU said: %s)", s->engine,
+                 s->first_error ? qsync_err_name(s->first_error) : "no handshake", s->tail);
+    assert_int_equal(s->reached_errors, 0);
+    assert_true(s->n_stops > 0);
+    assert_int_equal(s->stops[s->n_stops - 1].deadline, s->until_ns);
+    assert_int_equal(s->exited, 1);
+    assert_int_equal(s->ex.by_close, 1);
+    assert_int_equal(s->ex.term_signal, 0);
+    assert_int_equal(s->ex.exit_status, 0);
+}
+
+/* Every stop is on its deadline, and the deadlines are the grants. */
+static void assert_exact(const struct session *s)
+{
+    for (int i = 0; i < s->n_stops; i++) {
+        const struct stop_rec *r = &s->stops[i];
+        uint64_t want = (uint64_t)(i + 1) * s->quantum_ns;
+        if (want > s->until_ns)
+            want = s->until_ns;
+        if (r->deadline != want || r->virtual_ns != r->deadline ||
+            (r->flags & QSYNC_STOP_DEVIATION) || r->overshoot != 0)
+            fail_msg("engine=%s stop %d: deadline %" PRIu64 " (want %" PRIu64 "), virtual %" PRIu64
+                     ", overshoot %" PRId64 ", flags %#x",
+                     s->engine, i + 1, r->deadline, want, r->virtual_ns, r->overshoot, r->flags);
+    }
+}
+
+/* Two runs gave the same stop log. */
+static void assert_same_log(const struct session *a, const struct session *b)
+{
+    assert_int_equal(a->n_stops, b->n_stops);
+    for (int i = 0; i < a->n_stops; i++) {
+        const struct stop_rec *x = &a->stops[i], *y = &b->stops[i];
+        if (memcmp(x, y, sizeof *x) != 0)
+            fail_msg("stop %d differs: virtual %" PRIu64 "/%" PRIu64 ", insns %" PRIu64 "/%" PRIu64
+                     ", flags %#x/%#x, vcpu0 %" PRIu64 "/%" PRIu64,
+                     i + 1, x->virtual_ns, y->virtual_ns, x->insns, y->insns, x->flags,
+                     y->flags, x->vcpu[0], y->vcpu[0]);
+    }
+}
+
+/* ---------------------------------------------------------------------- */
+/* Never ahead, and exact, on the idle guest                               */
+
+#define IDLE_GUEST "idle ticks=1000 period_us=1000"
+
+/* Reads a "key=N" field from a guest line. */
+static uint64_t field(const char *line, const char *key)
+{
+    const char *p = strstr(line, key);
+    assert_non_null(p);
+    return strtoull(p + strlen(key), NULL, 10);
+}
+
+/*
+ * The idle guest under 100 us quanta until 50 ms: the guest never saw a
+ * time past 50 ms (it prints its HPET and TSC only after waking), it saw
+ * as many ticks as 50 ms allow, and every stop is exact, flagged idle
+ * where the guest sat halted.
+ */
+static void check_idle_run(const char *engine, const char *want_engine)
+{
+    struct session *s = session_new(engine, IDLE_GUEST, 100 * US, 50 * MS);
+    run(s);
+    skip_if_refused(s);
+    assert_completed(s);
+    assert_string_equal(s->info.engine, want_engine);
+    assert_true(s->info.exact);
+    assert_true(s->info.never_ahead_idle);
+    assert_exact(s);
+
+    /* The guest's own view. tsc counts ns of virtual time from reset;
+     * hpet_ns from the guest's start (the firmware runs ~5.7 ms first). */
+    const char *start = strstr(s->out, "idle start");
+    assert_non_null(start);
+    uint64_t period = field(start, "period_ns=");
+    int ticks = 0;
+    uint64_t first_tsc = 0, last_tsc = 0;
+    for (const char *p = strstr(s->out, "tick "); p != NULL; p = strstr(p + 1, "tick ")) {
+        uint64_t hpet = field(p, "hpet_ns="), tsc = field(p, "tsc=");
+        assert_true(hpet <= 50 * MS);
+        assert_true(tsc <= 50 * MS);
+        assert_true(tsc >= last_tsc);
+        if (ticks == 0)
+            first_tsc = tsc;
+        last_tsc = tsc;
+        ticks++;
+        assert_int_equal(field(p, "tick "), (uint64_t)ticks);
+    }
+    /* Tick k is printed about (k-1) periods after tick 1. */
+    assert_true(ticks > 10);
+    int64_t expect = (int64_t)((50 * MS - first_tsc) / period) + 1;
+    assert_in_range(ticks, expect - 1, expect + 1);
+
+    /* A quantum in which time passed with fewer instructions than its
+     * length can only have been spent (partly) halted. */
+    uint64_t prev_insns = 0;
+    int idle = 0;
+    for (int i = 0; i < s->n_stops; i++) {
+        const struct stop_rec *r = &s->stops[i];
+        if (r->insns - prev_insns < s->quantum_ns)
+            assert_true(r->flags & QSYNC_STOP_IDLE);
+        idle += (r->flags & QSYNC_STOP_IDLE) != 0;
+        prev_insns = r->insns;
+    }
+    assert_true(idle > s->n_stops / 2);
+    session_free(s);
+}
+
+static void test_timer_idle_never_ahead(void **state)
+{
+    (void)state;
+    check_idle_run("timer", "timer");
+}
+
+static void test_insn_idle_never_ahead(void **state)
+{
+    (void)state;
+    check_idle_run("insn", "insn");
+}
+
+static void test_auto_idle_never_ahead(void **state)
+{
+    (void)state;
+    check_idle_run("auto", "timer");
+}
+
+/* ---------------------------------------------------------------------- */
+/* Exact on the compute guest                                              */
+
+/* 1000 quanta of 10 us: the firmware, then the guest's busy loop. With
+ * shift 0 a busy guest's instructions are its virtual time. */
+static void check_compute_exact(const char *engine)
+{
+    struct session *s = session_new(engine, "compute 100000000", 10 * US, 10 * MS);
+    run(s);
+    skip_if_refused(s);
+    assert_completed(s);
+    assert_string_equal(s->info.engine, engine);
+    assert_exact(s);
+    for (int i = 0; i < s->n_stops; i++) {
+        assert_int_equal(s->stops[i].insns, s->stops[i].deadline);
+        assert_int_equal(s->stops[i].flags & QSYNC_STOP_IDLE, 0);
+    }
+    assert_non_null(strstr(s->out, "compute start"));
+    session_free(s);
+}
+
+static void test_timer_compute_exact(void **state)
+{
+    (void)state;
+    check_compute_exact("timer");
+}
+
+static void test_insn_compute_exact(void **state)
+{
+    (void)state;
+    check_compute_exact("insn");
+}
+
+/* ---------------------------------------------------------------------- */
+/* Deterministic                                                           */
+
+#define RUNS 5
+
+/* RUNS runs of the compute guest at -smp N give one stop log. */
+static void check_deterministic_smp(int smp)
+{
+    struct session *runs[RUNS];
+    for (int k = 0; k < RUNS; k++) {
+        runs[k] = session_new("timer", "compute 10000000", 100 * US, 12 * MS);
+        runs[k]->smp = smp;
+        run(runs[k]);
+        assert_completed(runs[k]);
+        assert_int_equal(runs[k]->info.n_vcpus, (unsigned)smp);
+        assert_exact(runs[k]);
+        assert_int_equal(runs[k]->stops[0].n_vcpus, (unsigned)smp);
+    }
+    /* The guest's loop ran, on vCPU 0. */
+    const struct stop_rec *last = &runs[0]->stops[runs[0]->n_stops - 1];
+    assert_true(last->vcpu[0] > 5 * MS);
+    for (int k = 1; k < RUNS; k++) {
+        assert_same_log(runs[0], runs[k]);
+        assert_string_equal(runs[0]->out, runs[k]->out);
+    }
+    for (int k = 0; k < RUNS; k++)
+        session_free(runs[k]);
+}
+
+static void test_timer_deterministic_smp1(void **state)
+{
+    (void)state;
+    check_deterministic_smp(1);
+}
+
+static void test_timer_deterministic_smp2(void **state)
+{
+    (void)state;
+    check_deterministic_smp(2);
+}
+
+static void test_timer_deterministic_smp4(void **state)
+{
+    (void)state;
+    check_deterministic_smp(4);
+}
+
+/*
+ * The idle guest: QEMU's idle race (its warp reading a clock that lacks a
+ * vCPU's last instructions) is closed by the plugin, so runs are byte for
+ * byte the same, stop logs and guest output alike.
+ */
+static void test_timer_idle_deterministic(void **state)
+{
+    (void)state;
+    struct session *runs[RUNS];
+    for (int k = 0; k < RUNS; k++) {
+        runs[k] = session_new("timer", IDLE_GUEST, 100 * US, 50 * MS);
+        run(runs[k]);
+        assert_completed(runs[k]);
+        assert_exact(runs[k]);
+    }
+    for (int k = 1; k < RUNS; k++) {
+        assert_same_log(runs[0], runs[k]);
+        assert_string_equal(runs[0]->out, runs[k]->out);
+    }
+    for (int k = 0; k < RUNS; k++)
+        session_free(runs[k]);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Fallbacks                                                               */
+
+/* A run that the plugin refuses: QEMU exits before HELLO. */
+static void assert_refused(struct session *s, const char *text)
+{
+    assert_int_equal(s->ready, 0);
+    assert_int_equal(s->n_stops, 0);
+    assert_int_equal(s->exited, 1);
+    assert_int_equal(s->ex.by_close, 0);
+    assert_true(s->ex.exit_status != 0);
+    if (strstr(s->tail, text) == NULL)
+        fail_msg("stderr tail lacks \"%s\": %s", text, s->tail);
+}
+
+/* The test hook makes the plugin see a QEMU without internals. */
+static void test_timer_refused_without_internals(void **state)
+{
+    (void)state;
+    assert_int_equal(setenv("QSYNC_PLUGIN_NO_INTERNALS", "1", 1), 0);
+    struct session *s = session_new("timer", "compute 1000", 100 * US, 1 * MS);
+    run(s);
+    unsetenv("QSYNC_PLUGIN_NO_INTERNALS");
+    assert_refused(s, "engine=timer cannot run here");
+    assert_non_null(strstr(s->tail, "QSYNC_PLUGIN_NO_INTERNALS"));
+    session_free(s);
+}
+
+/* auto falls back to insn, which then does not claim never-ahead-idle. */
+static void test_auto_without_internals(void **state)
+{
+    (void)state;
+    assert_int_equal(setenv("QSYNC_PLUGIN_NO_INTERNALS", "1", 1), 0);
+    struct session *s = session_new("auto", "compute 100000000", 100 * US, 7 * MS);
+    run(s);
+    unsetenv("QSYNC_PLUGIN_NO_INTERNALS");
+    skip_if_refused(s);
+    assert_completed(s);
+    assert_string_equal(s->info.engine, "insn");
+    assert_true(s->info.exact);
+    assert_false(s->info.never_ahead_idle);
+    assert_exact(s);
+    session_free(s);
+}
+
+/* The insn engine keeps refusing -smp > 1, and says what to use. */
+static void test_insn_refuses_smp2(void **state)
+{
+    (void)state;
+    struct session *s = session_new("insn", "compute 1000", 100 * US, 1 * MS);
+    s->smp = 2;
+    run(s);
+    assert_refused(s, "engine=insn cannot run here");
+    assert_non_null(strstr(s->tail, "engine=timer"));
+    session_free(s);
+}
+
+/* ---------------------------------------------------------------------- */
+/* icount shift 3                                                          */
+
+/*
+ * 1000 quanta of 10 us + 1 ns, shift 3 (8 ns an instruction), on the busy
+ * guest: every stop is on the last instruction boundary at or before its
+ * deadline (deadline rounded down to a multiple of 8), flagged as a
+ * deviation when that is not the deadline itself, and the rounding never
+ * adds up: the 1000th deadline, 10,001,000 ns, is a multiple of 8 and is
+ * met exactly.
+ */
+static void check_shift3(const char *engine)
+{
+    struct session *s = session_new(engine, "compute 100000000", 10 * US + 1, 10001 * US);
+    s->shift = 3;
+    run(s);
+    skip_if_refused(s);
+    assert_completed(s);
+    assert_int_equal(s->info.icount_shift, 3);
+    assert_int_equal(s->n_stops, 1000);
+    for (int i = 0; i < s->n_stops; i++) {
+        const struct stop_rec *r = &s->stops[i];
+        uint64_t d = (uint64_t)(i + 1) * (10 * US + 1);
+        assert_int_equal(r->deadline, d);
+        assert_int_equal(r->virtual_ns, d & ~(uint64_t)7);
+        assert_int_equal(r->insns, r->virtual_ns >> 3);
+        assert_int_equal(r->overshoot, 0);
+        assert_int_equal((r->flags & QSYNC_STOP_DEVIATION) != 0, r->virtual_ns != d);
+    }
+    assert_int_equal(s->stops[999].virtual_ns, 10001 * US);
+    session_free(s);
+}
+
+static void test_timer_shift3(void **state)
+{
+    (void)state;
+    check_shift3("timer");
+}
+
+static void test_insn_shift3(void **state)
+{
+    (void)state;
+    check_shift3("insn");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_timer_idle_never_ahead),
+        cmocka_unit_test(test_insn_idle_never_ahead),
+        cmocka_unit_test(test_auto_idle_never_ahead),
+        cmocka_unit_test(test_timer_compute_exact),
+        cmocka_unit_test(test_insn_compute_exact),
+        cmocka_unit_test(test_timer_deterministic_smp1),
+        cmocka_unit_test(test_timer_deterministic_smp2),
+        cmocka_unit_test(test_timer_deterministic_smp4),
+        cmocka_unit_test(test_timer_idle_deterministic),
+        cmocka_unit_test(test_timer_refused_without_internals),
+        cmocka_unit_test(test_auto_without_internals),
+        cmocka_unit_test(test_insn_refuses_smp2),
+        cmocka_unit_test(test_timer_shift3),
+        cmocka_unit_test(test_insn_shift3),
+    };
+    return cmocka_run_group_tests_name("engines", tests, NULL, NULL);
+}
