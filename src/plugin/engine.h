@@ -79,7 +79,6 @@ struct qsync__engine {
 
 extern const struct qsync__engine qsync__engine_insn;
 extern const struct qsync__engine qsync__engine_timer;
-/* Defined only in builds that include engine_block.c (weak reference). */
-extern const struct qsync__engine qsync__engine_block __attribute__((weak));
+extern const struct qsync__engine qsync__engine_block;
 
 #endif

@@ -31,6 +31,20 @@
 
 QSYNC_PLUGIN_EXPORT int qemu_plugin_version = QSYNC_PLUGIN_API_VERSION;
 
+/*
+ * One module loads on QEMU 10 (plugin API 2..4) and on QEMU 7.2 (API 0..1):
+ * QEMU reads qemu_plugin_version after dlopen, when this constructor has
+ * run, so it can declare version 1 where the newer API is missing. Every
+ * function newer than API 1 is therefore resolved at run time, never
+ * linked (QEMU binds a plugin's symbols at load: a missing one would fail
+ * the load with a linker message instead of ours).
+ */
+__attribute__((constructor)) static void choose_api_version(void)
+{
+    if (qsync__qemu_sym("qemu_plugin_register_vcpu_insn_exec_cond_cb") == NULL)
+        qemu_plugin_version = 1;
+}
+
 static const struct qsync__engine *engine;
 
 /* Whether e can run here; if not, why. */
@@ -79,8 +93,6 @@ static const struct qsync__engine *pick_engine(const qemu_info_t *info,
         char all[1024] = "";
         size_t used = 0;
         for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
-            if (order[i] == NULL)
-                continue; /* the block engine is not in this build */
             if (engine_usable(order[i], info, opt, why, sizeof why))
                 return order[i];
             int n = snprintf(all + used, sizeof all - used, "%s%s: %s", used ? "; " : "",
@@ -93,13 +105,7 @@ static const struct qsync__engine *pick_engine(const qemu_info_t *info,
     }
     case QSYNC_ENGINE_INSN: named = &qsync__engine_insn; break;
     case QSYNC_ENGINE_TIMER: named = &qsync__engine_timer; break;
-    case QSYNC_ENGINE_BLOCK:
-        if (&qsync__engine_block == NULL) {
-            qsync__log("engine=block is not available in this build (use engine=auto)");
-            return NULL;
-        }
-        named = &qsync__engine_block;
-        break;
+    case QSYNC_ENGINE_BLOCK: named = &qsync__engine_block; break;
     }
     if (named == NULL)
         return NULL;

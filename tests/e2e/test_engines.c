@@ -553,6 +553,39 @@ static void test_insn_shift3(void **state)
     check_shift3("insn");
 }
 
+/* ---------------------------------------------------------------------- */
+/* The per-block engine: bounded, and honest about it                      */
+
+/*
+ * Forced engine=block on the time-mode guest (whose blocks are longer than
+ * the compute loop's): it claims no exactness, and its overshoot is in
+ * every report: some stops land past their deadline, flagged as
+ * deviations, with virtual_ns = deadline + overshoot (shift 0), never
+ * before the deadline, and deadlines stay absolute.
+ */
+static void test_block_reports_overshoot(void **state)
+{
+    (void)state;
+    struct session *s = session_new("block", "time 1000", 10 * US, 2 * MS);
+    run(s);
+    assert_completed(s);
+    assert_string_equal(s->info.engine, "block");
+    assert_false(s->info.exact);
+    assert_false(s->info.never_ahead_idle);
+    int late = 0;
+    for (int i = 0; i < s->n_stops; i++) {
+        const struct stop_rec *r = &s->stops[i];
+        assert_int_equal(r->deadline, (uint64_t)(i + 1) * 10 * US);
+        assert_true(r->overshoot >= 0);
+        assert_true(r->overshoot < 1000); /* less than a block */
+        assert_int_equal(r->virtual_ns, r->deadline + (uint64_t)r->overshoot);
+        assert_int_equal((r->flags & QSYNC_STOP_DEVIATION) != 0, r->overshoot != 0);
+        late += r->overshoot > 0;
+    }
+    assert_true(late > 0);
+    session_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -570,6 +603,7 @@ int main(void)
         cmocka_unit_test(test_insn_refuses_smp2),
         cmocka_unit_test(test_timer_shift3),
         cmocka_unit_test(test_insn_shift3),
+        cmocka_unit_test(test_block_reports_overshoot),
     };
     return cmocka_run_group_tests_name("engines", tests, NULL, NULL);
 }
