@@ -160,6 +160,11 @@ typedef struct qsync_options {
      * plugin_path (seed 000's own, or ours, the default); the library adds
      * -icount shift=0,sleep=off unless argv has its own -icount. */
     uint64_t fifo_quantum_us;
+
+    /* Plugin mode: the quantum you expect to grant, in ns (0: unknown).
+     * Passed to the plugin as quantum_ns=, it lets engine=auto take the
+     * engine that is cheapest at that size (docs/engines.md). */
+    uint64_t quantum_hint_ns;
 } qsync_options;
 
 /* Fills opts with the defaults. Thread-safe. */
@@ -212,6 +217,8 @@ typedef struct qsync_info {
     int exact;              /* every stop lands on the deadline        */
     int never_ahead_idle;   /* idle warps never pass a deadline        */
     const char *mode;       /* "plugin", "qqq" or "fifo"                */
+    int vclock;             /* virtual_ns is QEMU's own clock, not a
+                               count of instructions                   */
 } qsync_info;
 
 /*

@@ -53,7 +53,7 @@ struct step {
     /* Results. */
     int have_info;
     char engine[16];
-    int exact, never_ahead_idle;
+    int exact, never_ahead_idle, vclock;
     unsigned vcpus;
     uint64_t quanta;
     uint64_t virtual_ns;
@@ -157,6 +157,7 @@ static void on_ready(qsync_ctx *ctx, const qsync_info *info)
     snprintf(s->engine, sizeof s->engine, "%s", info->engine);
     s->exact = info->exact;
     s->never_ahead_idle = info->never_ahead_idle;
+    s->vclock = info->vclock;
     s->vcpus = info->n_vcpus;
 }
 
@@ -268,8 +269,9 @@ static int write_json(const struct step *s)
     fprintf(f, "  \"mode\": \"%s\",\n",
             s->mode == QSYNC_MODE_QQQ ? "qqq" : s->mode == QSYNC_MODE_FIFO ? "fifo" : "plugin");
     fprintf(f, "  \"engine\": \"%s\",\n", s->have_info ? s->engine : "");
-    fprintf(f, "  \"guarantees\": {\"exact\": %s, \"never_ahead_idle\": %s}\n",
-            s->exact ? "true" : "false", s->never_ahead_idle ? "true" : "false");
+    fprintf(f, "  \"guarantees\": {\"exact\": %s, \"never_ahead_idle\": %s, \"vclock\": %s}\n",
+            s->exact ? "true" : "false", s->never_ahead_idle ? "true" : "false",
+            s->vclock ? "true" : "false");
     fprintf(f, "}\n");
     int bad = ferror(f);
     if (f != stdout)
@@ -429,6 +431,7 @@ int main(int argc, char **argv)
     o.mode = s.mode;
     o.qqq_use_plugin = !s.qqq_native;
     o.fifo_quantum_us = s.quantum_ns / 1000;
+    o.quantum_hint_ns = s.quantum_ns;
     o.plugin_args = s.plugin_args;
     if (s.engine_opt) {
         if (s.plugin_args) {

@@ -141,6 +141,7 @@ int qsync_get_info(const qsync_ctx *ctx, qsync_info *info)
     info->exact = (h->guarantees & QSYNC_WIRE_G_EXACT) != 0;
     info->never_ahead_idle = (h->guarantees & QSYNC_WIRE_G_NEVER_AHEAD_IDLE) != 0;
     info->mode = ctx->mode->name;
+    info->vclock = (h->guarantees & QSYNC_WIRE_G_VCLOCK) != 0;
     return 0;
 }
 

@@ -24,9 +24,12 @@ static int plugin_prepare(qsync_ctx *ctx, const char *const argv[], struct qsync
     int rc = qsync__find_plugin(ctx);
     if (rc)
         return rc;
-    char rest[128];
-    snprintf(rest, sizeof rest, "fd_in=%d,fd_out=%d,shift=%u", CHILD_GRANT_FD, CHILD_REPORT_FD,
-             ctx->opts.icount_shift);
+    char rest[160];
+    int n = snprintf(rest, sizeof rest, "fd_in=%d,fd_out=%d,shift=%u", CHILD_GRANT_FD,
+                     CHILD_REPORT_FD, ctx->opts.icount_shift);
+    if (ctx->opts.quantum_hint_ns)
+        snprintf(rest + n, sizeof rest - (size_t)n, ",quantum_ns=%llu",
+                 (unsigned long long)ctx->opts.quantum_hint_ns);
     if (qsync__launch_add(l, "-icount") ||
         qsync__launch_add(l, "shift=%u,sleep=off", ctx->opts.icount_shift))
         return qsync__set_error(ctx, QSYNC_EARG, "too many arguments");

@@ -43,7 +43,8 @@ static int opt_error(char *errbuf, size_t len, const char *fmt, const char *what
 /* The keys the library itself passes to the plugin. */
 static const char *const reserved_keys[] = {"fd_in",           "fd_out",          "shift",
                                             "proto",           "HostToGuestPipe", "GuestToHostPipe",
-                                            "TimeInMicroSeconds", "TimeinMicroseconds"};
+                                            "TimeInMicroSeconds", "TimeinMicroseconds",
+                                            "quantum_ns"};
 
 static int check_plugin_args(const char *args, char *errbuf, size_t len)
 {
