@@ -165,6 +165,13 @@ typedef struct qsync_options {
      * Passed to the plugin as quantum_ns=, it lets engine=auto take the
      * engine that is cheapest at that size (docs/engines.md). */
     uint64_t quantum_hint_ns;
+
+    /* Same-core placement: -1 (default) leaves placement to the kernel.
+     * A CPU number pins the calling thread (the loop's) and QEMU, all its
+     * threads, to that one core, where a round trip costs a quarter of a
+     * cross-core one (docs/benchmarks.md). The pin is made at
+     * qsync_start() and the calling thread keeps it. */
+    int pin_cpu;
 } qsync_options;
 
 /* Fills opts with the defaults. Thread-safe. */

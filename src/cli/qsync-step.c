@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +35,7 @@ struct step {
     const char *engine_opt;
     qsync_mode mode;
     int qqq_native;
+    int pin_cpu;
     const char *json_path;
     const char *csv_path;
     int stats;
@@ -87,6 +89,7 @@ static void usage(FILE *f)
             "  --qqq-native    in qqq mode, pass -qqq to a QEMU that has it, instead of\n"
             "                  speaking the protocol through our plugin\n"
             "  --plugin-args A extra key=value,... options for the plugin\n"
+            "  --pin CPU       run qsync-step and QEMU on this one core (cheaper stops)\n"
             "  --json FILE     write a summary as JSON to FILE ('-' for stdout)\n"
             "  --csv FILE      write one record per quantum to FILE ('-' for stdout)\n"
             "  --stats         print the period table and wall time per quantum at the end\n"
@@ -296,11 +299,13 @@ int main(int argc, char **argv)
         {"mode", required_argument, NULL, 'm'},    {"qqq-native", no_argument, NULL, 'N'},
         {"plugin-args", required_argument, NULL, 'a'}, {"csv", required_argument, NULL, 'c'},
         {"stats", no_argument, NULL, 'S'},         {"quiet", no_argument, NULL, 'Q'},
-        {"progress", no_argument, NULL, 'P'},      {NULL, 0, NULL, 0}};
+        {"progress", no_argument, NULL, 'P'},      {"pin", required_argument, NULL, 'C'},
+        {NULL, 0, NULL, 0}};
     struct step s;
     memset(&s, 0, sizeof s);
     s.quantum_ns = 1000000;
     s.progress = -1;
+    s.pin_cpu = -1;
     char err[256];
     int c;
 
@@ -378,6 +383,17 @@ int main(int argc, char **argv)
         case 'P':
             s.progress = 1;
             break;
+        case 'C': {
+            char *end;
+            errno = 0;
+            long v = strtol(optarg, &end, 10);
+            if (errno || end == optarg || *end || v < 0 || v >= CPU_SETSIZE) {
+                fprintf(stderr, "qsync-step: --pin '%s': expected a CPU number\n", optarg);
+                return EXIT_USAGE;
+            }
+            s.pin_cpu = (int)v;
+            break;
+        }
         case 'h':
             usage(stdout);
             return 0;
@@ -432,6 +448,7 @@ int main(int argc, char **argv)
     o.qqq_use_plugin = !s.qqq_native;
     o.fifo_quantum_us = s.quantum_ns / 1000;
     o.quantum_hint_ns = s.quantum_ns;
+    o.pin_cpu = s.pin_cpu;
     o.plugin_args = s.plugin_args;
     if (s.engine_opt) {
         if (s.plugin_args) {

@@ -71,7 +71,8 @@ int qsync__write_grant(qsync_ctx *ctx, const void *buf, size_t len)
 {
     if (ctx->grant_fd < 0)
         return qsync__set_error(ctx, QSYNC_EEXITED, "the channel to QEMU is closed");
-    int rc = qsync__write_all(ctx->grant_fd, buf, len);
+    int rc = ctx->grant_reader_fd >= 0 ? qsync__write_all_unguarded(ctx->grant_fd, buf, len)
+                                       : qsync__write_all(ctx->grant_fd, buf, len);
     if (rc == -EPIPE)
         return qsync__set_error(ctx, QSYNC_EEXITED, "QEMU closed its end of the channel");
     if (rc == -EAGAIN)

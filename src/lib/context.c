@@ -48,6 +48,7 @@ int qsync_ctx_new(uv_loop_t *loop, const qsync_options *opts, const qsync_callba
     if (!ctx)
         return -ENOMEM;
     ctx->grant_fd = -1;
+    ctx->grant_reader_fd = -1;
     ctx->next_seq = 1;
     qsync_callbacks_init(&ctx->cbs);
     if (cbs)
@@ -388,6 +389,10 @@ void qsync__on_proc_exit(qsync_ctx *ctx, int64_t status, int signal)
         close(ctx->grant_fd);
         ctx->grant_fd = -1;
     }
+    if (ctx->grant_reader_fd >= 0) {
+        close(ctx->grant_reader_fd);
+        ctx->grant_reader_fd = -1;
+    }
     /* QEMU's pipes normally end with it; do not wait for ever if a
      * grandchild holds them. */
     uv_timer_start(&ctx->drain_timer, drain_cb, DRAIN_MS, 0);
@@ -498,6 +503,10 @@ static void close_handles(qsync_ctx *ctx)
     if (ctx->grant_fd >= 0) {
         close(ctx->grant_fd);
         ctx->grant_fd = -1;
+    }
+    if (ctx->grant_reader_fd >= 0) {
+        close(ctx->grant_reader_fd);
+        ctx->grant_reader_fd = -1;
     }
     close_one(ctx, (uv_handle_t *)&ctx->ch_in, &ctx->ch_in_open);
     close_one(ctx, (uv_handle_t *)&ctx->err_pipe, &ctx->err_open);

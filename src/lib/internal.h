@@ -56,6 +56,11 @@ struct qsync_ctx {
     int ch_in_open;
     int ch_eof;
     int grant_fd;
+    /* Our copy of the grant pipe's read end, kept open so that a grant
+     * can never raise SIGPIPE (QEMU's death is learnt from the report
+     * pipe and the exit instead), which spares the signal-mask system
+     * calls on every grant. -1 in FIFO mode. */
+    int grant_reader_fd;
     uint8_t rbuf[QSYNC_WIRE_MAX_FRAME * 2];
     size_t rlen;
 
@@ -126,6 +131,7 @@ struct qsync__launch {
     int child_out; /* becomes QEMU's fd 4 (it writes reports), or -1        */
     int our_in;    /* where QEMU's messages arrive, read on the loop        */
     int our_out;   /* where grants go (ctx->grant_fd), or -1                */
+    int keep_reader; /* keep child_in open on our side (see grant_reader_fd) */
 };
 
 struct qsync__mode {

@@ -50,6 +50,7 @@ static int plugin_prepare(qsync_ctx *ctx, const char *const argv[], struct qsync
     l->our_out = grant[1];
     l->our_in = report[0];
     l->child_out = report[1];
+    l->keep_reader = 1;
     return 0;
 }
 

@@ -85,6 +85,7 @@ static int qqq_prepare(qsync_ctx *ctx, const char *const argv[], struct qsync__l
     l->our_out = grant[1];
     l->our_in = report[0];
     l->child_out = report[1];
+    l->keep_reader = 1;
     return 0;
 }
 

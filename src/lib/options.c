@@ -2,6 +2,7 @@
 #include "internal.h"
 
 #include <dlfcn.h>
+#include <sched.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -25,6 +26,7 @@ void qsync_options_init(qsync_options *opts)
     opts->advance_timeout_ms = 0;
     opts->start_timeout_ms = 30000;
     opts->kill_grace_ms = 1000;
+    opts->pin_cpu = -1;
 }
 
 void qsync_callbacks_init(qsync_callbacks *cbs)
@@ -101,6 +103,9 @@ int qsync__options_copy(qsync_ctx *ctx, const qsync_options *in, char *errbuf, s
     if (o.mode == QSYNC_MODE_FIFO && (o.fifo_quantum_us == 0 || o.fifo_quantum_us > 1000000000u))
         return opt_error(errbuf, len, "%s: %lld is out of range 1..1000000000 (FIFO mode needs it)",
                          "fifo_quantum_us", (long long)o.fifo_quantum_us);
+    if (o.pin_cpu < -1 || o.pin_cpu >= CPU_SETSIZE)
+        return opt_error(errbuf, len, "%s: %lld is not -1 or a CPU number", "pin_cpu",
+                         (long long)o.pin_cpu);
     if (o.start_timeout_ms == 0)
         return opt_error(errbuf, len, "%s: %lld must be positive", "start_timeout_ms", 0);
     if (o.plugin_path && o.plugin_path[0] == '\0')

@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -254,6 +255,18 @@ int qsync__spawn(qsync_ctx *ctx, const char *const argv[])
     po.stdio = stdio;
     po.flags = UV_PROCESS_DETACHED;
 
+    if (ctx->opts.pin_cpu >= 0) {
+        /* The child inherits the forking thread's mask: pinning this thread
+         * first pins QEMU and every thread it will make, with no race. */
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(ctx->opts.pin_cpu, &set);
+        if (sched_setaffinity(0, sizeof set, &set)) {
+            rc = -errno;
+            qsync__set_error(ctx, rc, "pin_cpu %d: %s", ctx->opts.pin_cpu, strerror(errno));
+            goto fail;
+        }
+    }
     ctx->proc.data = ctx;
     rc = uv_spawn(ctx->loop, &ctx->proc, &po);
     /* Whatever happened, the process handle must be closed to be released. */
@@ -264,6 +277,10 @@ int qsync__spawn(qsync_ctx *ctx, const char *const argv[])
         goto fail;
     }
     ctx->proc_alive = 1;
+    if (l->keep_reader) {
+        ctx->grant_reader_fd = l->child_in;
+        l->child_in = -1;
+    }
     close_fd(&l->child_in);
     close_fd(&l->child_out);
     ctx->grant_fd = l->our_out;

@@ -47,6 +47,22 @@ int qsync__write_all(int fd, const void *buf, size_t len)
     return rc;
 }
 
+int qsync__write_all_unguarded(int fd, const void *buf, size_t len)
+{
+    const char *p = buf;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
 int qsync__read_full(int fd, void *buf, size_t len, size_t *got)
 {
     char *p = buf;

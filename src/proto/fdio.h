@@ -13,6 +13,11 @@
  * -EAGAIN when a non-blocking fd is full). Never raises SIGPIPE. */
 int qsync__write_all(int fd, const void *buf, size_t len);
 
+/* As qsync__write_all(), without guarding against SIGPIPE: three system
+ * calls cheaper, for when SIGPIPE cannot be raised (the writer also holds
+ * a read end of the pipe, or the process ignores SIGPIPE). */
+int qsync__write_all_unguarded(int fd, const void *buf, size_t len);
+
 /* Reads exactly len bytes. Returns 0, -EPIPE at end of file (with *got set
  * to the bytes read before it), or -errno. */
 int qsync__read_full(int fd, void *buf, size_t len, size_t *got);

@@ -1,0 +1,237 @@
+/*
+ * Lockstep on real QEMU against free-running -icount, side by side in one
+ * run: the project's compute guest run to its end, free (no plugin) and in
+ * lockstep at quanta of 1 us, 10 us, 100 us and 1 ms, for each engine, with
+ * the controller and QEMU left to the scheduler and pinned to one core.
+ * Then the Linux guest's boot, free against lockstep at 100 us.
+ * Every figure is the median of REPS runs; ratios are against the free run
+ * of the same work in the same placement.
+ * usage: bench-qemu GUEST_ELF [LINUX_DIR [REPS]]
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <qsync/qsync.h>
+
+#include "bench_util.h"
+
+static const char *guest;
+static const char *linux_dir;
+
+/* The QEMU command for a workload, without -icount and -plugin. */
+static void workload_argv(const char **argv, const char *append, int is_linux, char *kernel,
+                          char *initrd, size_t cap)
+{
+    int n = 0;
+    argv[n++] = "qemu-system-x86_64";
+    argv[n++] = "-M";
+    argv[n++] = "pc";
+    argv[n++] = "-nodefaults";
+    argv[n++] = "-display";
+    argv[n++] = "none";
+    argv[n++] = "-no-reboot";
+    if (is_linux) {
+        snprintf(kernel, cap, "%s/vmlinuz", linux_dir);
+        snprintf(initrd, cap, "%s/initramfs.cpio.gz", linux_dir);
+        argv[n++] = "-m";
+        argv[n++] = "256";
+        argv[n++] = "-kernel";
+        argv[n++] = kernel;
+        argv[n++] = "-initrd";
+        argv[n++] = initrd;
+        argv[n++] = "-append";
+        argv[n++] = "console=ttyS0 quiet panic=-1";
+    } else {
+        argv[n++] = "-device";
+        argv[n++] = "isa-debug-exit,iobase=0xf4,iosize=0x04";
+        argv[n++] = "-kernel";
+        argv[n++] = guest;
+        argv[n++] = "-append";
+        argv[n++] = append;
+    }
+    argv[n] = NULL;
+}
+
+static void pin_self(int pin)
+{
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (pin)
+        CPU_SET(0, &set);
+    else
+        for (int i = 0; i < CPU_SETSIZE; i++)
+            CPU_SET(i, &set);
+    sched_setaffinity(0, sizeof set, &set);
+}
+
+/* Seconds for a free-running -icount run of the workload, or -1. */
+static double free_run(const char *append, int is_linux, int pin)
+{
+    const char *argv[40];
+    char kernel[4096], initrd[4096];
+    workload_argv(argv, append, is_linux, kernel, initrd, sizeof kernel);
+    int n = 0;
+    while (argv[n])
+        n++;
+    argv[n++] = "-icount";
+    argv[n++] = "shift=0,sleep=off";
+    argv[n] = NULL;
+    pin_self(pin);
+    uint64_t t0 = qsync_bench_now_ns();
+    pid_t pid = fork();
+    if (pid == 0) {
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, 1);
+        dup2(null, 2);
+        execvp(argv[0], (char **)argv);
+        _exit(127);
+    }
+    int st;
+    waitpid(pid, &st, 0);
+    uint64_t t1 = qsync_bench_now_ns();
+    pin_self(0);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) == 127)
+        return -1;
+    return (double)(t1 - t0) / 1e9;
+}
+
+/* Seconds for the same workload in lockstep, granted quantum_ns at a time
+ * until the guest ends, or -1. */
+static double lockstep_run(const char *append, int is_linux, const char *engine,
+                           uint64_t quantum_ns, int pin)
+{
+    const char *argv[40];
+    char kernel[4096], initrd[4096];
+    workload_argv(argv, append, is_linux, kernel, initrd, sizeof kernel);
+    char args[64];
+    snprintf(args, sizeof args, "engine=%s", engine);
+    qsync_options o;
+    qsync_options_init(&o);
+    o.plugin_args = args;
+    o.stdout_mode = QSYNC_OUTPUT_DISCARD;
+    o.quiet_stderr = 1;
+    o.quantum_hint_ns = quantum_ns;
+    o.pin_cpu = pin ? 0 : -1;
+    qsync_ctx *ctx;
+    char err[256];
+    if (qsync_ctx_new(NULL, &o, NULL, &ctx, err, sizeof err)) {
+        fprintf(stderr, "bench-qemu: %s\n", err);
+        return -1;
+    }
+    uint64_t t0 = qsync_bench_now_ns();
+    int rc = qsync_start(ctx, argv);
+    while (rc == 0)
+        rc = qsync_advance_wait(ctx, quantum_ns, NULL);
+    int64_t status = -1;
+    if (rc == QSYNC_EEXITED)
+        rc = qsync_wait_exit(ctx, 0, &status);
+    uint64_t t1 = qsync_bench_now_ns();
+    if (rc)
+        fprintf(stderr, "bench-qemu: engine=%s: %s\n", engine, qsync_last_error(ctx));
+    qsync_close_wait(ctx);
+    pin_self(0);
+    return rc ? -1 : (double)(t1 - t0) / 1e9;
+}
+
+static double median_of(double (*fn)(void *), void *arg, int reps)
+{
+    double v[QSYNC_BENCH_MAX_REPS];
+    for (int r = 0; r < reps; r++) {
+        v[r] = fn(arg);
+        if (v[r] < 0)
+            return -1;
+    }
+    return qsync_bench_median(v, reps);
+}
+
+struct job {
+    const char *append;
+    int is_linux;
+    const char *engine; /* NULL: free run */
+    uint64_t quantum_ns;
+    int pin;
+};
+
+static double job_run(void *p)
+{
+    struct job *j = p;
+    return j->engine ? lockstep_run(j->append, j->is_linux, j->engine, j->quantum_ns, j->pin)
+                     : free_run(j->append, j->is_linux, j->pin);
+}
+
+static void cell(double v, double base)
+{
+    if (v < 0)
+        printf(" failed |");
+    else
+        printf(" %.2f s (%.2fx) |", v, v / base);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr, "usage: bench-qemu GUEST_ELF [LINUX_DIR [REPS]]\n");
+        return 2;
+    }
+    guest = argv[1];
+    linux_dir = argc > 2 && argv[2][0] ? argv[2] : NULL;
+    int reps = argc > 3 ? atoi(argv[3]) : 3;
+    if (reps <= 0 || reps > QSYNC_BENCH_MAX_REPS)
+        reps = 3;
+    setvbuf(stdout, NULL, _IOLBF, 0);
+
+    /* The work per quantum size: enough stops to measure, few enough to
+     * finish (a stop costs 10-75 us; the guest runs 2 instructions a loop). */
+    static const struct {
+        uint64_t quantum_ns;
+        const char *append;
+        const char *label;
+    } rows[] = {{1000, "compute 10000000", "1 us"},
+                {10000, "compute 50000000", "10 us"},
+                {100000, "compute 250000000", "100 us"},
+                {1000000, "compute 250000000", "1 ms"}};
+    static const char *engines[] = {"timer", "insn", "block"};
+
+    printf("Compute guest to its end: free-running -icount against lockstep (median of %d)\n",
+           reps);
+    for (int pin = 0; pin <= 1; pin++) {
+        printf("\n%s\n", pin ? "Pinned: QEMU and the controller on one core"
+                             : "Unpinned: placement left to the scheduler");
+        printf("| quantum | free icount | timer | insn | block |\n|---|---|---|---|---|\n");
+        for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++) {
+            struct job j = {rows[r].append, 0, NULL, rows[r].quantum_ns, pin};
+            double base = median_of(job_run, &j, reps);
+            printf("| %s | %.2f s |", rows[r].label, base);
+            for (size_t e = 0; e < sizeof engines / sizeof engines[0]; e++) {
+                j.engine = engines[e];
+                cell(median_of(job_run, &j, reps), base);
+            }
+            printf("\n");
+        }
+    }
+
+    if (linux_dir) {
+        printf("\nLinux boot to power-off: free-running -icount against lockstep at 100 us "
+               "(median of %d)\n",
+               reps);
+        printf("| placement | free icount | timer | insn | block |\n|---|---|---|---|---|\n");
+        for (int pin = 0; pin <= 1; pin++) {
+            struct job j = {NULL, 1, NULL, 100000, pin};
+            double base = median_of(job_run, &j, reps);
+            printf("| %s | %.2f s |", pin ? "one core" : "unpinned", base);
+            for (size_t e = 0; e < sizeof engines / sizeof engines[0]; e++) {
+                j.engine = engines[e];
+                cell(median_of(job_run, &j, reps), base);
+            }
+            printf("\n");
+        }
+    }
+    return 0;
+}
