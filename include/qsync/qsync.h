@@ -354,6 +354,57 @@ QSYNC_EXPORT const char *qsync_last_error(const qsync_ctx *ctx);
 QSYNC_EXPORT int qsync_close(qsync_ctx *ctx, qsync_close_cb cb);
 
 /* ---------------------------------------------------------------------- */
+/* Groups: several QEMUs advanced to one deadline (a barrier)              */
+
+typedef struct qsync_group qsync_group;
+
+/* Fires once, when every member has finished the group's advance. status is
+ * 0 when all reached the deadline, else the first member's failure (each
+ * member's own reached callback says which). Runs on the loop thread; may
+ * call any function here, qsync_group_free() included. */
+typedef void (*qsync_group_cb)(qsync_group *group, int status);
+
+/* Creates an empty group. Returns 0, QSYNC_EARG or -ENOMEM. */
+QSYNC_EXPORT int qsync_group_new(qsync_group **out);
+
+/*
+ * Adds ctx (on the same loop as the group's other members; a context is in
+ * one group at most, and leaves it when it is freed). The group does not
+ * own its members: close them yourself. Returns 0 (also when ctx is
+ * already a member), QSYNC_ESTATE (in another group, or closing),
+ * QSYNC_EBUSY (the group's advance is pending), QSYNC_EARG (another loop),
+ * -ENOMEM. Thread: the loop's.
+ */
+QSYNC_EXPORT int qsync_group_add(qsync_group *group, qsync_ctx *ctx);
+
+/* The number of members. */
+QSYNC_EXPORT size_t qsync_group_size(const qsync_group *group);
+
+/*
+ * Advances every member to deadline_ns and returns at once; each member's
+ * reached callback fires as usual, and cb (may be NULL) once after the
+ * last of them. Every member is checked first, so a refusal advances none.
+ * Returns 0, QSYNC_ESTATE (no members, or one not started or closing),
+ * QSYNC_EBUSY (the group's or a member's advance is pending), QSYNC_ERANGE
+ * (the deadline is before a member's current one), or a member's fatal
+ * error. Thread: the loop's.
+ */
+QSYNC_EXPORT int qsync_group_advance_to_ns(qsync_group *group, uint64_t deadline_ns,
+                                           qsync_group_cb cb);
+
+/* As qsync_group_advance_to_ns(), ns past the latest member's current
+ * deadline (members that are behind catch up to the same deadline). */
+QSYNC_EXPORT int qsync_group_advance_ns(qsync_group *group, uint64_t ns, qsync_group_cb cb);
+
+/* The caller's pointer. */
+QSYNC_EXPORT void qsync_group_set_data(qsync_group *group, void *data);
+QSYNC_EXPORT void *qsync_group_get_data(const qsync_group *group);
+
+/* Frees the group (not its members). Safe from inside any callback; with
+ * an advance pending, the group is freed after its callback has fired. */
+QSYNC_EXPORT void qsync_group_free(qsync_group *group);
+
+/* ---------------------------------------------------------------------- */
 /* The blocking helpers (contexts created with loop == NULL)              */
 
 /*

@@ -198,6 +198,10 @@ static void deliver_reached(qsync_ctx *ctx, int status, const qsync_stop *stop)
         ctx->wait_stop.vcpu_instructions = NULL;
     }
     QSYNC__CALL(ctx, reached, status, stop);
+    if (ctx->group_pending) {
+        ctx->group_pending = 0;
+        qsync__group_done(ctx->group, status);
+    }
 }
 
 int qsync_advance_to_ns(qsync_ctx *ctx, uint64_t deadline)
@@ -465,6 +469,7 @@ void qsync__maybe_finish_exit(qsync_ctx *ctx)
 
 static void free_ctx(qsync_ctx *ctx)
 {
+    qsync__group_remove(ctx);
     free(ctx->plugin_path);
     free(ctx->plugin_args);
     free(ctx->tail);

@@ -108,6 +108,11 @@ struct qsync_ctx {
     uint64_t last_virtual_ns;
     uint64_t last_instructions;
 
+    /* The group this context belongs to, and whether the group's advance
+     * is the one pending on it. */
+    struct qsync_group *group;
+    int group_pending;
+
     /* Blocking helpers. */
     int wait_done;
     int wait_status;
@@ -193,6 +198,10 @@ void qsync__on_channel_eof(qsync_ctx *ctx);
 void qsync__on_proc_exit(qsync_ctx *ctx, int64_t status, int signal);
 void qsync__maybe_finish_exit(qsync_ctx *ctx);
 void qsync__handle_closed(uv_handle_t *h);
+
+/* group.c */
+void qsync__group_done(qsync_group *g, int status);
+void qsync__group_remove(qsync_ctx *ctx);
 
 /* Calls a user callback with the in-callback depth raised. */
 #define QSYNC__CALL(ctx, cb, ...)            \

@@ -1,0 +1,190 @@
+/*
+ * Groups: several contexts advanced to one common deadline, with a single
+ * callback when every one of them is there (a barrier). The members keep
+ * their own reached callbacks; the group's fires after the last of them.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct qsync_group {
+    qsync_ctx **members;
+    size_t n, cap;
+    size_t pending; /* members whose group advance is still out */
+    int status;     /* the first failure among them, or 0         */
+    uint64_t deadline;
+    qsync_group_cb cb;
+    void *data;
+    int in_callback;
+    int free_requested;
+};
+
+int qsync_group_new(qsync_group **out)
+{
+    if (!out)
+        return QSYNC_EARG;
+    *out = calloc(1, sizeof **out);
+    return *out ? 0 : -ENOMEM;
+}
+
+void qsync_group_set_data(qsync_group *g, void *data)
+{
+    g->data = data;
+}
+
+void *qsync_group_get_data(const qsync_group *g)
+{
+    return g->data;
+}
+
+int qsync_group_add(qsync_group *g, qsync_ctx *ctx)
+{
+    if (ctx->group == g)
+        return 0;
+    if (ctx->group)
+        return qsync__set_error(ctx, QSYNC_ESTATE, "qsync_group_add: already in another group");
+    if (ctx->closing)
+        return qsync__set_error(ctx, QSYNC_ESTATE, "qsync_group_add: the context is closing");
+    if (g->pending)
+        return qsync__set_error(ctx, QSYNC_EBUSY, "qsync_group_add: the group's advance is pending");
+    if (g->n > 0 && g->members[0]->loop != ctx->loop)
+        return qsync__set_error(ctx, QSYNC_EARG,
+                                "qsync_group_add: the group's contexts must share one loop");
+    if (g->n == g->cap) {
+        size_t cap = g->cap ? g->cap * 2 : 8;
+        qsync_ctx **m = realloc(g->members, cap * sizeof *m);
+        if (!m)
+            return -ENOMEM;
+        g->members = m;
+        g->cap = cap;
+    }
+    g->members[g->n++] = ctx;
+    ctx->group = g;
+    return 0;
+}
+
+void qsync__group_remove(qsync_ctx *ctx)
+{
+    qsync_group *g = ctx->group;
+    if (!g)
+        return;
+    for (size_t i = 0; i < g->n; i++) {
+        if (g->members[i] == ctx) {
+            g->members[i] = g->members[--g->n];
+            break;
+        }
+    }
+    ctx->group = NULL;
+    if (ctx->group_pending) {
+        ctx->group_pending = 0;
+        qsync__group_done(g, QSYNC_ECANCELED);
+    }
+}
+
+size_t qsync_group_size(const qsync_group *g)
+{
+    return g->n;
+}
+
+static void group_free_now(qsync_group *g)
+{
+    for (size_t i = 0; i < g->n; i++) {
+        g->members[i]->group = NULL;
+        g->members[i]->group_pending = 0;
+    }
+    free(g->members);
+    free(g);
+}
+
+void qsync__group_done(qsync_group *g, int status)
+{
+    if (status && !g->status)
+        g->status = status;
+    if (--g->pending > 0)
+        return;
+    if (g->cb) {
+        g->in_callback++;
+        g->cb(g, g->status);
+        g->in_callback--;
+    }
+    if (g->free_requested && !g->in_callback && !g->pending)
+        group_free_now(g);
+}
+
+int qsync_group_advance_to_ns(qsync_group *g, uint64_t deadline_ns, qsync_group_cb cb)
+{
+    if (g->n == 0 || g->free_requested)
+        return QSYNC_ESTATE;
+    if (g->pending)
+        return QSYNC_EBUSY;
+    /* Check every member first, so that a refusal advances none of them. */
+    for (size_t i = 0; i < g->n; i++) {
+        qsync_ctx *c = g->members[i];
+        if (c->closing || !c->started)
+            return qsync__set_error(c, QSYNC_ESTATE, "group advance: member %zu is %s", i,
+                                    c->closing ? "closing" : "not started");
+        if (c->fatal)
+            return c->fatal;
+        if (c->pending_seq)
+            return qsync__set_error(c, QSYNC_EBUSY,
+                                    "group advance: member %zu has its own advance pending", i);
+        if (deadline_ns < c->now_ns)
+            return qsync__set_error(c, QSYNC_ERANGE,
+                                    "group advance: deadline %llu ns is before member %zu's %llu ns",
+                                    (unsigned long long)deadline_ns, i,
+                                    (unsigned long long)c->now_ns);
+    }
+    g->status = 0;
+    g->cb = cb;
+    g->deadline = deadline_ns;
+    g->pending = g->n + 1; /* +1: held until every member has been asked */
+    for (size_t i = 0; i < g->n; i++) {
+        qsync_ctx *c = g->members[i];
+        int rc = qsync_advance_to_ns(c, deadline_ns);
+        if (rc) {
+            /* Refused after the checks (the channel broke just now): that
+             * member is done, with its error. */
+            if (!g->status)
+                g->status = rc;
+            g->pending--;
+        } else {
+            c->group_pending = 1;
+        }
+    }
+    /* Callbacks never run from inside this call: members answer on the loop. */
+    if (g->pending == 1) {
+        /* Every member failed at once: report on the loop, not from here. */
+        g->pending = 0;
+        return g->status;
+    }
+    g->pending--;
+    return 0;
+}
+
+int qsync_group_advance_ns(qsync_group *g, uint64_t ns, qsync_group_cb cb)
+{
+    if (g->n == 0)
+        return QSYNC_ESTATE;
+    uint64_t now = g->members[0]->now_ns;
+    for (size_t i = 1; i < g->n; i++)
+        if (g->members[i]->now_ns > now)
+            now = g->members[i]->now_ns;
+    if (ns > UINT64_MAX - now)
+        return QSYNC_ERANGE;
+    return qsync_group_advance_to_ns(g, now + ns, cb);
+}
+
+void qsync_group_free(qsync_group *g)
+{
+    if (!g)
+        return;
+    if (g->in_callback || g->pending) {
+        /* Freed when the callback returns, or when the pending advance
+         * completes (its callback still fires, with its status). */
+        g->free_requested = 1;
+        return;
+    }
+    group_free_now(g);
+}
