@@ -16,21 +16,41 @@
  * Instructions:
  * - -smp 1: QEMU's own count (icount_get_raw), read at the stop: free and
  *   exact, and it is the count QEMU's clock is made of.
- * - -smp > 1: each vCPU's count comes from an inline add on every
- *   instruction into a per-vCPU scoreboard, and the total is their sum.
- *   QEMU's icount is no use here: with several vCPUs it counts more than
- *   the instructions executed (measured on 10.0.2 at -smp 2, all during
- *   the firmware's start-up of the other vCPUs: 35,274 more at 100 us
- *   quanta, 4.8 M at 10 ms, 13.5 M free-running; likely cause: the INIT
- *   that resets a vCPU inside its own execution slice zeroes its icount
- *   decrementer, so the rest of the slice's budget counts as executed).
- *   So QEMU's clock, not the instruction sum, is the time, and it depends
- *   on where timers cut the slices. QEMU 10.0.2 crashes
- *   (SIGSEGV in generated code) with per-instruction inline ops and
- *   single-threaded TCG at -smp 2 unless each instruction also has a
- *   conditional callback, so each gets one that can never fire (it tests
- *   a scoreboard slot that stays 0 against 1). Measured, both cost little
- *   next to -icount itself; -smp > 1 needs plugin API 3 (QEMU 9.1).
+ * - -smp > 1: the plugin counts each vCPU's instructions itself, and the
+ *   total is their sum. QEMU's icount is no use here: with several vCPUs
+ *   it counts more than the instructions executed (measured on 10.0.2 at
+ *   -smp 2, all during the firmware's start-up of the other vCPUs: 35,274
+ *   more at 100 us quanta, 4.8 M at 10 ms, 13.5 M free-running; likely
+ *   cause: the INIT that resets a vCPU inside its own execution slice
+ *   zeroes its icount decrementer, so the rest of the slice's budget
+ *   counts as executed; QEMU 7.2 does the same: 76,998 more at -smp 2
+ *   and 176,998 at -smp 4, at 100 us quanta). So QEMU's clock, not the
+ *   instruction sum, is the time, and it depends on where timers cut the
+ *   slices. Two ways to count, by plugin API:
+ *   COUNT_SCOREBOARD (API 3, QEMU 9.1+): an inline add on every
+ *     instruction into a per-vCPU scoreboard. QEMU 10.0.2 crashes
+ *     (SIGSEGV in generated code) with per-instruction per-vCPU inline ops
+ *     and single-threaded TCG at -smp 2 unless each instruction also has a
+ *     conditional callback, so each gets one that can never fire (it tests
+ *     a scoreboard slot that stays 0 against 1). Measured, both cost
+ *     little next to -icount itself.
+ *   COUNT_GLOBAL (API 1, QEMU up to 8.2): API 1 has no per-vCPU inline
+ *     op, only an add to a plain pointer, and translated blocks are
+ *     shared by the vCPUs. So, as the block engine does: every
+ *     instruction adds 1 to one global counter, and every block gets an
+ *     exec callback that hands what ran since the previous block start to
+ *     that block's vCPU (under -icount all vCPUs take turns in one thread
+ *     and switch only between blocks; 7.2 runs a block's exec callbacks
+ *     before its instructions' inline ops). The global adds did not crash
+ *     7.2 at -smp 2 or 4. The callback is a helper call per block, yet
+ *     it cost only 1-3% on 7.2 (5*10^8 instructions of the compute
+ *     guest's 2-instruction loop, one callback per 2 instructions: 1.11 s
+ *     without it, 1.12-1.15 s with it, at 100 ms quanta; at 100 us
+ *     quanta, pinned, -smp 2 ran in the same time as -smp 1).
+ *   API 2 (QEMU 9.0) has neither the plain-pointer add nor conditional
+ *   callbacks: -smp > 1 is refused there.
+ *   Counting per instruction counts an instruction that faults each time
+ *   it starts; the project's guests do not fault.
  *
  * Idle: a quantum is idle (R_IDLE) if a halting instruction (halt.h) runs
  * during it, or if QEMU's clock warped during it (the guest sat halted:
@@ -62,7 +82,17 @@ struct vcpu_counts {
     uint64_t never;    /* stays 0; see the top comment     */
 };
 
+/* API 1's inline add on a plain pointer (dropped in API 2) and its block
+ * exec callback, found at run time like the rest: one plugin loads on
+ * QEMU 7.2 and 10.0. */
+typedef void (*insn_inline_ptr_fn)(struct qemu_plugin_insn *insn, enum qemu_plugin_op op,
+                                   void *ptr, uint64_t imm);
+typedef void (*tb_exec_cb_fn)(struct qemu_plugin_tb *tb, qemu_plugin_vcpu_udata_cb_t cb,
+                              enum qemu_plugin_cb_flags flags, void *userdata);
+
 static struct {
+    insn_inline_ptr_fn insn_inline_ptr;
+    tb_exec_cb_fn tb_exec_cb;
     __typeof__(&qemu_plugin_num_vcpus) num_vcpus;
     __typeof__(&qemu_plugin_scoreboard_new) scoreboard_new;
     __typeof__(&qemu_plugin_u64_get) u64_get;
@@ -72,16 +102,43 @@ static struct {
 
 static unsigned shift;
 static uint32_t n_vcpus;
-static bool count_per_vcpu; /* -smp > 1: our own counts */
-static bool sync_at_halt;   /* the idle race fix is on  */
+/* How instructions are counted; see the top comment. */
+enum count_mode { COUNT_ICOUNT, COUNT_SCOREBOARD, COUNT_GLOBAL };
+static enum count_mode count_mode;
+static bool sync_at_halt; /* the idle race fix is on */
 static qemu_plugin_u64 executed;
 static qemu_plugin_u64 never;
+
+/*
+ * COUNT_GLOBAL. Touched only by the one round-robin vCPU thread (inline
+ * ops, block callbacks, stops), and read at exit. g_total: instructions
+ * started, all vCPUs. A vCPU's share: g_vcpu[i], plus, for g_mark_vcpu
+ * (the vCPU of the last block started), g_total - g_mark.
+ */
+static uint64_t g_total;
+static uint64_t g_vcpu[QSYNC_WIRE_MAX_VCPUS];
+static uint64_t g_mark;
+static unsigned int g_mark_vcpu;
 static atomic_bool idle_seen;
 static int64_t quantum_bias; /* QEMU's clock bias when the quantum began */
 
 /* Last values read at a stop, for an exit that happens mid-block. */
 static uint64_t last_virtual_ns;
 static uint64_t last_instructions;
+
+/* How this QEMU lets the plugin count per vCPU, or COUNT_ICOUNT if it
+ * does not. */
+static enum count_mode per_vcpu_mode(const qemu_info_t *info)
+{
+    if (info->version.cur >= QSYNC_PLUGIN_API_VERSION &&
+        qsync__qemu_sym("qemu_plugin_register_vcpu_insn_exec_cond_cb") != NULL)
+        return COUNT_SCOREBOARD;
+    if (info->version.cur < 2 &&
+        qsync__qemu_sym("qemu_plugin_register_vcpu_insn_exec_inline") != NULL &&
+        qsync__qemu_sym("qemu_plugin_register_vcpu_tb_exec_cb") != NULL)
+        return COUNT_GLOBAL;
+    return COUNT_ICOUNT;
+}
 
 static bool timer_usable(const qemu_info_t *info, const struct qsync__options *opt,
                          char *why, size_t len)
@@ -104,10 +161,15 @@ static bool timer_usable(const qemu_info_t *info, const struct qsync__options *o
         return false;
     }
     if (info->system.smp_vcpus > 1 || info->system.max_vcpus > 1) {
-        if (info->version.cur < QSYNC_PLUGIN_API_VERSION ||
-            qsync__qemu_sym("qemu_plugin_register_vcpu_insn_exec_cond_cb") == NULL) {
-            snprintf(why, len, "-smp %d needs per-vCPU counters (plugin API %d, QEMU 9.1 or "
-                               "later); this QEMU speaks version %d",
+        if (info->system.max_vcpus > (int)QSYNC_WIRE_MAX_VCPUS) {
+            snprintf(why, len, "it supports at most %u vCPUs (QEMU runs with maxcpus=%d)",
+                     QSYNC_WIRE_MAX_VCPUS, info->system.max_vcpus);
+            return false;
+        }
+        if (per_vcpu_mode(info) == COUNT_ICOUNT) {
+            snprintf(why, len, "-smp %d needs per-vCPU counters (plugin API 1, QEMU up to "
+                               "8.2, or API %d, QEMU 9.1 or later); this QEMU speaks "
+                               "version %d",
                      info->system.smp_vcpus, QSYNC_PLUGIN_API_VERSION, info->version.cur);
             return false;
         }
@@ -142,8 +204,10 @@ static int timer_install(qemu_plugin_id_t id, const qemu_info_t *info,
     }
     shift = opt->shift;
     n_vcpus = (uint32_t)info->system.smp_vcpus;
-    count_per_vcpu = info->system.smp_vcpus > 1 || info->system.max_vcpus > 1;
-    if (count_per_vcpu) {
+    count_mode = COUNT_ICOUNT;
+    if (info->system.smp_vcpus > 1 || info->system.max_vcpus > 1)
+        count_mode = per_vcpu_mode(info); /* timer_usable: not COUNT_ICOUNT */
+    if (count_mode == COUNT_SCOREBOARD) {
         RESOLVE(num_vcpus, qemu_plugin_num_vcpus);
         RESOLVE(scoreboard_new, qemu_plugin_scoreboard_new);
         RESOLVE(u64_get, qemu_plugin_u64_get);
@@ -158,6 +222,9 @@ static int timer_install(qemu_plugin_id_t id, const qemu_info_t *info,
         }
         executed = (qemu_plugin_u64){board, offsetof(struct vcpu_counts, executed)};
         never = (qemu_plugin_u64){board, offsetof(struct vcpu_counts, never)};
+    } else if (count_mode == COUNT_GLOBAL) {
+        RESOLVE(insn_inline_ptr, qemu_plugin_register_vcpu_insn_exec_inline);
+        RESOLVE(tb_exec_cb, qemu_plugin_register_vcpu_tb_exec_cb);
     }
 
     (void)qsync__halt_setup(info);
@@ -204,17 +271,33 @@ static void on_halt(unsigned int vcpu_index, void *udata)
         (void)qsync__qemu_icount_sync(vcpu_index);
 }
 
+/* COUNT_GLOBAL: the start of every block, before its instructions'
+ * inline adds. What ran since the previous block start was that block's
+ * vCPU's. */
+static void on_block(unsigned int vcpu_index, void *udata)
+{
+    (void)udata;
+    if (g_mark_vcpu < QSYNC_WIRE_MAX_VCPUS)
+        g_vcpu[g_mark_vcpu] += g_total - g_mark;
+    g_mark = g_total;
+    g_mark_vcpu = vcpu_index;
+}
+
 static void timer_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
 {
     size_t n = qemu_plugin_tb_n_insns(tb);
     (void)id;
     qsync__stop_timer_instrument_tb(tb);
+    if (count_mode == COUNT_GLOBAL && n > 0)
+        api.tb_exec_cb(tb, on_block, QEMU_PLUGIN_CB_NO_REGS, NULL);
     for (size_t i = 0; i < n; i++) {
         struct qemu_plugin_insn *insn = qemu_plugin_tb_get_insn(tb, i);
-        if (count_per_vcpu) {
+        if (count_mode == COUNT_SCOREBOARD) {
             api.insn_cond_cb(insn, never_fires, QEMU_PLUGIN_CB_NO_REGS, QEMU_PLUGIN_COND_EQ,
                              never, 1, NULL);
             api.insn_inline(insn, QEMU_PLUGIN_INLINE_ADD_U64, executed, 1);
+        } else if (count_mode == COUNT_GLOBAL) {
+            api.insn_inline_ptr(insn, QEMU_PLUGIN_INLINE_ADD_U64, &g_total, 1);
         }
         if (qsync__halt_match(insn)) {
             qemu_plugin_register_vcpu_insn_exec_cb(insn, on_halt, QEMU_PLUGIN_CB_NO_REGS, NULL);
@@ -230,19 +313,23 @@ static int64_t clock_bias(int64_t vclock)
     return vclock - (qsync__qemu_icount() << shift);
 }
 
-/* Instructions, total and per vCPU. Needs a safe point when -smp 1. */
+/* Instructions, total and per vCPU. COUNT_ICOUNT needs a safe point. */
 static uint64_t count_insns(struct qsync_wire_report *out, bool safe)
 {
     uint64_t total = 0;
-    if (!count_per_vcpu) {
+    if (count_mode == COUNT_ICOUNT) {
         total = safe ? (uint64_t)qsync__qemu_icount() : last_instructions;
         if (out != NULL)
             out->vcpu_insns[0] = total;
         return total;
     }
-    uint32_t live = (uint32_t)api.num_vcpus();
+    uint32_t live = count_mode == COUNT_SCOREBOARD ? (uint32_t)api.num_vcpus() : n_vcpus;
     for (uint32_t i = 0; i < n_vcpus; i++) {
-        uint64_t v = i < live ? api.u64_get(executed, i) : 0;
+        uint64_t v;
+        if (count_mode == COUNT_SCOREBOARD)
+            v = i < live ? api.u64_get(executed, i) : 0;
+        else
+            v = g_vcpu[i] + (i == g_mark_vcpu ? g_total - g_mark : 0);
         if (out != NULL)
             out->vcpu_insns[i] = v;
         total += v;

@@ -5,9 +5,14 @@
  * Checked on:
  *   QEMU 10.0.2 (Debian 1:10.0.2+ds-2+deb13u1~bpo12+1, x86_64 host):
  *     every symbol below, with the prototypes written here.
- *   QEMU 7.2 (Debian bookworm): NOT CHECKED YET. Its big lock is
+ *   QEMU 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3, bookworm, x86_64 host):
+ *     every required symbol below and icount_update are exported (nm
+ *     -D), and the timer engine's tests pass on it (-smp 1, 2 and 4,
+ *     idle, shift 3). cpu_has_work is an inline there, so it is absent
+ *     (optional: the fallback is all_cpu_threads_idle). The big lock is
  *     qemu_mutex_lock_iothread_impl/qemu_mutex_unlock_iothread, which is
- *     why both spellings are resolved.
+ *     why both spellings are resolved (no engine takes it yet). The
+ *     icount prototypes were read in QEMU 7.x's softmmu/icount.c.
  * Update this list when a version is checked; a QEMU whose binary lacks
  * a symbol (a build without modules exports none of them) simply gets
  * the plugin-API engines.
@@ -38,8 +43,8 @@
  * library passes down from its caller's):
  *   QSYNC_PLUGIN_NO_INTERNALS=1  the probe reports the internals as
  *       missing, as on a QEMU built without modules, so that the
- *       fallbacks (engine=auto -> insn, engine=timer refused) can be
- *       tested on any QEMU.
+ *       fallbacks (engine=auto -> insn, or block on plugin API 1;
+ *       engine=timer refused) can be tested on any QEMU.
  *   QSYNC_PLUGIN_NO_HALT_SYNC=1  qsync__qemu_icount_sync does nothing, so
  *       QEMU's idle race (engine_timer.c, on_halt) can be measured with
  *       and without the plugin's fix.

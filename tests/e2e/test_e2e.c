@@ -219,7 +219,19 @@ static void test_deterministic_totals(void **state)
         assert_true(r->stops > 5);
         /* The quantum the guest ended in failed as "exited", never as done. */
         assert_int_equal(r->first_error, QSYNC_EEXITED);
-        assert_true(r->ex.instructions > r->insns[r->stops - 1]);
+        /*
+         * The total at exit is past the last stop, except on plugin API 1
+         * (QEMU 7.2), where it is that stop's: there isa-debug-exit calls
+         * exit() in the vCPU thread, in the middle of the guest's I/O
+         * instruction, so the plugin's EXIT comes from there, where the
+         * timer engine at -smp 1 does not read QEMU's count (outside a
+         * block's last I/O instruction that read ends QEMU with "Bad
+         * icount read") and reports the last stop's figures instead.
+         */
+        if (r->info.plugin_api >= 2)
+            assert_true(r->ex.instructions > r->insns[r->stops - 1]);
+        else
+            assert_true(r->ex.instructions >= r->insns[r->stops - 1]);
     }
     for (int k = 1; k < 3; k++) {
         assert_int_equal(runs[k].stops, runs[0].stops);
