@@ -47,8 +47,13 @@
  *     guest's 2-instruction loop, one callback per 2 instructions: 1.11 s
  *     without it, 1.12-1.15 s with it, at 100 ms quanta; at 100 us
  *     quanta, pinned, -smp 2 ran in the same time as -smp 1).
- *   API 2 (QEMU 9.0) has neither the plain-pointer add nor conditional
- *   callbacks: -smp > 1 is refused there.
+ *   COUNT_BLOCKS (API 2+, the default on QEMU 10): an exec callback per
+ *     block adds the block's length to its vCPU. COUNT_SCOREBOARD kept
+ *     Linux from booting at -smp 2 on 10.0.2 (the kernel faulted on
+ *     garbage during start-up, while -icount alone and the block engine's
+ *     callbacks booted it), so QEMU 10 counts whole blocks: a block that
+ *     leaves early (I/O not at its end, a fault) is counted whole. The
+ *     counts stay deterministic; they are not QEMU's icount.
  *   Counting per instruction counts an instruction that faults each time
  *   it starts; the project's guests do not fault.
  *
@@ -66,6 +71,8 @@
 
 #include <stdatomic.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -103,7 +110,7 @@ static struct {
 static unsigned shift;
 static uint32_t n_vcpus;
 /* How instructions are counted; see the top comment. */
-enum count_mode { COUNT_ICOUNT, COUNT_SCOREBOARD, COUNT_GLOBAL };
+enum count_mode { COUNT_ICOUNT, COUNT_SCOREBOARD, COUNT_GLOBAL, COUNT_BLOCKS };
 static enum count_mode count_mode;
 static bool sync_at_halt; /* the idle race fix is on */
 static qemu_plugin_u64 executed;
@@ -130,9 +137,16 @@ static uint64_t last_instructions;
  * does not. */
 static enum count_mode per_vcpu_mode(const qemu_info_t *info)
 {
-    if (info->version.cur >= QSYNC_PLUGIN_API_VERSION &&
+    /* COUNT_SCOREBOARD is kept for QEMUs without the corruption below
+     * (QSYNC_PLUGIN_COUNT=scoreboard selects it, to measure); 10.0.2
+     * gets COUNT_BLOCKS. */
+    const char *forced = getenv("QSYNC_PLUGIN_COUNT");
+    if (forced && strcmp(forced, "scoreboard") == 0 &&
+        info->version.cur >= QSYNC_PLUGIN_API_VERSION &&
         qsync__qemu_sym("qemu_plugin_register_vcpu_insn_exec_cond_cb") != NULL)
         return COUNT_SCOREBOARD;
+    if (info->version.cur >= 2 && qsync__qemu_sym("qemu_plugin_register_vcpu_tb_exec_cb") != NULL)
+        return COUNT_BLOCKS;
     if (info->version.cur < 2 &&
         qsync__qemu_sym("qemu_plugin_register_vcpu_insn_exec_inline") != NULL &&
         qsync__qemu_sym("qemu_plugin_register_vcpu_tb_exec_cb") != NULL)
@@ -225,6 +239,8 @@ static int timer_install(qemu_plugin_id_t id, const qemu_info_t *info,
     } else if (count_mode == COUNT_GLOBAL) {
         RESOLVE(insn_inline_ptr, qemu_plugin_register_vcpu_insn_exec_inline);
         RESOLVE(tb_exec_cb, qemu_plugin_register_vcpu_tb_exec_cb);
+    } else if (count_mode == COUNT_BLOCKS) {
+        RESOLVE(tb_exec_cb, qemu_plugin_register_vcpu_tb_exec_cb);
     }
 
     (void)qsync__halt_setup(info);
@@ -283,6 +299,13 @@ static void on_block(unsigned int vcpu_index, void *udata)
     g_mark_vcpu = vcpu_index;
 }
 
+/* COUNT_BLOCKS: a block starts; its length goes to its vCPU. */
+static void on_block_len(unsigned int vcpu_index, void *udata)
+{
+    if (vcpu_index < QSYNC_WIRE_MAX_VCPUS)
+        g_vcpu[vcpu_index] += (uint64_t)(uintptr_t)udata;
+}
+
 static void timer_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
 {
     size_t n = qemu_plugin_tb_n_insns(tb);
@@ -290,6 +313,8 @@ static void timer_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
     qsync__stop_timer_instrument_tb(tb);
     if (count_mode == COUNT_GLOBAL && n > 0)
         api.tb_exec_cb(tb, on_block, QEMU_PLUGIN_CB_NO_REGS, NULL);
+    if (count_mode == COUNT_BLOCKS && n > 0)
+        api.tb_exec_cb(tb, on_block_len, QEMU_PLUGIN_CB_NO_REGS, (void *)(uintptr_t)n);
     for (size_t i = 0; i < n; i++) {
         struct qemu_plugin_insn *insn = qemu_plugin_tb_get_insn(tb, i);
         if (count_mode == COUNT_SCOREBOARD) {
@@ -328,6 +353,8 @@ static uint64_t count_insns(struct qsync_wire_report *out, bool safe)
         uint64_t v;
         if (count_mode == COUNT_SCOREBOARD)
             v = i < live ? api.u64_get(executed, i) : 0;
+        else if (count_mode == COUNT_BLOCKS)
+            v = g_vcpu[i];
         else
             v = g_vcpu[i] + (i == g_mark_vcpu ? g_total - g_mark : 0);
         if (out != NULL)

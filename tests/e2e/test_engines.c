@@ -62,6 +62,7 @@ struct session {
     int reached_errors;
     int first_error;
     int exited;
+    int closed; /* qsync_close() was called: the context may be freed */
     qsync_exit ex;
     char tail[4096];
     char out[65536];
@@ -108,6 +109,7 @@ static void on_reached(qsync_ctx *ctx, int status, const qsync_stop *stop)
     assert_int_equal(sum, stop->instructions);
 
     if (stop->deadline_ns >= s->until_ns) {
+        s->closed = 1;
         qsync_close(ctx, NULL);
         return;
     }
@@ -181,7 +183,10 @@ static void run(struct session *s)
     assert_int_equal(qsync_advance_to_ns(ctx, first), 0);
     while (!s->exited && uv_run(&loop, UV_RUN_ONCE)) {
     }
-    qsync_close(ctx, NULL); /* harmless if already closing */
+    /* A closed context is freed once its handles close: never touch it
+     * again after qsync_close(). */
+    if (!s->closed)
+        qsync_close(ctx, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
     assert_int_equal(uv_loop_close(&loop), 0);
 }
