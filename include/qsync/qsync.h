@@ -294,8 +294,12 @@ QSYNC_EXPORT uv_loop_t *qsync_get_loop(const qsync_ctx *ctx);
  * shift=N,sleep=off and the -plugin argument with the channel's
  * descriptors, so argv must not contain -icount; the other modes append
  * their own arguments (see qsync_options.mode).
+ * After a failed start, fix the cause and call it again; if the failure
+ * came from the spawn itself, run the loop once first (QSYNC_EBUSY until
+ * libuv has released the failed attempt's handles).
  * Returns 0, QSYNC_EARG (argv empty, or containing -icount in plugin mode:
  * the message names it), QSYNC_ESTATE (already started, or closing),
+ * QSYNC_EBUSY (the failed start is still being cleaned up),
  * QSYNC_ENOPLUGIN, or -errno from pipe, mkdtemp, mkfifo or spawn (-ENOENT:
  * no such QEMU binary).
  */

@@ -180,6 +180,10 @@ int qsync_start(qsync_ctx *ctx, const char *const argv[])
         return qsync__set_error(ctx, QSYNC_ESTATE, "qsync_start: the context is closing");
     if (ctx->started || ctx->proc_alive)
         return qsync__set_error(ctx, QSYNC_ESTATE, "qsync_start: already started");
+    if (ctx->start_cleanup)
+        return qsync__set_error(ctx, QSYNC_EBUSY,
+                                "qsync_start: the failed start is still being cleaned up; "
+                                "run the loop once, then retry");
     int rc = qsync__spawn(ctx, argv);
     if (rc)
         return rc;

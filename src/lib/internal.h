@@ -38,6 +38,7 @@ struct qsync_ctx {
     int in_callback;  /* depth of user callbacks on the stack              */
     qsync_close_cb close_cb;
     int handles_open; /* uv handles whose close callback is still due      */
+    int start_cleanup; /* handles of a failed start still being closed     */
     int freed_by_waiter; /* qsync_close_wait() frees, not the close callback */
 
     /* QEMU. */

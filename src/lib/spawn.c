@@ -152,6 +152,15 @@ int qsync__pipe(qsync_ctx *ctx, int fds[2])
     return qsync__set_error(ctx, rc, "pipe: %s", strerror(errno));
 }
 
+/* A failed start's handles: the next qsync_start() may reuse their memory
+ * only once libuv is done closing them. */
+static void failed_start_closed(uv_handle_t *h)
+{
+    qsync_ctx *ctx = h->data;
+    ctx->start_cleanup--;
+    qsync__handle_closed(h);
+}
+
 static int check_argv(qsync_ctx *ctx, const char *const argv[], size_t *argc)
 {
     if (!argv || !argv[0] || !argv[0][0])
@@ -273,7 +282,8 @@ int qsync__spawn(qsync_ctx *ctx, const char *const argv[])
     ctx->handles_open++;
     if (rc) {
         qsync__set_error(ctx, rc, "cannot start '%s': %s", args[0], uv_strerror(rc));
-        uv_close((uv_handle_t *)&ctx->proc, qsync__handle_closed);
+        ctx->start_cleanup++;
+        uv_close((uv_handle_t *)&ctx->proc, failed_start_closed);
         goto fail;
     }
     ctx->proc_alive = 1;
@@ -317,11 +327,13 @@ fail:
     ctx->mode->cleanup(ctx);
     if (ctx->err_open) {
         ctx->err_open = 0;
-        uv_close((uv_handle_t *)&ctx->err_pipe, qsync__handle_closed);
+        ctx->start_cleanup++;
+        uv_close((uv_handle_t *)&ctx->err_pipe, failed_start_closed);
     }
     if (ctx->out_open) {
         ctx->out_open = 0;
-        uv_close((uv_handle_t *)&ctx->out_pipe, qsync__handle_closed);
+        ctx->start_cleanup++;
+        uv_close((uv_handle_t *)&ctx->out_pipe, failed_start_closed);
     }
     return rc;
 }
