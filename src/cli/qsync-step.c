@@ -219,6 +219,10 @@ static void on_exited(qsync_ctx *ctx, const qsync_exit *ex)
         s->setup_error = 1;
     } else {
         s->exited_by_itself = 1;
+        /* A guest's own exit code is QEMU's status, and is passed on; but
+         * QEMU failing (a missing kernel, a crash) deserves its reason. */
+        if (ex->term_signal || (ex->exit_status != 0 && s->quanta == 0))
+            fprintf(stderr, "qsync-step: %s\n", qsync_last_error(ctx));
     }
     finish(s);
 }

@@ -91,6 +91,23 @@ check_usage "cannot start '/nonexistent/qemu'" -- /nonexistent/qemu
 check_usage "the library sets -icount itself" -- "$qemu" -icount shift=0
 check_usage "ended before the plugin's handshake" -- "$qemu" -no-such-option
 check_usage "--mode 'pipes'" --mode pipes -- "$qemu"
+check_usage "undefined symbol: qemu_plugin_install" \
+    --plugin /usr/lib/x86_64-linux-gnu/libuv.so.1 -- "$qemu" -M pc -nodefaults -display none
+
+# 5. QEMU fails after the plugin loaded: its status is passed on, and the
+#    reason is named.
+"$step" -- "$qemu" -M pc -nodefaults -display none -kernel /nonexistent.elf >/dev/null 2>"$work/k.err"
+rc=$?
+[ $rc -eq 1 ] || fail "missing kernel: exited $rc, expected QEMU's 1"
+grep -q "qsync-step: QEMU exited with status 1: .*could not open kernel file '/nonexistent.elf'" "$work/k.err" ||
+    fail "missing kernel: $(cat "$work/k.err")"
+
+# 6. Our plugin refuses a QEMU without -icount, naming what is missing.
+plugin=$(dirname "$step")/../lib/qsync/libqsync-plugin.so
+"$qemu" -M pc -nodefaults -display none -plugin "$plugin,fd_in=0,fd_out=1" >/dev/null 2>"$work/i.err"
+rc=$?
+[ $rc -ne 0 ] || fail "plugin without -icount: QEMU started"
+grep -q "qsync-plugin: this plugin needs -icount" "$work/i.err" || fail "no -icount: $(cat "$work/i.err")"
 check_usage "--quiet cannot be combined" --quiet --stats -- "$qemu"
 check_usage "--csv '/nonexistent/x.csv'" --csv /nonexistent/x.csv -- "$qemu"
 check_usage "whole microseconds" --mode qqq --quantum 1500ns -- "$qemu"
