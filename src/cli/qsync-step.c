@@ -162,6 +162,7 @@ static void on_ready(qsync_ctx *ctx, const qsync_info *info)
     s->never_ahead_idle = info->never_ahead_idle;
     s->vclock = info->vclock;
     s->vcpus = info->n_vcpus;
+    s->shift = info->icount_shift; /* qqq mode: the -icount in use */
 }
 
 static void on_reached(qsync_ctx *ctx, int status, const qsync_stop *stop)

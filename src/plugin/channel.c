@@ -1,11 +1,20 @@
 /*
  * See channel.h.
  *
+ * The rules below hold for every personality (personality.h): the qqq and
+ * FIFO personalities read their own descriptor only in a stop, write only
+ * in a stop, end QEMU only through qsync__end_qemu, and are watched by the
+ * same watcher thread.
+ *
  * Who may touch what
  * ------------------
  * - fd_in is read only by the vCPU thread that is inside a stop. The
  *   watcher thread polls it with events = 0, so it is woken only by
  *   POLLHUP/POLLERR/POLLNVAL and never consumes a byte.
+ * - reading is set by the thread in a stop around its blocking reads,
+ *   and read by the watcher: on a hang-up during such a read the watcher
+ *   lets the reader, which gets the end of file at once, end QEMU with the
+ *   exact reason (see qsync__channel_reading).
  * - fd_out is written by the install (HELLO, QEMU's main thread, before
  *   any vCPU exists), by the vCPU thread in a stop (REPORT, ERROR) and by
  *   the atexit callback (EXIT, in whichever thread called exit()).
@@ -27,9 +36,9 @@
  *   timer callback with the BQL held: the main loop and the monitor then
  *   wait for the next grant (notes/qemu-facts.md: they answer right after
  *   it). This file neither takes nor assumes the BQL.
- * - Ending QEMU: any thread may call end_qemu(). The first caller prints
- *   its message and _exit()s; a later one parks, so the message is never
- *   cut off. _exit() (not exit()) because exit() would run QEMU's cleanup,
+ * - Ending QEMU: any thread may call qsync__end_qemu(). The first caller
+ *   prints its message and _exit()s; a later one parks, so the message is
+ *   never cut off. _exit() (not exit()) because exit() would run QEMU's cleanup,
  *   which waits for the vCPUs, and one of them may be the thread blocked
  *   here; and because the guest must not run one more instruction.
  * - The watcher thread blocks every signal, so QEMU's signals (SIGTERM,
@@ -50,10 +59,13 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "fdio.h"
 #include "log.h"
+#include "personality.h"
+#include "qsync/version.h"
 
 /* Codes carried in the ERROR messages this plugin sends (errno values). */
 #define ERR_PROTOCOL EPROTO /* a frame that is not a valid next GRANT    */
@@ -65,15 +77,34 @@ static int fd_out = -1;
 static const struct qsync__engine *engine;
 static pthread_mutex_t send_lock = PTHREAD_MUTEX_INITIALIZER;
 static atomic_flag ending = ATOMIC_FLAG_INIT;
+static atomic_bool reading; /* a stop is blocked reading the controller */
+static const struct qsync__personality *active = &qsync__personality_native;
+
+/* The watcher's descriptor and what to say when its peer is gone. */
+static int watch_fd = -1;
+static char watch_name[64];
+static const char *watch_gone;
 
 /* Stop state; see the header comment. last_seq == 0: no grant yet. */
 static uint64_t last_seq;
 static uint64_t deadline_ns;
 
-static _Noreturn void end_qemu(int status, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+void qsync__channel_use(const struct qsync__personality *p)
+{
+    active = p;
+}
 
-static _Noreturn void end_qemu(int status, const char *fmt, ...)
+void qsync__channel_stop(unsigned int vcpu_index)
+{
+    active->stop(vcpu_index);
+}
+
+void qsync__channel_reading(bool on)
+{
+    atomic_store(&reading, on);
+}
+
+_Noreturn void qsync__end_qemu(int status, const char *fmt, ...)
 {
     if (atomic_flag_test_and_set(&ending)) {
         /* Another thread is already ending QEMU. */
@@ -89,7 +120,7 @@ static _Noreturn void end_qemu(int status, const char *fmt, ...)
     _exit(status);
 }
 
-static int check_fd(const char *key, int fd, int want_write)
+int qsync__inherited_fd(const char *key, int fd, int want_write)
 {
     int fl = fcntl(fd, F_GETFD);
     if (fl < 0) {
@@ -115,7 +146,7 @@ static int check_fd(const char *key, int fd, int want_write)
 
 int qsync__channel_open(int in, int out, const struct qsync__engine *eng)
 {
-    if (check_fd("fd_in", in, 0) < 0 || check_fd("fd_out", out, 1) < 0)
+    if (qsync__inherited_fd("fd_in", in, 0) < 0 || qsync__inherited_fd("fd_out", out, 1) < 0)
         return -1;
     fd_in = in;
     fd_out = out;
@@ -151,12 +182,12 @@ static _Noreturn void fail(int code, const char *fmt, ...)
     vsnprintf(msg.u.error.text, sizeof msg.u.error.text, fmt, ap);
     va_end(ap);
     (void)qsync__channel_send(&msg); /* the controller may be gone */
-    end_qemu(1, "%s; ending QEMU", msg.u.error.text);
+    qsync__end_qemu(1, "%s; ending QEMU", msg.u.error.text);
 }
 
 static _Noreturn void controller_gone(void)
 {
-    end_qemu(0, "controller closed the channel; ending QEMU");
+    qsync__end_qemu(0, "controller closed the channel; ending QEMU");
 }
 
 /* Reads exactly len bytes of a frame. EOF before the first byte of a frame
@@ -164,7 +195,9 @@ static _Noreturn void controller_gone(void)
 static void read_frame_bytes(uint8_t *buf, size_t len, int frame_start)
 {
     size_t got = 0;
+    qsync__channel_reading(true);
     int rc = qsync__read_full(fd_in, buf, len, &got);
+    qsync__channel_reading(false);
     if (rc == 0)
         return;
     if (rc == -EPIPE && got == 0 && frame_start)
@@ -204,7 +237,7 @@ static void send_report(void)
     if (rc == -EPIPE)
         controller_gone();
     if (rc < 0)
-        end_qemu(1, "cannot write a report to fd_out=%d: %s; ending QEMU", fd_out,
+        qsync__end_qemu(1, "cannot write a report to fd_out=%d: %s; ending QEMU", fd_out,
                  strerror(-rc));
 }
 
@@ -216,7 +249,7 @@ static void wait_grant(void)
 
     read_message(&msg);
     if (msg.type == QSYNC_MSG_ERROR)
-        end_qemu(1, "the controller reported an error (code %d): %s; ending QEMU",
+        qsync__end_qemu(1, "the controller reported an error (code %d): %s; ending QEMU",
                  (int)msg.u.error.code, msg.u.error.text);
     if (msg.type != QSYNC_MSG_GRANT)
         fail(ERR_PROTOCOL, "expected a GRANT from the controller, got message type %u",
@@ -247,7 +280,7 @@ static void wait_grant(void)
     deadline_ns = msg.u.grant.deadline_ns;
 }
 
-void qsync__channel_stop(unsigned int vcpu_index)
+static void native_stop(unsigned int vcpu_index)
 {
     /* The very first stop happens before the first instruction: there is
      * nothing to report yet, the controller is waiting to grant. */
@@ -278,30 +311,47 @@ void qsync__channel_exit(void)
 
 static void *watch(void *arg)
 {
-    struct pollfd p = {.fd = fd_in, .events = 0};
+    struct pollfd p = {.fd = watch_fd, .events = 0};
     (void)arg;
     for (;;) {
         p.revents = 0;
         if (poll(&p, 1, -1) < 0) {
             if (errno == EINTR)
                 continue;
-            end_qemu(1, "cannot watch fd_in=%d: %s; ending QEMU", fd_in, strerror(errno));
+            qsync__end_qemu(1, "cannot watch %s: %s; ending QEMU", watch_name, strerror(errno));
         }
         if (p.revents & POLLNVAL)
-            end_qemu(1, "fd_in=%d was closed inside QEMU; ending QEMU", fd_in);
-        if (p.revents & (POLLHUP | POLLERR))
-            controller_gone();
+            qsync__end_qemu(1, "%s was closed inside QEMU; ending QEMU", watch_name);
+        if (p.revents & (POLLHUP | POLLERR)) {
+            /* A stop blocked reading sees the end of file too, at once,
+             * and knows whether it came in the middle of a message: let
+             * it end QEMU. If its read returns data instead (the
+             * controller's last message), the flag drops before the
+             * guest runs on, and QEMU ends here. */
+            const struct timespec ms = {0, 1000000};
+            while (atomic_load(&reading))
+                nanosleep(&ms, NULL);
+            qsync__end_qemu(0, "%s", watch_gone);
+        }
     }
     return NULL;
 }
 
 int qsync__channel_start_watcher(void)
 {
+    return qsync__watch_hangup(fd_in, "fd_in", "controller closed the channel; ending QEMU");
+}
+
+int qsync__watch_hangup(int fd, const char *key, const char *gone)
+{
     pthread_attr_t attr;
     pthread_t tid;
     sigset_t all, old;
     int rc;
 
+    watch_fd = fd;
+    snprintf(watch_name, sizeof watch_name, "%s=%d", key, fd);
+    watch_gone = gone;
     /* The thread inherits this mask: it must never take QEMU's signals. */
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -317,3 +367,47 @@ int qsync__channel_start_watcher(void)
     }
     return 0;
 }
+
+/* ---- The native personality ------------------------------------------ */
+
+static int native_open(const struct qsync__options *opt, const struct qsync__engine *eng)
+{
+    return qsync__channel_open(opt->fd_in, opt->fd_out, eng);
+}
+
+/* HELLO, from the install thread once the engine is installed. */
+static int native_hello(const qemu_info_t *info, const struct qsync__options *opt)
+{
+    struct qsync_wire_msg msg;
+    struct qsync_wire_hello *h = &msg.u.hello;
+
+    memset(&msg, 0, sizeof msg);
+    msg.type = QSYNC_MSG_HELLO;
+    h->major = QSYNC_WIRE_MAJOR;
+    h->minor = QSYNC_WIRE_MINOR;
+    h->plugin_version = QSYNC_VERSION_HEX;
+    h->n_vcpus = (uint32_t)info->system.smp_vcpus;
+    h->engine = engine->wire_id;
+    h->icount_shift = (uint8_t)opt->shift;
+    h->api_version = (uint16_t)info->version.cur;
+    h->guarantees = engine->actual_guarantees != NULL ? engine->actual_guarantees()
+                                                      : engine->guarantees;
+    if (info->target_name != NULL)
+        strncpy(h->target, info->target_name, sizeof h->target - 1);
+
+    int rc = qsync__channel_send(&msg);
+    if (rc < 0) {
+        qsync__log("cannot send HELLO on fd_out=%d: %s", opt->fd_out, strerror(-rc));
+        return -1;
+    }
+    return 0;
+}
+
+const struct qsync__personality qsync__personality_native = {
+    .name = "native",
+    .open = native_open,
+    .started = native_hello,
+    .stop = native_stop,
+    .exit = qsync__channel_exit,
+    .watch = qsync__channel_start_watcher,
+};

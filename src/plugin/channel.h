@@ -3,19 +3,83 @@
  * install, a blocking stop at every deadline (REPORT, then wait for the
  * next GRANT), EXIT when QEMU exits by itself, and the rule that QEMU
  * never outlives its controller.
+ *
+ * It also holds what every personality (personality.h) shares: the entry
+ * point of the engines' stops, which passes each stop to the active
+ * personality, the one way of ending QEMU, the watcher thread, and the
+ * check of an inherited descriptor.
  */
 #ifndef QSYNC_PLUGIN_CHANNEL_H
 #define QSYNC_PLUGIN_CHANNEL_H
 
+#include <stdbool.h>
+
 #include "engine.h"
 #include "wire.h"
 
+struct qsync__personality;
+
+/* ---- Shared by the personalities ------------------------------------- */
+
 /*
- * Checks that fd_in is open for reading and fd_out for writing, makes both
- * blocking and close-on-exec (so nothing QEMU spawns keeps the controller's
- * pipes alive), and remembers the engine whose stops this channel serves.
- * Returns 0, or -1 after printing a message that names the option.
- * Install thread only.
+ * Makes p the personality whose stop qsync__channel_stop runs (the native
+ * one until then). Install thread, before the engine can stop.
+ */
+void qsync__channel_use(const struct qsync__personality *p);
+
+/*
+ * The stop. Called by the engine in the vCPU thread that reached the
+ * deadline, and once before the guest's first instruction. The active
+ * personality talks to its controller, then arms the engine with the next
+ * deadline and returns. Never returns if the controller is gone or
+ * misbehaves: QEMU ends there.
+ */
+void qsync__channel_stop(unsigned int vcpu_index);
+
+/*
+ * Ends QEMU at once with _exit(status), after printing the message on
+ * stderr. Any thread; the first caller wins, a later one parks so the
+ * message is never cut off.
+ */
+_Noreturn void qsync__end_qemu(int status, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/*
+ * Starts the watcher thread: it polls fd for hang-up only (never reads)
+ * and ends QEMU with status 0 and the message gone as soon as the
+ * controller's end is closed, even while the guest runs mid-quantum. key
+ * names the descriptor in messages ("fd_in").
+ * Returns 0, or -1 after printing a message. Call last in install: once it
+ * runs, QEMU must not unload the plugin. At most once.
+ */
+int qsync__watch_hangup(int fd, const char *key, const char *gone);
+
+/*
+ * A stop calls this with true before it blocks reading its controller's
+ * descriptor, and with false once the read has returned. A hang-up seen
+ * by the watcher meanwhile is left to the reader, which sees the end of
+ * file at once and can tell a controller that left between two messages
+ * (exit 0) from one that left in the middle of one (exit 1, with a
+ * message saying so). Any other time the watcher ends QEMU itself. The
+ * thread in a stop only.
+ */
+void qsync__channel_reading(bool reading);
+
+/*
+ * Checks that an inherited descriptor (named key=fd in messages) is open
+ * for reading (want_write 0) or writing, and makes it blocking and
+ * close-on-exec (so nothing QEMU spawns keeps the controller's pipes
+ * alive). Returns 0, or -1 after printing a message. Install thread.
+ */
+int qsync__inherited_fd(const char *key, int fd, int want_write);
+
+/* ---- The native protocol ----------------------------------------------- */
+
+/*
+ * Checks that fd_in is open for reading and fd_out for writing (as
+ * qsync__inherited_fd), and remembers the engine whose stops this channel
+ * serves. Returns 0, or -1 after printing a message that names the option.
+ * Install thread.
  */
 int qsync__channel_open(int fd_in, int fd_out, const struct qsync__engine *engine);
 
@@ -23,22 +87,8 @@ int qsync__channel_open(int fd_in, int fd_out, const struct qsync__engine *engin
  * Returns 0 or -errno (-EPIPE when the controller is gone). Any thread. */
 int qsync__channel_send(const struct qsync_wire_msg *msg);
 
-/*
- * Starts the watcher thread, which ends QEMU as soon as the controller's
- * end of fd_in is closed, even while the guest runs mid-quantum. Returns 0,
- * or -1 after printing a message. Call last in install: once it runs,
- * QEMU must not unload the plugin.
- */
+/* Starts the watcher on fd_in (qsync__watch_hangup). */
 int qsync__channel_start_watcher(void);
-
-/*
- * The stop. Called by the engine in the vCPU thread that reached the
- * deadline: reports (except at the very first stop, which precedes any
- * grant), then blocks until the next valid GRANT and arms the engine
- * with it. Never returns if the controller is gone or misbehaves: QEMU
- * ends there.
- */
-void qsync__channel_stop(unsigned int vcpu_index);
 
 /* Sends EXIT with the engine's final position, ignoring errors (the
  * controller may be gone). From the atexit callback. */

@@ -9,9 +9,9 @@
 
 /* Parses a plain decimal number (digits only: no sign, no spaces, no
  * base prefix) that is at most max. */
-static bool parse_uint(const char *s, unsigned long max, unsigned long *out)
+static bool parse_uint(const char *s, unsigned long long max, unsigned long long *out)
 {
-    unsigned long v = 0;
+    unsigned long long v = 0;
     if (*s == '\0')
         return false;
     for (; *s != '\0'; s++) {
@@ -28,7 +28,7 @@ static bool parse_uint(const char *s, unsigned long max, unsigned long *out)
 
 static int parse_fd(const char *key, const char *value, int *out)
 {
-    unsigned long v;
+    unsigned long long v;
     if (!parse_uint(value, INT_MAX, &v)) {
         qsync__log("%s=%s is not a file descriptor number", key, value);
         return -1;
@@ -39,13 +39,13 @@ static int parse_fd(const char *key, const char *value, int *out)
 
 static int parse_shift(const char *value, unsigned *out)
 {
-    unsigned long v;
+    unsigned long long v;
     if (strcmp(value, "auto") == 0) {
         qsync__log("shift=auto is not supported: lockstep needs a fixed -icount shift "
                    "(shift=0..%u)", QSYNC_MAX_SHIFT);
         return -1;
     }
-    if (!parse_uint(value, ULONG_MAX, &v) || v > QSYNC_MAX_SHIFT) {
+    if (!parse_uint(value, ULLONG_MAX, &v) || v > QSYNC_MAX_SHIFT) {
         qsync__log("shift=%s is not a number from 0 to %u", value, QSYNC_MAX_SHIFT);
         return -1;
     }
@@ -76,8 +76,8 @@ static int parse_engine(const char *value, enum qsync__engine_choice *out)
 
 static int parse_quantum(const char *value, unsigned long long *out)
 {
-    unsigned long v;
-    if (!parse_uint(value, 1000000000000000ul, &v) || v == 0) {
+    unsigned long long v;
+    if (!parse_uint(value, 1000000000000000ull, &v) || v == 0) {
         qsync__log("quantum_ns=%s is not a number of ns from 1 to 10^15", value);
         return -1;
     }
@@ -85,64 +85,226 @@ static int parse_quantum(const char *value, unsigned long long *out)
     return 0;
 }
 
+static int parse_proto(const char *value, enum qsync__proto *out)
+{
+    if (strcmp(value, "native") == 0)
+        *out = QSYNC_PROTO_NATIVE;
+    else if (strcmp(value, "qqq") == 0)
+        *out = QSYNC_PROTO_QQQ;
+    else if (strcmp(value, "fifo") == 0)
+        *out = QSYNC_PROTO_FIFO;
+    else {
+        qsync__log("proto=%s is not a protocol (known: native, qqq, fifo)", value);
+        return -1;
+    }
+    return 0;
+}
+
+static int parse_path(const char *key, const char *value, const char **out)
+{
+    if (value[0] == '\0') {
+        qsync__log("%s= needs the path of a FIFO", key);
+        return -1;
+    }
+    *out = value;
+    return 0;
+}
+
+static int parse_time_us(const char *key, const char *value, unsigned long long *out)
+{
+    unsigned long long v;
+    if (!parse_uint(value, QSYNC_FIFO_MAX_QUANTUM_US, &v) || v == 0) {
+        qsync__log("%s=%s is not a number of microseconds from 1 to 10^9", key, value);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+const char *qsync__proto_name(enum qsync__proto proto)
+{
+    switch (proto) {
+    case QSYNC_PROTO_NATIVE: return "native";
+    case QSYNC_PROTO_QQQ: return "qqq";
+    case QSYNC_PROTO_FIFO: return "FIFO";
+    }
+    return "?";
+}
+
+enum key {
+    K_PROTO,
+    K_FD_IN,
+    K_FD_OUT,
+    K_SHIFT,
+    K_ENGINE,
+    K_QUANTUM,
+    K_H2G,
+    K_G2H,
+    K_TIME,        /* seed 000's code */
+    K_TIME_README, /* seed 000's README */
+    K_COUNT
+};
+
+/* Which personalities take a key. */
+#define P_NATIVE (1u << QSYNC_PROTO_NATIVE)
+#define P_QQQ (1u << QSYNC_PROTO_QQQ)
+#define P_FIFO (1u << QSYNC_PROTO_FIFO)
+#define P_ALL (P_NATIVE | P_QQQ | P_FIFO)
+
+static const struct {
+    const char *name;
+    unsigned protos;
+} keys[K_COUNT] = {
+    [K_PROTO] = {"proto", P_ALL},
+    [K_FD_IN] = {"fd_in", P_NATIVE | P_QQQ},
+    [K_FD_OUT] = {"fd_out", P_NATIVE | P_QQQ},
+    [K_SHIFT] = {"shift", P_ALL},
+    [K_ENGINE] = {"engine", P_ALL},
+    [K_QUANTUM] = {"quantum_ns", P_NATIVE | P_QQQ},
+    [K_H2G] = {"HostToGuestPipe", P_FIFO},
+    [K_G2H] = {"GuestToHostPipe", P_FIFO},
+    [K_TIME] = {"TimeInMicroSeconds", P_FIFO},
+    [K_TIME_README] = {"TimeinMicroseconds", P_FIFO},
+};
+
+#define ALL_KEYS                                                                          \
+    "proto, fd_in, fd_out, shift, engine, quantum_ns, HostToGuestPipe, GuestToHostPipe, " \
+    "TimeInMicroSeconds"
+
+/* Why a key does not fit the personality, for the message. */
+static void refuse_key(enum key k, enum qsync__proto proto)
+{
+    if (k == K_QUANTUM && proto == QSYNC_PROTO_FIFO) {
+        qsync__log("quantum_ns does not apply to the FIFO personality: its quantum is "
+                   "TimeInMicroSeconds");
+    } else if (keys[k].protos == P_FIFO) {
+        /* Only reached with an explicit proto=: FIFO keys imply proto=fifo. */
+        qsync__log("option %s belongs to the FIFO personality (seed 000's protocol) and "
+                   "cannot be combined with proto=%s",
+                   keys[k].name, proto == QSYNC_PROTO_QQQ ? "qqq" : "native");
+    } else {
+        qsync__log("option %s does not apply to the FIFO personality (seed 000's protocol "
+                   "names its FIFOs with HostToGuestPipe and GuestToHostPipe)",
+                   keys[k].name);
+    }
+}
+
 int qsync__options_parse(int argc, char **argv, struct qsync__options *opt)
 {
-    enum { K_FD_IN, K_FD_OUT, K_SHIFT, K_ENGINE, K_QUANTUM, K_COUNT };
-    static const char *const keys[K_COUNT] = {"fd_in", "fd_out", "shift", "engine",
-                                              "quantum_ns"};
-    bool seen[K_COUNT] = {false};
+    const char *value[K_COUNT] = {NULL};
 
+    memset(opt, 0, sizeof *opt);
+    opt->proto = QSYNC_PROTO_NATIVE;
     opt->fd_in = -1;
     opt->fd_out = -1;
     opt->shift = 0;
     opt->engine = QSYNC_ENGINE_AUTO;
-    opt->quantum_ns = 0;
 
+    /* First the syntax and duplicates, then the personality, then values. */
     for (int i = 0; i < argc; i++) {
         const char *arg = argv[i];
         const char *eq = strchr(arg, '=');
         if (eq == NULL || eq == arg) {
-            qsync__log("option '%s' is not key=value "
-                       "(keys: fd_in, fd_out, shift, engine, quantum_ns)", arg);
+            qsync__log("option '%s' is not key=value (keys: " ALL_KEYS ")", arg);
             return -1;
         }
         size_t klen = (size_t)(eq - arg);
-        const char *value = eq + 1;
         int k;
         for (k = 0; k < K_COUNT; k++) {
-            if (strlen(keys[k]) == klen && memcmp(keys[k], arg, klen) == 0)
+            if (strlen(keys[k].name) == klen && memcmp(keys[k].name, arg, klen) == 0)
                 break;
         }
         if (k == K_COUNT) {
-            qsync__log("unknown option '%.*s' (keys: fd_in, fd_out, shift, engine, quantum_ns)",
-                       (int)klen, arg);
+            qsync__log("unknown option '%.*s' (keys: " ALL_KEYS ")", (int)klen, arg);
             return -1;
         }
-        if (seen[k]) {
-            qsync__log("option %s is given twice", keys[k]);
+        if (value[k] != NULL) {
+            qsync__log("option %s is given twice", keys[k].name);
             return -1;
         }
-        seen[k] = true;
+        value[k] = eq + 1;
+    }
 
+    if (value[K_PROTO] != NULL) {
+        if (parse_proto(value[K_PROTO], &opt->proto) < 0)
+            return -1;
+    } else if (value[K_H2G] || value[K_G2H] || value[K_TIME] || value[K_TIME_README]) {
+        opt->proto = QSYNC_PROTO_FIFO;
+    }
+    for (int k = 0; k < K_COUNT; k++) {
+        if (value[k] != NULL && !(keys[k].protos & (1u << opt->proto))) {
+            refuse_key((enum key)k, opt->proto);
+            return -1;
+        }
+    }
+
+    for (int k = 0; k < K_COUNT; k++) {
+        const char *v = value[k];
         int rc = 0;
-        switch (k) {
-        case K_FD_IN: rc = parse_fd("fd_in", value, &opt->fd_in); break;
-        case K_FD_OUT: rc = parse_fd("fd_out", value, &opt->fd_out); break;
-        case K_SHIFT: rc = parse_shift(value, &opt->shift); break;
-        case K_ENGINE: rc = parse_engine(value, &opt->engine); break;
-        case K_QUANTUM: rc = parse_quantum(value, &opt->quantum_ns); break;
+        if (v == NULL)
+            continue;
+        switch ((enum key)k) {
+        case K_PROTO: break;
+        case K_FD_IN: rc = parse_fd("fd_in", v, &opt->fd_in); break;
+        case K_FD_OUT: rc = parse_fd("fd_out", v, &opt->fd_out); break;
+        case K_SHIFT:
+            rc = parse_shift(v, &opt->shift);
+            opt->shift_given = true;
+            break;
+        case K_ENGINE: rc = parse_engine(v, &opt->engine); break;
+        case K_QUANTUM: rc = parse_quantum(v, &opt->quantum_ns); break;
+        case K_H2G: rc = parse_path("HostToGuestPipe", v, &opt->host_to_guest); break;
+        case K_G2H: rc = parse_path("GuestToHostPipe", v, &opt->guest_to_host); break;
+        case K_TIME: rc = parse_time_us("TimeInMicroSeconds", v, &opt->fifo_quantum_us); break;
+        case K_TIME_README:
+            rc = parse_time_us("TimeinMicroseconds", v, &opt->fifo_quantum_us);
+            break;
+        case K_COUNT: break;
         }
         if (rc < 0)
             return -1;
     }
 
-    if (!seen[K_FD_IN]) {
-        qsync__log("missing required option fd_in=N (the fd to read grants from)");
+    if (opt->proto != QSYNC_PROTO_FIFO) {
+        const char *what = opt->proto == QSYNC_PROTO_QQQ ? "requests" : "grants";
+        const char *back = opt->proto == QSYNC_PROTO_QQQ ? "answers" : "reports";
+        if (value[K_FD_IN] == NULL) {
+            qsync__log("missing required option fd_in=N (the fd to read %s from)", what);
+            return -1;
+        }
+        if (value[K_FD_OUT] == NULL) {
+            qsync__log("missing required option fd_out=N (the fd to write %s to)", back);
+            return -1;
+        }
+        return 0;
+    }
+
+    if (value[K_TIME] && value[K_TIME_README]) {
+        qsync__log("options TimeInMicroSeconds and TimeinMicroseconds are both given: they "
+                   "are the same option (seed 000's code and README spell it differently); "
+                   "give one");
         return -1;
     }
-    if (!seen[K_FD_OUT]) {
-        qsync__log("missing required option fd_out=N (the fd to write reports to)");
+    if (!value[K_TIME] && !value[K_TIME_README]) {
+        qsync__log("missing required option TimeInMicroSeconds=N (or its README spelling "
+                   "TimeinMicroseconds=N): the quantum in microseconds");
         return -1;
     }
+    if (value[K_H2G] == NULL) {
+        qsync__log("missing required option HostToGuestPipe=PATH (the FIFO the controller "
+                   "writes to)");
+        return -1;
+    }
+    if (value[K_G2H] == NULL) {
+        qsync__log("missing required option GuestToHostPipe=PATH (the FIFO the plugin "
+                   "writes to)");
+        return -1;
+    }
+    if (opt->shift != 0) {
+        qsync__log("shift=%u: the FIFO personality runs under seed 000's -icount shift=0 "
+                   "(1 instruction = 1 ns) only", opt->shift);
+        return -1;
+    }
+    opt->quantum_ns = opt->fifo_quantum_us * 1000ull;
     return 0;
 }

@@ -2,17 +2,39 @@
  * The plugin's options, as QEMU passes them: one "key=value" per argv
  * entry (from "-plugin lib.so,key=value,...").
  *
- *   fd_in=N     required  the fd to read GRANTs from (inherited from the library)
- *   fd_out=N    required  the fd to write HELLO/REPORT/ERROR/EXIT to
- *   shift=N     0..10, default 0: the -icount shift; 1 instruction = 2^N ns
- *   engine=E    auto (default) | timer | insn | block (block only in builds
- *               that have it); plugin.c says how auto chooses
+ * The personality (the protocol the plugin speaks) comes first:
+ *
+ *   native (default): our protocol, docs/protocol.md
+ *     fd_in=N     required  the fd to read GRANTs from (inherited from the library)
+ *     fd_out=N    required  the fd to write HELLO/REPORT/ERROR/EXIT to
+ *     shift=N     0..10, default 0: the -icount shift; 1 instruction = 2^N ns
+ *
+ *   proto=qqq: seed 002's protocol (native ints of microseconds)
+ *     fd_in=N     required  the fd to read requests from (-qqq's read=)
+ *     fd_out=N    required  the fd to write answers to (-qqq's write=)
+ *     shift=N     0..10, default: QEMU's own -icount shift
+ *
+ *   the FIFO personality: seed 000's protocol (named FIFOs, single bytes),
+ *   chosen by its own option names (proto=fifo may say so explicitly):
+ *     HostToGuestPipe=PATH   required  the FIFO the controller writes to
+ *     GuestToHostPipe=PATH   required  the FIFO the plugin writes to
+ *     TimeInMicroSeconds=N   required, 1..10^9: the fixed quantum; the
+ *                            README's spelling TimeinMicroseconds is the
+ *                            same key (exactly one of the two)
+ *     shift=0     the only shift seed 000 knows (-icount shift=0)
+ *
+ * Every personality also takes:
+ *   engine=E    auto (default) | timer | insn | block; plugin.c says how
+ *               auto chooses
  *   quantum_ns=N a hint: the quantum the controller expects to grant, in
  *               ns (1..10^15); engine=auto uses it to pick the cheaper
- *               engine. It never changes where the guest stops.
+ *               engine. It never changes where the guest stops. The FIFO
+ *               personality sets it from TimeInMicroSeconds and refuses it.
  */
 #ifndef QSYNC_PLUGIN_OPTIONS_H
 #define QSYNC_PLUGIN_OPTIONS_H
+
+#include <stdbool.h>
 
 enum qsync__engine_choice {
     QSYNC_ENGINE_AUTO,
@@ -21,22 +43,40 @@ enum qsync__engine_choice {
     QSYNC_ENGINE_BLOCK
 };
 
+enum qsync__proto {
+    QSYNC_PROTO_NATIVE,
+    QSYNC_PROTO_QQQ,
+    QSYNC_PROTO_FIFO
+};
+
 #define QSYNC_MAX_SHIFT 10u
+#define QSYNC_FIFO_MAX_QUANTUM_US 1000000000ull
 
 struct qsync__options {
-    int fd_in;
-    int fd_out;
+    enum qsync__proto proto;
+    int fd_in;  /* native, qqq */
+    int fd_out; /* native, qqq */
     unsigned shift;
+    bool shift_given; /* shift= was on the command line */
     enum qsync__engine_choice engine;
     unsigned long long quantum_ns; /* 0: no hint */
+    /* FIFO personality; the paths point into QEMU's argv. */
+    const char *host_to_guest;
+    const char *guest_to_host;
+    unsigned long long fifo_quantum_us;
 };
 
 /*
  * Parses argv into *opt. Returns 0, or -1 after printing a message that
  * names the offending key or value (unknown key, malformed or
- * out-of-range value, a key given twice, a required key missing).
- * Syntax only: whether the fds are open is the channel's business.
+ * out-of-range value, a key given twice, a required key missing, a key
+ * that the chosen personality does not take). Syntax only: whether the
+ * fds are open, the FIFOs exist, or the shift matches QEMU's is checked
+ * at install.
  */
 int qsync__options_parse(int argc, char **argv, struct qsync__options *opt);
+
+/* The personality's name, as in messages ("native", "qqq", "FIFO"). */
+const char *qsync__proto_name(enum qsync__proto proto);
 
 #endif

@@ -5,9 +5,17 @@
  *       -plugin .../libqsync-plugin.so,fd_in=R,fd_out=W[,shift=N][,engine=E]
  *               [,quantum_ns=Q]
  *
+ * and, in the personalities that speak the seeds' protocols
+ * (personality.h, options.h):
+ *
+ *   -icount 1,sleep=off -plugin ...,proto=qqq,fd_in=R,fd_out=W[,shift=N]...
+ *   -icount shift=0 -plugin ...,HostToGuestPipe=P,GuestToHostPipe=P,
+ *                               TimeInMicroSeconds=N[,engine=E]
+ *
  * This file is the entry point: it checks the options and the QEMU it runs
- * in, picks the engine, says HELLO, and sends EXIT when QEMU exits on its
- * own. The stop itself lives in channel.c, the instrumentation in
+ * in, picks the engine and the personality, and lets the personality greet
+ * its controller and say goodbye when QEMU exits on its own. The stops live
+ * in channel.c (native) and personality_*.c, the instrumentation in
  * engine_*.c. Only qemu_plugin_version and qemu_plugin_install are
  * exported.
  *
@@ -23,11 +31,10 @@
 #include "engine.h"
 #include "log.h"
 #include "options.h"
+#include "personality.h"
 #include "qemu_abi.h"
 #include "qemu_internals.h"
 #include "qemu_probe.h"
-#include "qsync/version.h"
-#include "wire.h"
 
 QSYNC_PLUGIN_EXPORT int qemu_plugin_version = QSYNC_PLUGIN_API_VERSION;
 
@@ -118,22 +125,31 @@ static const struct qsync__engine *pick_engine(const qemu_info_t *info,
 
 /* Under a fixed -icount shift, instructions are time; anything else makes
  * a lockstep meaningless. Checked only where QEMU lets us see it. */
-static int check_icount(unsigned want_shift)
+static int check_icount(const struct qsync__options *opt)
 {
+    unsigned want = opt->shift;
     unsigned shift = QSYNC_SHIFT_UNKNOWN;
+    /* The FIFO personality's rule is seed 000's: say so. */
+    const char *who = opt->proto == QSYNC_PROTO_FIFO
+                          ? "the FIFO personality (seed 000's protocol, 1 instruction = 1 ns)"
+                          : "this plugin";
     switch (qsync__probe_icount(&shift)) {
     case QSYNC_ICOUNT_UNKNOWN:
         return 0; /* this QEMU does not export it: trust the controller */
     case QSYNC_ICOUNT_OFF:
-        qsync__log("this plugin needs -icount shift=%u,sleep=off (QEMU runs without "
-                   "-icount, so its clock follows the host)", want_shift);
+        qsync__log("%s needs -icount shift=%u,sleep=off (QEMU runs without "
+                   "-icount, so its clock follows the host)", who, want);
         return -1;
     case QSYNC_ICOUNT_ADAPTIVE:
-        qsync__log("this plugin needs a fixed -icount shift=%u, not shift=auto", want_shift);
+        qsync__log("%s needs a fixed -icount shift=%u, not shift=auto", who, want);
         return -1;
     case QSYNC_ICOUNT_FIXED:
-        if (shift != QSYNC_SHIFT_UNKNOWN && shift != want_shift) {
-            qsync__log("shift=%u does not match QEMU's -icount shift=%u", want_shift, shift);
+        if (shift != QSYNC_SHIFT_UNKNOWN && shift != want) {
+            if (opt->proto == QSYNC_PROTO_FIFO)
+                qsync__log("%s needs -icount shift=0; QEMU runs with -icount shift=%u", who,
+                           shift);
+            else
+                qsync__log("shift=%u does not match QEMU's -icount shift=%u", want, shift);
             return -1;
         }
         return 0;
@@ -141,31 +157,53 @@ static int check_icount(unsigned want_shift)
     return 0;
 }
 
-static int say_hello(const qemu_info_t *info, const struct qsync__options *opt)
+/*
+ * The qqq personality's shift defaults to QEMU's own: seed 002's
+ * controller passes only the two descriptors. A QEMU that will not say
+ * (or runs without a fixed -icount, which check_icount then reports)
+ * needs shift=N.
+ */
+static int default_shift(struct qsync__options *opt)
 {
-    struct qsync_wire_msg msg;
-    struct qsync_wire_hello *h = &msg.u.hello;
-
-    memset(&msg, 0, sizeof msg);
-    msg.type = QSYNC_MSG_HELLO;
-    h->major = QSYNC_WIRE_MAJOR;
-    h->minor = QSYNC_WIRE_MINOR;
-    h->plugin_version = QSYNC_VERSION_HEX;
-    h->n_vcpus = (uint32_t)info->system.smp_vcpus;
-    h->engine = engine->wire_id;
-    h->icount_shift = (uint8_t)opt->shift;
-    h->api_version = (uint16_t)info->version.cur;
-    h->guarantees = engine->actual_guarantees != NULL ? engine->actual_guarantees()
-                                                      : engine->guarantees;
-    if (info->target_name != NULL)
-        strncpy(h->target, info->target_name, sizeof h->target - 1);
-
-    int rc = qsync__channel_send(&msg);
-    if (rc < 0) {
-        qsync__log("cannot send HELLO on fd_out=%d: %s", opt->fd_out, strerror(-rc));
+    unsigned shift = QSYNC_SHIFT_UNKNOWN;
+    if (opt->proto != QSYNC_PROTO_QQQ || opt->shift_given)
+        return 0;
+    switch (qsync__probe_icount(&shift)) {
+    case QSYNC_ICOUNT_FIXED:
+        if (shift != QSYNC_SHIFT_UNKNOWN) {
+            if (shift > QSYNC_MAX_SHIFT) {
+                qsync__log("QEMU's -icount shift=%u is above %u, the most this plugin "
+                           "supports", shift, QSYNC_MAX_SHIFT);
+                return -1;
+            }
+            opt->shift = shift;
+            return 0;
+        }
+        break;
+    case QSYNC_ICOUNT_OFF:
+        qsync__log("proto=qqq needs a fixed -icount (seed 002 recommends "
+                   "-icount 1,sleep=off); QEMU runs without -icount");
         return -1;
+    case QSYNC_ICOUNT_ADAPTIVE:
+        qsync__log("proto=qqq needs a fixed -icount shift (seed 002 recommends "
+                   "-icount 1,sleep=off), not shift=auto");
+        return -1;
+    case QSYNC_ICOUNT_UNKNOWN:
+        break;
     }
-    return 0;
+    qsync__log("proto=qqq: this QEMU does not tell the plugin its -icount shift; give it "
+               "as shift=N (the N of -icount N)");
+    return -1;
+}
+
+static const struct qsync__personality *personality_of(enum qsync__proto proto)
+{
+    switch (proto) {
+    case QSYNC_PROTO_QQQ: return &qsync__personality_qqq;
+    case QSYNC_PROTO_FIFO: return &qsync__personality_fifo;
+    case QSYNC_PROTO_NATIVE: break;
+    }
+    return &qsync__personality_native;
 }
 
 static void on_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
@@ -173,11 +211,14 @@ static void on_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
     engine->translate(id, tb);
 }
 
+static const struct qsync__personality *personality;
+
 static void at_exit(qemu_plugin_id_t id, void *udata)
 {
     (void)id;
     (void)udata;
-    qsync__channel_exit();
+    if (personality->exit != NULL)
+        personality->exit();
 }
 
 QSYNC_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t *info,
@@ -187,11 +228,12 @@ QSYNC_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info
 
     if (qsync__options_parse(argc, argv, &opt) < 0)
         return 1;
+    personality = personality_of(opt.proto);
     if (!info->system_emulation) {
         qsync__log("needs system emulation (qemu-system-*), not user mode");
         return 1;
     }
-    if (check_icount(opt.shift) < 0)
+    if (default_shift(&opt) < 0 || check_icount(&opt) < 0)
         return 1;
     /* Once, before any engine asks (see qemu_internals.c for the test
      * hook that hides them). */
@@ -200,16 +242,19 @@ QSYNC_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info
     engine = pick_engine(info, &opt);
     if (engine == NULL)
         return 1;
-    if (qsync__channel_open(opt.fd_in, opt.fd_out, engine) < 0)
+    if (personality->open(&opt, engine) < 0)
         return 1;
+    /* Before the engine can stop (its first stop precedes the guest's
+     * first instruction). */
+    qsync__channel_use(personality);
     if (engine->install(id, info, &opt) < 0)
         return 1;
-    if (say_hello(info, &opt) < 0)
+    if (personality->started != NULL && personality->started(info, &opt) < 0)
         return 1;
     if (engine->translate != NULL)
         qemu_plugin_register_vcpu_tb_trans_cb(id, on_translate);
     qemu_plugin_register_atexit_cb(id, at_exit, NULL);
-    if (qsync__channel_start_watcher() < 0)
+    if (personality->watch() < 0)
         return 1;
     return 0;
 }
