@@ -195,8 +195,13 @@ int qsync__wire_decode(const uint8_t *buf, size_t len, struct qsync_wire_msg *ms
         h->api_version = get16(p + 14);
         h->guarantees = get32(p + 16);
         memcpy(h->target, p + 20, 64);
-        if (h->target[63] != '\0')
+        /* NUL-terminated and NUL-padded: one encoding for one value. */
+        size_t tl = bounded_len(h->target, sizeof h->target);
+        if (tl == sizeof h->target)
             return QSYNC_WIRE_EBADFIELD;
+        for (size_t i = tl; i < sizeof h->target; i++)
+            if (h->target[i] != '\0')
+                return QSYNC_WIRE_EBADFIELD;
         if (h->n_vcpus == 0 || h->n_vcpus > QSYNC_WIRE_MAX_VCPUS)
             return QSYNC_WIRE_EBADFIELD;
         if (h->engine < QSYNC_WIRE_ENGINE_INSN || h->engine > QSYNC_WIRE_ENGINE_BLOCK)
@@ -229,6 +234,8 @@ int qsync__wire_decode(const uint8_t *buf, size_t len, struct qsync_wire_msg *ms
         msg->u.error.code = (int32_t)get32(p);
         if ((size_t)tl != plen - ERROR_FIXED)
             return QSYNC_WIRE_EBADFIELD;
+        if (memchr(p + ERROR_FIXED, '\0', tl))
+            return QSYNC_WIRE_EBADFIELD; /* text, not bytes */
         memcpy(msg->u.error.text, p + ERROR_FIXED, tl);
         msg->u.error.text[tl] = '\0';
         break;

@@ -638,6 +638,24 @@ static void test_reject_hello_unterminated_target(void **state)
     assert_int_equal(strlen(m.u.hello.target), 63);
 }
 
+/* Found by the fuzzer (tests/fuzz): one value has one encoding, so bytes
+ * after the target's NUL must be NULs too, and an error's text holds no
+ * NUL; otherwise a decoded frame would not encode back to itself. */
+static void test_reject_non_canonical_text(void **state)
+{
+    (void)state;
+    uint8_t buf[QSYNC_WIRE_MAX_FRAME];
+    size_t len = raw_hello(buf);
+    buf[QSYNC_WIRE_HEADER_SIZE + 20 + 40] = ','; /* after "x86_64\0" */
+    struct qsync_wire_msg m;
+    size_t used;
+    assert_int_equal(decode(buf, len, &m, &used), QSYNC_WIRE_EBADFIELD);
+
+    static const uint8_t err[] = {4, 0, 0, 0, 11, 0, 0, 0, 71, 0, 0, 0, 5, 0,
+                                  'o', 'o', 'p', 0, '!'};
+    assert_int_equal(decode(err, sizeof err, &m, &used), QSYNC_WIRE_EBADFIELD);
+}
+
 static void test_hello_major_not_checked_by_codec(void **state)
 {
     (void)state;
@@ -864,6 +882,7 @@ int main(void)
         cmocka_unit_test(test_reject_hello_engine),
         cmocka_unit_test(test_reject_hello_shift),
         cmocka_unit_test(test_reject_hello_unterminated_target),
+        cmocka_unit_test(test_reject_non_canonical_text),
         cmocka_unit_test(test_hello_major_not_checked_by_codec),
         cmocka_unit_test(test_reject_error_text_length),
         cmocka_unit_test(test_need_more_every_prefix),
