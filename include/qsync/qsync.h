@@ -253,7 +253,8 @@ typedef struct qsync_callbacks {
      * idle, a plugin error message, a failed handshake). */
     void (*error)(qsync_ctx *ctx, int code, const char *message);
 
-    /* QEMU's stdout, when stdout_mode is QSYNC_OUTPUT_CALLBACK. */
+    /* QEMU's stdout, when stdout_mode is QSYNC_OUTPUT_CALLBACK; also after
+     * qsync_close(), until QEMU is gone, so that nothing printed is lost. */
     void (*output)(qsync_ctx *ctx, const char *data, size_t len);
 } qsync_callbacks;
 

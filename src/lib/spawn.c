@@ -74,8 +74,9 @@ static void out_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
     qsync_ctx *ctx = s->data;
     if (n > 0) {
-        if (!ctx->closing)
-            QSYNC__CALL(ctx, output, buf->base, (size_t)n);
+        /* Also while closing: what the guest printed before the close may
+         * arrive after it, and is not to be lost. */
+        QSYNC__CALL(ctx, output, buf->base, (size_t)n);
         return;
     }
     if (n < 0)

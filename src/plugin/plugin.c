@@ -25,10 +25,12 @@
  */
 #include <stdbool.h>
 #include <stdio.h>
+#include <signal.h>
 #include <string.h>
 
 #include "channel.h"
 #include "engine.h"
+#include "fdio.h"
 #include "log.h"
 #include "options.h"
 #include "personality.h"
@@ -228,6 +230,10 @@ QSYNC_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info
 
     if (qsync__options_parse(argc, argv, &opt) < 0)
         return 1;
+    /* QEMU ignores SIGPIPE; then every report can skip the write guard. */
+    struct sigaction pipe_action;
+    if (sigaction(SIGPIPE, NULL, &pipe_action) == 0 && pipe_action.sa_handler == SIG_IGN)
+        qsync__fdio_sigpipe_ignored();
     personality = personality_of(opt.proto);
     if (!info->system_emulation) {
         qsync__log("needs system emulation (qemu-system-*), not user mode");

@@ -13,8 +13,17 @@
  * restored. This leaves the process's disposition alone: a library must
  * not change how its host handles signals.
  */
+static int sigpipe_ignored;
+
+void qsync__fdio_sigpipe_ignored(void)
+{
+    sigpipe_ignored = 1;
+}
+
 int qsync__write_all(int fd, const void *buf, size_t len)
 {
+    if (sigpipe_ignored)
+        return qsync__write_all_unguarded(fd, buf, len);
     sigset_t pipe_set, old_set, pending;
     const char *p = buf;
     int rc = 0;

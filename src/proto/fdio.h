@@ -13,6 +13,13 @@
  * -EAGAIN when a non-blocking fd is full). Never raises SIGPIPE. */
 int qsync__write_all(int fd, const void *buf, size_t len);
 
+/*
+ * Tells qsync__write_all() that this process ignores SIGPIPE (QEMU does),
+ * so that it can skip the three system calls of its guard. Call it only
+ * after checking the disposition; call it before any writing thread runs.
+ */
+void qsync__fdio_sigpipe_ignored(void);
+
 /* As qsync__write_all(), without guarding against SIGPIPE: three system
  * calls cheaper, for when SIGPIPE cannot be raised (the writer also holds
  * a read end of the pipe, or the process ignores SIGPIPE). */

@@ -252,6 +252,9 @@ int main(int argc, char **argv)
     if (plugin_opt(argc, argv, "HostToGuestPipe=", h2g, sizeof h2g) &&
         plugin_opt(argc, argv, "GuestToHostPipe=", g2h, sizeof g2h))
         return fifo_main(argv[1], h2g, g2h);
+    /* As QEMU does; and, like our plugin in QEMU, skip the write guard. */
+    signal(SIGPIPE, SIG_IGN);
+    qsync__fdio_sigpipe_ignored();
     /* The library must append exactly these. */
     unsigned shift = 0;
     int have_icount = 0, have_plugin = 0;
