@@ -15,7 +15,7 @@ cmake --build "$build" -j"$(nproc)" >/dev/null
 echo "Machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
 echo "QEMU: $(qemu-system-x86_64 --version | head -n 1)"
 echo
-"$build/bin/bench-floor" 100000 "$reps"
+"$build/bin/bench-floor" 50000 "$reps"
 echo
 "$build/bin/bench-roundtrip" "$build/bin/fake-qemu" 20000 "$reps"
 echo

@@ -202,6 +202,30 @@ static void on_reached(qsync_ctx *ctx, int status, const qsync_stop *stop)
     grant_next(s);
 }
 
+/* What to do about the usual reasons QEMU refuses to start, read from
+ * its own words. NULL when there is nothing to add. */
+static const char *advice(const char *tail)
+{
+    static const struct {
+        const char *seen, *hint;
+    } table[] = {
+        {"invalid option", "this QEMU may lack -plugin: install qemu-system-x86 (10.0) from "
+                           "bookworm-backports, or pass --plugin to a QEMU built with plugins"},
+        {"requires API version", "this QEMU's plugin API is too old for that engine: "
+                                 "use --engine auto, or QEMU 10.0 from bookworm-backports"},
+        {"undefined symbol: qemu_plugin_install", "--plugin names a library that is not a "
+                                                  "QEMU plugin: give libqsync-plugin.so"},
+        {"needs -icount", "qsync-step adds -icount itself in plugin mode; in qqq and fifo "
+                          "modes give -icount shift=0,sleep=off yourself"},
+        {"could not open kernel file", "check the -kernel path"},
+        {"No such file or directory", "check the paths in the QEMU command"},
+    };
+    for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
+        if (strstr(tail, table[i].seen))
+            return table[i].hint;
+    return NULL;
+}
+
 static void on_exited(qsync_ctx *ctx, const qsync_exit *ex)
 {
     struct step *s = qsync_get_data(ctx);
@@ -217,13 +241,20 @@ static void on_exited(qsync_ctx *ctx, const qsync_exit *ex)
         /* QEMU never got as far as loading our plugin: a set-up error. */
         fprintf(stderr, "qsync-step: QEMU ended before the plugin's handshake: %s\n",
                 qsync_last_error(ctx));
+        const char *hint = advice(ex->stderr_tail);
+        if (hint)
+            fprintf(stderr, "qsync-step: %s\n", hint);
         s->setup_error = 1;
     } else {
         s->exited_by_itself = 1;
         /* A guest's own exit code is QEMU's status, and is passed on; but
          * QEMU failing (a missing kernel, a crash) deserves its reason. */
-        if (ex->term_signal || (ex->exit_status != 0 && s->quanta == 0))
+        if (ex->term_signal || (ex->exit_status != 0 && s->quanta == 0)) {
             fprintf(stderr, "qsync-step: %s\n", qsync_last_error(ctx));
+            const char *hint = advice(ex->stderr_tail);
+            if (hint)
+                fprintf(stderr, "qsync-step: %s\n", hint);
+        }
     }
     finish(s);
 }

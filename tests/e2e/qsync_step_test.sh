@@ -91,7 +91,7 @@ check_usage "cannot start '/nonexistent/qemu'" -- /nonexistent/qemu
 check_usage "the library sets -icount itself" -- "$qemu" -icount shift=0
 check_usage "ended before the plugin's handshake" -- "$qemu" -no-such-option
 check_usage "--mode 'pipes'" --mode pipes -- "$qemu"
-check_usage "undefined symbol: qemu_plugin_install" \
+check_usage "not a QEMU plugin: give libqsync-plugin.so" \
     --plugin /usr/lib/x86_64-linux-gnu/libuv.so.1 -- "$qemu" -M pc -nodefaults -display none
 
 # 5. QEMU fails after the plugin loaded: its status is passed on, and the
