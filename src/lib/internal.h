@@ -180,6 +180,9 @@ int qsync__launch_add(struct qsync__launch *l, const char *fmt, ...)
 int qsync__launch_plugin(qsync_ctx *ctx, struct qsync__launch *l, const char *rest);
 /* Makes a close-on-exec pipe: [0] read end, [1] write end. */
 int qsync__pipe(qsync_ctx *ctx, int fds[2]);
+/* The grant and report pipes of the plugin and qqq modes, set in l: QEMU
+ * gets child_in (fd 3) and child_out (fd 4). */
+int qsync__launch_pipes(qsync_ctx *ctx, struct qsync__launch *l);
 
 /* channel.c */
 int qsync__channel_start(qsync_ctx *ctx, int fd);

@@ -36,22 +36,7 @@ static int plugin_prepare(qsync_ctx *ctx, const char *const argv[], struct qsync
     rc = qsync__launch_plugin(ctx, l, rest);
     if (rc)
         return rc;
-    int grant[2], report[2];
-    rc = qsync__pipe(ctx, grant);
-    if (rc)
-        return rc;
-    rc = qsync__pipe(ctx, report);
-    if (rc) {
-        close(grant[0]);
-        close(grant[1]);
-        return rc;
-    }
-    l->child_in = grant[0];
-    l->our_out = grant[1];
-    l->our_in = report[0];
-    l->child_out = report[1];
-    l->keep_reader = 1;
-    return 0;
+    return qsync__launch_pipes(ctx, l);
 }
 
 static void plugin_started(qsync_ctx *ctx)

@@ -71,22 +71,7 @@ static int qqq_prepare(qsync_ctx *ctx, const char *const argv[], struct qsync__l
     }
     ctx->hello.icount_shift = (uint8_t)shift;
 
-    int grant[2], report[2];
-    rc = qsync__pipe(ctx, grant);
-    if (rc)
-        return rc;
-    rc = qsync__pipe(ctx, report);
-    if (rc) {
-        close(grant[0]);
-        close(grant[1]);
-        return rc;
-    }
-    l->child_in = grant[0];
-    l->our_out = grant[1];
-    l->our_in = report[0];
-    l->child_out = report[1];
-    l->keep_reader = 1;
-    return 0;
+    return qsync__launch_pipes(ctx, l);
 }
 
 static void qqq_started(qsync_ctx *ctx)

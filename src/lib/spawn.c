@@ -162,6 +162,26 @@ static void failed_start_closed(uv_handle_t *h)
     qsync__handle_closed(h);
 }
 
+int qsync__launch_pipes(qsync_ctx *ctx, struct qsync__launch *l)
+{
+    int grant[2], report[2];
+    int rc = qsync__pipe(ctx, grant);
+    if (rc)
+        return rc;
+    rc = qsync__pipe(ctx, report);
+    if (rc) {
+        close(grant[0]);
+        close(grant[1]);
+        return rc;
+    }
+    l->child_in = grant[0];
+    l->our_out = grant[1];
+    l->our_in = report[0];
+    l->child_out = report[1];
+    l->keep_reader = 1;
+    return 0;
+}
+
 static int check_argv(qsync_ctx *ctx, const char *const argv[], size_t *argc)
 {
     if (!argv || !argv[0] || !argv[0][0])
