@@ -25,8 +25,8 @@ static int plugin_prepare(qsync_ctx *ctx, const char *const argv[], struct qsync
     if (rc)
         return rc;
     char rest[160];
-    int n = snprintf(rest, sizeof rest, "fd_in=%d,fd_out=%d,shift=%u", CHILD_GRANT_FD,
-                     CHILD_REPORT_FD, ctx->opts.icount_shift);
+    int n = snprintf(rest, sizeof rest, "fd_in=%d,fd_out=%d,shift=%u,parent=%d", CHILD_GRANT_FD,
+                     CHILD_REPORT_FD, ctx->opts.icount_shift, (int)getpid());
     if (ctx->opts.quantum_hint_ns)
         snprintf(rest + n, sizeof rest - (size_t)n, ",quantum_ns=%llu",
                  (unsigned long long)ctx->opts.quantum_hint_ns);

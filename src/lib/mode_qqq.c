@@ -60,8 +60,8 @@ static int qqq_prepare(qsync_ctx *ctx, const char *const argv[], struct qsync__l
         if (rc)
             return rc;
         char rest[128];
-        snprintf(rest, sizeof rest, "proto=qqq,fd_in=%d,fd_out=%d,shift=%d", CHILD_GRANT_FD,
-                 CHILD_REPORT_FD, shift);
+        snprintf(rest, sizeof rest, "proto=qqq,fd_in=%d,fd_out=%d,shift=%d,parent=%d",
+                 CHILD_GRANT_FD, CHILD_REPORT_FD, shift, (int)getpid());
         rc = qsync__launch_plugin(ctx, l, rest);
         if (rc)
             return rc;

@@ -46,7 +46,7 @@ static int opt_error(char *errbuf, size_t len, const char *fmt, const char *what
 static const char *const reserved_keys[] = {"fd_in",           "fd_out",          "shift",
                                             "proto",           "HostToGuestPipe", "GuestToHostPipe",
                                             "TimeInMicroSeconds", "TimeinMicroseconds",
-                                            "quantum_ns"};
+                                            "quantum_ns",      "parent"};
 
 static int check_plugin_args(const char *args, char *errbuf, size_t len)
 {

@@ -138,6 +138,7 @@ enum key {
     K_SHIFT,
     K_ENGINE,
     K_QUANTUM,
+    K_PARENT,
     K_H2G,
     K_G2H,
     K_TIME,        /* seed 000's code */
@@ -161,6 +162,7 @@ static const struct {
     [K_SHIFT] = {"shift", P_ALL},
     [K_ENGINE] = {"engine", P_ALL},
     [K_QUANTUM] = {"quantum_ns", P_NATIVE | P_QQQ},
+    [K_PARENT] = {"parent", P_ALL},
     [K_H2G] = {"HostToGuestPipe", P_FIFO},
     [K_G2H] = {"GuestToHostPipe", P_FIFO},
     [K_TIME] = {"TimeInMicroSeconds", P_FIFO},
@@ -168,7 +170,7 @@ static const struct {
 };
 
 #define ALL_KEYS                                                                          \
-    "proto, fd_in, fd_out, shift, engine, quantum_ns, HostToGuestPipe, GuestToHostPipe, " \
+    "proto, fd_in, fd_out, shift, engine, quantum_ns, parent, HostToGuestPipe, GuestToHostPipe, " \
     "TimeInMicroSeconds"
 
 /* Why a key does not fit the personality, for the message. */
@@ -253,6 +255,16 @@ int qsync__options_parse(int argc, char **argv, struct qsync__options *opt)
             break;
         case K_ENGINE: rc = parse_engine(v, &opt->engine); break;
         case K_QUANTUM: rc = parse_quantum(v, &opt->quantum_ns); break;
+        case K_PARENT: {
+            unsigned long long pid;
+            if (!parse_uint(v, 4194304ull, &pid) || pid < 2) {
+                qsync__log("parent=%s is not a process id", v);
+                rc = -1;
+            } else {
+                opt->parent = (int)pid;
+            }
+            break;
+        }
         case K_H2G: rc = parse_path("HostToGuestPipe", v, &opt->host_to_guest); break;
         case K_G2H: rc = parse_path("GuestToHostPipe", v, &opt->guest_to_host); break;
         case K_TIME: rc = parse_time_us("TimeInMicroSeconds", v, &opt->fifo_quantum_us); break;

@@ -30,6 +30,10 @@
  *               ns (1..10^15); engine=auto uses it to pick the cheaper
  *               engine. It never changes where the guest stops. The FIFO
  *               personality sets it from TimeInMicroSeconds and refuses it.
+ *   parent=PID  the controller's process id: QEMU is killed when the
+ *               thread that started it dies (PR_SET_PDEATHSIG), and ends
+ *               at once if PID is already gone. A second line of defence
+ *               behind the channel's hang-up; libqsync passes it.
  */
 #ifndef QSYNC_PLUGIN_OPTIONS_H
 #define QSYNC_PLUGIN_OPTIONS_H
@@ -60,6 +64,7 @@ struct qsync__options {
     bool shift_given; /* shift= was on the command line */
     enum qsync__engine_choice engine;
     unsigned long long quantum_ns; /* 0: no hint */
+    int parent;                    /* 0: none; else the controller's pid */
     /* FIFO personality; the paths point into QEMU's argv. */
     const char *host_to_guest;
     const char *guest_to_host;

@@ -27,6 +27,8 @@
 #include <stdio.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
 
 #include "channel.h"
 #include "engine.h"
@@ -234,6 +236,16 @@ QSYNC_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info
     struct sigaction pipe_action;
     if (sigaction(SIGPIPE, NULL, &pipe_action) == 0 && pipe_action.sa_handler == SIG_IGN)
         qsync__fdio_sigpipe_ignored();
+    if (opt.parent) {
+        /* The parent's death kills QEMU even if the channel's hang-up were
+         * somehow missed. Checked after arming: a parent that died before
+         * is seen as a different parent. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != opt.parent) {
+            qsync__log("the controller (pid %d) is gone; ending QEMU", opt.parent);
+            _exit(1);
+        }
+    }
     personality = personality_of(opt.proto);
     if (!info->system_emulation) {
         qsync__log("needs system emulation (qemu-system-*), not user mode");

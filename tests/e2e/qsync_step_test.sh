@@ -108,6 +108,14 @@ plugin=$(dirname "$step")/../lib/qsync/libqsync-plugin.so
 rc=$?
 [ $rc -ne 0 ] || fail "plugin without -icount: QEMU started"
 grep -q "qsync-plugin: this plugin needs -icount" "$work/i.err" || fail "no -icount: $(cat "$work/i.err")"
+
+# 7. A controller already gone when QEMU starts (parent= names a process
+#    that is not QEMU's parent): QEMU ends at once instead of running free.
+"$qemu" -M pc -nodefaults -display none -icount shift=0,sleep=off \
+    -plugin "$plugin,fd_in=0,fd_out=1,parent=2" >/dev/null 2>"$work/p.err" </dev/null
+rc=$?
+[ $rc -ne 0 ] || fail "parent gone: QEMU ran"
+grep -q "the controller (pid 2) is gone; ending QEMU" "$work/p.err" || fail "parent gone: $(cat "$work/p.err")"
 check_usage "--quiet cannot be combined" --quiet --stats -- "$qemu"
 check_usage "--csv '/nonexistent/x.csv'" --csv /nonexistent/x.csv -- "$qemu"
 check_usage "whole microseconds" --mode qqq --quantum 1500ns -- "$qemu"

@@ -318,7 +318,10 @@ static void test_controller_killed(void **state)
     int st;
     assert_int_equal(waitpid(child, &st, 0), child);
     assert_true(WIFSIGNALED(st));
-    /* QEMU, re-parented to us, must end by itself (not by a signal). */
+    /* QEMU, re-parented to us, must be gone within 1 s. Two defences race
+     * here: the kernel's parent-death signal (SIGKILL, at once) and the
+     * plugin seeing the channel hang up (exit 0). test_close_ends_qemu
+     * proves the second alone. */
     pid_t got = 0;
     while (now_ms() - t0 < 1000) {
         got = waitpid(qemu_pid, &st, WNOHANG);
@@ -331,7 +334,7 @@ static void test_controller_killed(void **state)
         waitpid(qemu_pid, &st, 0);
         fail_msg("QEMU outlived its controller by more than 1 s");
     }
-    assert_true(WIFEXITED(st));
+    assert_true(WIFEXITED(st) || (WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL));
     prctl(PR_SET_CHILD_SUBREAPER, 0);
 }
 
