@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Fuzzes the native protocol's decoder (tests/fuzz/fuzz_wire.c) with
-# libFuzzer under ASan and UBSan, starting from tests/fuzz/corpus.
-# usage: scripts/fuzz.sh [SECONDS]   (default 60; CI runs 60)
+# Fuzzes the protocols' decoders with libFuzzer under ASan and UBSan: the
+# native one (tests/fuzz/fuzz_wire.c, from tests/fuzz/corpus) and the qqq and
+# FIFO ones (tests/fuzz/fuzz_legacy.c, from tests/fuzz/corpus-legacy).
+# usage: scripts/fuzz.sh [SECONDS]   (per target; default 60; CI runs 30)
 # Longer runs: scripts/fuzz.sh 3600, or pass libFuzzer flags through
 # QSYNC_FUZZ_FLAGS, e.g. QSYNC_FUZZ_FLAGS="-runs=10000000".
 set -euo pipefail
@@ -10,19 +11,28 @@ seconds=${1:-60}
 command -v clang >/dev/null || { echo "fuzz: clang is missing (scripts/setup.sh installs it)" >&2; exit 2; }
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-    -I"$here/src/proto" "$here/tests/fuzz/fuzz_wire.c" "$here/src/proto/wire.c" -o "$work/fuzz_wire"
-# libFuzzer adds what it finds to its first corpus directory: a copy, so the
-# tree stays as committed.
-cp -r "$here/tests/fuzz/corpus" "$work/corpus"
-cd "$work"
-# shellcheck disable=SC2086
-./fuzz_wire -max_total_time="$seconds" -max_len=4200 -print_final_stats=1 \
-    ${QSYNC_FUZZ_FLAGS:-} corpus 2>&1 | grep -E '^(stat::number_of_executed_units|Done|==|SUMMARY)' || true
-# A crash leaves an artifact; fail loudly with it.
-if ls crash-* leak-* timeout-* >/dev/null 2>&1; then
-    echo "fuzz: the decoder failed on an input:" >&2
-    for f in crash-* leak-* timeout-*; do [ -e "$f" ] && base64 "$f" >&2; done
-    exit 1
-fi
-echo "fuzz: no failure in $seconds s"
+status=0
+# target  source  corpus
+for t in "fuzz_wire wire.c corpus" "fuzz_legacy legacy.c corpus-legacy"; do
+    set -- $t
+    clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+        -I"$here/src/proto" "$here/tests/fuzz/$1.c" "$here/src/proto/$2" -o "$work/$1"
+    # libFuzzer adds what it finds to its first corpus directory: a copy, so
+    # the tree stays as committed.
+    cp -r "$here/tests/fuzz/$3" "$work/$3"
+    mkdir -p "$work/$1.out"
+    (cd "$work/$1.out" && "$work/$1" -max_total_time="$seconds" -max_len=4200 -print_final_stats=1 \
+        ${QSYNC_FUZZ_FLAGS:-} "$work/$3" 2>&1 |
+        grep -E '^(stat::number_of_executed_units|Done|==|SUMMARY)' || true)
+    # A crash leaves an artifact; fail loudly with it.
+    if ls "$work/$1.out"/crash-* "$work/$1.out"/leak-* "$work/$1.out"/timeout-* >/dev/null 2>&1; then
+        echo "fuzz: $1 failed on an input:" >&2
+        for f in "$work/$1.out"/crash-* "$work/$1.out"/leak-* "$work/$1.out"/timeout-*; do
+            [ -e "$f" ] && base64 "$f" >&2
+        done
+        status=1
+    else
+        echo "fuzz: $1: no failure in $seconds s"
+    fi
+done
+exit $status

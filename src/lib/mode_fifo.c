@@ -17,6 +17,7 @@
  * works or QEMU is gone.
  */
 #include "internal.h"
+#include "legacy.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -201,15 +202,14 @@ static size_t fifo_consume(qsync_ctx *ctx, const uint8_t *buf, size_t len)
     (void)buf;
     if (len == 0)
         return 0;
-    if (ctx->fifo_running) {
-        /* One done signal arrives whole: a pipe write of two bytes is atomic. */
-        if (len > 2) {
-            qsync__set_error(ctx, QSYNC_EPROTO,
-                             "fifo protocol error: %zu bytes for one quantum (1 or 2 expected)",
-                             len);
-            qsync__fail(ctx, QSYNC_EPROTO);
-            return len;
-        }
+    /* One done signal arrives whole: a pipe write of two bytes is atomic. */
+    switch (qsync__fifo_classify(ctx->fifo_running, ctx->fifo_signal_bytes, len)) {
+    case QSYNC_FIFO_TOO_MANY:
+        qsync__set_error(ctx, QSYNC_EPROTO,
+                         "fifo protocol error: %zu bytes for one quantum (1 or 2 expected)", len);
+        qsync__fail(ctx, QSYNC_EPROTO);
+        break;
+    case QSYNC_FIFO_DONE:
         ctx->fifo_running = 0;
         ctx->fifo_signal_bytes = (int)len;
         ctx->fifo_quanta_done++;
@@ -217,12 +217,15 @@ static size_t fifo_consume(qsync_ctx *ctx, const uint8_t *buf, size_t len)
         if (ctx->grant_fd >= 0)
             fifo_remove_names(ctx);
         fifo_progress(ctx);
-    } else if (ctx->fifo_signal_bytes == 1 && len == 1) {
+        break;
+    case QSYNC_FIFO_SECOND:
         ctx->fifo_signal_bytes = 2; /* the second byte of a late two-byte signal */
-    } else {
+        break;
+    case QSYNC_FIFO_UNEXPECTED:
         qsync__set_error(ctx, QSYNC_EPROTO,
                          "fifo protocol error: %zu unexpected bytes while the guest is frozen", len);
         qsync__fail(ctx, QSYNC_EPROTO);
+        break;
     }
     return len;
 }

@@ -1,0 +1,37 @@
+/*
+ * The decisions of the two legacy protocols' decoders, as pure functions
+ * so that the library's modes (src/lib/mode_qqq.c, mode_fifo.c) and the
+ * fuzz target (tests/fuzz/fuzz_legacy.c) run the same code.
+ *
+ * qqq (seed 002): each answer is a native int, the microseconds QEMU
+ * advanced, which must be at least the request.
+ * FIFO (seed 000): after each quantum the plugin writes one or two bytes;
+ * a two-byte signal arrives in one write.
+ */
+#ifndef QSYNC_PROTO_LEGACY_H
+#define QSYNC_PROTO_LEGACY_H
+
+#include <stddef.h>
+
+enum qsync_qqq_verdict {
+    QSYNC_QQQ_OK = 0,      /* the answer completes the pending request   */
+    QSYNC_QQQ_UNASKED = 1, /* an answer with no request pending           */
+    QSYNC_QQQ_SHORT = 2    /* less than the request (or not positive)     */
+};
+
+/* Judges one answer of `answered` us to a pending request of `requested`
+ * us (pending: whether a request is out). */
+enum qsync_qqq_verdict qsync__qqq_judge(int pending, int requested, int answered);
+
+enum qsync_fifo_event {
+    QSYNC_FIFO_DONE = 0,       /* a quantum ended: the guest is frozen       */
+    QSYNC_FIFO_SECOND = 1,     /* the late second byte of a two-byte signal  */
+    QSYNC_FIFO_TOO_MANY = 2,   /* more than two bytes for one quantum        */
+    QSYNC_FIFO_UNEXPECTED = 3  /* bytes while the guest is frozen            */
+};
+
+/* What a chunk of n (> 0) bytes means while the guest is running or
+ * frozen, after a last signal of signal_bytes bytes. */
+enum qsync_fifo_event qsync__fifo_classify(int running, int signal_bytes, size_t n);
+
+#endif
