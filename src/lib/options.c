@@ -107,9 +107,12 @@ int qsync__options_copy(qsync_ctx *ctx, const qsync_options *in, char *errbuf, s
         return opt_error(errbuf, len, "%s: %lld is not -1 or a CPU number", "pin_cpu",
                          (long long)o.pin_cpu);
     if (o.start_timeout_ms == 0)
-        return opt_error(errbuf, len, "%s: %lld must be positive", "start_timeout_ms", 0);
-    if (o.plugin_path && o.plugin_path[0] == '\0')
-        return opt_error(errbuf, len, "%s: empty path%.0lld", "plugin_path", 0);
+        return opt_error(errbuf, len, "%s: %lld; it must be positive", "start_timeout_ms", 0);
+    if (o.plugin_path && o.plugin_path[0] == '\0') {
+        if (errbuf && len)
+            snprintf(errbuf, len, "plugin_path: the path is empty");
+        return QSYNC_EARG;
+    }
     if (o.plugin_args) {
         int rc = check_plugin_args(o.plugin_args, errbuf, len);
         if (rc)
