@@ -27,13 +27,6 @@
  *   and 176,998 at -smp 4, at 100 us quanta). So QEMU's clock, not the
  *   instruction sum, is the time, and it depends on where timers cut the
  *   slices. Two ways to count, by plugin API:
- *   COUNT_SCOREBOARD (API 3, QEMU 9.1+): an inline add on every
- *     instruction into a per-vCPU scoreboard. QEMU 10.0.2 crashes
- *     (SIGSEGV in generated code) with per-instruction per-vCPU inline ops
- *     and single-threaded TCG at -smp 2 unless each instruction also has a
- *     conditional callback, so each gets one that can never fire (it tests
- *     a scoreboard slot that stays 0 against 1). Measured, both cost
- *     little next to -icount itself.
  *   COUNT_GLOBAL (API 1, QEMU up to 8.2): API 1 has no per-vCPU inline
  *     op, only an add to a plain pointer, and translated blocks are
  *     shared by the vCPUs. So, as the block engine does: every
@@ -47,13 +40,16 @@
  *     guest's 2-instruction loop, one callback per 2 instructions: 1.11 s
  *     without it, 1.12-1.15 s with it, at 100 ms quanta; at 100 us
  *     quanta, pinned, -smp 2 ran in the same time as -smp 1).
- *   COUNT_BLOCKS (API 2+, the default on QEMU 10): an exec callback per
- *     block adds the block's length to its vCPU. COUNT_SCOREBOARD kept
- *     Linux from booting at -smp 2 on 10.0.2 (the kernel faulted on
- *     garbage during start-up, while -icount alone and the block engine's
- *     callbacks booted it), so QEMU 10 counts whole blocks: a block that
- *     leaves early (I/O not at its end, a fault) is counted whole. The
- *     counts stay deterministic; they are not QEMU's icount.
+ *   COUNT_BLOCKS (API 2+, QEMU 10): an exec callback per block adds the
+ *     block's length to its vCPU. Counting per instruction into per-vCPU
+ *     scoreboards was tried and dropped: QEMU 10.0.2 crashes (SIGSEGV in
+ *     generated code) with per-instruction per-vCPU inline ops at -smp 2
+ *     under single-threaded TCG, and with a never-firing conditional
+ *     callback on each instruction to avoid that, Linux faulted on garbage
+ *     during start-up (while -icount alone and block callbacks booted it).
+ *     So QEMU 10 counts whole blocks: a block that leaves early (I/O not
+ *     at its end, a fault) is counted whole. The counts stay
+ *     deterministic; they are not QEMU's icount.
  *   Counting per instruction counts an instruction that faults each time
  *   it starts; the project's guests do not fault.
  *
@@ -72,7 +68,6 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -82,12 +77,6 @@
 #include "qemu_internals.h"
 #include "qemu_probe.h"
 #include "stop_timer.h"
-
-/* Scoreboard element: one per vCPU. */
-struct vcpu_counts {
-    uint64_t executed; /* instructions this vCPU started   */
-    uint64_t never;    /* stays 0; see the top comment     */
-};
 
 /* API 1's inline add on a plain pointer (dropped in API 2) and its block
  * exec callback, found at run time like the rest: one plugin loads on
@@ -100,21 +89,14 @@ typedef void (*tb_exec_cb_fn)(struct qemu_plugin_tb *tb, qemu_plugin_vcpu_udata_
 static struct {
     insn_inline_ptr_fn insn_inline_ptr;
     tb_exec_cb_fn tb_exec_cb;
-    __typeof__(&qemu_plugin_num_vcpus) num_vcpus;
-    __typeof__(&qemu_plugin_scoreboard_new) scoreboard_new;
-    __typeof__(&qemu_plugin_u64_get) u64_get;
-    __typeof__(&qemu_plugin_register_vcpu_insn_exec_inline_per_vcpu) insn_inline;
-    __typeof__(&qemu_plugin_register_vcpu_insn_exec_cond_cb) insn_cond_cb;
 } api;
 
 static unsigned shift;
 static uint32_t n_vcpus;
 /* How instructions are counted; see the top comment. */
-enum count_mode { COUNT_ICOUNT, COUNT_SCOREBOARD, COUNT_GLOBAL, COUNT_BLOCKS };
+enum count_mode { COUNT_ICOUNT, COUNT_GLOBAL, COUNT_BLOCKS };
 static enum count_mode count_mode;
 static bool sync_at_halt; /* the idle race fix is on */
-static qemu_plugin_u64 executed;
-static qemu_plugin_u64 never;
 
 /*
  * COUNT_GLOBAL. Touched only by the one round-robin vCPU thread (inline
@@ -137,14 +119,6 @@ static uint64_t last_instructions;
  * does not. */
 static enum count_mode per_vcpu_mode(const qemu_info_t *info)
 {
-    /* COUNT_SCOREBOARD is kept for QEMUs without the corruption below
-     * (QSYNC_PLUGIN_COUNT=scoreboard selects it, to measure); 10.0.2
-     * gets COUNT_BLOCKS. */
-    const char *forced = getenv("QSYNC_PLUGIN_COUNT");
-    if (forced && strcmp(forced, "scoreboard") == 0 &&
-        info->version.cur >= QSYNC_PLUGIN_API_VERSION &&
-        qsync__qemu_sym("qemu_plugin_register_vcpu_insn_exec_cond_cb") != NULL)
-        return COUNT_SCOREBOARD;
     if (info->version.cur >= 2 && qsync__qemu_sym("qemu_plugin_register_vcpu_tb_exec_cb") != NULL)
         return COUNT_BLOCKS;
     if (info->version.cur < 2 &&
@@ -221,22 +195,7 @@ static int timer_install(qemu_plugin_id_t id, const qemu_info_t *info,
     count_mode = COUNT_ICOUNT;
     if (info->system.smp_vcpus > 1 || info->system.max_vcpus > 1)
         count_mode = per_vcpu_mode(info); /* timer_usable: not COUNT_ICOUNT */
-    if (count_mode == COUNT_SCOREBOARD) {
-        RESOLVE(num_vcpus, qemu_plugin_num_vcpus);
-        RESOLVE(scoreboard_new, qemu_plugin_scoreboard_new);
-        RESOLVE(u64_get, qemu_plugin_u64_get);
-        RESOLVE(insn_inline, qemu_plugin_register_vcpu_insn_exec_inline_per_vcpu);
-        RESOLVE(insn_cond_cb, qemu_plugin_register_vcpu_insn_exec_cond_cb);
-        /* Never freed: translated code writes to it until the process ends. */
-        struct qemu_plugin_scoreboard *board =
-            api.scoreboard_new(sizeof(struct vcpu_counts));
-        if (board == NULL) {
-            qsync__log("cannot allocate the per-vCPU counters");
-            return -1;
-        }
-        executed = (qemu_plugin_u64){board, offsetof(struct vcpu_counts, executed)};
-        never = (qemu_plugin_u64){board, offsetof(struct vcpu_counts, never)};
-    } else if (count_mode == COUNT_GLOBAL) {
+    if (count_mode == COUNT_GLOBAL) {
         RESOLVE(insn_inline_ptr, qemu_plugin_register_vcpu_insn_exec_inline);
         RESOLVE(tb_exec_cb, qemu_plugin_register_vcpu_tb_exec_cb);
     } else if (count_mode == COUNT_BLOCKS) {
@@ -254,11 +213,6 @@ static int timer_install(qemu_plugin_id_t id, const qemu_info_t *info,
     return 0;
 }
 
-static void never_fires(unsigned int vcpu_index, void *udata)
-{
-    (void)vcpu_index;
-    (void)udata;
-}
 
 /*
  * Right before a halting instruction executes. This closes a race in
@@ -317,13 +271,8 @@ static void timer_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
         api.tb_exec_cb(tb, on_block_len, QEMU_PLUGIN_CB_NO_REGS, (void *)(uintptr_t)n);
     for (size_t i = 0; i < n; i++) {
         struct qemu_plugin_insn *insn = qemu_plugin_tb_get_insn(tb, i);
-        if (count_mode == COUNT_SCOREBOARD) {
-            api.insn_cond_cb(insn, never_fires, QEMU_PLUGIN_CB_NO_REGS, QEMU_PLUGIN_COND_EQ,
-                             never, 1, NULL);
-            api.insn_inline(insn, QEMU_PLUGIN_INLINE_ADD_U64, executed, 1);
-        } else if (count_mode == COUNT_GLOBAL) {
+        if (count_mode == COUNT_GLOBAL)
             api.insn_inline_ptr(insn, QEMU_PLUGIN_INLINE_ADD_U64, &g_total, 1);
-        }
         if (qsync__halt_match(insn)) {
             qemu_plugin_register_vcpu_insn_exec_cb(insn, on_halt, QEMU_PLUGIN_CB_NO_REGS, NULL);
             qsync__stop_timer_instrument_halt(insn);
@@ -348,15 +297,10 @@ static uint64_t count_insns(struct qsync_wire_report *out, bool safe)
             out->vcpu_insns[0] = total;
         return total;
     }
-    uint32_t live = count_mode == COUNT_SCOREBOARD ? (uint32_t)api.num_vcpus() : n_vcpus;
     for (uint32_t i = 0; i < n_vcpus; i++) {
-        uint64_t v;
-        if (count_mode == COUNT_SCOREBOARD)
-            v = i < live ? api.u64_get(executed, i) : 0;
-        else if (count_mode == COUNT_BLOCKS)
-            v = g_vcpu[i];
-        else
-            v = g_vcpu[i] + (i == g_mark_vcpu ? g_total - g_mark : 0);
+        uint64_t v = g_vcpu[i];
+        if (count_mode == COUNT_GLOBAL && i == g_mark_vcpu)
+            v += g_total - g_mark;
         if (out != NULL)
             out->vcpu_insns[i] = v;
         total += v;
