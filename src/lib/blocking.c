@@ -115,11 +115,6 @@ int qsync_close_wait(qsync_ctx *ctx)
     while (ctx->handles_open > 0)
         uv_run(ctx->loop, UV_RUN_ONCE);
     uv_loop_close(ctx->loop);
-    qsync__group_remove(ctx);
-    free(ctx->plugin_path);
-    free(ctx->plugin_args);
-    free(ctx->tail);
-    free(ctx->tail_text);
-    free(ctx);
+    qsync__free_ctx(ctx);
     return 0;
 }

@@ -57,9 +57,7 @@ int qsync_ctx_new(uv_loop_t *loop, const qsync_options *opts, const qsync_callba
 
     int rc = qsync__options_copy(ctx, opts, errbuf, errbuf_len);
     if (rc) {
-        free(ctx->plugin_path);
-        free(ctx->plugin_args);
-        free(ctx);
+        qsync__free_ctx(ctx);
         return rc;
     }
     if (!loop) {
@@ -67,9 +65,7 @@ int qsync_ctx_new(uv_loop_t *loop, const qsync_options *opts, const qsync_callba
         if (rc) {
             if (errbuf && errbuf_len)
                 snprintf(errbuf, errbuf_len, "uv_loop_init: %s", uv_strerror(rc));
-            free(ctx->plugin_path);
-            free(ctx->plugin_args);
-            free(ctx);
+            qsync__free_ctx(ctx);
             return rc;
         }
         ctx->has_private_loop = 1;
@@ -387,12 +383,9 @@ static void drain_cb(uv_timer_t *t)
     qsync__maybe_finish_exit(ctx);
 }
 
-void qsync__on_proc_exit(qsync_ctx *ctx, int64_t status, int signal)
+/* Both ends of the grant pipe that the library holds. */
+static void close_grant_fds(qsync_ctx *ctx)
 {
-    ctx->proc_exited = 1;
-    ctx->exit_status = signal ? -1 : status;
-    ctx->term_signal = signal;
-    uv_timer_stop(&ctx->kill_timer);
     if (ctx->grant_fd >= 0) {
         close(ctx->grant_fd);
         ctx->grant_fd = -1;
@@ -401,6 +394,15 @@ void qsync__on_proc_exit(qsync_ctx *ctx, int64_t status, int signal)
         close(ctx->grant_reader_fd);
         ctx->grant_reader_fd = -1;
     }
+}
+
+void qsync__on_proc_exit(qsync_ctx *ctx, int64_t status, int signal)
+{
+    ctx->proc_exited = 1;
+    ctx->exit_status = signal ? -1 : status;
+    ctx->term_signal = signal;
+    uv_timer_stop(&ctx->kill_timer);
+    close_grant_fds(ctx);
     /* QEMU's pipes normally end with it; do not wait for ever if a
      * grandchild holds them. */
     uv_timer_start(&ctx->drain_timer, drain_cb, DRAIN_MS, 0);
@@ -471,7 +473,7 @@ void qsync__maybe_finish_exit(qsync_ctx *ctx)
         close_handles(ctx);
 }
 
-static void free_ctx(qsync_ctx *ctx)
+void qsync__free_ctx(qsync_ctx *ctx)
 {
     qsync__group_remove(ctx);
     free(ctx->plugin_path);
@@ -492,7 +494,7 @@ void qsync__handle_closed(uv_handle_t *h)
         ctx->in_callback--;
     }
     if (!ctx->freed_by_waiter)
-        free_ctx(ctx);
+        qsync__free_ctx(ctx);
 }
 
 static void close_one(qsync_ctx *ctx, uv_handle_t *h, int *open_flag)
@@ -509,14 +511,7 @@ static void close_one(qsync_ctx *ctx, uv_handle_t *h, int *open_flag)
 
 static void close_handles(qsync_ctx *ctx)
 {
-    if (ctx->grant_fd >= 0) {
-        close(ctx->grant_fd);
-        ctx->grant_fd = -1;
-    }
-    if (ctx->grant_reader_fd >= 0) {
-        close(ctx->grant_reader_fd);
-        ctx->grant_reader_fd = -1;
-    }
+    close_grant_fds(ctx);
     close_one(ctx, (uv_handle_t *)&ctx->ch_in, &ctx->ch_in_open);
     close_one(ctx, (uv_handle_t *)&ctx->err_pipe, &ctx->err_open);
     close_one(ctx, (uv_handle_t *)&ctx->out_pipe, &ctx->out_open);

@@ -202,6 +202,8 @@ void qsync__on_channel_eof(qsync_ctx *ctx);
 void qsync__on_proc_exit(qsync_ctx *ctx, int64_t status, int signal);
 void qsync__maybe_finish_exit(qsync_ctx *ctx);
 void qsync__handle_closed(uv_handle_t *h);
+/* Frees the context's memory; its handles must all be closed. */
+void qsync__free_ctx(qsync_ctx *ctx);
 
 /* group.c */
 void qsync__group_done(qsync_group *g, int status);
