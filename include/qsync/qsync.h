@@ -254,7 +254,9 @@ typedef struct qsync_callbacks {
     void (*error)(qsync_ctx *ctx, int code, const char *message);
 
     /* QEMU's stdout, when stdout_mode is QSYNC_OUTPUT_CALLBACK; also after
-     * qsync_close(), until QEMU is gone, so that nothing printed is lost. */
+     * qsync_close(), until QEMU is gone, so that nothing printed is lost.
+     * What the guest printed during a quantum is delivered before that
+     * quantum's reached callback. */
     void (*output)(qsync_ctx *ctx, const char *data, size_t len);
 } qsync_callbacks;
 

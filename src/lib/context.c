@@ -284,6 +284,13 @@ void qsync__ready(qsync_ctx *ctx)
 
 void qsync__complete(qsync_ctx *ctx, const qsync_stop *stop, uint64_t next_now)
 {
+    /* What the guest printed during the quantum is in the output pipe
+     * already (QEMU writes it from the vCPU thread before the stop): hand
+     * it over first, so that a simulator can read "the bytes of quantum
+     * k" before it sees reached(k). The output callback may close. */
+    qsync__drain_output(ctx);
+    if (ctx->closing || ctx->fatal)
+        return;
     ctx->pending_seq = 0;
     ctx->now_ns = next_now;
     ctx->last_virtual_ns = stop->virtual_ns;

@@ -184,6 +184,11 @@ int qsync__pipe(qsync_ctx *ctx, int fds[2]);
  * gets child_in (fd 3) and child_out (fd 4). */
 int qsync__launch_pipes(qsync_ctx *ctx, struct qsync__launch *l);
 
+/* Reads what is waiting in the output pipe (stdout_mode CALLBACK) without
+ * blocking and hands it to the output callback, in order with what the
+ * loop reads. */
+void qsync__drain_output(qsync_ctx *ctx);
+
 /* channel.c */
 int qsync__channel_start(qsync_ctx *ctx, int fd);
 int qsync__write_grant(qsync_ctx *ctx, const void *buf, size_t len);

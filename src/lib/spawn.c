@@ -83,6 +83,28 @@ static void out_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         uv_read_stop(s);
 }
 
+void qsync__drain_output(qsync_ctx *ctx)
+{
+    uv_os_fd_t fd;
+    if (!ctx->out_open || uv_fileno((uv_handle_t *)&ctx->out_pipe, &fd) != 0)
+        return;
+    /* libuv reads this pipe with plain read()s into the caller's buffer and
+     * keeps nothing back, so reading it here keeps the bytes in order. The
+     * descriptor is non-blocking (libuv made it so). A bounded number of
+     * rounds: a guest that prints without end cannot hold the stop. */
+    for (int round = 0; round < 64 && ctx->out_open; round++) {
+        char chunk[4096];
+        ssize_t n = read(fd, chunk, sizeof chunk);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return; /* EAGAIN: all read; EOF and errors: the loop sees them */
+        QSYNC__CALL(ctx, output, chunk, (size_t)n);
+        if ((size_t)n < sizeof chunk)
+            return;
+    }
+}
+
 static void exit_cb(uv_process_t *p, int64_t status, int sig)
 {
     qsync__on_proc_exit(p->data, status, sig);

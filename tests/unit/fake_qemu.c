@@ -19,6 +19,8 @@
  *   truncated   HELLO, read one grant, send half a REPORT, exit 0
  *   chatty      print 100 KiB on stderr, then behave as good
  *   stdout      print "hello from the guest\n" on stdout, then as good
+ *   stamped     as good, but print "q<seq>\n" on stdout before each report,
+ *               the way a guest prints during its quantum
  *
  * With -qqq write=4,read=3 it is a QEMU with seed 002's option instead:
  *   qqq-good, qqq-split (answers in two short writes), qqq-more (answers 3 us
@@ -87,8 +89,14 @@ static int read_grant(struct qsync_wire_grant *g)
     return 0;
 }
 
+static int stamp_output; /* scenario "stamped" */
+
 static void send_report(const struct qsync_wire_grant *g, uint64_t seq)
 {
+    if (stamp_output) {
+        printf("q%llu\n", (unsigned long long)seq);
+        fflush(stdout);
+    }
     struct qsync_wire_msg m;
     memset(&m, 0, sizeof m);
     m.type = QSYNC_MSG_REPORT;
@@ -280,6 +288,11 @@ int main(int argc, char **argv)
     if (strcmp(sc, "stdout") == 0) {
         printf("hello from the guest\n");
         fflush(stdout);
+        send_hello(QSYNC_WIRE_MAJOR, shift);
+        return serve(-1, 0);
+    }
+    if (strcmp(sc, "stamped") == 0) {
+        stamp_output = 1;
         send_hello(QSYNC_WIRE_MAJOR, shift);
         return serve(-1, 0);
     }

@@ -41,6 +41,7 @@ struct rec {
     int close_in_reached; /* close from inside the Nth reached callback */
     int recurse_rc;
     int try_recurse;
+    int check_stamps; /* out must end with "q<seq>\n" at each reached */
     qsync_ctx *ctx;
 };
 
@@ -68,6 +69,16 @@ static void on_reached(qsync_ctx *ctx, int status, const qsync_stop *stop)
         assert_int_equal(stop->vcpu_instructions[0], stop->instructions);
     } else {
         assert_null(stop);
+    }
+    if (r->check_stamps && status == 0) {
+        /* The fake printed this line before its report: it must have
+         * been delivered before this callback. */
+        char want[32];
+        snprintf(want, sizeof want, "q%d\n", i + 1);
+        size_t have = strlen(r->out), wl = strlen(want);
+        assert_true(have >= wl);
+        assert_string_equal(r->out + have - wl, want);
+        r->out[0] = '\0';
     }
     if (r->try_recurse)
         r->recurse_rc = qsync_advance_wait(ctx, 1000, NULL);
@@ -537,6 +548,26 @@ static void test_stdout_to_callback(void **state)
     assert_string_equal(r.out, "hello from the guest\n");
 }
 
+static void test_output_comes_before_its_reached(void **state)
+{
+    (void)state;
+    struct rec r = {0};
+    r.advance_upto = 60;
+    r.step_ns = 1000;
+    r.close_in_reached = 60;
+    r.check_stamps = 1;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    qsync_options o = options();
+    o.stdout_mode = QSYNC_OUTPUT_CALLBACK;
+    qsync_ctx *ctx = new_ctx(&loop, &o, &r);
+    start(ctx, "stamped");
+    assert_int_equal(qsync_advance(ctx, 1), 0);
+    run_and_close_loop(&loop);
+    assert_int_equal(r.reached, 60);
+    assert_int_equal(r.errors, 0);
+}
+
 static void test_stderr_tail_is_bounded(void **state)
 {
     (void)state;
@@ -595,6 +626,7 @@ int main(void)
         cmocka_unit_test(test_blocking_exit_status),
         cmocka_unit_test(test_wait_exit_timeout),
         cmocka_unit_test(test_stdout_to_callback),
+        cmocka_unit_test(test_output_comes_before_its_reached),
         cmocka_unit_test(test_stderr_tail_is_bounded),
         cmocka_unit_test(test_errors_have_text),
     };
