@@ -62,7 +62,8 @@ extern "C" {
     XX(CANCELED, -30009, "cancelled: the context was closed")                       \
     XX(RECURSE, -30010, "not allowed from inside a callback")                       \
     XX(NOPLUGIN, -30011, "the qsync plugin module was not found")                   \
-    XX(RANGE, -30012, "the deadline is out of range")
+    XX(RANGE, -30012, "the deadline is out of range")                               \
+    XX(NOTSUP, -30013, "not supported by this mode or this QEMU")
 
 typedef enum {
 #define QSYNC_ERR_ENUM_(name, value, text) QSYNC_E##name = value,
@@ -226,6 +227,7 @@ typedef struct qsync_info {
     const char *mode;       /* "plugin", "qqq" or "fifo"                */
     int vclock;             /* virtual_ns is QEMU's own clock, not a
                                count of instructions                   */
+    int input;              /* qsync_send_input() works                */
 } qsync_info;
 
 /*
@@ -330,6 +332,28 @@ QSYNC_EXPORT int qsync_advance_ns(qsync_ctx *ctx, uint64_t ns);
 /* As qsync_advance(), to an absolute deadline, which must not be before the
  * current one (QSYNC_ERANGE). */
 QSYNC_EXPORT int qsync_advance_to_ns(qsync_ctx *ctx, uint64_t deadline_ns);
+
+/* The most bytes qsync_send_input() takes between two advances. */
+#define QSYNC_INPUT_MAX_PER_STOP 16384u
+
+/*
+ * Sends bytes to the guest's first serial port (serial0), as if they had
+ * arrived on its character device, at exactly the virtual time where the
+ * guest is stopped now: the device gets them when the next advance starts,
+ * before the guest's next instruction. Call it while the guest is stopped
+ * (after ready or a reached callback, with no advance pending). What the
+ * device cannot take at once (its receive FIFO is full) waits, in order,
+ * and is offered again at each later stop; QEMU ends with an error if more
+ * than 64 KiB wait unread.
+ * Plugin mode only, with a QEMU that lets the plugin do it (qsync_info's
+ * input; QEMU 7.2 and 10.0 from Debian do).
+ * Returns 0, QSYNC_EARG (NULL data, len 0, or more than
+ * QSYNC_INPUT_MAX_PER_STOP bytes since the last advance), QSYNC_ESTATE (not
+ * started or no handshake yet, closing), QSYNC_EBUSY (an advance is
+ * pending), QSYNC_ENOTSUP (another mode, or a QEMU without the functions),
+ * or the fatal error that broke the context.
+ */
+QSYNC_EXPORT int qsync_send_input(qsync_ctx *ctx, const void *data, size_t len);
 
 /* The deadline of the last completed advance (0 before the first). */
 QSYNC_EXPORT uint64_t qsync_now_ns(const qsync_ctx *ctx);

@@ -139,6 +139,7 @@ int qsync_get_info(const qsync_ctx *ctx, qsync_info *info)
     info->never_ahead_idle = (h->guarantees & QSYNC_WIRE_G_NEVER_AHEAD_IDLE) != 0;
     info->mode = ctx->mode->name;
     info->vclock = (h->guarantees & QSYNC_WIRE_G_VCLOCK) != 0;
+    info->input = ctx->mode->input != NULL && (h->guarantees & QSYNC_WIRE_G_INPUT) != 0;
     return 0;
 }
 
@@ -204,6 +205,39 @@ static void deliver_reached(qsync_ctx *ctx, int status, const qsync_stop *stop)
     }
 }
 
+int qsync_send_input(qsync_ctx *ctx, const void *data, size_t len)
+{
+    if (!data || len == 0)
+        return qsync__set_error(ctx, QSYNC_EARG, "qsync_send_input: no bytes given");
+    if (ctx->closing)
+        return qsync__set_error(ctx, QSYNC_ESTATE, "qsync_send_input: the context is closing");
+    if (ctx->fatal)
+        return ctx->fatal;
+    if (!ctx->started || !ctx->have_hello)
+        return qsync__set_error(ctx, QSYNC_ESTATE,
+                                "qsync_send_input: QEMU is not started or not ready yet");
+    if (ctx->mode->input == NULL || !(ctx->hello.guarantees & QSYNC_WIRE_G_INPUT))
+        return qsync__set_error(ctx, QSYNC_ENOTSUP,
+                                ctx->mode->input == NULL
+                                    ? "qsync_send_input: only plugin mode can deliver input"
+                                    : "qsync_send_input: this QEMU does not let the plugin feed "
+                                      "its serial port (the plugin did not offer it)");
+    if (ctx->pending_seq)
+        return qsync__set_error(ctx, QSYNC_EBUSY,
+                                "qsync_send_input: an advance is pending; send input while "
+                                "the guest is stopped");
+    if (len > QSYNC_INPUT_MAX_PER_STOP - ctx->input_since_grant)
+        return qsync__set_error(ctx, QSYNC_EARG,
+                                "qsync_send_input: %zu bytes would pass the %u allowed "
+                                "between two advances (%zu sent already)",
+                                len, QSYNC_INPUT_MAX_PER_STOP, ctx->input_since_grant);
+    int rc = ctx->mode->input(ctx, data, len);
+    if (rc)
+        return rc;
+    ctx->input_since_grant += len;
+    return 0;
+}
+
 int qsync_advance_to_ns(qsync_ctx *ctx, uint64_t deadline)
 {
     if (ctx->closing)
@@ -225,6 +259,7 @@ int qsync_advance_to_ns(qsync_ctx *ctx, uint64_t deadline)
         return rc;
     ctx->pending_seq = ctx->next_seq++;
     ctx->pending_deadline = deadline;
+    ctx->input_since_grant = 0;
     watchdog_arm(ctx);
     return 0;
 }

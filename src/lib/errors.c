@@ -57,6 +57,7 @@ int qsync_is_fatal(int code)
     case QSYNC_EBUSY:
     case QSYNC_ERECURSE:
     case QSYNC_ERANGE:
+    case QSYNC_ENOTSUP:
         return 0;
     default:
         return 1;

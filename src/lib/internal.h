@@ -87,6 +87,9 @@ struct qsync_ctx {
     int have_hello;
     struct qsync_wire_hello hello;
 
+    /* Guest input sent since the last grant (qsync_send_input). */
+    size_t input_since_grant;
+
     /* qqq mode: the grant in flight, in microseconds. */
     int32_t qqq_req_us;
 
@@ -154,6 +157,9 @@ struct qsync__mode {
     void (*cleanup)(qsync_ctx *ctx);
     /* QEMU's process has exited (optional). */
     void (*exited)(qsync_ctx *ctx);
+    /* Sends guest input for the current stop (optional: NULL where the
+     * mode cannot). */
+    int (*input)(qsync_ctx *ctx, const void *data, size_t len);
 };
 
 extern const struct qsync__mode qsync__mode_plugin;

@@ -59,6 +59,31 @@ static int plugin_grant(qsync_ctx *ctx, uint64_t seq, uint64_t deadline_ns, uint
     return qsync__write_grant(ctx, frame, (size_t)n);
 }
 
+static int plugin_input(qsync_ctx *ctx, const void *data, size_t len)
+{
+    /* Frames go the grant's way, before it: the plugin reads them while
+     * the guest is stopped and feeds them in when the grant lets it run. */
+    static struct qsync_wire_msg m; /* loop thread only; 4 KiB */
+    uint8_t frame[QSYNC_WIRE_MAX_FRAME];
+    const uint8_t *p = data;
+    while (len > 0) {
+        size_t n = len < QSYNC_WIRE_MAX_INPUT ? len : QSYNC_WIRE_MAX_INPUT;
+        memset(&m, 0, sizeof m);
+        m.type = QSYNC_MSG_INPUT;
+        m.u.input.len = (uint32_t)n;
+        memcpy(m.u.input.data, p, n);
+        long fl = qsync__wire_encode(&m, frame, sizeof frame);
+        if (fl < 0)
+            return qsync__set_error(ctx, QSYNC_EPROTO, "cannot encode guest input");
+        int rc = qsync__write_grant(ctx, frame, (size_t)fl);
+        if (rc)
+            return rc;
+        p += n;
+        len -= n;
+    }
+    return 0;
+}
+
 static void dispatch(qsync_ctx *ctx, const struct qsync_wire_msg *m)
 {
     switch (m->type) {
@@ -120,4 +145,5 @@ const struct qsync__mode qsync__mode_plugin = {
     .grant = plugin_grant,
     .consume = plugin_consume,
     .cleanup = plugin_cleanup,
+    .input = plugin_input,
 };

@@ -63,14 +63,18 @@
 #include <unistd.h>
 
 #include "fdio.h"
+#include "input.h"
 #include "log.h"
 #include "personality.h"
 #include "qsync/version.h"
+#include "transport_shm.h"
 
 /* Codes carried in the ERROR messages this plugin sends (errno values). */
 #define ERR_PROTOCOL EPROTO /* a frame that is not a valid next GRANT    */
 #define ERR_DEADLINE ERANGE /* a deadline behind the guest's time        */
 #define ERR_IO EIO          /* reading the channel failed                */
+#define ERR_INPUT ENOBUFS   /* guest input the guest never reads         */
+#define ERR_NODEV ENODEV    /* guest input but no serial0 to take it     */
 
 static int fd_in = -1;
 static int fd_out = -1;
@@ -161,7 +165,10 @@ int qsync__channel_send(const struct qsync_wire_msg *msg)
     if (n < 0)
         return -EINVAL;
     pthread_mutex_lock(&send_lock);
-    int rc = qsync__write_all(fd_out, buf, (size_t)n);
+    /* With shm=, frames travel in shared memory; fd_out carries only its
+     * end of file (transport_shm.h). */
+    int rc = qsync__shm_transport_active() ? qsync__shm_transport_send(buf, (size_t)n)
+                                           : qsync__write_all(fd_out, buf, (size_t)n);
     pthread_mutex_unlock(&send_lock);
     return rc;
 }
@@ -196,7 +203,8 @@ static void read_frame_bytes(uint8_t *buf, size_t len, int frame_start)
 {
     size_t got = 0;
     qsync__channel_reading(true);
-    int rc = qsync__read_full(fd_in, buf, len, &got);
+    int rc = qsync__shm_transport_active() ? qsync__shm_transport_read(buf, len, &got)
+                                           : qsync__read_full(fd_in, buf, len, &got);
     qsync__channel_reading(false);
     if (rc == 0)
         return;
@@ -244,10 +252,22 @@ static void send_report(void)
 /* Waits for the next grant, validates it and makes it the current one. */
 static void wait_grant(void)
 {
-    struct qsync_wire_msg msg;
+    static struct qsync_wire_msg msg; /* 4 KiB: off the vCPU's stack */
     struct qsync_wire_report now;
 
-    read_message(&msg);
+    /* INPUT frames come first, while the guest is stopped, then the
+     * GRANT that lets it run on. */
+    for (;;) {
+        read_message(&msg);
+        if (msg.type != QSYNC_MSG_INPUT)
+            break;
+        if (!qsync__input_supported())
+            fail(ERR_PROTOCOL, "INPUT received, but this QEMU does not let the plugin "
+                               "feed a serial port (HELLO did not offer it)");
+        if (qsync__input_queue(msg.u.input.data, msg.u.input.len) < 0)
+            fail(ERR_INPUT, "guest input: more than %u bytes waiting; the guest is not "
+                            "reading its serial port", QSYNC_INPUT_QUEUE_MAX);
+    }
     if (msg.type == QSYNC_MSG_ERROR)
         qsync__end_qemu(1, "the controller reported an error (code %d): %s; ending QEMU",
                  (int)msg.u.error.code, msg.u.error.text);
@@ -288,8 +308,14 @@ static void native_stop(unsigned int vcpu_index)
         send_report();
     for (;;) {
         wait_grant();
-        if (engine->arm(vcpu_index, deadline_ns) == 0)
+        if (engine->arm(vcpu_index, deadline_ns) == 0) {
+            /* The guest is about to run on from this stop: this is the
+             * moment input arrives, at the stop's exact virtual time. */
+            if (qsync__input_deliver() < 0)
+                fail(ERR_NODEV, "guest input: QEMU has no serial0 to deliver it to "
+                                "(add -serial stdio, or -serial null)");
             return;
+        }
         /* A grant equal to where the guest is: nothing may run. Report
          * it as reached and wait for the next one. */
         send_report();
@@ -329,6 +355,9 @@ static void *watch(void *arg)
              * controller's last message), the flag drops before the
              * guest runs on, and QEMU ends here. */
             const struct timespec ms = {0, 1000000};
+            /* A stop asleep on the shared-memory futex sees no end of
+             * file: wake it, and it ends QEMU as a reader of fd_in would. */
+            qsync__shm_transport_hangup();
             while (atomic_load(&reading))
                 nanosleep(&ms, NULL);
             qsync__end_qemu(0, "%s", watch_gone);
@@ -372,7 +401,9 @@ int qsync__watch_hangup(int fd, const char *key, const char *gone)
 
 static int native_open(const struct qsync__options *opt, const struct qsync__engine *eng)
 {
-    return qsync__channel_open(opt->fd_in, opt->fd_out, eng);
+    if (qsync__channel_open(opt->fd_in, opt->fd_out, eng) < 0)
+        return -1;
+    return opt->shm_fd >= 0 ? qsync__shm_transport_open(opt->shm_fd, opt->efd, opt->spin_ns) : 0;
 }
 
 /* HELLO, from the install thread once the engine is installed. */
@@ -392,6 +423,8 @@ static int native_hello(const qemu_info_t *info, const struct qsync__options *op
     h->api_version = (uint16_t)info->version.cur;
     h->guarantees = engine->actual_guarantees != NULL ? engine->actual_guarantees()
                                                       : engine->guarantees;
+    if (qsync__input_supported())
+        h->guarantees |= QSYNC_WIRE_G_INPUT;
     if (info->target_name != NULL)
         strncpy(h->target, info->target_name, sizeof h->target - 1);
 

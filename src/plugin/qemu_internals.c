@@ -35,6 +35,12 @@
  *   void    bql_lock_impl(const char *, int) / bql_unlock(void)        10.0
  *   void    qemu_mutex_lock_iothread_impl(const char *, int) /
  *           qemu_mutex_unlock_iothread(void)                           7.2
+ *   bool    bql_locked(void) / qemu_mutex_iothread_locked(void)  10.0 / 7.2
+ * For guest input (optional; checked exported on 10.0.2 and 7.2.22, from
+ * include/chardev/char.h and include/sysemu|system/sysemu.h):
+ *   Chardev *serial_hd(int i);                  NULL when there is none
+ *   int     qemu_chr_be_can_write(Chardev *);   bytes the frontend takes now
+ *   void    qemu_chr_be_write(Chardev *, const uint8_t *, int len);
  * Enum values used: QEMU_CLOCK_VIRTUAL = 1, SCALE_NS = 1,
  * QEMU_TIMER_ATTR_ALL = 0xffffffff; a NULL timer list group means the
  * main loop's.
@@ -78,6 +84,10 @@ static struct {
     /* optional */
     void (*icount_update)(void *cpu);
     bool (*cpu_has_work)(void *cpu);
+    bool (*locked)(void);
+    void *(*serial_hd)(int index);
+    int (*chr_can_write)(void *chr);
+    void (*chr_write)(void *chr, const uint8_t *buf, int len);
 } q;
 
 static bool found;
@@ -137,6 +147,12 @@ bool qsync__qemu_internals_probe(const char **missing)
     hook = getenv("QSYNC_PLUGIN_NO_HALT_SYNC");
     can_sync = q.icount_update != NULL && !(hook != NULL && strcmp(hook, "1") == 0);
     q.cpu_has_work = (__typeof__(q.cpu_has_work))qsync__qemu_sym("cpu_has_work");
+    q.locked = (__typeof__(q.locked))qsync__qemu_sym("bql_locked");
+    if (q.locked == NULL)
+        q.locked = (__typeof__(q.locked))qsync__qemu_sym("qemu_mutex_iothread_locked");
+    q.serial_hd = (__typeof__(q.serial_hd))qsync__qemu_sym("serial_hd");
+    q.chr_can_write = (__typeof__(q.chr_can_write))qsync__qemu_sym("qemu_chr_be_can_write");
+    q.chr_write = (__typeof__(q.chr_write))qsync__qemu_sym("qemu_chr_be_write");
     found = true;
     return true;
 }
@@ -219,4 +235,40 @@ void qsync__qemu_lock(void)
 void qsync__qemu_unlock(void)
 {
     q.unlock();
+}
+
+bool qsync__qemu_can_feed_serial(void)
+{
+    return found && q.locked != NULL && q.serial_hd != NULL && q.chr_can_write != NULL &&
+           q.chr_write != NULL;
+}
+
+long qsync__qemu_feed_serial(const uint8_t *buf, size_t len)
+{
+    if (!qsync__qemu_can_feed_serial())
+        return -1;
+    /* The device's state and its interrupt line belong to the big lock:
+     * the timer engine stops with it held, the insn engine without. */
+    bool take = !q.locked();
+    if (take)
+        qsync__qemu_lock();
+    long done = 0;
+    void *chr = q.serial_hd(0);
+    if (chr == NULL) {
+        done = -1;
+    } else {
+        while ((size_t)done < len) {
+            int room = q.chr_can_write(chr);
+            if (room <= 0)
+                break;
+            size_t n = len - (size_t)done;
+            if (n > (size_t)room)
+                n = (size_t)room;
+            q.chr_write(chr, buf + done, (int)n);
+            done += (long)n;
+        }
+    }
+    if (take)
+        qsync__qemu_unlock();
+    return done;
 }

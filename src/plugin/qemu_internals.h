@@ -19,6 +19,7 @@
 #define QSYNC_PLUGIN_QEMU_INTERNALS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /* Room for QEMU's QEMUTimer (48 bytes on 64-bit hosts in 7.2 and 10.0). */
@@ -87,5 +88,18 @@ bool qsync__qemu_icount_sync(unsigned int vcpu_index);
 /* The big QEMU lock, under either of its names. */
 void qsync__qemu_lock(void);
 void qsync__qemu_unlock(void);
+
+/* Whether QEMU exports what qsync__qemu_feed_serial needs. */
+bool qsync__qemu_can_feed_serial(void);
+
+/*
+ * Hands bytes to the guest's first serial port as if they had arrived on
+ * its character device (-serial stdio...), as many as the device takes now
+ * (its receive FIFO, or one byte without a FIFO). Takes the big lock if
+ * the caller does not hold it. Returns the bytes taken, or -1 when there
+ * is no serial0 or the functions are missing. A stop only (the guest is
+ * frozen, so the bytes arrive at exactly the stop's virtual time).
+ */
+long qsync__qemu_feed_serial(const uint8_t *buf, size_t len);
 
 #endif

@@ -48,6 +48,7 @@ static uint64_t get64(const uint8_t *p)
 #define REPORT_FIXED (8 + 8 + 8 + 8 + 8 + 4 + 4)
 #define ERROR_FIXED (4 + 2)
 #define EXIT_SIZE (8 + 8)
+#define INPUT_FIXED 4
 
 /* Copies a C string into a bounded field, always NUL-terminated. */
 static size_t bounded_len(const char *s, size_t cap)
@@ -129,6 +130,17 @@ long qsync__wire_encode(const struct qsync_wire_msg *msg, uint8_t *buf, size_t c
         put64(p, msg->u.exit.virtual_ns);
         put64(p + 8, msg->u.exit.instructions);
         break;
+    case QSYNC_MSG_INPUT: {
+        const struct qsync_wire_input *in = &msg->u.input;
+        if (in->len == 0 || in->len > QSYNC_WIRE_MAX_INPUT || in->port != 0)
+            return QSYNC_WIRE_EBADFIELD;
+        len = INPUT_FIXED + in->len;
+        if (cap < QSYNC_WIRE_HEADER_SIZE + len)
+            return QSYNC_WIRE_ESPACE;
+        put32(p, in->port);
+        memcpy(p + INPUT_FIXED, in->data, in->len);
+        break;
+    }
     default:
         return QSYNC_WIRE_EBADFIELD;
     }
@@ -146,7 +158,7 @@ int qsync__wire_decode(const uint8_t *buf, size_t len, struct qsync_wire_msg *ms
     uint16_t type = get16(buf);
     uint16_t reserved = get16(buf + 2);
     uint32_t plen = get32(buf + 4);
-    if (type < QSYNC_MSG_HELLO || type > QSYNC_MSG_EXIT)
+    if (type < QSYNC_MSG_HELLO || type > QSYNC_MSG_INPUT)
         return QSYNC_WIRE_EBADTYPE;
     if (reserved != 0)
         return QSYNC_WIRE_EBADFIELD;
@@ -174,6 +186,10 @@ int qsync__wire_decode(const uint8_t *buf, size_t len, struct qsync_wire_msg *ms
         break;
     case QSYNC_MSG_EXIT:
         if (plen != EXIT_SIZE)
+            return QSYNC_WIRE_EBADLEN;
+        break;
+    case QSYNC_MSG_INPUT:
+        if (plen <= INPUT_FIXED)
             return QSYNC_WIRE_EBADLEN;
         break;
     }
@@ -243,6 +259,13 @@ int qsync__wire_decode(const uint8_t *buf, size_t len, struct qsync_wire_msg *ms
     case QSYNC_MSG_EXIT:
         msg->u.exit.virtual_ns = get64(p);
         msg->u.exit.instructions = get64(p + 8);
+        break;
+    case QSYNC_MSG_INPUT:
+        msg->u.input.port = get32(p);
+        if (msg->u.input.port != 0)
+            return QSYNC_WIRE_EBADFIELD; /* only serial0 so far */
+        msg->u.input.len = plen - INPUT_FIXED;
+        memcpy(msg->u.input.data, p + INPUT_FIXED, msg->u.input.len);
         break;
     }
     *used = QSYNC_WIRE_HEADER_SIZE + plen;

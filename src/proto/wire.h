@@ -16,7 +16,7 @@
 #include <stdint.h>
 
 #define QSYNC_WIRE_MAJOR 1
-#define QSYNC_WIRE_MINOR 0
+#define QSYNC_WIRE_MINOR 1 /* 1: INPUT and QSYNC_WIRE_G_INPUT */
 
 #define QSYNC_WIRE_HEADER_SIZE 8u
 /* Bounds every frame, so a garbage length can never make a reader allocate. */
@@ -24,13 +24,17 @@
 #define QSYNC_WIRE_MAX_FRAME (QSYNC_WIRE_HEADER_SIZE + QSYNC_WIRE_MAX_PAYLOAD)
 #define QSYNC_WIRE_MAX_TEXT 1024u
 #define QSYNC_WIRE_MAX_VCPUS 256u
+/* Bytes of guest input one INPUT frame carries at most. */
+#define QSYNC_WIRE_MAX_INPUT (QSYNC_WIRE_MAX_PAYLOAD - 4u)
 
 enum qsync_wire_type {
     QSYNC_MSG_HELLO = 1,  /* plugin -> library, once, at install          */
     QSYNC_MSG_GRANT = 2,  /* library -> plugin: run until an absolute time  */
     QSYNC_MSG_REPORT = 3, /* plugin -> library: stopped at the deadline     */
     QSYNC_MSG_ERROR = 4,  /* either way: a fatal error with text            */
-    QSYNC_MSG_EXIT = 5    /* plugin -> library: QEMU is exiting by itself   */
+    QSYNC_MSG_EXIT = 5,   /* plugin -> library: QEMU is exiting by itself   */
+    QSYNC_MSG_INPUT = 6   /* library -> plugin, while stopped: bytes for a
+                             guest serial port, delivered at this stop      */
 };
 
 /* Engines, as carried in HELLO. */
@@ -44,6 +48,7 @@ enum qsync_wire_engine {
 #define QSYNC_WIRE_G_EXACT 0x1u           /* every stop lands on the deadline    */
 #define QSYNC_WIRE_G_NEVER_AHEAD_IDLE 0x2u /* idle warps never pass a deadline   */
 #define QSYNC_WIRE_G_VCLOCK 0x4u          /* virtual_ns is QEMU's own clock      */
+#define QSYNC_WIRE_G_INPUT 0x8u           /* INPUT is delivered (minor >= 1)     */
 
 /* Report flag bits. */
 #define QSYNC_WIRE_R_IDLE 0x1u      /* the guest was halted at some point    */
@@ -86,6 +91,12 @@ struct qsync_wire_exit {
     uint64_t instructions;
 };
 
+struct qsync_wire_input {
+    uint32_t port; /* 0: the guest's first serial port (serial0)           */
+    uint32_t len;  /* 1..QSYNC_WIRE_MAX_INPUT; carried as the frame length */
+    uint8_t data[QSYNC_WIRE_MAX_INPUT];
+};
+
 struct qsync_wire_msg {
     uint16_t type;
     union {
@@ -94,6 +105,7 @@ struct qsync_wire_msg {
         struct qsync_wire_report report;
         struct qsync_wire_error error;
         struct qsync_wire_exit exit;
+        struct qsync_wire_input input;
     } u;
 };
 

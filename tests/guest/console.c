@@ -16,6 +16,8 @@
 #define UART_MCR 4
 #define UART_LSR 5
 #define LSR_THRE 0x20
+#define LSR_DR 0x01
+#define UART_RBR 0 /* receive buffer register (DLAB=0) */
 
 void serial_init(void)
 {
@@ -33,6 +35,18 @@ void serial_putc(char c)
     while ((inb(COM1 + UART_LSR) & LSR_THRE) == 0)
         ;
     outb(COM1 + UART_THR, (u8)c);
+}
+
+void serial_rx_init(void)
+{
+    outb(COM1 + UART_FCR, 0xC7); /* enable, clear both FIFOs, level 14 */
+}
+
+u8 serial_getc(void)
+{
+    while ((inb(COM1 + UART_LSR) & LSR_DR) == 0)
+        ;
+    return inb(COM1 + UART_RBR);
 }
 
 void serial_puts(const char *s)

@@ -67,6 +67,12 @@ void *memcpy(void *dst, const void *src, unsigned int n);
 void serial_init(void);
 void serial_putc(char c);
 void serial_puts(const char *s);
+/* FIFO on, receive interrupt level 14 bytes (so QEMU hands over up to 14
+ * bytes at once), nothing else changed. */
+void serial_rx_init(void);
+/* Waits for a received byte; returns it. Polls the line status register
+ * (three instructions a round) with interrupts as they are. */
+u8 serial_getc(void);
 /*
  * A tiny printf. Conversions: %s, %c, %u (u32), %x (u32, hex),
  * %llu (u64), %%. A width or flags are not supported.

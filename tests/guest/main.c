@@ -5,6 +5,8 @@
  *   compute [loops=]N                 busy loop of exactly 2*N instructions
  *   idle [ticks=]T period_us=P        PIT-driven HLT loop, one line per tick
  *   time [count=]N delay=L            read HPET/TSC N times, busy in between
+ *   send [count=]N gap=G              N frames "#k t\n" stamped with the TSC
+ *   recv [count=]N                    read N frames, print when each arrived
  * See README.md for the output format and exit codes.
  */
 #include "guest.h"
@@ -261,6 +263,86 @@ static void mode_time(unsigned int first)
     guest_exit(GUEST_EXIT_OK);
 }
 
+/* Halts for good, with interrupts off: virtual time goes on (QEMU's idle
+ * warp) while the guest does nothing. For a node whose peer still runs. */
+static void halt_forever(void) __attribute__((noreturn));
+static void halt_forever(void)
+{
+    cli();
+    for (;;)
+        __asm__ volatile("hlt" ::: "memory");
+}
+
+/*
+ * One node of examples/two-nodes. Frames are "#k t\n": the frame number
+ * and the TSC (the virtual time in ns under -icount) read just before the
+ * frame's first byte is written. They stay within 14 bytes while t is below
+ * one second, so the receiver's FIFO takes a whole frame at once.
+ */
+static void mode_send(unsigned int first)
+{
+    u32 count = 10, gap = 20000;
+    struct opt opts[] = {
+        { "count", &count, 1, 99 },
+        { "gap", &gap, 1, 0xFFFFFFFFu },
+    };
+    u32 k;
+
+    parse_opts(first, opts, 2);
+    gprintf("qsync-guest: send start count=%u gap=%u\n", count, gap);
+    for (k = 1; k <= count; k++) {
+        spin(gap + 1000u * k); /* uneven gaps: frames leave mid-quantum */
+        gprintf("#%u %llu\n", k, rdtsc());
+    }
+    gprintf("qsync-guest: send done count=%u\n", count);
+    halt_forever();
+}
+
+static u64 parse_u64_at(const char **s)
+{
+    u64 v = 0;
+    while (**s >= '0' && **s <= '9')
+        v = v * 10 + (u64)(*(*s)++ - '0');
+    return v;
+}
+
+/* Reads frames from COM1 and prints, for each, its number, the send time
+ * it carries, and the TSC when its first byte was seen. */
+static void mode_recv(unsigned int first)
+{
+    u32 count = 10;
+    struct opt opts[] = { { "count", &count, 1, 99 } };
+    char frame[32];
+    u32 k;
+
+    parse_opts(first, opts, 1);
+    serial_rx_init();
+    gprintf("qsync-guest: recv start count=%u\n", count);
+    for (k = 1; k <= count; k++) {
+        unsigned int n = 0;
+        u8 c;
+        u64 arrived, num, sent;
+        const char *p;
+
+        do /* skip anything before a frame */
+            c = serial_getc();
+        while (c != '#');
+        arrived = rdtsc();
+        while ((c = serial_getc()) != '\n' && n + 1 < sizeof frame)
+            frame[n++] = (char)c;
+        frame[n] = '\0';
+        p = frame;
+        num = parse_u64_at(&p);
+        if (*p == ' ')
+            p++;
+        sent = parse_u64_at(&p);
+        gprintf("qsync-guest: recv %llu sent=%llu arrived=%llu latency=%llu\n", num,
+                sent, arrived, arrived - sent);
+    }
+    gprintf("qsync-guest: recv done count=%u\n", count);
+    halt_forever();
+}
+
 static const struct {
     const char *name;
     void (*run)(unsigned int first);
@@ -268,6 +350,8 @@ static const struct {
     { "compute", mode_compute },
     { "idle", mode_idle },
     { "time", mode_time },
+    { "send", mode_send },
+    { "recv", mode_recv },
 };
 
 #define NMODES (sizeof modes / sizeof modes[0])

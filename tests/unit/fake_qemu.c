@@ -21,6 +21,9 @@
  *   stdout      print "hello from the guest\n" on stdout, then as good
  *   stamped     as good, but print "q<seq>\n" on stdout before each report,
  *               the way a guest prints during its quantum
+ *   input       offers guest input in HELLO; before each report prints
+ *               "in <bytes> <frames> <sum>\n" for the INPUT frames that came
+ *               before the grant (sum: of the bytes, mod 2^32)
  *
  * With -qqq write=4,read=3 it is a QEMU with seed 002's option instead:
  *   qqq-good, qqq-split (answers in two short writes), qqq-more (answers 3 us
@@ -55,6 +58,8 @@ static void send_msg(const struct qsync_wire_msg *m)
     }
 }
 
+static uint32_t extra_guarantees; /* scenario "input" */
+
 static void send_hello(unsigned major, unsigned shift)
 {
     struct qsync_wire_msg m;
@@ -67,7 +72,7 @@ static void send_hello(unsigned major, unsigned shift)
     m.u.hello.engine = QSYNC_WIRE_ENGINE_INSN;
     m.u.hello.icount_shift = (uint8_t)shift;
     m.u.hello.api_version = 4;
-    m.u.hello.guarantees = QSYNC_WIRE_G_EXACT;
+    m.u.hello.guarantees = QSYNC_WIRE_G_EXACT | extra_guarantees;
     snprintf(m.u.hello.target, sizeof m.u.hello.target, "fake");
     send_msg(&m);
 }
@@ -127,6 +132,40 @@ static int serve(int max_grants, int exit_code_after)
         n++;
     }
     return 0; /* EOF: the controller closed; end at once like the plugin */
+}
+
+/* Like serve(-1, 0), taking INPUT frames before each grant. */
+static int serve_input(void)
+{
+    static uint8_t buf[QSYNC_WIRE_MAX_FRAME];
+    static struct qsync_wire_msg m;
+    size_t bytes = 0, frames = 0, used;
+    uint32_t sum = 0;
+    for (;;) {
+        if (qsync__read_full(FD_IN, buf, QSYNC_WIRE_HEADER_SIZE, NULL))
+            return 0;
+        uint32_t plen = (uint32_t)buf[4] | (uint32_t)buf[5] << 8 | (uint32_t)buf[6] << 16 |
+                        (uint32_t)buf[7] << 24;
+        if (plen > QSYNC_WIRE_MAX_PAYLOAD ||
+            qsync__read_full(FD_IN, buf + QSYNC_WIRE_HEADER_SIZE, plen, NULL) ||
+            qsync__wire_decode(buf, QSYNC_WIRE_HEADER_SIZE + plen, &m, &used) != QSYNC_WIRE_OK) {
+            fprintf(stderr, "fake-qemu: bad frame\n");
+            exit(71);
+        }
+        if (m.type == QSYNC_MSG_INPUT) {
+            frames++;
+            bytes += m.u.input.len;
+            for (uint32_t i = 0; i < m.u.input.len; i++)
+                sum += m.u.input.data[i];
+            continue;
+        }
+        struct qsync_wire_grant g = m.u.grant;
+        printf("in %zu %zu %u\n", bytes, frames, (unsigned)sum);
+        fflush(stdout);
+        bytes = frames = 0;
+        sum = 0;
+        send_report(&g, g.seq);
+    }
 }
 
 /* ---- seed 002's -qqq protocol: native ints of microseconds ---------- */
@@ -290,6 +329,11 @@ int main(int argc, char **argv)
         fflush(stdout);
         send_hello(QSYNC_WIRE_MAJOR, shift);
         return serve(-1, 0);
+    }
+    if (strcmp(sc, "input") == 0) {
+        extra_guarantees = QSYNC_WIRE_G_INPUT;
+        send_hello(QSYNC_WIRE_MAJOR, shift);
+        return serve_input();
     }
     if (strcmp(sc, "stamped") == 0) {
         stamp_output = 1;

@@ -42,6 +42,9 @@ struct rec {
     int recurse_rc;
     int try_recurse;
     int check_stamps; /* out must end with "q<seq>\n" at each reached */
+    int try_input;    /* call qsync_send_input() in each reached       */
+    int input_rc;
+    char input_err[256];
     qsync_ctx *ctx;
 };
 
@@ -79,6 +82,10 @@ static void on_reached(qsync_ctx *ctx, int status, const qsync_stop *stop)
         assert_true(have >= wl);
         assert_string_equal(r->out + have - wl, want);
         r->out[0] = '\0';
+    }
+    if (r->try_input) {
+        r->input_rc = qsync_send_input(ctx, "x", 1);
+        snprintf(r->input_err, sizeof r->input_err, "%s", qsync_last_error(ctx));
     }
     if (r->try_recurse)
         r->recurse_rc = qsync_advance_wait(ctx, 1000, NULL);
@@ -568,6 +575,119 @@ static void test_output_comes_before_its_reached(void **state)
     assert_int_equal(r.errors, 0);
 }
 
+/* The input scenario's reports, read from its stdout. */
+struct input_rec {
+    int ready, reached, step;
+    char out[4096];
+    qsync_ctx *ctx;
+};
+
+static void input_on_ready(qsync_ctx *ctx, const qsync_info *info)
+{
+    struct input_rec *r = qsync_get_data(ctx);
+    r->ready++;
+    assert_int_equal(info->input, 1);
+}
+
+static void input_on_output(qsync_ctx *ctx, const char *data, size_t len)
+{
+    struct input_rec *r = qsync_get_data(ctx);
+    size_t have = strlen(r->out);
+    assert_true(have + len < sizeof r->out);
+    memcpy(r->out + have, data, len);
+    r->out[have + len] = '\0';
+}
+
+static void input_on_reached(qsync_ctx *ctx, int status, const qsync_stop *stop)
+{
+    struct input_rec *r = qsync_get_data(ctx);
+    (void)stop;
+    assert_int_equal(status, 0);
+    r->reached++;
+    static uint8_t big[QSYNC_INPUT_MAX_PER_STOP + 1];
+    switch (r->reached) {
+    case 1:
+        /* Nothing was sent before the first grant. */
+        assert_string_equal(r->out, "in 0 0 0\n");
+        /* 10000 bytes of 1: three frames; then 6 more in a fourth. */
+        memset(big, 1, sizeof big);
+        assert_int_equal(qsync_send_input(ctx, big, 10000), 0);
+        assert_int_equal(qsync_send_input(ctx, "abcdef", 6), 0);
+        /* The per-stop limit counts both calls. */
+        assert_int_equal(qsync_send_input(ctx, big, QSYNC_INPUT_MAX_PER_STOP - 10000),
+                         QSYNC_EARG);
+        assert_non_null(strstr(qsync_last_error(ctx), "allowed between two advances"));
+        break;
+    case 2: {
+        unsigned sum = 10000 + 'a' + 'b' + 'c' + 'd' + 'e' + 'f';
+        char want[64];
+        snprintf(want, sizeof want, "in 10006 4 %u\n", sum);
+        assert_string_equal(r->out, want);
+        /* A new stop, a new allowance: the most at once. */
+        assert_int_equal(qsync_send_input(ctx, big, QSYNC_INPUT_MAX_PER_STOP), 0);
+        break;
+    }
+    case 3:
+        assert_string_equal(r->out, "in 16384 5 16384\n");
+        assert_int_equal(qsync_close(ctx, NULL), 0);
+        return;
+    }
+    r->out[0] = '\0';
+    assert_int_equal(qsync_advance(ctx, 10), 0);
+    /* Pending: input must wait for the stop. */
+    assert_int_equal(qsync_send_input(ctx, "x", 1), QSYNC_EBUSY);
+}
+
+static void test_send_input(void **state)
+{
+    (void)state;
+    struct input_rec r;
+    memset(&r, 0, sizeof r);
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    qsync_options o = options();
+    o.stdout_mode = QSYNC_OUTPUT_CALLBACK;
+    qsync_callbacks cb;
+    qsync_callbacks_init(&cb);
+    cb.ready = input_on_ready;
+    cb.reached = input_on_reached;
+    cb.output = input_on_output;
+    char err[256];
+    qsync_ctx *ctx = NULL;
+    assert_int_equal(qsync_ctx_new(&loop, &o, &cb, &ctx, err, sizeof err), 0);
+    qsync_set_data(ctx, &r);
+    assert_int_equal(qsync_send_input(ctx, "x", 1), QSYNC_ESTATE); /* not started */
+    const char *argv[] = {FAKE_QEMU, "input", NULL};
+    assert_int_equal(qsync_start(ctx, argv), 0);
+    assert_int_equal(qsync_send_input(ctx, "x", 1), QSYNC_ESTATE); /* no handshake yet */
+    assert_int_equal(qsync_send_input(ctx, NULL, 1), QSYNC_EARG);
+    assert_int_equal(qsync_send_input(ctx, "x", 0), QSYNC_EARG);
+    assert_int_equal(qsync_advance(ctx, 10), 0);
+    run_and_close_loop(&loop);
+    assert_int_equal(r.ready, 1);
+    assert_int_equal(r.reached, 3);
+}
+
+/* A plugin that does not offer input (HELLO without G_INPUT). */
+static void test_send_input_not_offered(void **state)
+{
+    (void)state;
+    struct rec r = {0};
+    r.close_in_reached = 1;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    qsync_options o = options();
+    qsync_ctx *ctx = new_ctx(&loop, &o, &r);
+    r.try_input = 1;
+    start(ctx, "good");
+    assert_int_equal(qsync_advance(ctx, 10), 0);
+    run_and_close_loop(&loop);
+    assert_int_equal(r.reached, 1);
+    assert_int_equal(r.input_rc, QSYNC_ENOTSUP);
+    assert_non_null(strstr(r.input_err, "does not let the plugin feed"));
+    assert_int_equal(qsync_is_fatal(QSYNC_ENOTSUP), 0);
+}
+
 static void test_stderr_tail_is_bounded(void **state)
 {
     (void)state;
@@ -627,6 +747,8 @@ int main(void)
         cmocka_unit_test(test_wait_exit_timeout),
         cmocka_unit_test(test_stdout_to_callback),
         cmocka_unit_test(test_output_comes_before_its_reached),
+        cmocka_unit_test(test_send_input),
+        cmocka_unit_test(test_send_input_not_offered),
         cmocka_unit_test(test_stderr_tail_is_bounded),
         cmocka_unit_test(test_errors_have_text),
     };

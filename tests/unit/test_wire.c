@@ -262,6 +262,58 @@ static void test_round_trip_exit(void **state)
     assert_true(out.u.exit.instructions == in.u.exit.instructions);
 }
 
+static void test_round_trip_input(void **state)
+{
+    (void)state;
+    struct qsync_wire_msg in, out;
+    memset(&in, 0, sizeof in);
+    in.type = QSYNC_MSG_INPUT;
+    /* One byte, and the most one frame carries. */
+    in.u.input.len = 1;
+    in.u.input.data[0] = 'x';
+    round_trip(&in, &out, QSYNC_WIRE_HEADER_SIZE + 4 + 1);
+    assert_int_equal(out.u.input.port, 0);
+    assert_int_equal(out.u.input.len, 1);
+    assert_int_equal(out.u.input.data[0], 'x');
+    for (uint32_t i = 0; i < QSYNC_WIRE_MAX_INPUT; i++)
+        in.u.input.data[i] = (uint8_t)(i * 7);
+    in.u.input.len = QSYNC_WIRE_MAX_INPUT;
+    round_trip(&in, &out, QSYNC_WIRE_MAX_FRAME);
+    assert_int_equal(out.u.input.len, QSYNC_WIRE_MAX_INPUT);
+    assert_memory_equal(out.u.input.data, in.u.input.data, QSYNC_WIRE_MAX_INPUT);
+}
+
+static void expect_bad_lengths(uint16_t type, const uint32_t *lens, size_t n);
+
+static void test_input_refusals(void **state)
+{
+    (void)state;
+    struct qsync_wire_msg m, out;
+    uint8_t buf[QSYNC_WIRE_MAX_FRAME];
+    size_t used;
+    memset(&m, 0, sizeof m);
+    m.type = QSYNC_MSG_INPUT;
+    /* The encoder never sends an empty INPUT, an oversized one, or one for
+     * a port the plugin does not know. */
+    m.u.input.len = 0;
+    assert_int_equal(qsync__wire_encode(&m, buf, sizeof buf), QSYNC_WIRE_EBADFIELD);
+    m.u.input.len = QSYNC_WIRE_MAX_INPUT + 1;
+    assert_int_equal(qsync__wire_encode(&m, buf, sizeof buf), QSYNC_WIRE_EBADFIELD);
+    m.u.input.len = 1;
+    m.u.input.port = 1;
+    assert_int_equal(qsync__wire_encode(&m, buf, sizeof buf), QSYNC_WIRE_EBADFIELD);
+    /* The decoder refuses the same, from the header where it can. */
+    static const uint32_t lens[] = {0, 1, 4};
+    expect_bad_lengths(QSYNC_MSG_INPUT, lens, sizeof lens / sizeof lens[0]);
+    memset(buf, 0, sizeof buf);
+    header(buf, QSYNC_MSG_INPUT, 0, 5);
+    buf[8] = 1; /* port 1 */
+    assert_int_equal(decode(buf, QSYNC_WIRE_HEADER_SIZE + 5, &out, &used), QSYNC_WIRE_EBADFIELD);
+    buf[8] = 0;
+    assert_int_equal(decode(buf, QSYNC_WIRE_HEADER_SIZE + 5, &out, &used), QSYNC_WIRE_OK);
+    assert_int_equal(out.u.input.len, 1);
+}
+
 /* ---------------------------------------------------------------------- */
 /* The worked examples of docs/protocol.md, byte for byte                  */
 
@@ -359,7 +411,7 @@ static void test_hello_layout(void **state)
     static const uint8_t head[] = {
         0x01, 0x00, 0x00, 0x00, 0x54, 0x00, 0x00, 0x00, /* type 1, length 84    */
         0x01, 0x00,                                     /* major 1              */
-        0x00, 0x00,                                     /* minor 0              */
+        0x01, 0x00,                                     /* minor 1              */
         0x03, 0x02, 0x01, 0x00,                         /* plugin 1.2.3         */
         0x04, 0x00, 0x00, 0x00,                         /* 4 vCPUs              */
         0x02,                                           /* engine timer         */
@@ -409,7 +461,7 @@ static void test_error_and_exit_layout(void **state)
 static void test_reject_unknown_type(void **state)
 {
     (void)state;
-    static const uint16_t bad[] = {0, 6, 7, 0x100, 0xffff};
+    static const uint16_t bad[] = {0, 7, 8, 0x100, 0xffff};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         uint8_t buf[QSYNC_WIRE_HEADER_SIZE + 16];
         memset(buf, 0, sizeof buf);
@@ -442,7 +494,7 @@ static void test_reject_payload_over_max(void **state)
 {
     (void)state;
     static const uint16_t types[] = {QSYNC_MSG_HELLO, QSYNC_MSG_GRANT, QSYNC_MSG_REPORT,
-                                     QSYNC_MSG_ERROR, QSYNC_MSG_EXIT};
+                                     QSYNC_MSG_ERROR, QSYNC_MSG_EXIT, QSYNC_MSG_INPUT};
     static const uint32_t lens[] = {QSYNC_WIRE_MAX_PAYLOAD + 1, 0x10000, UINT32_MAX};
     for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
         for (size_t l = 0; l < sizeof lens / sizeof lens[0]; l++) {
@@ -864,6 +916,8 @@ int main(void)
         cmocka_unit_test(test_round_trip_report),
         cmocka_unit_test(test_round_trip_error),
         cmocka_unit_test(test_round_trip_exit),
+        cmocka_unit_test(test_round_trip_input),
+        cmocka_unit_test(test_input_refusals),
         cmocka_unit_test(test_example_grant_bytes),
         cmocka_unit_test(test_example_report_bytes),
         cmocka_unit_test(test_hello_layout),
