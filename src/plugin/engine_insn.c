@@ -119,15 +119,8 @@ static bool insn_usable(const qemu_info_t *info, const struct qsync__options *op
 }
 
 /* Resolves one API function; on failure names it. */
-#define RESOLVE(field, symbol)                                               \
-    do {                                                                     \
-        api.field = (__typeof__(api.field))qsync__qemu_sym(#symbol);         \
-        if (api.field == NULL) {                                             \
-            qsync__log("engine=insn needs %s, which this QEMU does not "     \
-                       "export (QEMU 9.1 or later is required)", #symbol);   \
-            return -1;                                                       \
-        }                                                                    \
-    } while (0)
+#define RESOLVE(field, symbol) \
+    QSYNC_NEED("insn", api.field, symbol, "QEMU 9.1 or later is required")
 
 static void on_guard(void)
 {

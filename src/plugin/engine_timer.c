@@ -165,15 +165,7 @@ static bool timer_usable(const qemu_info_t *info, const struct qsync__options *o
     return true;
 }
 
-#define RESOLVE(field, symbol)                                                     \
-    do {                                                                           \
-        api.field = (__typeof__(api.field))qsync__qemu_sym(#symbol);               \
-        if (api.field == NULL) {                                                   \
-            qsync__log("engine=timer needs %s, which this QEMU does not export",    \
-                       #symbol);                                                   \
-            return -1;                                                             \
-        }                                                                          \
-    } while (0)
+#define RESOLVE(field, symbol) QSYNC_NEED("timer", api.field, symbol, NULL)
 
 static void on_stop(void)
 {

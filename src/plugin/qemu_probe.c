@@ -5,9 +5,20 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "log.h"
+
 void *qsync__qemu_sym(const char *name)
 {
     return dlsym(RTLD_DEFAULT, name);
+}
+
+void *qsync__qemu_need(const char *engine, const char *name, const char *hint)
+{
+    void *p = qsync__qemu_sym(name);
+    if (p == NULL)
+        qsync__log("engine=%s needs %s, which this QEMU does not export%s%s%s", engine, name,
+                   hint ? " (" : "", hint ? hint : "", hint ? ")" : "");
+    return p;
 }
 
 /*

@@ -13,6 +13,20 @@
  * plugin API and, in modular builds, its internals. Any thread. */
 void *qsync__qemu_sym(const char *name);
 
+/* As qsync__qemu_sym, for a function an engine cannot do without: when it
+ * is missing, logs "engine=ENGINE needs NAME, which this QEMU does not
+ * export" and the hint (may be NULL), and returns NULL. */
+void *qsync__qemu_need(const char *engine, const char *name, const char *hint);
+
+/* Sets an engine's function pointer from qsync__qemu_need; returns from the
+ * calling install function with -1 when it is missing. */
+#define QSYNC_NEED(engine, ptr, symbol, hint)                                     \
+    do {                                                                          \
+        (ptr) = (__typeof__(ptr))qsync__qemu_need(engine, #symbol, hint);         \
+        if ((ptr) == NULL)                                                        \
+            return -1;                                                            \
+    } while (0)
+
 /* What QEMU says about -icount, from its internals. */
 enum qsync__icount_state {
     QSYNC_ICOUNT_UNKNOWN,  /* this QEMU does not export what we need     */
