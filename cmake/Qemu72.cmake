@@ -19,10 +19,12 @@
 # Without the network the fetch fails with a message saying why, and ctest
 # reports every test that requires it as not run, which fails the run: a
 # QEMU 7.2 test is never skipped silently.
-include_guard(GLOBAL)
 
+# The paths are set in every directory that includes this file; the target,
+# the fetch test and the function only once.
 set(QSYNC_QEMU72_DIR ${PROJECT_BINARY_DIR}/qemu-7.2)
 set(QSYNC_QEMU72 ${QSYNC_QEMU72_DIR}/qemu-system-x86_64-7.2)
+include_guard(GLOBAL)
 set(_qsync_fetch_qemu72 ${PROJECT_SOURCE_DIR}/scripts/fetch-qemu72.sh)
 
 # The script returns at once when the tree is already there and works, so
