@@ -159,6 +159,32 @@ static void test_input_without_serial0(void **state)
     qsync_close_wait(ctx);
 }
 
+/* A guest that never reads: the plugin keeps 64 KiB waiting, then ends
+ * QEMU with a message saying so. */
+static void test_input_never_read(void **state)
+{
+    (void)state;
+    struct out o = {0};
+    static char block[QSYNC_INPUT_MAX_PER_STOP];
+    memset(block, 'z', sizeof block);
+    qsync_ctx *ctx = start_guest(&o, "stdio", "compute 100000000", QSYNC_MODE_PLUGIN);
+    assert_int_equal(qsync_advance_wait(ctx, 100000, NULL), 0);
+    int rc = 0, rounds = 0;
+    while (rc == 0 && rounds < 10) {
+        assert_int_equal(qsync_send_input(ctx, block, sizeof block), 0);
+        rc = qsync_advance_wait(ctx, 100000, NULL);
+        rounds++;
+    }
+    /* 4 x 16 KiB fit in the queue (one byte went into the UART); the 5th
+     * does not. */
+    assert_int_equal(rounds, 5);
+    assert_int_equal(rc, QSYNC_EPLUGIN);
+    const char *msg = qsync_last_error(ctx);
+    if (strstr(msg, "the guest is not reading its serial port") == NULL)
+        fail_msg("unexpected error: %s", msg);
+    qsync_close_wait(ctx);
+}
+
 /* The qqq protocol has no way to carry input. */
 static void test_input_not_in_qqq_mode(void **state)
 {
@@ -179,6 +205,7 @@ int main(void)
         cmocka_unit_test(test_input_arrives_at_the_stop),
         cmocka_unit_test(test_input_is_deterministic),
         cmocka_unit_test(test_input_without_serial0),
+        cmocka_unit_test(test_input_never_read),
         cmocka_unit_test(test_input_not_in_qqq_mode),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
