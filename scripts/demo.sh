@@ -22,6 +22,9 @@ echo "== 5 ms of the project's bare-metal compute guest, in exact 10 us quanta"
     -kernel "$guest" -append "compute 100000000"
 echo
 echo "== Debian's Linux kernel with a busybox initramfs, booted in lockstep at 100 us"
-"$step" --quantum 100us --stats --json - -- qemu-system-x86_64 -M pc -m 256 -nodefaults \
-    -display none -serial stdio -no-reboot -kernel "$linux/vmlinuz" \
+echo "   (each guest line is stamped with the virtual time of its quantum's end;"
+echo "    clock_ns is the guest's own clock when it wrote the marker)"
+"$step" --quantum 100us --timestamps --stats --json - -- qemu-system-x86_64 -M pc -m 256 \
+    -nodefaults -display none -serial stdio -no-reboot \
+    -rtc base=2020-01-01T00:00:00,clock=vm -kernel "$linux/vmlinuz" \
     -initrd "$linux/initramfs.cpio.gz" -append "console=ttyS0 quiet panic=-1"

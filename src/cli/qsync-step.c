@@ -41,6 +41,13 @@ struct step {
     int stats;
     int quiet;
     int progress; /* 1: on, 0: off, -1: on when stderr is a terminal */
+    int timestamps;
+
+    /* --timestamps: the guest's output since the last stop. Its complete
+     * lines are printed at the next stop, each after that stop's virtual
+     * time; a partial line waits for the stop after its newline. */
+    char *out_buf;
+    size_t out_len, out_cap;
 
     /* Per-quantum records. */
     FILE *csv;
@@ -96,11 +103,15 @@ static void usage(FILE *f)
             "  --progress      show the live progress line even when stderr is not a\n"
             "                  terminal (it is shown on a terminal by default)\n"
             "  --quiet         print nothing of our own but errors (no progress, no stats)\n"
+            "  --timestamps    start each line of the guest's output with the virtual time\n"
+            "                  of the stop that ended the quantum in which the line was\n"
+            "                  completed: [    6.100000000] (seconds)\n"
             "  --help, --version\n"
             "\n"
             "qsync-step adds -icount and -plugin itself. The guest's output passes\n"
-            "through to stdout. Exit status: QEMU's own when the guest ends by itself,\n"
-            "0 when --until ends the run, 2 for usage or set-up errors.\n");
+            "through to stdout (held until its quantum ends, with --timestamps).\n"
+            "Exit status: QEMU's own when the guest ends by itself, 0 when --until\n"
+            "ends the run, 2 for usage or set-up errors.\n");
 }
 
 static void progress_clear(struct step *s)
@@ -136,6 +147,70 @@ static void finish(struct step *s)
         uv_close((uv_handle_t *)&s->sigint, NULL);
         uv_close((uv_handle_t *)&s->sigterm, NULL);
     }
+}
+
+/* --timestamps: prints the complete lines held, or all that is held when
+ * all is set (the end of the run; a last line without its newline gets
+ * one), each after "[seconds.nanoseconds] " of virtual time v. */
+static void timestamps_print(struct step *s, uint64_t v, int all)
+{
+    size_t done = 0;
+    while (done < s->out_len) {
+        const char *line = s->out_buf + done;
+        const char *nl = memchr(line, '\n', s->out_len - done);
+        if (!nl && !all)
+            break;
+        if (done == 0)
+            progress_clear(s); /* the live line would end up inside ours */
+        size_t n = nl ? (size_t)(nl - line) + 1 : s->out_len - done;
+        printf("[%5" PRIu64 ".%09" PRIu64 "] ", v / 1000000000u, v % 1000000000u);
+        fwrite(line, 1, n, stdout);
+        if (!nl)
+            putchar('\n');
+        done += n;
+    }
+    if (done) {
+        memmove(s->out_buf, s->out_buf + done, s->out_len - done);
+        s->out_len -= done;
+        fflush(stdout);
+    }
+}
+
+/* The end of the run: lines of a quantum that no stop ended (QEMU exited
+ * during it) carry the last virtual time known, the exit's. */
+static void timestamps_end(struct step *s)
+{
+    if (s->timestamps)
+        timestamps_print(s, s->virtual_ns, 1);
+    free(s->out_buf);
+    s->out_buf = NULL;
+    s->out_len = s->out_cap = 0;
+}
+
+static void on_output(qsync_ctx *ctx, const char *data, size_t len)
+{
+    struct step *s = qsync_get_data(ctx);
+    if (len == 0)
+        return;
+    if (s->out_len + len > s->out_cap) {
+        size_t cap = s->out_cap ? s->out_cap : 4096;
+        while (cap < s->out_len + len)
+            cap *= 2;
+        char *p = realloc(s->out_buf, cap);
+        if (!p) {
+            /* Print what is held now, untimed rather than lost. */
+            fwrite(s->out_buf, 1, s->out_len, stdout);
+            fwrite(data, 1, len, stdout);
+            s->out_len = 0;
+            fprintf(stderr, "qsync-step: out of memory for the guest's output\n");
+            s->run_error = 1;
+            return;
+        }
+        s->out_buf = p;
+        s->out_cap = cap;
+    }
+    memcpy(s->out_buf + s->out_len, data, len);
+    s->out_len += len;
 }
 
 static void grant_next(struct step *s)
@@ -187,6 +262,9 @@ static void on_reached(qsync_ctx *ctx, int status, const qsync_stop *stop)
         return;
     }
     s->prev_virtual_ns = stop->virtual_ns;
+    /* The library hands over a quantum's output before its stop. */
+    if (s->timestamps)
+        timestamps_print(s, stop->virtual_ns, 0);
     if (s->csv)
         fprintf(s->csv, "%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%d,%" PRIu64 "\n",
                 stop->seq, stop->deadline_ns, stop->virtual_ns, stop->instructions,
@@ -336,7 +414,7 @@ int main(int argc, char **argv)
         {"plugin-args", required_argument, NULL, 'a'}, {"csv", required_argument, NULL, 'c'},
         {"stats", no_argument, NULL, 'S'},         {"quiet", no_argument, NULL, 'Q'},
         {"progress", no_argument, NULL, 'P'},      {"pin", required_argument, NULL, 'C'},
-        {NULL, 0, NULL, 0}};
+        {"timestamps", no_argument, NULL, 'T'},    {NULL, 0, NULL, 0}};
     struct step s;
     memset(&s, 0, sizeof s);
     s.quantum_ns = 1000000;
@@ -419,6 +497,9 @@ int main(int argc, char **argv)
         case 'P':
             s.progress = 1;
             break;
+        case 'T':
+            s.timestamps = 1;
+            break;
         case 'C': {
             char *end;
             errno = 0;
@@ -486,6 +567,8 @@ int main(int argc, char **argv)
     o.quantum_hint_ns = s.quantum_ns;
     o.pin_cpu = s.pin_cpu;
     o.plugin_args = s.plugin_args;
+    if (s.timestamps)
+        o.stdout_mode = QSYNC_OUTPUT_CALLBACK; /* otherwise QEMU writes to ours */
     if (s.engine_opt) {
         if (s.plugin_args) {
             fprintf(stderr, "qsync-step: give the engine either with --engine or in --plugin-args\n");
@@ -500,6 +583,7 @@ int main(int argc, char **argv)
     cb.reached = on_reached;
     cb.exited = on_exited;
     cb.error = on_error;
+    cb.output = on_output;
 
     if (s.quiet && (s.progress == 1 || s.stats)) {
         fprintf(stderr, "qsync-step: --quiet cannot be combined with --progress or --stats\n");
@@ -539,12 +623,14 @@ int main(int argc, char **argv)
         finish(&s);
         uv_run(s.loop, UV_RUN_DEFAULT);
         uv_loop_close(s.loop);
+        timestamps_end(&s);
         return EXIT_USAGE;
     }
     grant_next(&s);
     uv_run(s.loop, UV_RUN_DEFAULT);
     s.wall_s = (double)(uv_hrtime() - s.t0) / 1e9;
     uv_loop_close(s.loop);
+    timestamps_end(&s);
 
     int code = 0;
     if (s.setup_error)

@@ -120,6 +120,45 @@ check_usage "--quiet cannot be combined" --quiet --stats -- "$qemu"
 check_usage "--csv '/nonexistent/x.csv'" --csv /nonexistent/x.csv -- "$qemu"
 check_usage "whole microseconds" --mode qqq --quantum 1500ns -- "$qemu"
 
+# 8. --timestamps on the time guest, which prints its TSC (virtual ns since
+#    reset) in every line: each line is the guest's own, after V, the time
+#    of the stop that ended the quantum in which it was completed (a
+#    multiple of the quantum, or the time at QEMU's exit for the last
+#    quantum). The guest read tsc before writing its line, so tsc <= V; it
+#    reads the next tsc after that line is out, so that one is past the
+#    line's quantum's start, V - quantum.
+time_args="time count=20 delay=2000"
+"$step" --quantum 10us --timestamps --json "$work/ts.json" -- "$qemu" $guest_args \
+    -append "$time_args" >"$work/ts.out" 2>"$work/ts.err"
+rc=$?
+[ $rc -eq 1 ] || fail "--timestamps run exited $rc, expected 1: $(cat "$work/ts.err")"
+"$step" --quantum 10us -- "$qemu" $guest_args -append "$time_args" >"$work/plain.out" 2>/dev/null
+sed 's/^\[ *[0-9]*\.[0-9]*\] //' "$work/ts.out" | cmp -s - "$work/plain.out" ||
+    fail "--timestamps: the guest's output differs from a run without it"
+final=$(json_get "$work/ts.json" virtual_ns)
+awk -v q=10000 -v final="$final" '
+    function bad(msg) { print "--timestamps: " msg ": " $0; failed = 1 }
+    {
+        if (!match($0, /^\[ *[0-9]+\.[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]\] qsync-guest: /)) {
+            bad("no timestamp"); next
+        }
+        ts = substr($0, 2, index($0, "]") - 2); gsub(/ /, "", ts)
+        split(ts, a, "."); v = a[1] * 1000000000 + a[2]
+        if (v < prev) bad("time went back")
+        if (v % q != 0 && v != final) bad("neither a stop of the quantum nor the exit at " final)
+        prev = v
+        if ($0 ~ / time [0-9]+ hpet_ns=/) {
+            tsc = $NF; sub(/^tsc=/, "", tsc); tsc += 0
+            if (tsc > v) bad("tsc past V")
+            if (lines > 0 && tsc <= last_v - q) bad("tsc before the previous line'"'"'s quantum")
+            last_v = v; lines++
+        }
+    }
+    END {
+        if (lines != 20) { print "--timestamps: " lines " time lines, expected 20"; failed = 1 }
+        exit failed
+    }' "$work/ts.out" >"$work/ts.check" || fail "$(cat "$work/ts.check")"
+
 if [ $fails -ne 0 ]; then
     echo "$fails check(s) failed" >&2
     exit 1

@@ -2,8 +2,10 @@
 # Builds the Linux demo guest from Debian's packages into DEST, once:
 #   DEST/vmlinuz          the kernel, from the linux-image .deb
 #   DEST/initramfs.cpio.gz  busybox-static plus our init (tests/linux/init)
+#                         and bin/guest-clock (tests/linux/guest-clock.c)
 # Nothing is installed on the system: the .debs are fetched with
-# `apt-get download` and unpacked with `dpkg -x`.
+# `apt-get download` and unpacked with `dpkg -x`. guest-clock is compiled
+# here with clang and lld, for either architecture from any host.
 # usage: make-guest.sh DEST [amd64|arm64]
 set -euo pipefail
 dest=$1
@@ -11,21 +13,40 @@ arch=${2:-amd64}
 here=$(cd "$(dirname "$0")" && pwd)
 
 case "$arch" in
-    amd64) kernel_glob='boot/vmlinuz-*' ;;
-    arm64) kernel_glob='boot/vmlinuz-*' ;;
+    amd64) kernel_glob='boot/vmlinuz-*'; clang_target=x86_64-linux-gnu ;;
+    arm64) kernel_glob='boot/vmlinuz-*'; clang_target=aarch64-linux-gnu ;;
     *) echo "make-guest: unknown architecture '$arch' (amd64 or arm64)" >&2; exit 2 ;;
 esac
 
 if [ -s "$dest/vmlinuz" ] && [ -s "$dest/initramfs.cpio.gz" ] &&
-    [ "$dest/initramfs.cpio.gz" -nt "$here/init" ]; then
+    [ "$dest/initramfs.cpio.gz" -nt "$here/init" ] &&
+    [ "$dest/initramfs.cpio.gz" -nt "$here/guest-clock.c" ] &&
+    [ "$dest/initramfs.cpio.gz" -nt "$here/make-guest.sh" ]; then
     exit 0
 fi
 for tool in apt-get dpkg cpio gzip; do
     command -v "$tool" >/dev/null || { echo "make-guest: '$tool' is missing (scripts/setup.sh installs it)" >&2; exit 2; }
 done
+command -v clang >/dev/null || {
+    echo "make-guest: 'clang' is missing: it builds guest-clock for the guest; apt-get install clang lld (scripts/setup.sh installs them)" >&2
+    exit 2
+}
+command -v ld.lld >/dev/null || {
+    echo "make-guest: 'ld.lld' is missing: it links guest-clock for the guest; apt-get install lld (scripts/setup.sh installs it)" >&2
+    exit 2
+}
 mkdir -p "$dest"
 work=$(mktemp -d "$dest/.work-XXXXXX")
 trap 'rm -rf "$work"' EXIT
+
+# The guest's clock reader: freestanding (no libc, raw system calls), so
+# one clang builds it for both architectures without a cross sysroot.
+clang --target="$clang_target" -O2 -Wall -Wextra -Werror -ffreestanding -fno-builtin \
+    -fno-stack-protector -fno-pic -fno-asynchronous-unwind-tables -nostdlib -static \
+    -fuse-ld=lld -Wl,--build-id=none -o "$work/guest-clock" "$here/guest-clock.c" || {
+    echo "make-guest: cannot build guest-clock for $clang_target (needs clang and lld)" >&2
+    exit 2
+}
 
 # The metapackage names the current kernel package.
 meta=linux-image-$arch
@@ -51,8 +72,9 @@ kernel=$(ls $work/kernel/$kernel_glob | head -n 1)
 root=$work/root
 mkdir -p "$root/bin" "$root/proc" "$root/sys" "$root/dev"
 cp "$work/bb/bin/busybox" "$root/bin/busybox"
+cp "$work/guest-clock" "$root/bin/guest-clock"
 cp "$here/init" "$root/init"
-chmod 0755 "$root/init" "$root/bin/busybox"
+chmod 0755 "$root/init" "$root/bin/busybox" "$root/bin/guest-clock"
 (cd "$root" && find . -print0 | sort -z | cpio --null -o -H newc --quiet --reproducible -R 0:0) |
     gzip -9 -n >"$work/initramfs.cpio.gz"
 cp "$kernel" "$work/vmlinuz"
