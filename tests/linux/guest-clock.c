@@ -5,9 +5,12 @@
  *
  * writes TEXT (the arguments joined by spaces), then " clock_ns=N" and a
  * newline, in one write(2) to stdout, where N is the guest's clock in
- * nanoseconds since machine reset, read just before that write. The
- * marker line of tests/linux/init is printed this way, so that the clock
- * is read as close as possible to the moment the line leaves the guest.
+ * nanoseconds since machine reset, read just before that write. Then it
+ * reads the clock again once the write has returned, and writes a second
+ * line "qsync-linux: written clock_ns=M". The moment the marker's last byte
+ * left the guest lies between N and M (a few microseconds apart), which is
+ * what a test compares with the virtual time of the quantum that carried
+ * it. The marker line of tests/linux/init is printed this way.
  *
  * The clock is the CPU's counter that QEMU drives from its virtual clock
  * (QEMU_CLOCK_VIRTUAL), whose origin is machine reset:
@@ -113,6 +116,21 @@ static void out(const char *s, u64 n)
 
 static char line[4096];
 
+/* Appends t in decimal and a newline at buf[n]; returns the new length. */
+static u64 put_clock(char *buf, u64 n, u64 t)
+{
+    char digits[20];
+    int d = 0;
+    do {
+        digits[d++] = (char)('0' + t % 10);
+        t /= 10;
+    } while (t);
+    while (d)
+        buf[n++] = digits[--d];
+    buf[n++] = '\n';
+    return n;
+}
+
 void guest_clock_main(i64 *sp);
 
 void guest_clock_main(i64 *sp)
@@ -134,16 +152,14 @@ void guest_clock_main(i64 *sp)
         line[n++] = key[i];
 
     /* Everything else is ready: read the clock and write the line at once. */
-    u64 t = clock_ns();
-    char digits[20];
-    int d = 0;
-    do {
-        digits[d++] = (char)('0' + t % 10);
-        t /= 10;
-    } while (t);
-    while (d)
-        line[n++] = digits[--d];
-    line[n++] = '\n';
+    n = put_clock(line, n, clock_ns());
+    out(line, n);
+    /* And when the write is done. */
+    static const char after[] = "qsync-linux: written clock_ns=";
+    n = 0;
+    for (u64 i = 0; i < sizeof after - 1; i++)
+        line[n++] = after[i];
+    n = put_clock(line, n, clock_ns());
     out(line, n);
     syscall3(SYS_EXIT_GROUP, 0, 0, 0);
 }

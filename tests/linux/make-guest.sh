@@ -75,6 +75,9 @@ cp "$work/bb/bin/busybox" "$root/bin/busybox"
 cp "$work/guest-clock" "$root/bin/guest-clock"
 cp "$here/init" "$root/init"
 chmod 0755 "$root/init" "$root/bin/busybox" "$root/bin/guest-clock"
+# Byte-identical in every build: fixed file times too (cpio's
+# --reproducible leaves them), so a boot is the same in any build tree.
+find "$root" -exec touch -h -d @0 {} +
 (cd "$root" && find . -print0 | sort -z | cpio --null -o -H newc --quiet --reproducible -R 0:0) |
     gzip -9 -n >"$work/initramfs.cpio.gz"
 cp "$kernel" "$work/vmlinuz"
