@@ -3,9 +3,11 @@
  * this machine over each kind of channel, measured side by side in one run.
  * A lockstep quantum can never be cheaper than this.
  *
- *   pipe   a byte each way over two pipes (what the plugin mode uses)
+ *   pipe   a byte each way over two pipes (the pipe channel)
  *   futex  a sequence number each way on a shared page, sleeping in futex
  *   spin   a sequence number each way on a shared cache line, busy-waiting
+ *   shm    a frame each way in the shm channel's rings: poll for at most
+ *          50 us, then sleep on the futex (the shm channel)
  *
  * Each is run REPS times of ROUNDS round trips, both unpinned and with both
  * ends pinned to one core; the median per round trip is printed, and each
@@ -22,7 +24,7 @@ int main(int argc, char **argv)
 {
     long rounds = argc > 1 ? atol(argv[1]) : 100000;
     int reps = argc > 2 ? atoi(argv[2]) : 5;
-    static const char *names[] = {"pipe", "futex", "spin"};
+    static const char *names[] = {"pipe", "futex", "spin", "shm"};
     if (rounds <= 0 || reps <= 0 || reps > QSYNC_BENCH_MAX_REPS) {
         fprintf(stderr, "usage: bench-floor [ROUNDS [REPS<=%d]]\n", QSYNC_BENCH_MAX_REPS);
         return 2;
@@ -33,7 +35,7 @@ int main(int argc, char **argv)
     printf("| channel | cross-core (us) | one core (us) | cross-core / pipe |\n");
     printf("|---|---|---|---|\n");
     double pipe_cross = 0;
-    for (int k = QSYNC_BENCH_PIPE; k <= QSYNC_BENCH_SPIN; k++) {
+    for (int k = QSYNC_BENCH_PIPE; k <= QSYNC_BENCH_SHM; k++) {
         double cross[QSYNC_BENCH_MAX_REPS], one[QSYNC_BENCH_MAX_REPS];
         for (int r = 0; r < reps; r++) {
             cross[r] = qsync_bench_pingpong((enum qsync_bench_kind)k, rounds, 0);

@@ -1,5 +1,6 @@
-/* Ping-pong between two processes over pipes, a futex, or a spun-on
- * cache line: the floor under any lockstep round trip. See pingpong.h. */
+/* Ping-pong between two processes over pipes, a futex, a spun-on cache
+ * line, or the shm channel's rings: the floor under any lockstep round
+ * trip. See pingpong.h. */
 #include <errno.h>
 #include <linux/futex.h>
 #include <sched.h>
@@ -17,6 +18,7 @@
 
 #include "bench_util.h"
 #include "pingpong.h"
+#include "shm.h"
 
 struct shared {
     _Alignas(64) atomic_uint ping;
@@ -48,6 +50,26 @@ static void post(atomic_uint *a, unsigned v, int spin)
         futex(a, FUTEX_WAKE, 1);
 }
 
+/* One side of the shm floor: sends a 24-byte frame (a GRANT's size) on
+ * out, waits for one on in, as the channel's two ends do. */
+static int ring_send(const struct qsync__shm_ring *out, long i)
+{
+    uint8_t frame[24] = {0};
+    memcpy(frame, &i, sizeof i);
+    int rc = qsync__shm_write(out, frame, sizeof frame);
+    if (rc == 1)
+        qsync__shm_futex_wake(out);
+    return rc < 0 ? -1 : 0;
+}
+
+static int ring_recv(const struct qsync__shm_ring *in, struct qsync__shm_spinner *sp)
+{
+    uint8_t frame[24];
+    if (qsync__shm_wait(in, sizeof frame, sp, 0, NULL, NULL))
+        return -1;
+    return qsync__shm_read(in, frame, sizeof frame) == sizeof frame ? 0 : -1;
+}
+
 static void pin(int cpu)
 {
     cpu_set_t set;
@@ -62,8 +84,17 @@ double qsync_bench_pingpong(enum qsync_bench_kind k, long rounds, int one_core)
     int a[2], b[2];
     struct shared *sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
                              -1, 0);
-    if (sh == MAP_FAILED || pipe(a) || pipe(b))
+    size_t rsize = qsync__shm_region_size();
+    void *region = mmap(NULL, rsize, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (sh == MAP_FAILED || region == MAP_FAILED || pipe(a) || pipe(b))
         return -1;
+    qsync__shm_init(region);
+    struct qsync__shm_ring to_child, to_parent;
+    qsync__shm_ring(region, QSYNC_SHM_TO_PLUGIN, &to_child);
+    qsync__shm_ring(region, QSYNC_SHM_TO_LIBRARY, &to_parent);
+    qsync__shm_disarm(&to_parent); /* both sides sleep on the futex here */
+    struct qsync__shm_spinner spinner;
+    qsync__shm_spinner_init(&spinner, one_core ? 0 : QSYNC_BENCH_SHM_SPIN_NS);
     atomic_store(&sh->ping, 0);
     atomic_store(&sh->pong, 0);
     pid_t pid = fork();
@@ -76,6 +107,9 @@ double qsync_bench_pingpong(enum qsync_bench_kind k, long rounds, int one_core)
         for (long i = 1; i <= rounds; i++) {
             if (k == QSYNC_BENCH_PIPE) {
                 if (read(a[0], &c, 1) != 1 || write(b[1], &c, 1) != 1)
+                    _exit(1);
+            } else if (k == QSYNC_BENCH_SHM) {
+                if (ring_recv(&to_child, &spinner) || ring_send(&to_parent, i))
                     _exit(1);
             } else {
                 wait_value(&sh->ping, (unsigned)i, k == QSYNC_BENCH_SPIN);
@@ -91,6 +125,9 @@ double qsync_bench_pingpong(enum qsync_bench_kind k, long rounds, int one_core)
     for (long i = 1; i <= rounds; i++) {
         if (k == QSYNC_BENCH_PIPE) {
             if (write(a[1], &c, 1) != 1 || read(b[0], &c, 1) != 1)
+                break;
+        } else if (k == QSYNC_BENCH_SHM) {
+            if (ring_send(&to_child, i) || ring_recv(&to_parent, &spinner))
                 break;
         } else {
             post(&sh->ping, (unsigned)i, k == QSYNC_BENCH_SPIN);
@@ -113,6 +150,7 @@ double qsync_bench_pingpong(enum qsync_bench_kind k, long rounds, int one_core)
     close(b[0]);
     close(b[1]);
     munmap(sh, sizeof *sh);
+    munmap(region, rsize);
     return (double)(t1 - t0) / (double)rounds;
 }
 

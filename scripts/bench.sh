@@ -14,9 +14,13 @@ cmake --build "$build" -j"$(nproc)" >/dev/null
 
 echo "Machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
 echo "QEMU: $(qemu-system-x86_64 --version | head -n 1)"
+# Other work on the machine skews everything, cross-core figures most.
+echo "Load before the run: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 "$build/bin/bench-floor" 50000 "$reps"
 echo
 "$build/bin/bench-roundtrip" "$build/bin/fake-qemu" 20000 "$reps"
 echo
 "$build/bin/bench-qemu" "$build/tests/guest/qsync-guest.elf" "$build/guests/linux-amd64" "$reps"
+echo
+echo "Load after the run: $(cut -d' ' -f1-3 /proc/loadavg)"

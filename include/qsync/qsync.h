@@ -108,6 +108,16 @@ typedef enum {
     QSYNC_OUTPUT_DISCARD = 2   /* /dev/null                                  */
 } qsync_output_mode;
 
+/* How frames travel between the library and the plugin (plugin mode;
+ * docs/protocol.md, "Shared-memory transport"). */
+typedef enum {
+    QSYNC_CHANNEL_AUTO = 0, /* shared memory where it can be set up, else pipes
+                               (the default; docs/benchmarks.md says why)     */
+    QSYNC_CHANNEL_PIPE = 1, /* two pipes: every frame a read() and a write()   */
+    QSYNC_CHANNEL_SHM = 2   /* rings in a shared memfd: each side polls briefly,
+                               then sleeps (a futex, an eventfd)              */
+} qsync_channel;
+
 /*
  * Options. Always fill with qsync_options_init() first, then set fields:
  * the init function records the struct's size, so that later versions can
@@ -173,6 +183,21 @@ typedef struct qsync_options {
      * cross-core one (docs/benchmarks.md). The pin is made at
      * qsync_start() and the calling thread keeps it. */
     int pin_cpu;
+
+    /* The channel's transport in plugin mode: QSYNC_CHANNEL_AUTO (default),
+     * _PIPE or _SHM. The qqq and FIFO modes always use their pipes or
+     * FIFOs: _SHM there is refused (QSYNC_EARG). With _SHM, a failure to
+     * create the shared memory fails qsync_start(); _AUTO then uses pipes. */
+    qsync_channel channel;
+
+    /* Shared-memory channel: how long qsync_advance_wait() and
+     * qsync_run_until() poll for QEMU's answer before they sleep in the
+     * loop, in ns. Polling spares a wake-up (tens of microseconds across
+     * cores on a VM) but keeps a core busy; it is cut back by itself while
+     * answers come later than this. Default 50000 (50 us); 0 never polls;
+     * at most 10^9. Set it above a quantum's wall time (e.g. 1000000) to
+     * dedicate a core to the controller. Never polls with pin_cpu. */
+    uint64_t shm_poll_ns;
 } qsync_options;
 
 /* Fills opts with the defaults. Thread-safe. */
@@ -305,8 +330,9 @@ QSYNC_EXPORT uv_loop_t *qsync_get_loop(const qsync_ctx *ctx);
  * Returns 0, QSYNC_EARG (argv empty, or containing -icount in plugin mode:
  * the message names it), QSYNC_ESTATE (already started, or closing),
  * QSYNC_EBUSY (the failed start is still being cleaned up),
- * QSYNC_ENOPLUGIN, or -errno from pipe, mkdtemp, mkfifo or spawn (-ENOENT:
- * no such QEMU binary).
+ * QSYNC_ENOPLUGIN, or -errno from pipe, mkdtemp, mkfifo, memfd_create or
+ * eventfd (channel QSYNC_CHANNEL_SHM only; AUTO then uses the pipes) or
+ * spawn (-ENOENT: no such QEMU binary).
  */
 QSYNC_EXPORT int qsync_start(qsync_ctx *ctx, const char *const argv[]);
 

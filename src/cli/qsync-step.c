@@ -36,6 +36,7 @@ struct step {
     qsync_mode mode;
     int qqq_native;
     int pin_cpu;
+    qsync_channel channel;
     const char *json_path;
     const char *csv_path;
     int stats;
@@ -97,6 +98,8 @@ static void usage(FILE *f)
             "                  speaking the protocol through our plugin\n"
             "  --plugin-args A extra key=value,... options for the plugin\n"
             "  --pin CPU       run qsync-step and QEMU on this one core (cheaper stops)\n"
+            "  --channel CH    plugin mode's channel: auto (default), shm (shared\n"
+            "                  memory) or pipe\n"
             "  --json FILE     write a summary as JSON to FILE ('-' for stdout)\n"
             "  --csv FILE      write one record per quantum to FILE ('-' for stdout)\n"
             "  --stats         print the period table and wall time per quantum at the end\n"
@@ -414,7 +417,8 @@ int main(int argc, char **argv)
         {"plugin-args", required_argument, NULL, 'a'}, {"csv", required_argument, NULL, 'c'},
         {"stats", no_argument, NULL, 'S'},         {"quiet", no_argument, NULL, 'Q'},
         {"progress", no_argument, NULL, 'P'},      {"pin", required_argument, NULL, 'C'},
-        {"timestamps", no_argument, NULL, 'T'},    {NULL, 0, NULL, 0}};
+        {"timestamps", no_argument, NULL, 'T'},    {"channel", required_argument, NULL, 'H'},
+        {NULL, 0, NULL, 0}};
     struct step s;
     memset(&s, 0, sizeof s);
     s.quantum_ns = 1000000;
@@ -511,6 +515,19 @@ int main(int argc, char **argv)
             s.pin_cpu = (int)v;
             break;
         }
+        case 'H':
+            if (strcmp(optarg, "auto") == 0) {
+                s.channel = QSYNC_CHANNEL_AUTO;
+            } else if (strcmp(optarg, "shm") == 0) {
+                s.channel = QSYNC_CHANNEL_SHM;
+            } else if (strcmp(optarg, "pipe") == 0) {
+                s.channel = QSYNC_CHANNEL_PIPE;
+            } else {
+                fprintf(stderr, "qsync-step: --channel '%s': expected auto, shm or pipe\n",
+                        optarg);
+                return EXIT_USAGE;
+            }
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -533,6 +550,11 @@ int main(int argc, char **argv)
 
     if (s.mode != QSYNC_MODE_PLUGIN && s.engine_opt) {
         fprintf(stderr, "qsync-step: --engine applies to --mode plugin only; use --plugin-args\n");
+        return EXIT_USAGE;
+    }
+    if (s.mode != QSYNC_MODE_PLUGIN && s.channel == QSYNC_CHANNEL_SHM) {
+        fprintf(stderr, "qsync-step: --channel shm applies to --mode plugin only (the qqq and "
+                        "fifo protocols run on their own pipes or FIFOs)\n");
         return EXIT_USAGE;
     }
     if (s.qqq_native && s.mode != QSYNC_MODE_QQQ) {
@@ -566,6 +588,7 @@ int main(int argc, char **argv)
     o.fifo_quantum_us = s.quantum_ns / 1000;
     o.quantum_hint_ns = s.quantum_ns;
     o.pin_cpu = s.pin_cpu;
+    o.channel = s.channel;
     o.plugin_args = s.plugin_args;
     if (s.timestamps)
         o.stdout_mode = QSYNC_OUTPUT_CALLBACK; /* otherwise QEMU writes to ours */

@@ -2,6 +2,11 @@
  * The blocking helpers: a private loop wrapped around the asynchronous API,
  * as curl's easy interface wraps its multi interface. They only ever run
  * the context's private loop, never a caller's.
+ *
+ * On the shared-memory transport an advance first polls the ring for the
+ * plugin's answer for a bounded time (qsync__shm_spin): the calling thread
+ * waits anyway, and an answer seen by polling costs no system call and no
+ * wake-up of a sleeping thread.
  */
 #include "internal.h"
 
@@ -37,6 +42,7 @@ int qsync_advance_wait(qsync_ctx *ctx, uint64_t ns, qsync_stop *stop)
     rc = qsync_advance_ns(ctx, ns);
     if (rc)
         return rc;
+    qsync__shm_spin(ctx, &ctx->wait_done);
     run_until_flag(ctx, &ctx->wait_done);
     if (!ctx->wait_done)
         return qsync__set_error(ctx, QSYNC_ESTATE, "qsync_advance_wait: the loop ran dry");

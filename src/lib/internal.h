@@ -5,7 +5,7 @@
  * command line and the child process), channel.c (reading and writing the
  * native protocol on the loop), blocking.c (the private-loop helpers),
  * errors.c (codes and text), options.c (defaults, validation, the plugin's
- * location).
+ * location), shm_channel.c (the shared-memory transport).
  */
 #ifndef QSYNC_LIB_INTERNAL_H
 #define QSYNC_LIB_INTERNAL_H
@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "qsync/qsync.h"
+#include "shm.h"
 #include "wire.h"
 
 #define QSYNC__ERRMSG_MAX 1536
@@ -122,6 +123,24 @@ struct qsync_ctx {
     int wait_status;
     qsync_stop wait_stop;
 
+    /*
+     * The shared-memory transport (plugin mode with channel SHM or AUTO;
+     * shm_channel.c, src/proto/shm.h). Frames travel in two rings in a
+     * memfd mapping; the pipes stay, for their ends of file only: closing
+     * grant_fd still ends QEMU, and ch_in's end of file still says QEMU is
+     * gone. The plugin writes shm_efd when the library waits for a frame;
+     * shm_poll watches it on the loop. shm_base is NULL on pipes, and the
+     * other fields mean something only while it is set.
+     */
+    void *shm_base;
+    struct qsync__shm_ring shm_out; /* to the plugin: GRANT            */
+    struct qsync__shm_ring shm_in;  /* to the library: HELLO, REPORT... */
+    int shm_efd;
+    uv_poll_t shm_poll;
+    int shm_poll_open;
+    struct qsync__shm_spinner shm_spinner; /* how long the blocking helpers poll */
+    unsigned shm_streak;   /* advances completed by polling in a row       */
+
     char errmsg[QSYNC__ERRMSG_MAX];
 };
 
@@ -141,6 +160,8 @@ struct qsync__launch {
     int our_in;    /* where QEMU's messages arrive, read on the loop        */
     int our_out;   /* where grants go (ctx->grant_fd), or -1                */
     int keep_reader; /* keep child_in open on our side (see grant_reader_fd) */
+    int child_shm; /* becomes QEMU's fd 5: the shared-memory region, or -1  */
+    int child_efd; /* becomes QEMU's fd 6: ctx->shm_efd (kept), or -1       */
 };
 
 struct qsync__mode {
@@ -198,6 +219,30 @@ void qsync__drain_output(qsync_ctx *ctx);
 /* channel.c */
 int qsync__channel_start(qsync_ctx *ctx, int fd);
 int qsync__write_grant(qsync_ctx *ctx, const void *buf, size_t len);
+/* Hands the bytes gathered in rbuf to the mode; keeps a partial frame. */
+void qsync__channel_deliver(qsync_ctx *ctx);
+
+/* shm_channel.c: the shared-memory transport (see the fields above). */
+#define QSYNC__CHILD_SHM_FD 5
+#define QSYNC__CHILD_EFD 6
+/* Whether this start uses it: channel SHM, or AUTO where it can be made. */
+int qsync__shm_wanted(const qsync_ctx *ctx);
+/* Creates the region and the eventfd, and sets child_shm and child_efd.
+ * Returns 0 or an error (already set on ctx). */
+int qsync__shm_launch(qsync_ctx *ctx, struct qsync__launch *l);
+/* Watches the eventfd on the loop (after the spawn). */
+int qsync__shm_start(qsync_ctx *ctx);
+/* Reads what the plugin has put in the ring and delivers it. */
+void qsync__shm_drain(qsync_ctx *ctx);
+/* The end of the report pipe: last frames are drained, the watch stops. */
+void qsync__shm_eof(qsync_ctx *ctx);
+/* Writes a frame to the plugin and wakes it if it sleeps. */
+int qsync__shm_send(qsync_ctx *ctx, const void *buf, size_t len);
+/* Blocking helpers: polls the ring for a bounded time until *flag is set,
+ * before the caller runs the loop. */
+void qsync__shm_spin(qsync_ctx *ctx, const int *flag);
+/* Unmaps, closes the eventfd and its watch. Any path, more than once. */
+void qsync__shm_release(qsync_ctx *ctx);
 
 /* context.c: events from the other files. */
 int qsync__close(qsync_ctx *ctx, qsync_close_cb cb); /* any loop */

@@ -4,6 +4,7 @@
  */
 #include "internal.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -24,9 +25,21 @@ static int plugin_prepare(qsync_ctx *ctx, const char *const argv[], struct qsync
     int rc = qsync__find_plugin(ctx);
     if (rc)
         return rc;
-    char rest[160];
-    int n = snprintf(rest, sizeof rest, "fd_in=%d,fd_out=%d,shift=%u,parent=%d", CHILD_GRANT_FD,
-                     CHILD_REPORT_FD, ctx->opts.icount_shift, (int)getpid());
+    /* The shared-memory transport where asked for; AUTO falls back to
+     * the pipes when the memfd or the eventfd cannot be made. */
+    char shm[32] = "";
+    if (qsync__shm_wanted(ctx)) {
+        rc = qsync__shm_launch(ctx, l);
+        if (rc && ctx->opts.channel == QSYNC_CHANNEL_SHM)
+            return rc;
+        if (rc)
+            ctx->errmsg[0] = '\0';
+        else
+            snprintf(shm, sizeof shm, ",shm=%d,efd=%d", QSYNC__CHILD_SHM_FD, QSYNC__CHILD_EFD);
+    }
+    char rest[192];
+    int n = snprintf(rest, sizeof rest, "fd_in=%d,fd_out=%d%s,shift=%u,parent=%d", CHILD_GRANT_FD,
+                     CHILD_REPORT_FD, shm, ctx->opts.icount_shift, (int)getpid());
     if (ctx->opts.quantum_hint_ns)
         snprintf(rest + n, sizeof rest - (size_t)n, ",quantum_ns=%llu",
                  (unsigned long long)ctx->opts.quantum_hint_ns);
@@ -49,7 +62,9 @@ static int plugin_grant(qsync_ctx *ctx, uint64_t seq, uint64_t deadline_ns, uint
     struct qsync_wire_msg m;
     uint8_t frame[QSYNC_WIRE_HEADER_SIZE + 16];
     (void)delta_ns;
-    memset(&m, 0, sizeof m);
+    /* Only the header and the grant: the whole message is 4 KiB, and this
+     * runs at every quantum. */
+    memset(&m, 0, offsetof(struct qsync_wire_msg, u) + sizeof m.u.grant);
     m.type = QSYNC_MSG_GRANT;
     m.u.grant.seq = seq;
     m.u.grant.deadline_ns = deadline_ns;
@@ -135,7 +150,7 @@ static size_t plugin_consume(qsync_ctx *ctx, const uint8_t *buf, size_t len)
 
 static void plugin_cleanup(qsync_ctx *ctx)
 {
-    (void)ctx;
+    qsync__shm_release(ctx);
 }
 
 const struct qsync__mode qsync__mode_plugin = {

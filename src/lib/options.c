@@ -27,6 +27,8 @@ void qsync_options_init(qsync_options *opts)
     opts->start_timeout_ms = 30000;
     opts->kill_grace_ms = 1000;
     opts->pin_cpu = -1;
+    opts->channel = QSYNC_CHANNEL_AUTO;
+    opts->shm_poll_ns = 50000;
 }
 
 void qsync_callbacks_init(qsync_callbacks *cbs)
@@ -46,7 +48,8 @@ static int opt_error(char *errbuf, size_t len, const char *fmt, const char *what
 static const char *const reserved_keys[] = {"fd_in",           "fd_out",          "shift",
                                             "proto",           "HostToGuestPipe", "GuestToHostPipe",
                                             "TimeInMicroSeconds", "TimeinMicroseconds",
-                                            "quantum_ns",      "parent"};
+                                            "quantum_ns",      "parent",
+                                            "shm",             "efd"};
 
 static int check_plugin_args(const char *args, char *errbuf, size_t len)
 {
@@ -106,6 +109,22 @@ int qsync__options_copy(qsync_ctx *ctx, const qsync_options *in, char *errbuf, s
     if (o.pin_cpu < -1 || o.pin_cpu >= CPU_SETSIZE)
         return opt_error(errbuf, len, "%s: %lld is not -1 or a CPU number", "pin_cpu",
                          (long long)o.pin_cpu);
+    if (o.channel != QSYNC_CHANNEL_AUTO && o.channel != QSYNC_CHANNEL_PIPE &&
+        o.channel != QSYNC_CHANNEL_SHM)
+        return opt_error(errbuf, len, "%s: %lld is not a qsync_channel", "channel",
+                         (long long)o.channel);
+    if (o.channel == QSYNC_CHANNEL_SHM && o.mode != QSYNC_MODE_PLUGIN) {
+        if (errbuf && len)
+            snprintf(errbuf, len,
+                     "channel: QSYNC_CHANNEL_SHM needs mode QSYNC_MODE_PLUGIN (the %s protocol "
+                     "runs on its own %s); use QSYNC_CHANNEL_AUTO or _PIPE",
+                     o.mode == QSYNC_MODE_QQQ ? "qqq" : "legacy FIFO",
+                     o.mode == QSYNC_MODE_QQQ ? "pipes" : "named FIFOs");
+        return QSYNC_EARG;
+    }
+    if (o.shm_poll_ns > 1000000000u)
+        return opt_error(errbuf, len, "%s: %lld is out of range 0..1000000000 (ns)",
+                         "shm_poll_ns", (long long)o.shm_poll_ns);
     if (o.start_timeout_ms == 0)
         return opt_error(errbuf, len, "%s: %lld; it must be positive", "start_timeout_ms", 0);
     if (o.plugin_path && o.plugin_path[0] == '\0') {

@@ -2,10 +2,11 @@
  * The QEMU child: its command line, its stdio, its death.
  *
  * QEMU gets the grant pipe's read end as fd 3 and the report pipe's write
- * end as fd 4, and nothing else of ours: every descriptor the library opens
- * is close-on-exec, and libuv dups the two into place in the child. QEMU
- * runs in its own session so that a terminal's Ctrl-C reaches the
- * controller, which then ends QEMU through the channel, in order.
+ * end as fd 4 (and, with the shared-memory transport, the memfd as fd 5
+ * and the eventfd as fd 6), and nothing else of ours: every descriptor the
+ * library opens is close-on-exec, and libuv dups them into place in the
+ * child. QEMU runs in its own session so that a terminal's Ctrl-C reaches
+ * the controller, which then ends QEMU through the channel, in order.
  */
 #include "internal.h"
 
@@ -237,6 +238,7 @@ int qsync__spawn(qsync_ctx *ctx, const char *const argv[])
     if (!l)
         return -ENOMEM;
     l->child_in = l->child_out = l->our_in = l->our_out = -1;
+    l->child_shm = l->child_efd = -1;
     rc = ctx->mode->prepare(ctx, argv, l);
     if (rc)
         goto fail;
@@ -271,7 +273,7 @@ int qsync__spawn(qsync_ctx *ctx, const char *const argv[])
         ctx->handles_open++;
     }
 
-    uv_stdio_container_t stdio[5];
+    uv_stdio_container_t stdio[7];
     memset(stdio, 0, sizeof stdio);
     stdio[0].flags = UV_IGNORE;
     switch (ctx->opts.stdout_mode) {
@@ -296,6 +298,13 @@ int qsync__spawn(qsync_ctx *ctx, const char *const argv[])
         stdio[CHILD_REPORT_FD].flags = UV_INHERIT_FD;
         stdio[CHILD_REPORT_FD].data.fd = l->child_out;
         stdio_count = 5;
+    }
+    if (l->child_in >= 0 && l->child_shm >= 0) {
+        stdio[QSYNC__CHILD_SHM_FD].flags = UV_INHERIT_FD;
+        stdio[QSYNC__CHILD_SHM_FD].data.fd = l->child_shm;
+        stdio[QSYNC__CHILD_EFD].flags = UV_INHERIT_FD;
+        stdio[QSYNC__CHILD_EFD].data.fd = l->child_efd;
+        stdio_count = 7;
     }
 
     uv_process_options_t po;
@@ -336,6 +345,7 @@ int qsync__spawn(qsync_ctx *ctx, const char *const argv[])
     }
     close_fd(&l->child_in);
     close_fd(&l->child_out);
+    close_fd(&l->child_shm); /* our mapping stays; child_efd is ctx->shm_efd */
     ctx->grant_fd = l->our_out;
     l->our_out = -1;
     if (ctx->grant_fd >= 0) {
@@ -364,6 +374,7 @@ fail:
     free(args);
     close_fd(&l->child_in);
     close_fd(&l->child_out);
+    close_fd(&l->child_shm);
     close_fd(&l->our_in);
     close_fd(&l->our_out);
     free(l);

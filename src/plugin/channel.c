@@ -67,6 +67,7 @@
 #include "log.h"
 #include "personality.h"
 #include "qsync/version.h"
+#include "transport_shm.h"
 
 /* Codes carried in the ERROR messages this plugin sends (errno values). */
 #define ERR_PROTOCOL EPROTO /* a frame that is not a valid next GRANT    */
@@ -164,7 +165,10 @@ int qsync__channel_send(const struct qsync_wire_msg *msg)
     if (n < 0)
         return -EINVAL;
     pthread_mutex_lock(&send_lock);
-    int rc = qsync__write_all(fd_out, buf, (size_t)n);
+    /* With shm=, frames travel in shared memory; fd_out carries only its
+     * end of file (transport_shm.h). */
+    int rc = qsync__shm_transport_active() ? qsync__shm_transport_send(buf, (size_t)n)
+                                           : qsync__write_all(fd_out, buf, (size_t)n);
     pthread_mutex_unlock(&send_lock);
     return rc;
 }
@@ -199,7 +203,8 @@ static void read_frame_bytes(uint8_t *buf, size_t len, int frame_start)
 {
     size_t got = 0;
     qsync__channel_reading(true);
-    int rc = qsync__read_full(fd_in, buf, len, &got);
+    int rc = qsync__shm_transport_active() ? qsync__shm_transport_read(buf, len, &got)
+                                           : qsync__read_full(fd_in, buf, len, &got);
     qsync__channel_reading(false);
     if (rc == 0)
         return;
@@ -350,6 +355,9 @@ static void *watch(void *arg)
              * controller's last message), the flag drops before the
              * guest runs on, and QEMU ends here. */
             const struct timespec ms = {0, 1000000};
+            /* A stop asleep on the shared-memory futex sees no end of
+             * file: wake it, and it ends QEMU as a reader of fd_in would. */
+            qsync__shm_transport_hangup();
             while (atomic_load(&reading))
                 nanosleep(&ms, NULL);
             qsync__end_qemu(0, "%s", watch_gone);
@@ -393,7 +401,9 @@ int qsync__watch_hangup(int fd, const char *key, const char *gone)
 
 static int native_open(const struct qsync__options *opt, const struct qsync__engine *eng)
 {
-    return qsync__channel_open(opt->fd_in, opt->fd_out, eng);
+    if (qsync__channel_open(opt->fd_in, opt->fd_out, eng) < 0)
+        return -1;
+    return opt->shm_fd >= 0 ? qsync__shm_transport_open(opt->shm_fd, opt->efd, opt->spin_ns) : 0;
 }
 
 /* HELLO, from the install thread once the engine is installed. */

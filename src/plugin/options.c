@@ -139,6 +139,9 @@ enum key {
     K_ENGINE,
     K_QUANTUM,
     K_PARENT,
+    K_SHM,
+    K_EFD,
+    K_SPIN,
     K_H2G,
     K_G2H,
     K_TIME,        /* seed 000's code */
@@ -163,20 +166,27 @@ static const struct {
     [K_ENGINE] = {"engine", P_ALL},
     [K_QUANTUM] = {"quantum_ns", P_NATIVE | P_QQQ},
     [K_PARENT] = {"parent", P_ALL},
+    [K_SHM] = {"shm", P_NATIVE},
+    [K_EFD] = {"efd", P_NATIVE},
+    [K_SPIN] = {"spin_ns", P_NATIVE},
     [K_H2G] = {"HostToGuestPipe", P_FIFO},
     [K_G2H] = {"GuestToHostPipe", P_FIFO},
     [K_TIME] = {"TimeInMicroSeconds", P_FIFO},
     [K_TIME_README] = {"TimeinMicroseconds", P_FIFO},
 };
 
-#define ALL_KEYS                                                                          \
-    "proto, fd_in, fd_out, shift, engine, quantum_ns, parent, HostToGuestPipe, GuestToHostPipe, " \
-    "TimeInMicroSeconds"
+#define ALL_KEYS                                                                    \
+    "proto, fd_in, fd_out, shift, engine, quantum_ns, parent, shm, efd, spin_ns, "   \
+    "HostToGuestPipe, GuestToHostPipe, TimeInMicroSeconds"
 
 /* Why a key does not fit the personality, for the message. */
 static void refuse_key(enum key k, enum qsync__proto proto)
 {
-    if (k == K_QUANTUM && proto == QSYNC_PROTO_FIFO) {
+    if (k == K_SHM || k == K_EFD || k == K_SPIN) {
+        qsync__log("option %s belongs to the native protocol's shared-memory channel; the "
+                   "%s personality speaks over its own pipes or FIFOs",
+                   keys[k].name, proto == QSYNC_PROTO_QQQ ? "qqq" : "FIFO");
+    } else if (k == K_QUANTUM && proto == QSYNC_PROTO_FIFO) {
         qsync__log("quantum_ns does not apply to the FIFO personality: its quantum is "
                    "TimeInMicroSeconds");
     } else if (keys[k].protos == P_FIFO) {
@@ -201,6 +211,9 @@ int qsync__options_parse(int argc, char **argv, struct qsync__options *opt)
     opt->fd_out = -1;
     opt->shift = 0;
     opt->engine = QSYNC_ENGINE_AUTO;
+    opt->shm_fd = -1;
+    opt->efd = -1;
+    opt->spin_ns = -1;
 
     /* First the syntax and duplicates, then the personality, then values. */
     for (int i = 0; i < argc; i++) {
@@ -265,6 +278,18 @@ int qsync__options_parse(int argc, char **argv, struct qsync__options *opt)
             }
             break;
         }
+        case K_SHM: rc = parse_fd("shm", v, &opt->shm_fd); break;
+        case K_EFD: rc = parse_fd("efd", v, &opt->efd); break;
+        case K_SPIN: {
+            unsigned long long ns;
+            if (!parse_uint(v, 1000000000ull, &ns)) {
+                qsync__log("spin_ns=%s is not a number of ns from 0 to 10^9", v);
+                rc = -1;
+            } else {
+                opt->spin_ns = (long long)ns;
+            }
+            break;
+        }
         case K_H2G: rc = parse_path("HostToGuestPipe", v, &opt->host_to_guest); break;
         case K_G2H: rc = parse_path("GuestToHostPipe", v, &opt->guest_to_host); break;
         case K_TIME: rc = parse_time_us("TimeInMicroSeconds", v, &opt->fifo_quantum_us); break;
@@ -286,6 +311,17 @@ int qsync__options_parse(int argc, char **argv, struct qsync__options *opt)
         }
         if (value[K_FD_OUT] == NULL) {
             qsync__log("missing required option fd_out=N (the fd to write %s to)", back);
+            return -1;
+        }
+        if ((value[K_SHM] == NULL) != (value[K_EFD] == NULL)) {
+            qsync__log("option %s needs %s too: the shared-memory channel takes the memfd "
+                       "(shm=N) and the eventfd that wakes the controller (efd=N)",
+                       value[K_SHM] ? "shm" : "efd", value[K_SHM] ? "efd" : "shm");
+            return -1;
+        }
+        if (value[K_SPIN] != NULL && value[K_SHM] == NULL) {
+            qsync__log("spin_ns applies only to the shared-memory channel (shm=N,efd=N); "
+                       "a stop on pipes sleeps in read()");
             return -1;
         }
         return 0;

@@ -8,6 +8,13 @@
  *     fd_in=N     required  the fd to read GRANTs from (inherited from the library)
  *     fd_out=N    required  the fd to write HELLO/REPORT/ERROR/EXIT to
  *     shift=N     0..10, default 0: the -icount shift; 1 instruction = 2^N ns
+ *     shm=N       optional, with efd=: a memfd holding the shared-memory rings
+ *                 (src/proto/shm.h); frames then travel there, and fd_in and
+ *                 fd_out carry nothing but the hang-ups
+ *     efd=N       with shm=: the eventfd that wakes the controller
+ *     spin_ns=N   with shm=, 0..10^9: how long a stop polls for the next
+ *                 grant before it sleeps on the futex (default: 50000, or
+ *                 0 when QEMU may run on one CPU only)
  *
  *   proto=qqq: seed 002's protocol (native ints of microseconds)
  *     fd_in=N     required  the fd to read requests from (-qqq's read=)
@@ -65,6 +72,10 @@ struct qsync__options {
     enum qsync__engine_choice engine;
     unsigned long long quantum_ns; /* 0: no hint */
     int parent;                    /* 0: none; else the controller's pid */
+    /* Native: the shared-memory transport (-1: pipes only). */
+    int shm_fd;
+    int efd;
+    long long spin_ns; /* -1: the default */
     /* FIFO personality; the paths point into QEMU's argv. */
     const char *host_to_guest;
     const char *guest_to_host;

@@ -75,13 +75,20 @@ static bool engine_usable(const struct qsync__engine *e, const qemu_info_t *info
  * and 1.4x at 10 us; across two cores the channel's wake-ups dominate
  * (50-75 us a stop): the engines tie at 1 us and the timer engine is
  * 1.3x cheaper at 10 us. From 100 us they cost the same.
+ * On the shared-memory channel, where neither side sleeps between quanta,
+ * the timer engine's own cost shows (unpinned, docs/benchmarks.md): insn
+ * is 1.19x free icount at 1 us against 1.60x, and 1.06x at 10 us against
+ * 1.36x; at 100 us they are within noise (1.22x, 1.17x). So there auto
+ * takes insn up to and including 10 us.
  */
 #define AUTO_INSN_BELOW_NS 10000ull
+#define AUTO_INSN_BELOW_NS_SHM 10001ull
 
 /*
  * engine=auto prefers the timer engine (exact, never ahead when idle,
  * QEMU's own clock, any -smp) when QEMU's internals are there, except for
- * quanta below AUTO_INSN_BELOW_NS, where the insn engine (which with the
+ * quanta below AUTO_INSN_BELOW_NS (..._SHM on shared memory), where the
+ * insn engine (which with the
  * internals is never ahead when idle too) goes first; then the insn
  * engine (plugin API 3, -smp 1); then the block engine when this build
  * has one. A named engine is taken or refused with its reason; it never
@@ -97,7 +104,8 @@ static const struct qsync__engine *pick_engine(const qemu_info_t *info,
     case QSYNC_ENGINE_AUTO: {
         const struct qsync__engine *order[] = {&qsync__engine_timer, &qsync__engine_insn,
                                                &qsync__engine_block};
-        if (opt->quantum_ns != 0 && opt->quantum_ns < AUTO_INSN_BELOW_NS) {
+        uint64_t below = opt->shm_fd >= 0 ? AUTO_INSN_BELOW_NS_SHM : AUTO_INSN_BELOW_NS;
+        if (opt->quantum_ns != 0 && opt->quantum_ns < below) {
             order[0] = &qsync__engine_insn;
             order[1] = &qsync__engine_timer;
         }

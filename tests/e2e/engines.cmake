@@ -9,3 +9,9 @@ add_dependencies(test_engines qsync_guest qsync_plugin)
 qsync_sanitize(test_engines)
 add_test(NAME e2e.engines COMMAND test_engines)
 set_tests_properties(e2e.engines PROPERTIES TIMEOUT 300 LABELS e2e)
+# The same suite on each channel (the plain entry runs the default).
+foreach(_ch pipe shm)
+  add_test(NAME e2e.engines.${_ch} COMMAND test_engines)
+  set_tests_properties(e2e.engines.${_ch} PROPERTIES TIMEOUT 300 LABELS e2e
+    ENVIRONMENT QSYNC_TEST_CHANNEL=${_ch})
+endforeach()

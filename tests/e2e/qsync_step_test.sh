@@ -39,8 +39,16 @@ expect_key "$work/until.json" virtual_ns 5000000 "--until"
 expect_key "$work/until.json" instructions 5000000 "--until"
 expect_key "$work/until.json" max_overshoot_insns 0 "--until"
 expect_key "$work/until.json" exit_status null "--until"
-expect_key "$work/until.json" engine '"timer"' "--until"
+# auto takes the insn engine at 10 us on the default shared-memory channel
+# (cheaper there), and the timer engine on the pipes (docs/engines.md).
+expect_key "$work/until.json" engine '"insn"' "--until"
 grep -q '"guarantees": {"exact": true' "$work/until.json" || fail "--until: guarantees missing"
+"$step" --quantum 10us --until 1ms --channel pipe --json "$work/pipe.json" -- \
+    "$qemu" $guest_args -append "compute 100000000" >/dev/null 2>"$work/pipe.err" ||
+    fail "--channel pipe run failed: $(cat "$work/pipe.err")"
+expect_key "$work/pipe.json" engine '"timer"' "--channel pipe"
+expect_key "$work/pipe.json" virtual_ns 1000000 "--channel pipe"
+expect_key "$work/pipe.json" max_overshoot_insns 0 "--channel pipe"
 
 # 2. The guest ends by itself: qsync-step exits with QEMU's status (1 for
 #    the guest's success through isa-debug-exit), JSON on stdout.

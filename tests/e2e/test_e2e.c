@@ -32,6 +32,43 @@ static const char *qemu_binary(void)
     return q && q[0] ? q : "qemu-system-x86_64";
 }
 
+/* The channel under test: $QSYNC_TEST_CHANNEL (pipe or shm; unset or auto:
+ * the library's default), so that ctest runs this suite on each. */
+static qsync_channel test_channel(void)
+{
+    const char *c = getenv("QSYNC_TEST_CHANNEL");
+    if (!c || !c[0] || strcmp(c, "auto") == 0)
+        return QSYNC_CHANNEL_AUTO;
+    if (strcmp(c, "pipe") == 0)
+        return QSYNC_CHANNEL_PIPE;
+    if (strcmp(c, "shm") == 0)
+        return QSYNC_CHANNEL_SHM;
+    fail_msg("QSYNC_TEST_CHANNEL=%s: not auto, pipe or shm", c);
+    return QSYNC_CHANNEL_AUTO;
+}
+
+/* QEMU runs on the channel asked for: its -plugin option names the shared
+ * memory exactly when it should. */
+static void check_channel(qsync_ctx *ctx)
+{
+    qsync_channel want = test_channel();
+    if (want == QSYNC_CHANNEL_AUTO)
+        return;
+    char path[64], buf[16384];
+    snprintf(path, sizeof path, "/proc/%d/cmdline", qsync_pid(ctx));
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    for (size_t i = 0; i < n; i++)
+        if (buf[i] == '\0')
+            buf[i] = ' ';
+    buf[n] = '\0';
+    int shm = strstr(buf, ",shm=5,efd=6,") != NULL;
+    if (shm != (want == QSYNC_CHANNEL_SHM))
+        fail_msg("QEMU runs on %s, not on the channel asked for: %s", shm ? "shm" : "pipes", buf);
+}
+
 struct run {
     int reached, exited, errors;
     int first_error;
@@ -129,6 +166,7 @@ static qsync_ctx *start_guest(uv_loop_t *loop, struct run *r, const char *append
     o.plugin_path = PLUGIN_PATH;
     o.stdout_mode = QSYNC_OUTPUT_CALLBACK;
     o.quiet_stderr = 1;
+    o.channel = test_channel();
     if (kill_grace_ms)
         o.kill_grace_ms = kill_grace_ms;
     qsync_callbacks cb;
@@ -151,6 +189,7 @@ static qsync_ctx *start_guest(uv_loop_t *loop, struct run *r, const char *append
     rc = qsync_start(ctx, argv);
     if (rc)
         fail_msg("qsync_start: %s", qsync_last_error(ctx));
+    check_channel(ctx);
     return ctx;
 }
 
@@ -282,6 +321,34 @@ static void test_close_ends_qemu(void **state)
     free(r);
 }
 
+/* Closing while the plugin waits for a grant (on shm: asleep on its futex,
+ * past its polling) ends QEMU through the hang-up within 1 s, not SIGKILL. */
+static void test_close_while_waiting(void **state)
+{
+    (void)state;
+    struct run *r = calloc(1, sizeof *r);
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    qsync_ctx *ctx = start_guest(&loop, r, "compute 1000000000", 10000);
+    r->step_ns = 100000;
+    r->max_quanta = 1;
+    assert_int_equal(qsync_advance_ns(ctx, r->step_ns), 0);
+    while (r->stops < 1 && uv_run(&loop, UV_RUN_ONCE)) {
+    }
+    assert_int_equal(r->stops, 1);
+    usleep(300000);
+    r->close_t0 = now_ms();
+    assert_int_equal(qsync_close(ctx, NULL), 0);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    assert_int_equal(r->exited, 1);
+    assert_int_equal(r->ex.by_close, 1);
+    assert_int_equal(r->ex.term_signal, 0);
+    assert_int_equal(r->ex.exit_status, 0);
+    assert_true(r->exited_t - r->close_t0 < 1000);
+    free(r);
+}
+
 /* A controller that dies without closing anything: QEMU must not survive it. */
 static void test_controller_killed(void **state)
 {
@@ -375,6 +442,7 @@ int main(void)
         cmocka_unit_test(test_exact_deadlines),
         cmocka_unit_test(test_deterministic_totals),
         cmocka_unit_test(test_close_ends_qemu),
+        cmocka_unit_test(test_close_while_waiting),
         cmocka_unit_test(test_controller_killed),
         cmocka_unit_test(test_qemu_killed),
     };

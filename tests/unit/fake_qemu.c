@@ -17,6 +17,9 @@
  *   hang        HELLO, read one grant, never answer; ignore EOF
  *   poweroff    answer 2 grants, then on the 3rd send EXIT and exit 7
  *   truncated   HELLO, read one grant, send half a REPORT, exit 0
+ *   stray-pipe  HELLO, read one grant, write a frame header of type 9
+ *               straight to fd 4 (the report pipe, which carries nothing
+ *               on shared memory)
  *   chatty      print 100 KiB on stderr, then behave as good
  *   stdout      print "hello from the guest\n" on stdout, then as good
  *   stamped     as good, but print "q<seq>\n" on stdout before each report,
@@ -24,6 +27,12 @@
  *   input       offers guest input in HELLO; before each report prints
  *               "in <bytes> <frames> <sum>\n" for the INPUT frames that came
  *               before the grant (sum: of the bytes, mod 2^32)
+ *
+ * With shm=5,efd=6 on its -plugin option it speaks all of these over the
+ * shared-memory rings (src/proto/shm.h) instead of the pipes, as the
+ * plugin does: it polls for a grant for spin_ns (from -plugin, default
+ * 50 us, 0 on one CPU), then sleeps on the futex, and writes the eventfd
+ * only when the library waits.
  *
  * With -qqq write=4,read=3 it is a QEMU with seed 002's option instead:
  *   qqq-good, qqq-split (answers in two short writes), qqq-more (answers 3 us
@@ -36,23 +45,101 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "fdio.h"
+#include "shm.h"
 #include "wire.h"
 
 #define FD_IN 3
 #define FD_OUT 4
 
+/* ---- The native protocol's transport: pipes, or shared memory -------- */
+
+static void *shm_base; /* NULL: the pipes carry the frames */
+static struct qsync__shm_ring to_plugin, to_library;
+static int shm_efd = -1;
+static struct qsync__shm_spinner shm_spinner;
+
+static void shm_setup(const char *shm_fd, const char *efd, const char *spin)
+{
+    size_t size = qsync__shm_region_size();
+    char why[160];
+    void *base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, atoi(shm_fd), 0);
+    if (base == MAP_FAILED || qsync__shm_check(base, size, why, sizeof why)) {
+        fprintf(stderr, "fake-qemu: bad shm=%s: %s\n", shm_fd,
+                base == MAP_FAILED ? strerror(errno) : why);
+        exit(66);
+    }
+    qsync__shm_ring(base, QSYNC_SHM_TO_PLUGIN, &to_plugin);
+    qsync__shm_ring(base, QSYNC_SHM_TO_LIBRARY, &to_library);
+    shm_efd = atoi(efd);
+    cpu_set_t set;
+    uint64_t spin_ns = 50000;
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) == 1)
+        spin_ns = 0;
+    if (spin)
+        spin_ns = strtoull(spin, NULL, 10);
+    qsync__shm_spinner_init(&shm_spinner, spin_ns);
+    shm_base = base;
+}
+
+/* The controller hung up: fd 3 says so, as the plugin's watcher sees it. */
+static int hung_up(void *arg)
+{
+    (void)arg;
+    struct pollfd p = {.fd = FD_IN, .events = 0};
+    return poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR)) ? -EPIPE : 0;
+}
+
+/* As qsync__write_all(FD_OUT, ...). */
+static int out_write(const void *buf, size_t len)
+{
+    if (!shm_base)
+        return qsync__write_all(FD_OUT, buf, len);
+    int rc;
+    while ((rc = qsync__shm_write(&to_library, buf, len)) == -EAGAIN) {
+        if (hung_up(NULL))
+            return -EPIPE;
+        usleep(100);
+    }
+    if (rc == 1) {
+        uint64_t one = 1;
+        if (write(shm_efd, &one, sizeof one) < 0 && errno != EAGAIN)
+            return -errno;
+    }
+    return rc < 0 ? rc : 0;
+}
+
+/* As qsync__read_full(FD_IN, ...): frames arrive whole, so *got stays 0
+ * at the hang-up. */
+static int in_read(void *buf, size_t len, size_t *got)
+{
+    if (!shm_base)
+        return qsync__read_full(FD_IN, buf, len, got);
+    if (got)
+        *got = 0;
+    int rc = qsync__shm_wait(&to_plugin, (uint32_t)len, &shm_spinner, 10000000, hung_up, NULL);
+    if (rc)
+        return rc;
+    size_t n = qsync__shm_read(&to_plugin, buf, len);
+    if (got)
+        *got = n;
+    return 0;
+}
+
 static void send_msg(const struct qsync_wire_msg *m)
 {
     uint8_t buf[QSYNC_WIRE_MAX_FRAME];
     long n = qsync__wire_encode(m, buf, sizeof buf);
-    if (n < 0 || qsync__write_all(FD_OUT, buf, (size_t)n)) {
+    if (n < 0 || out_write(buf, (size_t)n)) {
         fprintf(stderr, "fake-qemu: write failed\n");
         exit(70);
     }
@@ -82,7 +169,7 @@ static int read_grant(struct qsync_wire_grant *g)
 {
     uint8_t buf[QSYNC_WIRE_HEADER_SIZE + 16];
     size_t got = 0;
-    if (qsync__read_full(FD_IN, buf, sizeof buf, &got))
+    if (in_read(buf, sizeof buf, &got))
         return -1;
     struct qsync_wire_msg m;
     size_t used;
@@ -142,12 +229,12 @@ static int serve_input(void)
     size_t bytes = 0, frames = 0, used;
     uint32_t sum = 0;
     for (;;) {
-        if (qsync__read_full(FD_IN, buf, QSYNC_WIRE_HEADER_SIZE, NULL))
+        if (in_read(buf, QSYNC_WIRE_HEADER_SIZE, NULL))
             return 0;
         uint32_t plen = (uint32_t)buf[4] | (uint32_t)buf[5] << 8 | (uint32_t)buf[6] << 16 |
                         (uint32_t)buf[7] << 24;
         if (plen > QSYNC_WIRE_MAX_PAYLOAD ||
-            qsync__read_full(FD_IN, buf + QSYNC_WIRE_HEADER_SIZE, plen, NULL) ||
+            in_read(buf + QSYNC_WIRE_HEADER_SIZE, plen, NULL) ||
             qsync__wire_decode(buf, QSYNC_WIRE_HEADER_SIZE + plen, &m, &used) != QSYNC_WIRE_OK) {
             fprintf(stderr, "fake-qemu: bad frame\n");
             exit(71);
@@ -317,6 +404,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "fake-qemu: missing -icount or -plugin\n");
         return 65;
     }
+    char shm_fd[16], efd[16], spin[32];
+    if (plugin_opt(argc, argv, ",shm=", shm_fd, sizeof shm_fd) &&
+        plugin_opt(argc, argv, ",efd=", efd, sizeof efd))
+        shm_setup(shm_fd, efd, plugin_opt(argc, argv, ",spin_ns=", spin, sizeof spin));
     const char *sc = argv[1];
     struct qsync_wire_grant g;
 
@@ -371,7 +462,7 @@ int main(int argc, char **argv)
     } else if (strcmp(sc, "garbage") == 0) {
         static const uint8_t junk[] = {0xde, 0xad, 0xbe, 0xef, 0x00, 0x01, 0x02, 0x03,
                                        0x04, 0x05, 0x06, 0x07};
-        qsync__write_all(FD_OUT, junk, sizeof junk);
+        out_write(junk, sizeof junk);
     } else if (strcmp(sc, "wrong-seq") == 0) {
         send_report(&g, g.seq + 5);
     } else if (strcmp(sc, "plugin-err") == 0) {
@@ -390,8 +481,10 @@ int main(int argc, char **argv)
         m.u.report.deadline_ns = g.deadline_ns;
         m.u.report.n_vcpus = 1;
         long n = qsync__wire_encode(&m, buf, sizeof buf);
-        qsync__write_all(FD_OUT, buf, (size_t)n / 2);
+        out_write(buf, (size_t)n / 2);
         return 0;
+    } else if (strcmp(sc, "stray-pipe") == 0) {
+        qsync__write_all(FD_OUT, "\x09\x00\x00\x00\x00\x00\x00\x00", 8);
     } else if (strcmp(sc, "hang") == 0) {
         signal(SIGTERM, SIG_IGN);
         for (;;)
