@@ -1,12 +1,6 @@
 # The plugin's engines (timer, insn, auto) end to end: real QEMU, the real
 # plugin, the project's guest. Included from tests/e2e/CMakeLists.txt.
-add_executable(test_engines ${CMAKE_CURRENT_LIST_DIR}/test_engines.c)
-target_link_libraries(test_engines PRIVATE qsync::qsync ${QSYNC_CMOCKA})
-target_compile_definitions(test_engines PRIVATE
-  GUEST_ELF="${QSYNC_GUEST_ELF}"
-  PLUGIN_PATH="$<TARGET_FILE:qsync_plugin>")
-add_dependencies(test_engines qsync_guest qsync_plugin)
-qsync_sanitize(test_engines)
+qsync_e2e_executable(test_engines ${CMAKE_CURRENT_LIST_DIR}/test_engines.c)
 add_test(NAME e2e.engines COMMAND test_engines)
 set_tests_properties(e2e.engines PROPERTIES TIMEOUT 300 LABELS e2e)
 # The same suite on each channel (the plain entry runs the default).

@@ -2,13 +2,7 @@
 # plugin, the project's guest, driven by controllers written from the
 # seeds' texts, by the library, and by qsync-step. Included from
 # tests/e2e/CMakeLists.txt.
-add_executable(test_personalities ${CMAKE_CURRENT_LIST_DIR}/test_personalities.c)
-target_link_libraries(test_personalities PRIVATE qsync::qsync ${QSYNC_CMOCKA})
-target_compile_definitions(test_personalities PRIVATE
-  GUEST_ELF="${QSYNC_GUEST_ELF}"
-  PLUGIN_PATH="$<TARGET_FILE:qsync_plugin>")
-add_dependencies(test_personalities qsync_guest qsync_plugin)
-qsync_sanitize(test_personalities)
+qsync_e2e_executable(test_personalities ${CMAKE_CURRENT_LIST_DIR}/test_personalities.c)
 add_test(NAME e2e.personalities COMMAND test_personalities)
 set_tests_properties(e2e.personalities PROPERTIES TIMEOUT 300 LABELS e2e)
 

@@ -20,54 +20,13 @@
 
 #include <qsync/qsync.h>
 
+#include "e2e_common.h"
+
 #if !defined(GUEST_ELF) || !defined(PLUGIN_PATH)
 #error "GUEST_ELF and PLUGIN_PATH must be defined"
 #endif
 
 #define MAX_STOPS 1024
-
-static const char *qemu_binary(void)
-{
-    const char *q = getenv("QSYNC_TEST_QEMU");
-    return q && q[0] ? q : "qemu-system-x86_64";
-}
-
-/* The channel under test: $QSYNC_TEST_CHANNEL (pipe or shm; unset or auto:
- * the library's default), so that ctest runs this suite on each. */
-static qsync_channel test_channel(void)
-{
-    const char *c = getenv("QSYNC_TEST_CHANNEL");
-    if (!c || !c[0] || strcmp(c, "auto") == 0)
-        return QSYNC_CHANNEL_AUTO;
-    if (strcmp(c, "pipe") == 0)
-        return QSYNC_CHANNEL_PIPE;
-    if (strcmp(c, "shm") == 0)
-        return QSYNC_CHANNEL_SHM;
-    fail_msg("QSYNC_TEST_CHANNEL=%s: not auto, pipe or shm", c);
-    return QSYNC_CHANNEL_AUTO;
-}
-
-/* QEMU runs on the channel asked for: its -plugin option names the shared
- * memory exactly when it should. */
-static void check_channel(qsync_ctx *ctx)
-{
-    qsync_channel want = test_channel();
-    if (want == QSYNC_CHANNEL_AUTO)
-        return;
-    char path[64], buf[16384];
-    snprintf(path, sizeof path, "/proc/%d/cmdline", qsync_pid(ctx));
-    FILE *f = fopen(path, "r");
-    assert_non_null(f);
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    for (size_t i = 0; i < n; i++)
-        if (buf[i] == '\0')
-            buf[i] = ' ';
-    buf[n] = '\0';
-    int shm = strstr(buf, ",shm=5,efd=6,") != NULL;
-    if (shm != (want == QSYNC_CHANNEL_SHM))
-        fail_msg("QEMU runs on %s, not on the channel asked for: %s", shm ? "shm" : "pipes", buf);
-}
 
 struct run {
     int reached, exited, errors;
@@ -166,7 +125,7 @@ static qsync_ctx *start_guest(uv_loop_t *loop, struct run *r, const char *append
     o.plugin_path = PLUGIN_PATH;
     o.stdout_mode = QSYNC_OUTPUT_CALLBACK;
     o.quiet_stderr = 1;
-    o.channel = test_channel();
+    o.channel = e2e_test_channel();
     if (kill_grace_ms)
         o.kill_grace_ms = kill_grace_ms;
     qsync_callbacks cb;
@@ -182,14 +141,14 @@ static qsync_ctx *start_guest(uv_loop_t *loop, struct run *r, const char *append
     if (rc)
         fail_msg("qsync_ctx_new: %s", err);
     qsync_set_data(ctx, r);
-    const char *argv[] = {qemu_binary(), "-M", "pc", "-nodefaults", "-display", "none",
+    const char *argv[] = {e2e_qemu_binary(), "-M", "pc", "-nodefaults", "-display", "none",
                           "-serial", "stdio", "-no-reboot", "-device",
                           "isa-debug-exit,iobase=0xf4,iosize=0x04", "-kernel", GUEST_ELF,
                           "-append", append, NULL};
     rc = qsync_start(ctx, argv);
     if (rc)
         fail_msg("qsync_start: %s", qsync_last_error(ctx));
-    check_channel(ctx);
+    e2e_check_channel(ctx);
     return ctx;
 }
 

@@ -16,6 +16,8 @@
 
 #include <qsync/qsync.h>
 
+#include "e2e_common.h"
+
 #if !defined(GUEST_ELF) || !defined(PLUGIN_PATH)
 #error "GUEST_ELF and PLUGIN_PATH must be defined"
 #endif
@@ -23,12 +25,6 @@
 /* The guest's polling loop and the read of its data register take about
  * 10 instructions; anything under this bound is "at once". */
 #define SEEN_AT_ONCE_NS 1000u
-
-static const char *qemu_binary(void)
-{
-    const char *q = getenv("QSYNC_TEST_QEMU");
-    return q && q[0] ? q : "qemu-system-x86_64";
-}
 
 struct out {
     char text[16384];
@@ -62,7 +58,7 @@ static qsync_ctx *start_guest(struct out *o, const char *serial, const char *app
     qsync_ctx *ctx = NULL;
     assert_int_equal(qsync_ctx_new(NULL, &opts, &cbs, &ctx, err, sizeof err), 0);
     qsync_set_data(ctx, o);
-    const char *argv[] = {qemu_binary(), "-M", "pc", "-nodefaults", "-display", "none",
+    const char *argv[] = {e2e_qemu_binary(), "-M", "pc", "-nodefaults", "-display", "none",
                           "-serial", serial, "-no-reboot",
                           "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
                           "-kernel", GUEST_ELF, "-append", append, NULL};

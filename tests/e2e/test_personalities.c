@@ -45,6 +45,8 @@
 
 #include <qsync/qsync.h>
 
+#include "e2e_common.h"
+
 #if !defined(GUEST_ELF) || !defined(PLUGIN_PATH)
 #error "GUEST_ELF and PLUGIN_PATH must be defined"
 #endif
@@ -53,12 +55,6 @@
 
 /* The time guest: a line every ~2000 instructions of loop plus the print. */
 #define TIME_GUEST "time 1000000 delay=1000"
-
-static const char *qemu_binary(void)
-{
-    const char *q = getenv("QSYNC_TEST_QEMU");
-    return q && q[0] ? q : "qemu-system-x86_64";
-}
 
 static uint64_t now_ms(void)
 {
@@ -159,7 +155,7 @@ static void qemu_start(struct qemu *q, const char *const extra[], const char *ap
 {
     const char *argv[64];
     size_t n = 0;
-    const char *common[] = {qemu_binary(), "-M", "pc", "-nodefaults", "-display", "none",
+    const char *common[] = {e2e_qemu_binary(), "-M", "pc", "-nodefaults", "-display", "none",
                             "-serial", "stdio", "-no-reboot", "-device",
                             "isa-debug-exit,iobase=0xf4,iosize=0x04", "-kernel", GUEST_ELF};
     for (size_t i = 0; i < sizeof common / sizeof common[0]; i++)
@@ -985,7 +981,7 @@ static void lib_run(struct lib_run *r)
         fail_msg("qsync_ctx_new: %s", err);
     qsync_set_data(ctx, r);
     /* The same machine in every mode: qqq mode would add -rtc clock=vm. */
-    const char *argv[] = {qemu_binary(), "-M", "pc", "-nodefaults", "-display", "none",
+    const char *argv[] = {e2e_qemu_binary(), "-M", "pc", "-nodefaults", "-display", "none",
                           "-serial", "stdio", "-no-reboot", "-rtc", "clock=vm", "-device",
                           "isa-debug-exit,iobase=0xf4,iosize=0x04", "-kernel", GUEST_ELF,
                           "-append", TIME_GUEST, NULL};

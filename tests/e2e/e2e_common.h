@@ -1,0 +1,22 @@
+/*
+ * What the end-to-end suites share: which QEMU and which channel they run
+ * on, chosen by ctest through the environment. Include after cmocka.h.
+ */
+#ifndef QSYNC_TESTS_E2E_COMMON_H
+#define QSYNC_TESTS_E2E_COMMON_H
+
+#include <qsync/qsync.h>
+
+/* $QSYNC_TEST_QEMU (a QEMU 7.2 wrapper, for the .qemu72 entries), or
+ * qemu-system-x86_64 from PATH. */
+const char *e2e_qemu_binary(void);
+
+/* $QSYNC_TEST_CHANNEL: pipe or shm; unset or auto is the library's
+ * default. Anything else fails the test. */
+qsync_channel e2e_test_channel(void);
+
+/* Fails the test unless QEMU's command line names the shared memory
+ * exactly when the channel under test is shm (nothing to check on auto). */
+void e2e_check_channel(qsync_ctx *ctx);
+
+#endif
