@@ -8,7 +8,11 @@
  * The controller is the blocking helper qsync_advance_wait(), the way a
  * simulator without a loop of its own steps QEMU.
  * Every figure is the median of REPS runs; ratios are against the free run
- * of the same work in the same placement.
+ * of the same work in the same placement. Each compute cell shows two: the
+ * raw ratio of the whole runs, and the net ratio, which leaves out what
+ * does not depend on the work (QEMU's start and exit, the firmware): each
+ * configuration also runs the guest with no work ("compute 0"), and the
+ * net ratio is (T - T_empty) / (T_free - T_free_empty).
  * usage: bench-qemu GUEST_ELF [LINUX_DIR [REPS]]
  */
 #include <errno.h>
@@ -189,6 +193,25 @@ static void cell(double v, double base)
         printf(" %.2f s (%.2fx) |", v, v / base);
 }
 
+/* A compute cell: the run, its raw ratio, and its net ratio (see the top). */
+static void cell_net(double v, double v_empty, double base, double base_empty)
+{
+    if (v < 0 || v_empty < 0 || base - base_empty <= 0)
+        printf(" failed |");
+    else
+        printf(" %.2f s (%.2fx; net %.2fx) |", v, v / base, (v - v_empty) / (base - base_empty));
+}
+
+/* The median of a job, and of the same job with no work. */
+static void job_pair(struct job *j, int reps, double *full, double *empty)
+{
+    const char *append = j->append;
+    *full = median_of(job_run, j, reps);
+    j->append = "compute 0";
+    *empty = median_of(job_run, j, reps);
+    j->append = append;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -208,7 +231,7 @@ int main(int argc, char **argv)
         uint64_t quantum_ns;
         const char *append;
         const char *label;
-    } rows[] = {{1000, "compute 10000000", "1 us"},
+    } rows[] = {{1000, "compute 20000000", "1 us"},
                 {10000, "compute 50000000", "10 us"},
                 {100000, "compute 250000000", "100 us"},
                 {1000000, "compute 250000000", "1 ms"}};
@@ -230,13 +253,15 @@ int main(int argc, char **argv)
         printf("\n");
         for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++) {
             struct job j = {rows[r].append, 0, NULL, QSYNC_CHANNEL_AUTO, rows[r].quantum_ns, pin, 0};
-            double base = median_of(job_run, &j, reps);
-            printf("| %s | %.2f s |", rows[r].label, base);
+            double base, base0, t, t0;
+            job_pair(&j, reps, &base, &base0);
+            printf("| %s | %.2f s (empty %.2f s) |", rows[r].label, base, base0);
             for (size_t e = 0; e < sizeof engines / sizeof engines[0]; e++) {
                 for (size_t c = 0; c < N_CHANNELS; c++) {
                     j.engine = engines[e];
                     j.channel = channels[c].id;
-                    cell(median_of(job_run, &j, reps), base);
+                    job_pair(&j, reps, &t, &t0);
+                    cell_net(t, t0, base, base0);
                 }
             }
             printf("\n");
@@ -250,12 +275,14 @@ int main(int argc, char **argv)
     printf("| quantum | free icount | timer shm | insn shm | block shm |\n|---|---|---|---|---|\n");
     for (size_t r = 0; r + 1 < sizeof rows / sizeof rows[0]; r++) {
         struct job j = {rows[r].append, 0, NULL, QSYNC_CHANNEL_SHM, rows[r].quantum_ns, 0, 0};
-        double base = median_of(job_run, &j, reps);
-        printf("| %s | %.2f s |", rows[r].label, base);
+        double base, base0, t, t0;
+        job_pair(&j, reps, &base, &base0);
+        printf("| %s | %.2f s (empty %.2f s) |", rows[r].label, base, base0);
         j.poll_ns = 1000000;
         for (size_t e = 0; e < sizeof engines / sizeof engines[0]; e++) {
             j.engine = engines[e];
-            cell(median_of(job_run, &j, reps), base);
+            job_pair(&j, reps, &t, &t0);
+            cell_net(t, t0, base, base0);
         }
         printf("\n");
     }
