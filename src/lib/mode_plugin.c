@@ -4,8 +4,10 @@
  */
 #include "internal.h"
 
+#include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -78,25 +80,30 @@ static int plugin_input(qsync_ctx *ctx, const void *data, size_t len)
 {
     /* Frames go the grant's way, before it: the plugin reads them while
      * the guest is stopped and feeds them in when the grant lets it run. */
-    static struct qsync_wire_msg m; /* loop thread only; 4 KiB */
-    uint8_t frame[QSYNC_WIRE_MAX_FRAME];
+    /* 4 KiB each, and contexts may live on several threads: on the heap. */
+    struct qsync_wire_msg *m = malloc(sizeof *m);
+    uint8_t *frame = malloc(QSYNC_WIRE_MAX_FRAME);
     const uint8_t *p = data;
-    while (len > 0) {
+    int rc = 0;
+    if (!m || !frame)
+        rc = qsync__set_error(ctx, -ENOMEM, "qsync_send_input: out of memory");
+    while (rc == 0 && len > 0) {
         size_t n = len < QSYNC_WIRE_MAX_INPUT ? len : QSYNC_WIRE_MAX_INPUT;
-        memset(&m, 0, sizeof m);
-        m.type = QSYNC_MSG_INPUT;
-        m.u.input.len = (uint32_t)n;
-        memcpy(m.u.input.data, p, n);
-        long fl = qsync__wire_encode(&m, frame, sizeof frame);
+        memset(m, 0, sizeof *m);
+        m->type = QSYNC_MSG_INPUT;
+        m->u.input.len = (uint32_t)n;
+        memcpy(m->u.input.data, p, n);
+        long fl = qsync__wire_encode(m, frame, QSYNC_WIRE_MAX_FRAME);
         if (fl < 0)
-            return qsync__set_error(ctx, QSYNC_EPROTO, "cannot encode guest input");
-        int rc = qsync__write_grant(ctx, frame, (size_t)fl);
-        if (rc)
-            return rc;
+            rc = qsync__set_error(ctx, QSYNC_EPROTO, "cannot encode guest input");
+        else
+            rc = qsync__write_grant(ctx, frame, (size_t)fl);
         p += n;
         len -= n;
     }
-    return 0;
+    free(m);
+    free(frame);
+    return rc;
 }
 
 static void dispatch(qsync_ctx *ctx, const struct qsync_wire_msg *m)
