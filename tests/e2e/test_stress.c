@@ -9,7 +9,6 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <dirent.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +17,8 @@
 #include <unistd.h>
 
 #include <qsync/qsync.h>
+
+#include "proc_count.h"
 
 #if !defined(GUEST_ELF) || !defined(PLUGIN_PATH)
 #error "GUEST_ELF and PLUGIN_PATH must be defined"
@@ -35,30 +36,6 @@ struct stress {
     int exited;
     int closed;
 };
-
-static int count_entries(const char *path)
-{
-    DIR *d = opendir(path);
-    assert_non_null(d);
-    int n = 0;
-    while (readdir(d))
-        n++;
-    closedir(d);
-    return n;
-}
-
-static int count_children(void)
-{
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%d/task/%d/children", getpid(), getpid());
-    FILE *f = fopen(path, "r");
-    assert_non_null(f);
-    int n = 0, pid;
-    while (fscanf(f, "%d", &pid) == 1)
-        n++;
-    fclose(f);
-    return n;
-}
 
 static void on_reached(qsync_ctx *ctx, int status, const qsync_stop *stop)
 {
@@ -116,7 +93,8 @@ static void test_64_qemus_1000_quanta(void **state)
     const char *no_qemu[] = {"/nonexistent/qemu", NULL};
     assert_int_not_equal(qsync_start(warm, no_qemu), 0);
     assert_int_equal(qsync_close_wait(warm), 0);
-    int fds0 = count_entries("/proc/self/fd"), kids0 = count_children();
+    int fds0 = proc_count_fds(), kids0 = proc_count_children();
+    assert_true(fds0 >= 0 && kids0 >= 0);
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
 
@@ -160,8 +138,8 @@ static void test_64_qemus_1000_quanta(void **state)
     assert_int_equal(s.bad_stops, 0);
     assert_int_equal(s.exited, s.n);
     assert_int_equal(s.closed, s.n);
-    assert_int_equal(count_entries("/proc/self/fd"), fds0);
-    assert_int_equal(count_children(), kids0);
+    assert_int_equal(proc_count_fds(), fds0);
+    assert_int_equal(proc_count_children(), kids0);
     free(s.ctx);
     free(s.stops);
 }

@@ -9,7 +9,6 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -20,6 +19,8 @@
 #include <unistd.h>
 
 #include <qsync/qsync.h>
+
+#include "proc_count.h"
 
 #ifndef FAKE_QEMU
 #error "FAKE_QEMU must name the fake peer's path"
@@ -116,28 +117,18 @@ static void test_eintr_storm(void **state)
     assert_true(signals > 100);
 }
 
-static int count_fds(void)
+/* The /proc counts (tests/common), which must be readable here. */
+static int count_fds_checked(void)
 {
-    DIR *d = opendir("/proc/self/fd");
-    assert_non_null(d);
-    int n = 0;
-    while (readdir(d))
-        n++;
-    closedir(d);
+    int n = proc_count_fds();
+    assert_true(n >= 0);
     return n;
 }
 
-/* Children of this process that are still around (zombies included). */
-static int count_children(void)
+static int count_children_checked(void)
 {
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%d/task/%d/children", getpid(), getpid());
-    FILE *f = fopen(path, "r");
-    assert_non_null(f);
-    int n = 0, pid;
-    while (fscanf(f, "%d", &pid) == 1)
-        n++;
-    fclose(f);
+    int n = proc_count_children();
+    assert_true(n >= 0);
     return n;
 }
 
@@ -146,7 +137,7 @@ static int count_children(void)
 static void test_no_leaks_over_200_contexts(void **state)
 {
     (void)state;
-    int fds0 = count_fds(), kids0 = count_children();
+    int fds0 = count_fds_checked(), kids0 = count_children_checked();
     uv_loop_t loop;
     uv_loop_init(&loop);
     for (int round = 0; round < 20; round++) {
@@ -165,8 +156,8 @@ static void test_no_leaks_over_200_contexts(void **state)
         }
     }
     assert_int_equal(uv_loop_close(&loop), 0);
-    assert_int_equal(count_fds(), fds0);
-    assert_int_equal(count_children(), kids0);
+    assert_int_equal(count_fds_checked(), fds0);
+    assert_int_equal(count_children_checked(), kids0);
 }
 
 /* Out of descriptors: the start fails with -EMFILE and a message, and
@@ -174,7 +165,7 @@ static void test_no_leaks_over_200_contexts(void **state)
 static void test_out_of_fds(void **state)
 {
     (void)state;
-    int fds_before = count_fds();
+    int fds_before = count_fds_checked();
     uv_loop_t loop;
     uv_loop_init(&loop);
     struct counts c = {0};
@@ -183,7 +174,7 @@ static void test_out_of_fds(void **state)
     struct rlimit old, low;
     assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
     low = old;
-    low.rlim_cur = (rlim_t)count_fds() + 1; /* room for one more, not four */
+    low.rlim_cur = (rlim_t)count_fds_checked() + 1; /* room for one more, not four */
     assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
     int rc = qsync_start(ctx, good_argv);
     assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
@@ -203,7 +194,7 @@ static void test_out_of_fds(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
     /* (Counted with the loop closed: libuv keeps one spare descriptor per
      * loop once a stream exists.) */
-    assert_int_equal(count_fds(), fds_before);
+    assert_int_equal(count_fds_checked(), fds_before);
 }
 
 /* The caller tries to close its loop with a context still open: libuv
