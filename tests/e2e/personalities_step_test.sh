@@ -6,25 +6,7 @@
 # printed by the guest.
 # usage: personalities_step_test.sh QSYNC_STEP GUEST_ELF
 set -u
-step=$1
-guest=$2
-qemu=${QSYNC_TEST_QEMU:-qemu-system-x86_64}
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-fails=0
-
-fail() {
-    echo "FAIL: $*" >&2
-    fails=$((fails + 1))
-}
-
-# json_get FILE KEY: prints the value of a top-level key of qsync-step's JSON.
-json_get() {
-    sed -n "s/^  \"$2\": \(.*\)$/\1/p" "$1" | sed 's/,$//'
-}
-
-guest_args="-M pc -nodefaults -display none -serial stdio -no-reboot
- -device isa-debug-exit,iobase=0xf4,iosize=0x04 -kernel $guest"
+. "$(dirname "$0")/step_test_lib.sh"
 append="time 1000000 delay=1000"
 
 # run NAME QSYNC_STEP_OPTIONS... -- QEMU_EXTRA_ARGS...: one run to --until.
@@ -85,8 +67,4 @@ run qqq1insn --mode qqq --quantum 10us --until 20ms --plugin-args engine=insn --
     "$qemu" $guest_args
 same plugin1 qqq1insn 2000 20000000 qqq
 
-if [ $fails -ne 0 ]; then
-    echo "$fails check(s) failed" >&2
-    exit 1
-fi
-echo "qsync-step personalities: all checks passed"
+finish "qsync-step personalities"

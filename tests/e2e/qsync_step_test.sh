@@ -3,30 +3,7 @@
 # guest's output on stdout, and clear usage errors.
 # usage: qsync_step_test.sh QSYNC_STEP GUEST_ELF
 set -u
-step=$1
-guest=$2
-qemu=${QSYNC_TEST_QEMU:-qemu-system-x86_64}
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-fails=0
-
-fail() {
-    echo "FAIL: $*" >&2
-    fails=$((fails + 1))
-}
-
-# json_get FILE KEY: prints the value of a top-level key of qsync-step's JSON.
-json_get() {
-    sed -n "s/^  \"$2\": \(.*\)$/\1/p" "$1" | sed 's/,$//'
-}
-
-expect_key() {
-    got=$(json_get "$1" "$2")
-    [ "$got" = "$3" ] || fail "$4: \"$2\" is '$got', expected '$3'"
-}
-
-guest_args="-M pc -nodefaults -display none -serial stdio -no-reboot
- -device isa-debug-exit,iobase=0xf4,iosize=0x04 -kernel $guest"
+. "$(dirname "$0")/step_test_lib.sh"
 
 # 1. --until ends the run: 500 exact quanta of 10 us, exit code 0. (The
 #    firmware alone runs 8.7 ms, so the guest prints nothing yet.)
@@ -167,8 +144,4 @@ awk -v q=10000 -v final="$final" '
         exit failed
     }' "$work/ts.out" >"$work/ts.check" || fail "$(cat "$work/ts.check")"
 
-if [ $fails -ne 0 ]; then
-    echo "$fails check(s) failed" >&2
-    exit 1
-fi
-echo "qsync-step: all checks passed"
+finish "qsync-step"
