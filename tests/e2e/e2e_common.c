@@ -11,10 +11,23 @@
 
 #include "e2e_common.h"
 
+#ifndef PLUGIN_PATH
+#error "PLUGIN_PATH must be defined"
+#endif
+
 const char *e2e_qemu_binary(void)
 {
     const char *q = getenv("QSYNC_TEST_QEMU");
     return q && q[0] ? q : "qemu-system-x86_64";
+}
+
+void e2e_options(qsync_options *o)
+{
+    qsync_options_init(o);
+    o->plugin_path = PLUGIN_PATH;
+    o->stdout_mode = QSYNC_OUTPUT_CALLBACK;
+    o->quiet_stderr = 1;
+    o->channel = e2e_test_channel();
 }
 
 qsync_channel e2e_test_channel(void)

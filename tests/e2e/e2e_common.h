@@ -11,6 +11,11 @@
  * qemu-system-x86_64 from PATH. */
 const char *e2e_qemu_binary(void);
 
+/* Options for a suite's context: the defaults, the plugin of this build,
+ * the guest's output to the output callback, QEMU's stderr kept quiet,
+ * and the channel under test. */
+void e2e_options(qsync_options *o);
+
 /* $QSYNC_TEST_CHANNEL: pipe or shm; unset or auto is the library's
  * default. Anything else fails the test. */
 qsync_channel e2e_test_channel(void);

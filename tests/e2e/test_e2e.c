@@ -121,11 +121,7 @@ static qsync_ctx *start_guest(uv_loop_t *loop, struct run *r, const char *append
                               uint64_t kill_grace_ms)
 {
     qsync_options o;
-    qsync_options_init(&o);
-    o.plugin_path = PLUGIN_PATH;
-    o.stdout_mode = QSYNC_OUTPUT_CALLBACK;
-    o.quiet_stderr = 1;
-    o.channel = e2e_test_channel();
+    e2e_options(&o);
     if (kill_grace_ms)
         o.kill_grace_ms = kill_grace_ms;
     qsync_callbacks cb;

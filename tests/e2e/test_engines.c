@@ -148,12 +148,8 @@ static void run(struct session *s)
     assert_int_equal(uv_loop_init(&loop), 0);
 
     qsync_options o;
-    qsync_options_init(&o);
-    o.plugin_path = PLUGIN_PATH;
-    o.stdout_mode = QSYNC_OUTPUT_CALLBACK;
-    o.quiet_stderr = 1;
+    e2e_options(&o);
     o.icount_shift = s->shift;
-    o.channel = e2e_test_channel();
     snprintf(args, sizeof args, "engine=%s", s->engine);
     o.plugin_args = args;
     qsync_callbacks cb;

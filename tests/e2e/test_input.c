@@ -44,10 +44,7 @@ static qsync_ctx *start_guest(struct out *o, const char *serial, const char *app
                               qsync_mode mode)
 {
     qsync_options opts;
-    qsync_options_init(&opts);
-    opts.plugin_path = PLUGIN_PATH;
-    opts.stdout_mode = QSYNC_OUTPUT_CALLBACK;
-    opts.quiet_stderr = 1;
+    e2e_options(&opts);
     opts.advance_timeout_ms = 20000;
     opts.mode = mode;
     opts.qqq_use_plugin = 1;
