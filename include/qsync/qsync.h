@@ -346,8 +346,8 @@ QSYNC_EXPORT int qsync_start(qsync_ctx *ctx, const char *const argv[]);
  * FIFO mode a positive multiple of fifo_quantum_us (QSYNC_EARG).
  * Returns 0, QSYNC_EBUSY (an advance is pending), QSYNC_ESTATE (not started,
  * or closing), QSYNC_EEXITED (QEMU is gone or closed the channel),
- * QSYNC_ERANGE (the deadline overflows), QSYNC_EPROTO (the channel is
- * full), -errno from writing the grant, or the fatal error that broke the
+ * QSYNC_ERANGE (the deadline overflows, or is past QSYNC_DEADLINE_MAX),
+ * QSYNC_EPROTO (the channel is full), -errno from writing the grant, or the fatal error that broke the
  * context.
  */
 QSYNC_EXPORT int qsync_advance(qsync_ctx *ctx, uint64_t us);
@@ -356,8 +356,19 @@ QSYNC_EXPORT int qsync_advance(qsync_ctx *ctx, uint64_t us);
 QSYNC_EXPORT int qsync_advance_ns(qsync_ctx *ctx, uint64_t ns);
 
 /* As qsync_advance(), to an absolute deadline, which must not be before the
- * current one (QSYNC_ERANGE). */
+ * current one, nor past QSYNC_DEADLINE_MAX (QSYNC_ERANGE). */
 QSYNC_EXPORT int qsync_advance_to_ns(qsync_ctx *ctx, uint64_t deadline_ns);
+
+/*
+ * The latest deadline any advance may name: 2^63 - 1 ns (about 292 years),
+ * the end of QEMU's virtual clock, which is a signed 64-bit count of
+ * nanoseconds. Advancing to it means "run until the guest ends": no guest
+ * reaches it by running, so the advance ends with the guest's exit
+ * (QSYNC_EEXITED), or is reached only by a guest that idles for ever.
+ * Later deadlines are refused with QSYNC_ERANGE on every engine and in
+ * every mode, so that no engine can mistake one for a time in the past.
+ */
+#define QSYNC_DEADLINE_MAX ((uint64_t)INT64_MAX)
 
 /* The most bytes qsync_send_input() takes between two advances. */
 #define QSYNC_INPUT_MAX_PER_STOP 16384u

@@ -238,6 +238,23 @@ int qsync_send_input(qsync_ctx *ctx, const void *data, size_t len)
     return 0;
 }
 
+int qsync__check_deadline(qsync_ctx *ctx, uint64_t deadline, const char *what)
+{
+    if (deadline < ctx->now_ns)
+        return qsync__set_error(ctx, QSYNC_ERANGE, "%s: deadline %llu ns is before the current %llu ns",
+                                what, (unsigned long long)deadline,
+                                (unsigned long long)ctx->now_ns);
+    /* Past the end of QEMU's signed clock an engine would read the
+     * deadline as negative, in the past, and stop at once. */
+    if (deadline > QSYNC_DEADLINE_MAX)
+        return qsync__set_error(ctx, QSYNC_ERANGE,
+                                "%s: deadline %llu ns is past QSYNC_DEADLINE_MAX (2^63-1 ns, "
+                                "the end of QEMU's clock); advance to QSYNC_DEADLINE_MAX to "
+                                "run until the guest ends",
+                                what, (unsigned long long)deadline);
+    return 0;
+}
+
 int qsync_advance_to_ns(qsync_ctx *ctx, uint64_t deadline)
 {
     if (ctx->closing)
@@ -250,11 +267,10 @@ int qsync_advance_to_ns(qsync_ctx *ctx, uint64_t deadline)
         return qsync__set_error(ctx, QSYNC_EBUSY,
                                 "qsync_advance: the advance to %llu ns is still pending",
                                 (unsigned long long)ctx->pending_deadline);
-    if (deadline < ctx->now_ns)
-        return qsync__set_error(ctx, QSYNC_ERANGE,
-                                "qsync_advance: deadline %llu ns is before the current %llu ns",
-                                (unsigned long long)deadline, (unsigned long long)ctx->now_ns);
-    int rc = ctx->mode->grant(ctx, ctx->next_seq, deadline, deadline - ctx->now_ns);
+    int rc = qsync__check_deadline(ctx, deadline, "qsync_advance");
+    if (rc)
+        return rc;
+    rc = ctx->mode->grant(ctx, ctx->next_seq, deadline, deadline - ctx->now_ns);
     if (rc)
         return rc;
     ctx->pending_seq = ctx->next_seq++;
@@ -352,6 +368,26 @@ void qsync__on_report(qsync_ctx *ctx, const struct qsync_wire_report *r)
                          r->n_vcpus, ctx->hello.n_vcpus);
         qsync__fail(ctx, QSYNC_EPROTO);
         return;
+    }
+    /* A stop may fall short of its deadline by rounding only: with shift N
+     * the engines stop on the last instruction boundary before it, less
+     * than 2^N ns early, and say so with R_DEVIATION. Any other shortfall
+     * would report a quantum the guest did not run. */
+    if (r->virtual_ns < r->deadline_ns) {
+        uint64_t short_by = r->deadline_ns - r->virtual_ns;
+        uint64_t rounding = (uint64_t)1 << ctx->hello.icount_shift;
+        if (!(r->flags & QSYNC_WIRE_R_DEVIATION) || short_by >= rounding) {
+            qsync__set_error(ctx, QSYNC_EPROTO,
+                             "protocol error: REPORT seq %llu claims deadline %llu ns at virtual "
+                             "time %llu ns, %llu ns short%s",
+                             (unsigned long long)r->seq, (unsigned long long)r->deadline_ns,
+                             (unsigned long long)r->virtual_ns, (unsigned long long)short_by,
+                             (r->flags & QSYNC_WIRE_R_DEVIATION)
+                                 ? ", more than icount rounding can explain"
+                                 : " without flagging a deviation");
+            qsync__fail(ctx, QSYNC_EPROTO);
+            return;
+        }
     }
     qsync_stop stop;
     stop.seq = r->seq;

@@ -119,6 +119,8 @@ int qsync_group_advance_to_ns(qsync_group *g, uint64_t deadline_ns, qsync_group_
         return QSYNC_ESTATE;
     if (g->pending)
         return QSYNC_EBUSY;
+    if (deadline_ns > QSYNC_DEADLINE_MAX)
+        return qsync__check_deadline(g->members[0], deadline_ns, "group advance");
     /* Check every member first, so that a refusal advances none of them. */
     for (size_t i = 0; i < g->n; i++) {
         qsync_ctx *c = g->members[i];

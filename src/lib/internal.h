@@ -246,6 +246,9 @@ void qsync__shm_release(qsync_ctx *ctx);
 
 /* context.c: events from the other files. */
 int qsync__close(qsync_ctx *ctx, qsync_close_cb cb); /* any loop */
+/* QSYNC_ERANGE (message set, prefixed with what) unless the deadline is
+ * at or after the context's time and at most QSYNC_DEADLINE_MAX. */
+int qsync__check_deadline(qsync_ctx *ctx, uint64_t deadline, const char *what);
 void qsync__on_hello(qsync_ctx *ctx, const struct qsync_wire_hello *h);
 void qsync__on_report(qsync_ctx *ctx, const struct qsync_wire_report *r);
 void qsync__on_exit_msg(qsync_ctx *ctx, const struct qsync_wire_exit *e);

@@ -285,6 +285,12 @@ static void wait_grant(void)
      * a short grant that the guest has already passed is then reached at
      * once (its arm() says so) and reported with its overshoot.
      */
+    /* QEMU's clock is a signed count of nanoseconds: an engine would read
+     * a later deadline as negative, in the past, and stop at once. */
+    if (msg.u.grant.deadline_ns > (uint64_t)INT64_MAX)
+        fail(ERR_DEADLINE, "GRANT seq %llu: deadline %llu ns is past the end of QEMU's clock "
+                           "(2^63-1 ns)",
+             (unsigned long long)msg.u.grant.seq, (unsigned long long)msg.u.grant.deadline_ns);
     if (last_seq != 0 && msg.u.grant.deadline_ns < deadline_ns)
         fail(ERR_DEADLINE, "GRANT seq %llu: deadline %llu ns is before the previous one (%llu ns)",
              (unsigned long long)msg.u.grant.seq, (unsigned long long)msg.u.grant.deadline_ns,

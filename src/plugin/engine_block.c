@@ -258,7 +258,9 @@ static void block_sample(uint64_t deadline_ns, struct qsync_wire_report *out)
     out->virtual_ns = now << shift;
     out->instructions = now;
     out->overshoot = (int64_t)(now - (deadline_ns >> shift));
-    out->flags = out->overshoot != 0 ? QSYNC_WIRE_R_DEVIATION : 0;
+    /* With shift > 0 an exact stop still falls short of a deadline that is
+     * not a multiple of 2^shift ns; that is a deviation too. */
+    out->flags = (out->overshoot != 0 || out->virtual_ns != deadline_ns) ? QSYNC_WIRE_R_DEVIATION : 0;
     out->n_vcpus = n_vcpus;
     for (uint32_t i = 0; i < n_vcpus; i++) {
         if (mode == MODE_COND)

@@ -48,6 +48,7 @@ struct session {
     int smp;
     const char *append;
     uint64_t quantum_ns, until_ns;
+    int to_end; /* after the first stop, advance to QSYNC_DEADLINE_MAX */
 
     /* what happened */
     int ready;
@@ -104,6 +105,17 @@ static void on_reached(qsync_ctx *ctx, int status, const qsync_stop *stop)
     }
     assert_int_equal(sum, stop->instructions);
 
+    if (s->to_end) {
+        /* "Run until the guest exits", as a user may first write it: a
+         * deadline past the end of QEMU's clock, refused; then the last
+         * deadline there is, which only the guest's exit ends. */
+        uint64_t now = qsync_now_ns(ctx);
+        assert_int_equal(qsync_advance_ns(ctx, UINT64_MAX - now), QSYNC_ERANGE);
+        assert_non_null(strstr(qsync_last_error(ctx), "QSYNC_DEADLINE_MAX"));
+        assert_int_equal(qsync_advance_to_ns(ctx, QSYNC_DEADLINE_MAX + 1), QSYNC_ERANGE);
+        assert_int_equal(qsync_advance_to_ns(ctx, QSYNC_DEADLINE_MAX), 0);
+        return;
+    }
     if (stop->deadline_ns >= s->until_ns) {
         s->closed = 1;
         qsync_close(ctx, NULL);
@@ -637,6 +649,57 @@ static void test_insn_shift3(void **state)
 }
 
 /* ---------------------------------------------------------------------- */
+/* The last deadline: run until the guest ends                             */
+
+/*
+ * A deadline past QSYNC_DEADLINE_MAX (2^63-1 ns) is refused; an advance to
+ * it runs the guest to its own end on every engine. The guest executes
+ * its whole program (2,000,000 instructions of its loop), exits with its
+ * own status, and the advance fails with QSYNC_EEXITED: it is never
+ * reported reached. (Engines that read the deadline as a signed value saw
+ * 2^64-1 as in the past and reported it reached at once, status 0, with
+ * nothing run.)
+ */
+static void check_run_to_end(const char *engine)
+{
+    struct session *s = session_new(engine, "compute 1000000", 100 * US, 100 * US);
+    s->to_end = 1;
+    run(s);
+    skip_if_refused(s);
+    if (!s->ready)
+        fail_msg("engine=%s: no handshake (QEMU said: %s)", engine, s->tail);
+    assert_int_equal(s->n_stops, 1);
+    assert_int_equal(s->reached_errors, 1);
+    assert_int_equal(s->first_error, QSYNC_EEXITED);
+    assert_int_equal(s->exited, 1);
+    /* isa-debug-exit: status (code << 1) | 1, the guest's code 0 -> 1. */
+    assert_int_equal(s->ex.exit_status, 1);
+    assert_int_equal(s->ex.term_signal, 0);
+    assert_int_equal(s->ex.by_close, 0);
+    assert_true(s->ex.instructions > 2000000);
+    assert_non_null(strstr(s->out, "compute done"));
+    session_free(s);
+}
+
+static void test_timer_run_to_end(void **state)
+{
+    (void)state;
+    check_run_to_end("timer");
+}
+
+static void test_insn_run_to_end(void **state)
+{
+    (void)state;
+    check_run_to_end("insn");
+}
+
+static void test_block_run_to_end(void **state)
+{
+    (void)state;
+    check_run_to_end("block");
+}
+
+/* ---------------------------------------------------------------------- */
 /* The per-block engine: bounded, and honest about it                      */
 
 /*
@@ -674,6 +737,9 @@ int main(void)
         cmocka_unit_test(test_timer_shift3),
         cmocka_unit_test(test_insn_shift3),
         cmocka_unit_test(test_block_reports_overshoot),
+        cmocka_unit_test(test_timer_run_to_end),
+        cmocka_unit_test(test_insn_run_to_end),
+        cmocka_unit_test(test_block_run_to_end),
     };
     return cmocka_run_group_tests_name("engines", tests, NULL, NULL);
 }

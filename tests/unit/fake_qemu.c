@@ -11,6 +11,10 @@
  *   garbage     HELLO, read one grant, answer with garbage bytes
  *   bad-version HELLO with protocol major 99
  *   wrong-seq   HELLO, answer the first grant with the wrong seq
+ *   short       HELLO, answer the first grant 1 ns short of its deadline,
+ *               with no deviation flagged
+ *   short-far   HELLO, answer the first grant at virtual time 0, flagged
+ *               as a deviation
  *   plugin-err  HELLO, read one grant, send an ERROR message
  *   stderr-exit print two lines on stderr and exit 3 before HELLO
  *   no-hello    never speak; sleep until killed
@@ -465,6 +469,21 @@ int main(int argc, char **argv)
         out_write(junk, sizeof junk);
     } else if (strcmp(sc, "wrong-seq") == 0) {
         send_report(&g, g.seq + 5);
+    } else if (strcmp(sc, "short") == 0 || strcmp(sc, "short-far") == 0) {
+        /* A stop short of its deadline: by 1 ns with no deviation flagged,
+         * or flagged but far more than shift 0's rounding (as an engine
+         * that read a deadline past 2^63 as negative did: it stopped at
+         * once, where it was). */
+        struct qsync_wire_msg m;
+        memset(&m, 0, sizeof m);
+        m.type = QSYNC_MSG_REPORT;
+        m.u.report.seq = g.seq;
+        m.u.report.deadline_ns = g.deadline_ns;
+        int far = strcmp(sc, "short-far") == 0;
+        m.u.report.virtual_ns = far ? 0 : g.deadline_ns - 1;
+        m.u.report.flags = far ? QSYNC_WIRE_R_DEVIATION : 0;
+        m.u.report.n_vcpus = 1;
+        send_msg(&m);
     } else if (strcmp(sc, "plugin-err") == 0) {
         struct qsync_wire_msg m;
         memset(&m, 0, sizeof m);

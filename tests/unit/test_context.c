@@ -278,6 +278,66 @@ static void test_wrong_seq(void **state)
     assert_int_equal(r.exited, 1);
 }
 
+/* A report short of its deadline is a quantum the guest did not run,
+ * unless it is flagged and within the icount rounding (2^shift ns). */
+static void check_short_report(const char *scenario, const char *why)
+{
+    struct rec r = {0};
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    qsync_options o = options();
+    qsync_ctx *ctx = new_ctx(&loop, &o, &r);
+    start(ctx, scenario);
+    assert_int_equal(qsync_advance(ctx, 10), 0);
+    while (r.reached == 0 && uv_run(&loop, UV_RUN_ONCE)) {
+    }
+    assert_int_equal(r.reached, 1);
+    assert_int_equal(r.status[0], QSYNC_EPROTO);
+    assert_non_null(strstr(qsync_last_error(ctx), "claims deadline 10000 ns"));
+    assert_non_null(strstr(qsync_last_error(ctx), why));
+    assert_int_equal(qsync_now_ns(ctx), 0);
+    assert_int_equal(qsync_close(ctx, on_close), 0);
+    run_and_close_loop(&loop);
+    assert_int_equal(r.reached, 1);
+}
+
+static void test_short_report_refused(void **state)
+{
+    (void)state;
+    check_short_report("short", "1 ns short without flagging a deviation");
+    check_short_report("short-far", "more than icount rounding can explain");
+}
+
+/* Deadlines past the end of QEMU's clock are refused before any grant:
+ * nothing is sent, the context stays usable. */
+static void test_deadline_past_clock_end(void **state)
+{
+    (void)state;
+    struct rec r = {0};
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    qsync_options o = options();
+    qsync_ctx *ctx = new_ctx(&loop, &o, &r);
+    start(ctx, "good");
+    assert_int_equal(qsync_advance_ns(ctx, UINT64_MAX), QSYNC_ERANGE);
+    assert_non_null(strstr(qsync_last_error(ctx), "past QSYNC_DEADLINE_MAX"));
+    assert_int_equal(qsync_advance_to_ns(ctx, (uint64_t)1 << 63), QSYNC_ERANGE);
+    assert_int_equal(qsync_advance(ctx, UINT64_MAX / 1000), QSYNC_ERANGE);
+    assert_int_equal(qsync_advance(ctx, 10), 0);
+    while (r.reached == 0 && uv_run(&loop, UV_RUN_ONCE)) {
+    }
+    assert_int_equal(r.status[0], 0);
+    assert_int_equal(qsync_now_ns(ctx), 10000);
+    /* The last deadline is accepted (the fake reports it like any other). */
+    assert_int_equal(qsync_advance_to_ns(ctx, QSYNC_DEADLINE_MAX), 0);
+    while (r.reached == 1 && uv_run(&loop, UV_RUN_ONCE)) {
+    }
+    assert_int_equal(r.status[1], 0);
+    assert_int_equal(qsync_now_ns(ctx), QSYNC_DEADLINE_MAX);
+    assert_int_equal(qsync_close(ctx, on_close), 0);
+    run_and_close_loop(&loop);
+}
+
 static void test_plugin_error_message(void **state)
 {
     (void)state;
@@ -733,6 +793,8 @@ int main(void)
         cmocka_unit_test(test_garbage),
         cmocka_unit_test(test_bad_version),
         cmocka_unit_test(test_wrong_seq),
+        cmocka_unit_test(test_short_report_refused),
+        cmocka_unit_test(test_deadline_past_clock_end),
         cmocka_unit_test(test_plugin_error_message),
         cmocka_unit_test(test_exit_before_hello_keeps_stderr),
         cmocka_unit_test(test_start_timeout),
