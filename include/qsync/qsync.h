@@ -364,9 +364,11 @@ QSYNC_EXPORT int qsync_advance_to_ns(qsync_ctx *ctx, uint64_t deadline_ns);
  * the end of QEMU's virtual clock, which is a signed 64-bit count of
  * nanoseconds. Advancing to it means "run until the guest ends": no guest
  * reaches it by running, so the advance ends with the guest's exit
- * (QSYNC_EEXITED), or is reached only by a guest that idles for ever.
- * Later deadlines are refused with QSYNC_ERANGE on every engine and in
- * every mode, so that no engine can mistake one for a time in the past.
+ * (QSYNC_EEXITED), or is reached only by a guest that idles for ever
+ * (plugin mode; qqq and FIFO grants are counts of microseconds or quanta
+ * and cannot name it). Later deadlines are refused with QSYNC_ERANGE on
+ * every engine and in every mode, so that no engine can mistake one for a
+ * time in the past.
  */
 #define QSYNC_DEADLINE_MAX ((uint64_t)INT64_MAX)
 
