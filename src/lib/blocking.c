@@ -91,7 +91,7 @@ int qsync_wait_exit(qsync_ctx *ctx, uint64_t timeout_ms, int64_t *exit_status)
     uv_timer_init(ctx->loop, &timer);
     timer.data = &expired;
     if (timeout_ms)
-        uv_timer_start(&timer, wait_timer_cb, timeout_ms, 0);
+        qsync__timer_start(&timer, wait_timer_cb, timeout_ms, 0);
     while (!ctx->exited_fired && !expired) {
         if (uv_run(ctx->loop, UV_RUN_ONCE) == 0)
             break;

@@ -150,9 +150,9 @@ static void watchdog_arm(qsync_ctx *ctx)
     if (ctx->fatal || ctx->closing || !ctx->started)
         return;
     if (!ctx->have_hello)
-        uv_timer_start(&ctx->watchdog, watchdog_cb, ctx->opts.start_timeout_ms, 0);
+        qsync__timer_start(&ctx->watchdog, watchdog_cb, ctx->opts.start_timeout_ms, 0);
     else if (ctx->pending_seq && ctx->opts.advance_timeout_ms)
-        uv_timer_start(&ctx->watchdog, watchdog_cb, ctx->opts.advance_timeout_ms, 0);
+        qsync__timer_start(&ctx->watchdog, watchdog_cb, ctx->opts.advance_timeout_ms, 0);
 }
 
 static void watchdog_cb(uv_timer_t *t)
@@ -483,7 +483,7 @@ void qsync__on_proc_exit(qsync_ctx *ctx, int64_t status, int signal)
     close_grant_fds(ctx);
     /* QEMU's pipes normally end with it; do not wait for ever if a
      * grandchild holds them. */
-    uv_timer_start(&ctx->drain_timer, drain_cb, DRAIN_MS, 0);
+    qsync__timer_start(&ctx->drain_timer, drain_cb, DRAIN_MS, 0);
     if (ctx->mode->exited)
         ctx->mode->exited(ctx);
     qsync__maybe_finish_exit(ctx);

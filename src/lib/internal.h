@@ -268,6 +268,20 @@ void qsync__free_ctx(qsync_ctx *ctx);
 void qsync__group_done(qsync_group *g, int status);
 void qsync__group_remove(qsync_ctx *ctx);
 
+/*
+ * Starts a library timer measured from now. A loop's cached time is that
+ * of its last iteration's start: a caller that spent a while on its own
+ * work since (between two blocking calls, or inside a callback on its own
+ * loop) would otherwise have every watchdog fire at once. Every timer the
+ * library arms goes through here.
+ */
+static inline int qsync__timer_start(uv_timer_t *t, uv_timer_cb cb, uint64_t timeout_ms,
+                                     uint64_t repeat_ms)
+{
+    uv_update_time(t->loop);
+    return uv_timer_start(t, cb, timeout_ms, repeat_ms);
+}
+
 /* Calls a user callback with the in-callback depth raised. */
 #define QSYNC__CALL(ctx, cb, ...)            \
     do {                                     \

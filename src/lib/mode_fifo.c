@@ -170,14 +170,14 @@ static void fifo_tick(uv_timer_t *t)
         uv_timer_stop(t);
         fifo_progress(ctx);
     } else if (!uv_is_active((uv_handle_t *)t)) {
-        uv_timer_start(t, fifo_tick, RETRY_MS, RETRY_MS);
+        qsync__timer_start(t, fifo_tick, RETRY_MS, RETRY_MS);
     }
 }
 
 static void fifo_started(qsync_ctx *ctx)
 {
     ctx->fifo_running = 1; /* seed 000's plugin runs the first quantum at once */
-    uv_timer_start(&ctx->fifo_open_timer, fifo_tick, 0, RETRY_MS);
+    qsync__timer_start(&ctx->fifo_open_timer, fifo_tick, 0, RETRY_MS);
 }
 
 static int fifo_grant(qsync_ctx *ctx, uint64_t seq, uint64_t deadline_ns, uint64_t delta_ns)
@@ -193,7 +193,7 @@ static int fifo_grant(qsync_ctx *ctx, uint64_t seq, uint64_t deadline_ns, uint64
     ctx->fifo_target = deadline_ns / q_ns;
     /* From the loop, never from inside this call: the callback of an
      * advance must not run before qsync_advance() returns. */
-    uv_timer_start(&ctx->fifo_open_timer, fifo_tick, 0, RETRY_MS);
+    qsync__timer_start(&ctx->fifo_open_timer, fifo_tick, 0, RETRY_MS);
     return 0;
 }
 

@@ -414,5 +414,5 @@ void qsync__terminate(qsync_ctx *ctx)
         ctx->grant_fd = -1;
     }
     if (ctx->proc_alive && !ctx->proc_exited)
-        uv_timer_start(&ctx->kill_timer, kill_cb, ctx->opts.kill_grace_ms, 0);
+        qsync__timer_start(&ctx->kill_timer, kill_cb, ctx->opts.kill_grace_ms, 0);
 }

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <qsync/qsync.h>
 
@@ -570,6 +571,75 @@ static void test_blocking_helpers(void **state)
     assert_int_equal(r.exited, 1);
 }
 
+/* The caller's own model step, between two calls into the library. */
+static void model_step_ms(unsigned ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0) {
+    }
+}
+
+/*
+ * Watchdogs run from the moment they are armed, not from the loop's
+ * cached time: a simulator that spends longer than advance_timeout_ms on
+ * its own step between two blocking calls still gets its quantum, and
+ * qsync_close_wait() after such a pause lets QEMU end by itself (status
+ * 0) instead of SIGKILLing it at once.
+ */
+static void test_blocking_watchdogs_from_now(void **state)
+{
+    (void)state;
+    struct rec r = {0};
+    qsync_options o = options();
+    o.start_timeout_ms = 300;
+    o.advance_timeout_ms = 300;
+    o.kill_grace_ms = 300;
+    qsync_ctx *ctx = new_ctx(NULL, &o, &r);
+    model_step_ms(500);
+    start(ctx, "good");
+    assert_int_equal(qsync_advance_wait(ctx, 1000, NULL), 0);
+    model_step_ms(500);
+    assert_int_equal(qsync_advance_wait(ctx, 1000, NULL), 0);
+    assert_int_equal(r.reached, 2);
+    model_step_ms(500);
+    assert_int_equal(qsync_close_wait(ctx), 0);
+    assert_int_equal(r.exited, 1);
+    assert_int_equal(r.ex.term_signal, 0);
+    assert_int_equal(r.ex.exit_status, 0);
+}
+
+/* The same on the caller's loop, which the caller's own work kept from
+ * turning: before the start, and between a stop and the next advance. */
+static void test_loop_watchdogs_from_now(void **state)
+{
+    (void)state;
+    struct rec r = {0};
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    qsync_options o = options();
+    o.start_timeout_ms = 300;
+    o.advance_timeout_ms = 300;
+    o.kill_grace_ms = 300;
+    qsync_ctx *ctx = new_ctx(&loop, &o, &r);
+    model_step_ms(500);
+    start(ctx, "good");
+    assert_int_equal(qsync_advance(ctx, 1), 0);
+    while (r.reached < 1 && uv_run(&loop, UV_RUN_ONCE)) {
+    }
+    model_step_ms(500);
+    assert_int_equal(qsync_advance(ctx, 1), 0);
+    while (r.reached < 2 && uv_run(&loop, UV_RUN_ONCE)) {
+    }
+    assert_int_equal(r.status[0], 0);
+    assert_int_equal(r.status[1], 0);
+    assert_int_equal(r.errors, 0);
+    model_step_ms(500);
+    assert_int_equal(qsync_close(ctx, on_close), 0);
+    run_and_close_loop(&loop);
+    assert_int_equal(r.exited, 1);
+    assert_int_equal(r.ex.term_signal, 0);
+}
+
 static void test_blocking_exit_status(void **state)
 {
     (void)state;
@@ -806,6 +876,8 @@ int main(void)
         cmocka_unit_test(test_close_with_advance_pending),
         cmocka_unit_test(test_blocking_helpers),
         cmocka_unit_test(test_blocking_exit_status),
+        cmocka_unit_test(test_blocking_watchdogs_from_now),
+        cmocka_unit_test(test_loop_watchdogs_from_now),
         cmocka_unit_test(test_wait_exit_timeout),
         cmocka_unit_test(test_stdout_to_callback),
         cmocka_unit_test(test_output_comes_before_its_reached),
