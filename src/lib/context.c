@@ -45,8 +45,11 @@ int qsync_ctx_new(uv_loop_t *loop, const qsync_options *opts, const qsync_callba
         return QSYNC_EARG;
     }
     qsync_ctx *ctx = calloc(1, sizeof *ctx);
-    if (!ctx)
+    if (!ctx) {
+        if (errbuf && errbuf_len)
+            snprintf(errbuf, errbuf_len, "qsync_ctx_new: out of memory");
         return -ENOMEM;
+    }
     ctx->grant_fd = -1;
     ctx->grant_reader_fd = -1;
     ctx->next_seq = 1;

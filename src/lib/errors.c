@@ -73,6 +73,11 @@ int qsync__set_error(qsync_ctx *ctx, int code, const char *fmt, ...)
     return code;
 }
 
+int qsync__nomem(qsync_ctx *ctx, const char *what)
+{
+    return qsync__set_error(ctx, -ENOMEM, "%s: out of memory", what);
+}
+
 const char *qsync_last_error(const qsync_ctx *ctx)
 {
     return ctx ? ctx->errmsg : "no context";

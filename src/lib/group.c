@@ -56,7 +56,7 @@ int qsync_group_add(qsync_group *g, qsync_ctx *ctx)
         size_t cap = g->cap ? g->cap * 2 : 8;
         qsync_ctx **m = realloc(g->members, cap * sizeof *m);
         if (!m)
-            return -ENOMEM;
+            return qsync__nomem(ctx, "qsync_group_add");
         g->members = m;
         g->cap = cap;
     }

@@ -191,6 +191,9 @@ extern const struct qsync__mode qsync__mode_fifo;
 int qsync__set_error(qsync_ctx *ctx, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Sets "<what>: out of memory" and returns -ENOMEM. */
+int qsync__nomem(qsync_ctx *ctx, const char *what);
+
 /* options.c */
 int qsync__options_copy(qsync_ctx *ctx, const qsync_options *opts, char *errbuf,
                         size_t errbuf_len);

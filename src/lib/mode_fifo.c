@@ -79,7 +79,7 @@ static int fifo_prepare(qsync_ctx *ctx, const char *const argv[], struct qsync__
     if (!ctx->fifo_dir || !ctx->fifo_h2g || !ctx->fifo_g2h) {
         rmdir(tmpl);
         fifo_remove_names(ctx);
-        return -ENOMEM;
+        return qsync__nomem(ctx, "qsync_start");
     }
     if (mkfifo(ctx->fifo_h2g, 0600) || mkfifo(ctx->fifo_g2h, 0600)) {
         rc = -errno;

@@ -140,7 +140,11 @@ int qsync__options_copy(qsync_ctx *ctx, const qsync_options *in, char *errbuf, s
     ctx->plugin_path = o.plugin_path ? strdup(o.plugin_path) : NULL;
     ctx->plugin_args = o.plugin_args && o.plugin_args[0] ? strdup(o.plugin_args) : NULL;
     if ((o.plugin_path && !ctx->plugin_path) || (o.plugin_args && o.plugin_args[0] && !ctx->plugin_args))
+    {
+        if (errbuf && len)
+            snprintf(errbuf, len, "qsync_ctx_new: out of memory");
         return -ENOMEM;
+    }
     o.plugin_path = NULL;
     o.plugin_args = NULL;
     ctx->opts = o;
@@ -160,7 +164,7 @@ static int try_candidate(qsync_ctx *ctx, const char *dir, const char *rel)
     if (n <= 0 || (size_t)n >= sizeof buf || !readable(buf))
         return 0;
     ctx->plugin_path = strdup(buf);
-    return ctx->plugin_path ? 1 : -ENOMEM;
+    return ctx->plugin_path ? 1 : qsync__nomem(ctx, "qsync_start");
 }
 
 static int try_dir_of(qsync_ctx *ctx, const char *file)
@@ -200,7 +204,7 @@ int qsync__find_plugin(qsync_ctx *ctx)
             return qsync__set_error(ctx, QSYNC_ENOPLUGIN, "$QSYNC_PLUGIN '%s': %s", env,
                                     strerror(errno));
         ctx->plugin_path = strdup(env);
-        return ctx->plugin_path ? 0 : -ENOMEM;
+        return ctx->plugin_path ? 0 : qsync__nomem(ctx, "qsync_start");
     }
     Dl_info info;
     int rc = 0;
@@ -216,7 +220,7 @@ int qsync__find_plugin(qsync_ctx *ctx)
     }
     if (rc == 0 && readable(QSYNC_PLUGIN_INSTALLED_PATH)) {
         ctx->plugin_path = strdup(QSYNC_PLUGIN_INSTALLED_PATH);
-        rc = ctx->plugin_path ? 1 : -ENOMEM;
+        rc = ctx->plugin_path ? 1 : qsync__nomem(ctx, "qsync_start");
     }
     if (rc < 0)
         return rc;

@@ -236,7 +236,7 @@ int qsync__spawn(qsync_ctx *ctx, const char *const argv[])
     struct qsync__launch *l = calloc(1, sizeof *l);
     const char **args = NULL;
     if (!l)
-        return -ENOMEM;
+        return qsync__nomem(ctx, "qsync_start");
     l->child_in = l->child_out = l->our_in = l->our_out = -1;
     l->child_shm = l->child_efd = -1;
     rc = ctx->mode->prepare(ctx, argv, l);
@@ -245,7 +245,7 @@ int qsync__spawn(qsync_ctx *ctx, const char *const argv[])
 
     args = calloc(argc + l->n_args + 1, sizeof *args);
     if (!args) {
-        rc = -ENOMEM;
+        rc = qsync__nomem(ctx, "qsync_start");
         goto fail;
     }
     for (size_t i = 0; i < argc; i++)
@@ -257,7 +257,7 @@ int qsync__spawn(qsync_ctx *ctx, const char *const argv[])
     ctx->tail = malloc(ctx->opts.stderr_tail_bytes);
     ctx->tail_len = ctx->tail_pos = 0;
     if (!ctx->tail) {
-        rc = -ENOMEM;
+        rc = qsync__nomem(ctx, "qsync_start");
         goto fail;
     }
     ctx->tail_cap = ctx->opts.stderr_tail_bytes;
