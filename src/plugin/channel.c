@@ -66,6 +66,8 @@
 #include "input.h"
 #include "log.h"
 #include "personality.h"
+#include "qemu_internals.h"
+#include "stop_timer.h"
 #include "qsync/version.h"
 #include "transport_shm.h"
 
@@ -249,6 +251,17 @@ static void send_report(void)
                  strerror(-rc));
 }
 
+#define NO_SERIAL0 \
+    "guest input: QEMU has no serial0 to deliver it to (add -serial stdio, or -serial null)"
+
+/* Whether QEMU's clock may be read here (qemu_internals.h): outside a
+ * vCPU thread, or in the stop timer's callback between two blocks. A stop
+ * inside a block (the insn and block engines' callbacks) is not. */
+static bool at_safe_point(void)
+{
+    return !qsync__qemu_in_vcpu_thread() || qsync__stop_timer_in_callback();
+}
+
 /* Waits for the next grant, validates it and makes it the current one. */
 static void wait_grant(void)
 {
@@ -264,6 +277,8 @@ static void wait_grant(void)
         if (!qsync__input_supported())
             fail(ERR_PROTOCOL, "INPUT received, but this QEMU does not let the plugin "
                                "feed a serial port (HELLO did not offer it)");
+        if (!qsync__input_has_port())
+            fail(ERR_NODEV, NO_SERIAL0);
         if (qsync__input_queue(msg.u.input.data, msg.u.input.len) < 0)
             fail(ERR_INPUT, "guest input: more than %u bytes waiting; the guest is not "
                             "reading its serial port", QSYNC_INPUT_QUEUE_MAX);
@@ -317,9 +332,8 @@ static void native_stop(unsigned int vcpu_index)
         if (engine->arm(vcpu_index, deadline_ns) == 0) {
             /* The guest is about to run on from this stop: this is the
              * moment input arrives, at the stop's exact virtual time. */
-            if (qsync__input_deliver() < 0)
-                fail(ERR_NODEV, "guest input: QEMU has no serial0 to deliver it to "
-                                "(add -serial stdio, or -serial null)");
+            if (qsync__input_deliver(at_safe_point()) < 0)
+                fail(ERR_NODEV, NO_SERIAL0);
             return;
         }
         /* A grant equal to where the guest is: nothing may run. Report

@@ -243,6 +243,11 @@ bool qsync__qemu_can_feed_serial(void)
            q.chr_write != NULL;
 }
 
+bool qsync__qemu_has_serial0(void)
+{
+    return qsync__qemu_can_feed_serial() && q.serial_hd(0) != NULL;
+}
+
 long qsync__qemu_feed_serial(const uint8_t *buf, size_t len)
 {
     if (!qsync__qemu_can_feed_serial())

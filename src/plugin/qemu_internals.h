@@ -92,13 +92,17 @@ void qsync__qemu_unlock(void);
 /* Whether QEMU exports what qsync__qemu_feed_serial needs. */
 bool qsync__qemu_can_feed_serial(void);
 
+/* Whether it can, and QEMU has a serial0. Any thread. */
+bool qsync__qemu_has_serial0(void);
+
 /*
  * Hands bytes to the guest's first serial port as if they had arrived on
  * its character device (-serial stdio...), as many as the device takes now
  * (its receive FIFO, or one byte without a FIFO). Takes the big lock if
  * the caller does not hold it. Returns the bytes taken, or -1 when there
  * is no serial0 or the functions are missing. A stop only (the guest is
- * frozen, so the bytes arrive at exactly the stop's virtual time).
+ * frozen, so the bytes arrive at exactly the stop's virtual time), at a
+ * safe point: the device reads the virtual clock.
  */
 long qsync__qemu_feed_serial(const uint8_t *buf, size_t len);
 
