@@ -230,7 +230,8 @@ typedef struct qsync_stop {
 typedef struct qsync_exit {
     int64_t exit_status; /* QEMU's exit status, or -1 if a signal ended it */
     int term_signal;     /* the signal, or 0                               */
-    int by_close;        /* 1 if QEMU ended because the context closed it  */
+    int by_close;        /* 1 if the context's close ended a QEMU that was
+                          * still running (0 when QEMU was already ending) */
     const char *stderr_tail; /* last bytes of QEMU's stderr, NUL-terminated */
     uint64_t virtual_ns;     /* last known virtual time                     */
     uint64_t instructions;   /* last known instruction total                */
@@ -487,6 +488,21 @@ QSYNC_EXPORT void qsync_group_free(qsync_group *group);
  * reached callback.
  */
 QSYNC_EXPORT int qsync_advance_wait(qsync_ctx *ctx, uint64_t ns, qsync_stop *stop);
+
+/*
+ * Waits for the advance already made with qsync_advance*(): the join of
+ * "grant a quantum, run my own model's step while QEMU runs it, then wait
+ * for QEMU". Polls the channel as qsync_advance_wait() does. The advance
+ * watchdog (advance_timeout_ms) counts from this call, so the time spent
+ * on the caller's own step does not count against QEMU. Each advance's
+ * outcome is returned once; *stop as for qsync_advance_wait(). When QEMU
+ * has ended (QSYNC_EEXITED), it returns once QEMU's exit is known, with
+ * its status and last line of stderr in qsync_last_error().
+ * Returns 0, QSYNC_ESTATE (the context has a caller's loop, or no advance
+ * is waiting to be joined), QSYNC_ERECURSE (called from a callback), or any
+ * code of the reached callback.
+ */
+QSYNC_EXPORT int qsync_wait_reached(qsync_ctx *ctx, qsync_stop *stop);
 
 /*
  * Advances in quanta of quantum_ns until deadline_ns (or until QEMU exits)

@@ -33,22 +33,51 @@ static void run_until_flag(qsync_ctx *ctx, const int *flag)
     }
 }
 
+/* Waits for the outcome of the advance made last (wait_owed). */
+static int wait_outcome(qsync_ctx *ctx, const char *what, qsync_stop *stop)
+{
+    if (!ctx->wait_done) {
+        /* The watchdog counts from here: the time the caller spent on its
+         * own work since the advance is not QEMU's. */
+        qsync__watchdog_arm(ctx);
+        qsync__shm_spin(ctx, &ctx->wait_done);
+        run_until_flag(ctx, &ctx->wait_done);
+    }
+    ctx->wait_owed = 0;
+    if (!ctx->wait_done)
+        return qsync__set_error(ctx, QSYNC_ESTATE, "%s: the loop ran dry", what);
+    if (ctx->wait_status == QSYNC_EEXITED) {
+        /* QEMU is going (the library ends it if it lingers): wait for its
+         * exit, so that qsync_last_error() carries its status and the last
+         * line it printed, which the caller has no callback to see. */
+        run_until_flag(ctx, &ctx->exited_fired);
+    }
+    if (ctx->wait_status == 0 && stop)
+        *stop = ctx->wait_stop;
+    return ctx->wait_status;
+}
+
+int qsync_wait_reached(qsync_ctx *ctx, qsync_stop *stop)
+{
+    int rc = check_blocking(ctx, "qsync_wait_reached");
+    if (rc)
+        return rc;
+    if (!ctx->wait_owed)
+        return qsync__set_error(ctx, QSYNC_ESTATE,
+                                "qsync_wait_reached: no advance to wait for (call "
+                                "qsync_advance*() first; each outcome is returned once)");
+    return wait_outcome(ctx, "qsync_wait_reached", stop);
+}
+
 int qsync_advance_wait(qsync_ctx *ctx, uint64_t ns, qsync_stop *stop)
 {
     int rc = check_blocking(ctx, "qsync_advance_wait");
     if (rc)
         return rc;
-    ctx->wait_done = 0;
     rc = qsync_advance_ns(ctx, ns);
     if (rc)
         return rc;
-    qsync__shm_spin(ctx, &ctx->wait_done);
-    run_until_flag(ctx, &ctx->wait_done);
-    if (!ctx->wait_done)
-        return qsync__set_error(ctx, QSYNC_ESTATE, "qsync_advance_wait: the loop ran dry");
-    if (ctx->wait_status == 0 && stop)
-        *stop = ctx->wait_stop;
-    return ctx->wait_status;
+    return wait_outcome(ctx, "qsync_advance_wait", stop);
 }
 
 int qsync_run_until(qsync_ctx *ctx, uint64_t deadline_ns, uint64_t quantum_ns, qsync_stop *stop)

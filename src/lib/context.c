@@ -147,7 +147,7 @@ int qsync_get_info(const qsync_ctx *ctx, qsync_info *info)
 }
 
 /* Arms the one watchdog for whatever the context is waiting for now. */
-static void watchdog_arm(qsync_ctx *ctx)
+void qsync__watchdog_arm(qsync_ctx *ctx)
 {
     uv_timer_stop(&ctx->watchdog);
     if (ctx->fatal || ctx->closing || !ctx->started)
@@ -188,7 +188,7 @@ int qsync_start(qsync_ctx *ctx, const char *const argv[])
     if (rc)
         return rc;
     ctx->started = 1;
-    watchdog_arm(ctx);
+    qsync__watchdog_arm(ctx);
     return 0;
 }
 
@@ -279,7 +279,9 @@ int qsync_advance_to_ns(qsync_ctx *ctx, uint64_t deadline)
     ctx->pending_seq = ctx->next_seq++;
     ctx->pending_deadline = deadline;
     ctx->input_since_grant = 0;
-    watchdog_arm(ctx);
+    ctx->wait_done = 0;
+    ctx->wait_owed = 1;
+    qsync__watchdog_arm(ctx);
     return 0;
 }
 
@@ -328,7 +330,7 @@ void qsync__on_hello(qsync_ctx *ctx, const struct qsync_wire_hello *h)
 void qsync__ready(qsync_ctx *ctx)
 {
     ctx->have_hello = 1;
-    watchdog_arm(ctx);
+    qsync__watchdog_arm(ctx);
     if (ctx->cbs.ready) {
         qsync_info info;
         qsync_get_info(ctx, &info);
@@ -349,7 +351,7 @@ void qsync__complete(qsync_ctx *ctx, const qsync_stop *stop, uint64_t next_now)
     ctx->now_ns = next_now;
     ctx->last_virtual_ns = stop->virtual_ns;
     ctx->last_instructions = stop->instructions;
-    watchdog_arm(ctx);
+    qsync__watchdog_arm(ctx);
     deliver_reached(ctx, 0, stop);
 }
 
@@ -410,6 +412,7 @@ void qsync__on_report(qsync_ctx *ctx, const struct qsync_wire_report *r)
 
 void qsync__on_exit_msg(qsync_ctx *ctx, const struct qsync_wire_exit *e)
 {
+    ctx->exit_msg_seen = 1;
     ctx->last_virtual_ns = e->virtual_ns;
     ctx->last_instructions = e->instructions;
 }
@@ -437,6 +440,26 @@ void qsync__fail(qsync_ctx *ctx, int code)
         QSYNC__CALL(ctx, error, code, ctx->errmsg);
 }
 
+/* The last non-empty line of QEMU's stderr read so far, into out. */
+static void tail_last_line(const qsync_ctx *ctx, char *out, size_t cap)
+{
+    size_t n = ctx->tail_len, end = n, len = 0;
+    out[0] = '\0';
+    if (!ctx->tail || cap == 0)
+        return;
+    size_t first = (ctx->tail_pos + ctx->tail_cap - n) % ctx->tail_cap;
+#define TAIL_AT(i) (ctx->tail[(first + (i)) % ctx->tail_cap])
+    while (end > 0 && (TAIL_AT(end - 1) == '\n' || TAIL_AT(end - 1) == '\r'))
+        end--;
+    size_t b = end;
+    while (b > 0 && TAIL_AT(b - 1) != '\n')
+        b--;
+    for (size_t i = b; i < end && len + 1 < cap; i++)
+        out[len++] = TAIL_AT(i);
+#undef TAIL_AT
+    out[len] = '\0';
+}
+
 void qsync__on_channel_eof(qsync_ctx *ctx)
 {
     /* QEMU closed the channel: it is exiting, or its plugin is gone. A
@@ -446,8 +469,13 @@ void qsync__on_channel_eof(qsync_ctx *ctx)
         ctx->fatal = QSYNC_EEXITED;
         uv_timer_stop(&ctx->watchdog);
         if (!ctx->closing) {
-            qsync__set_error(ctx, QSYNC_EEXITED, "QEMU closed the channel%s",
-                             ctx->have_hello ? "" : " before the plugin's handshake");
+            /* QEMU's reason, if it has given one yet (the exit adds its
+             * status and the whole last line). */
+            char last[256];
+            tail_last_line(ctx, last, sizeof last);
+            qsync__set_error(ctx, QSYNC_EEXITED, "QEMU closed the channel%s%s%s",
+                             ctx->have_hello ? "" : " before the plugin's handshake",
+                             last[0] ? ": " : "", last);
             fail_pending(ctx, QSYNC_EEXITED);
         }
     }
@@ -544,7 +572,7 @@ void qsync__maybe_finish_exit(qsync_ctx *ctx)
         qsync_exit ex;
         ex.exit_status = ctx->exit_status;
         ex.term_signal = ctx->term_signal;
-        ex.by_close = ctx->closing || ctx->by_close;
+        ex.by_close = ctx->by_close;
         ex.stderr_tail = tail ? tail : "";
         ex.virtual_ns = ctx->last_virtual_ns;
         ex.instructions = ctx->last_instructions;
@@ -615,8 +643,10 @@ int qsync__close(qsync_ctx *ctx, qsync_close_cb cb)
     ctx->close_cb = cb;
     uv_timer_stop(&ctx->watchdog);
     if (ctx->proc_alive && !ctx->exited_fired) {
-        /* QEMU first; the handles close once it is gone and reported. */
-        if (!ctx->proc_exited)
+        /* QEMU first; the handles close once it is gone and reported. The
+         * close ends it only if it was still running: not when it had
+         * exited, closed the channel, or said that the guest ends. */
+        if (!ctx->proc_exited && !ctx->ch_eof && !ctx->exit_msg_seen && !ctx->fatal)
             ctx->by_close = 1;
         qsync__terminate(ctx);
         qsync__maybe_finish_exit(ctx);

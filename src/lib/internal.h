@@ -49,7 +49,8 @@ struct qsync_ctx {
     int64_t exit_status;
     int term_signal;
     int exited_fired;
-    int by_close;
+    int by_close;     /* the library's close ended a QEMU still running   */
+    int exit_msg_seen; /* the plugin said the guest is ending (EXIT)      */
 
     /* The channel: reports arrive on ch_in (a uv pipe); grants are written
      * to grant_fd directly, because they are small and there is never more
@@ -118,7 +119,9 @@ struct qsync_ctx {
     struct qsync_group *group;
     int group_pending;
 
-    /* Blocking helpers. */
+    /* Blocking helpers. wait_owed: an advance was made whose outcome no
+     * blocking call has returned yet (qsync_wait_reached). */
+    int wait_owed;
     int wait_done;
     int wait_status;
     qsync_stop wait_stop;
@@ -260,6 +263,8 @@ void qsync__complete(qsync_ctx *ctx, const qsync_stop *stop, uint64_t next_now);
 /* The channel is up (no handshake in qqq and FIFO modes). */
 void qsync__ready(qsync_ctx *ctx);
 void qsync__fail(qsync_ctx *ctx, int code); /* fatal: ends QEMU, tells the user */
+/* Arms the one watchdog afresh for what the context waits for now. */
+void qsync__watchdog_arm(qsync_ctx *ctx);
 void qsync__on_channel_eof(qsync_ctx *ctx);
 void qsync__on_proc_exit(qsync_ctx *ctx, int64_t status, int signal);
 void qsync__maybe_finish_exit(qsync_ctx *ctx);

@@ -19,7 +19,8 @@
  *   stderr-exit print two lines on stderr and exit 3 before HELLO
  *   no-hello    never speak; sleep until killed
  *   hang        HELLO, read one grant, never answer; ignore EOF
- *   poweroff    answer 2 grants, then on the 3rd send EXIT and exit 7
+ *   poweroff    answer 2 grants, then on the 3rd send EXIT, say "the guest
+ *               powered off" on stderr and exit 7
  *   truncated   HELLO, read one grant, send half a REPORT, exit 0
  *   stray-pipe  HELLO, read one grant, write a frame header of type 9
  *               straight to fd 4 (the report pipe, which carries nothing
@@ -444,7 +445,9 @@ int main(int argc, char **argv)
     }
     if (strcmp(sc, "poweroff") == 0) {
         send_hello(QSYNC_WIRE_MAJOR, shift);
-        return serve(2, 7);
+        int rc = serve(2, 7);
+        fprintf(stderr, "fake-qemu: the guest powered off\n");
+        return rc;
     }
     if (strcmp(sc, "stderr-exit") == 0) {
         fprintf(stderr, "qemu-system-x86_64: first line\nqemu-system-x86_64: could not load kernel 'nope'\n");

@@ -640,6 +640,92 @@ static void test_loop_watchdogs_from_now(void **state)
     assert_int_equal(r.ex.term_signal, 0);
 }
 
+/*
+ * The blocking join: grant, run the model's own step while QEMU runs the
+ * quantum, then wait. The model's step is longer than the advance
+ * watchdog, which counts only from the wait.
+ */
+static void test_wait_reached(void **state)
+{
+    (void)state;
+    struct rec r = {0};
+    qsync_options o = options();
+    o.advance_timeout_ms = 300;
+    qsync_ctx *ctx = new_ctx(NULL, &o, &r);
+    start(ctx, "good");
+    qsync_stop stop;
+    assert_int_equal(qsync_wait_reached(ctx, &stop), QSYNC_ESTATE);
+    assert_non_null(strstr(qsync_last_error(ctx), "no advance to wait for"));
+    for (int i = 1; i <= 3; i++) {
+        assert_int_equal(qsync_advance_ns(ctx, 1000), 0);
+        model_step_ms(400);
+        memset(&stop, 0, sizeof stop);
+        assert_int_equal(qsync_wait_reached(ctx, &stop), 0);
+        assert_int_equal(stop.deadline_ns, 1000u * (unsigned)i);
+        assert_null(stop.vcpu_instructions);
+        /* Each outcome is returned once. */
+        assert_int_equal(qsync_wait_reached(ctx, &stop), QSYNC_ESTATE);
+    }
+    assert_int_equal(r.reached, 3);
+    /* qsync_advance_wait() is the same join, at once. */
+    assert_int_equal(qsync_advance_wait(ctx, 1000, &stop), 0);
+    assert_int_equal(qsync_wait_reached(ctx, &stop), QSYNC_ESTATE);
+    /* QEMU was running: the close ended it. */
+    assert_int_equal(qsync_close_wait(ctx), 0);
+    assert_int_equal(r.exited, 1);
+    assert_int_equal(r.ex.by_close, 1);
+}
+
+/*
+ * A blocking user has no exited callback to read: when QEMU ends, the
+ * helper returns once its exit is known, and the last error carries its
+ * status and the last line it printed. QEMU ended by itself, so by_close
+ * is 0 although the context was then closed.
+ */
+static void test_blocking_says_why(void **state)
+{
+    (void)state;
+    struct rec r = {0};
+    qsync_options o = options();
+    qsync_ctx *ctx = new_ctx(NULL, &o, &r);
+    start(ctx, "poweroff");
+    assert_int_equal(qsync_advance_wait(ctx, 1000, NULL), 0);
+    assert_int_equal(qsync_advance_ns(ctx, 1000), 0);
+    assert_int_equal(qsync_wait_reached(ctx, NULL), 0);
+    assert_int_equal(qsync_advance_wait(ctx, 1000, NULL), QSYNC_EEXITED);
+    const char *msg = qsync_last_error(ctx);
+    if (!strstr(msg, "status 7") || !strstr(msg, "fake-qemu: the guest powered off"))
+        fail_msg("the last error does not say why: '%s'", msg);
+    assert_int_equal(r.exited, 1);
+    assert_int_equal(qsync_close_wait(ctx), 0);
+    assert_int_equal(r.exited, 1);
+    assert_int_equal(r.ex.by_close, 0);
+    assert_int_equal(r.ex.exit_status, 7);
+}
+
+/* Closing inside reached(QSYNC_EEXITED), as the docs' examples do, after
+ * the guest powered off by itself: by_close stays 0. */
+static void test_close_after_poweroff_is_not_by_close(void **state)
+{
+    (void)state;
+    struct rec r = {0};
+    r.advance_upto = 10;
+    r.step_ns = 10000;
+    r.close_in_reached = 3;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    qsync_options o = options();
+    qsync_ctx *ctx = new_ctx(&loop, &o, &r);
+    start(ctx, "poweroff");
+    assert_int_equal(qsync_advance(ctx, 10), 0);
+    run_and_close_loop(&loop);
+    assert_int_equal(r.reached, 3);
+    assert_int_equal(r.status[2], QSYNC_EEXITED);
+    assert_int_equal(r.exited, 1);
+    assert_int_equal(r.ex.by_close, 0);
+    assert_int_equal(r.ex.exit_status, 7);
+}
+
 static void test_blocking_exit_status(void **state)
 {
     (void)state;
@@ -876,6 +962,9 @@ int main(void)
         cmocka_unit_test(test_close_with_advance_pending),
         cmocka_unit_test(test_blocking_helpers),
         cmocka_unit_test(test_blocking_exit_status),
+        cmocka_unit_test(test_wait_reached),
+        cmocka_unit_test(test_blocking_says_why),
+        cmocka_unit_test(test_close_after_poweroff_is_not_by_close),
         cmocka_unit_test(test_blocking_watchdogs_from_now),
         cmocka_unit_test(test_loop_watchdogs_from_now),
         cmocka_unit_test(test_wait_exit_timeout),
