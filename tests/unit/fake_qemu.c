@@ -21,6 +21,10 @@
  *               straight to fd 4 (the report pipe, which carries nothing
  *               on shared memory)
  *   chatty      print 100 KiB on stderr, then behave as good
+ *   chatty-exit print the same 100 KiB, answer 20 grants, then on the 21st
+ *               send EXIT and exit 0 (all of stderr is read before exited)
+ *   stderr-each as good, but print "fake-qemu: quantum <seq>\n" on stderr
+ *               before each report
  *   stdout      print "hello from the guest\n" on stdout, then as good
  *   stamped     as good, but print "q<seq>\n" on stdout before each report,
  *               the way a guest prints during its quantum
@@ -182,6 +186,7 @@ static int read_grant(struct qsync_wire_grant *g)
 }
 
 static int stamp_output; /* scenario "stamped" */
+static int stamp_stderr; /* scenario "stderr-each" */
 
 static void send_report(const struct qsync_wire_grant *g, uint64_t seq)
 {
@@ -189,6 +194,8 @@ static void send_report(const struct qsync_wire_grant *g, uint64_t seq)
         printf("q%llu\n", (unsigned long long)seq);
         fflush(stdout);
     }
+    if (stamp_stderr)
+        fprintf(stderr, "fake-qemu: quantum %llu\n", (unsigned long long)seq);
     struct qsync_wire_msg m;
     memset(&m, 0, sizeof m);
     m.type = QSYNC_MSG_REPORT;
@@ -431,10 +438,15 @@ int main(int argc, char **argv)
         send_hello(QSYNC_WIRE_MAJOR, shift);
         return serve(-1, 0);
     }
-    if (strcmp(sc, "chatty") == 0) {
+    if (strcmp(sc, "chatty") == 0 || strcmp(sc, "chatty-exit") == 0) {
         for (int i = 0; i < 1024; i++)
             fprintf(stderr, "%099d\n", i);
         fprintf(stderr, "fake-qemu: last words\n");
+        send_hello(QSYNC_WIRE_MAJOR, shift);
+        return strcmp(sc, "chatty") == 0 ? serve(-1, 0) : serve(20, 0);
+    }
+    if (strcmp(sc, "stderr-each") == 0) {
+        stamp_stderr = 1;
         send_hello(QSYNC_WIRE_MAJOR, shift);
         return serve(-1, 0);
     }
