@@ -118,6 +118,9 @@ typedef enum {
                                then sleeps (a futex, an eventfd)              */
 } qsync_channel;
 
+/* The largest quantum_hint_ns the plugin takes: 10^15 ns (11.6 days). */
+#define QSYNC_QUANTUM_HINT_MAX_NS 1000000000000000ull
+
 /*
  * Options. Always fill with qsync_options_init() first, then set fields:
  * the init function records the struct's size, so that later versions can
@@ -176,9 +179,10 @@ typedef struct qsync_options {
      * -icount shift=0,sleep=off unless argv has its own -icount. */
     uint64_t fifo_quantum_us;
 
-    /* Plugin mode: the quantum you expect to grant, in ns (0: unknown).
-     * Passed to the plugin as quantum_ns=, it lets engine=auto take the
-     * engine that is cheapest at that size (docs/engines.md). */
+    /* Plugin mode: the quantum you expect to grant, in ns (0: unknown;
+     * at most QSYNC_QUANTUM_HINT_MAX_NS). Passed to the plugin as
+     * quantum_ns=, it lets engine=auto take the engine that is cheapest at
+     * that size (docs/engines.md). */
     uint64_t quantum_hint_ns;
 
     /* Same-core placement: -1 (default) leaves placement to the kernel.

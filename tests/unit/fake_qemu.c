@@ -25,6 +25,8 @@
  *               send EXIT and exit 0 (all of stderr is read before exited)
  *   stderr-each as good, but print "fake-qemu: quantum <seq>\n" on stderr
  *               before each report
+ *   fds         print "fake-qemu: fd <n> -> <target>\n" on stderr for each
+ *               descriptor above 2 that it inherited, then behave as good
  *   stdout      print "hello from the guest\n" on stdout, then as good
  *   stamped     as good, but print "q<seq>\n" on stdout before each report,
  *               the way a guest prints during its quantum
@@ -47,6 +49,7 @@
  *   once), fifo-extra (bytes while frozen), fifo-eof-mid (dies after two
  *   quanta), fifo-never-open, fifo-die-before-open
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -444,6 +447,24 @@ int main(int argc, char **argv)
         fprintf(stderr, "fake-qemu: last words\n");
         send_hello(QSYNC_WIRE_MAJOR, shift);
         return strcmp(sc, "chatty") == 0 ? serve(-1, 0) : serve(20, 0);
+    }
+    if (strcmp(sc, "fds") == 0) {
+        DIR *dir = opendir("/proc/self/fd");
+        struct dirent *e;
+        while (dir && (e = readdir(dir)) != NULL) {
+            char path[64], target[4096];
+            int fd = atoi(e->d_name);
+            if (fd <= 2 || fd == dirfd(dir))
+                continue;
+            snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+            ssize_t n = readlink(path, target, sizeof target - 1);
+            target[n > 0 ? n : 0] = '\0';
+            fprintf(stderr, "fake-qemu: fd %d -> %s\n", fd, target);
+        }
+        if (dir)
+            closedir(dir);
+        send_hello(QSYNC_WIRE_MAJOR, shift);
+        return serve(-1, 0);
     }
     if (strcmp(sc, "stderr-each") == 0) {
         stamp_stderr = 1;
