@@ -118,6 +118,9 @@ typedef enum {
                                then sleeps (a futex, an eventfd)              */
 } qsync_channel;
 
+/* The largest quantum_hint_ns the plugin takes: 10^15 ns (11.6 days). */
+#define QSYNC_QUANTUM_HINT_MAX_NS 1000000000000000ull
+
 /*
  * Options. Always fill with qsync_options_init() first, then set fields:
  * the init function records the struct's size, so that later versions can
@@ -139,7 +142,11 @@ typedef struct qsync_options {
     const char *plugin_args;
 
     /* QEMU's stdout; its stderr is always captured (see exited's tail) and
-     * also forwarded to the caller's stderr unless quiet_stderr is set. */
+     * also forwarded to the caller's stderr unless quiet_stderr is set or
+     * callbacks.stderr_output takes it. The forwarding never waits: what
+     * the caller's stderr cannot take at once (a full pipe, a reader that
+     * is gone) is dropped and counted (qsync_stderr_dropped()), and it
+     * never raises SIGPIPE. */
     qsync_output_mode stdout_mode;
     int quiet_stderr;
 
@@ -172,9 +179,10 @@ typedef struct qsync_options {
      * -icount shift=0,sleep=off unless argv has its own -icount. */
     uint64_t fifo_quantum_us;
 
-    /* Plugin mode: the quantum you expect to grant, in ns (0: unknown).
-     * Passed to the plugin as quantum_ns=, it lets engine=auto take the
-     * engine that is cheapest at that size (docs/engines.md). */
+    /* Plugin mode: the quantum you expect to grant, in ns (0: unknown;
+     * at most QSYNC_QUANTUM_HINT_MAX_NS). Passed to the plugin as
+     * quantum_ns=, it lets engine=auto take the engine that is cheapest at
+     * that size (docs/engines.md). */
     uint64_t quantum_hint_ns;
 
     /* Same-core placement: -1 (default) leaves placement to the kernel.
@@ -286,6 +294,12 @@ typedef struct qsync_callbacks {
      * What the guest printed during a quantum is delivered before that
      * quantum's reached callback. */
     void (*output)(qsync_ctx *ctx, const char *data, size_t len);
+
+    /* QEMU's stderr, every byte, as it arrives (also after qsync_close(),
+     * until QEMU is gone, and whatever quiet_stderr says). When set, the
+     * bytes go here instead of to the caller's stderr; the stderr tail
+     * (exited) is kept either way. */
+    void (*stderr_output)(qsync_ctx *ctx, const char *data, size_t len);
 } qsync_callbacks;
 
 /* Fills cbs with NULL callbacks. Thread-safe. */
@@ -397,6 +411,12 @@ QSYNC_EXPORT int qsync_send_input(qsync_ctx *ctx, const void *data, size_t len);
 
 /* The deadline of the last completed advance (0 before the first). */
 QSYNC_EXPORT uint64_t qsync_now_ns(const qsync_ctx *ctx);
+
+/* Bytes of QEMU's stderr that the caller's stderr could not take at once
+ * and that were therefore dropped rather than waited for (the tail still
+ * has them). Bytes handed to stderr_output, or held back by quiet_stderr or
+ * after qsync_close(), are not counted. */
+QSYNC_EXPORT uint64_t qsync_stderr_dropped(const qsync_ctx *ctx);
 
 /* QEMU's pid, or 0 when it is not running. */
 QSYNC_EXPORT int qsync_pid(const qsync_ctx *ctx);

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -359,6 +360,39 @@ static void on_signal(uv_signal_t *h, int signum)
     finish(s);
 }
 
+/*
+ * The library's messages about a bad option name the qsync_options field;
+ * the user gave one of our flags. Returns the flag that sets the field a
+ * message starts with, or NULL.
+ */
+static const char *flag_of(const char *msg)
+{
+    static const struct {
+        const char *field, *flag;
+    } table[] = {
+        {"quantum_hint_ns", "--quantum"}, {"fifo_quantum_us", "--quantum"},
+        {"icount_shift", "--shift"},      {"pin_cpu", "--pin"},
+        {"plugin_path", "--plugin"},      {"plugin_args", "--plugin-args or --engine"},
+        {"channel", "--channel"},         {"mode", "--mode"},
+    };
+    for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
+        size_t n = strlen(table[i].field);
+        if (strncmp(msg, table[i].field, n) == 0 && (msg[n] == ':' || msg[n] == ' '))
+            return table[i].flag;
+    }
+    return NULL;
+}
+
+/* Prints a library message about our set-up, led by the flag it is about. */
+static void setup_message(const char *msg)
+{
+    const char *flag = flag_of(msg);
+    if (flag)
+        fprintf(stderr, "qsync-step: %s: %s\n", flag, msg);
+    else
+        fprintf(stderr, "qsync-step: %s\n", msg);
+}
+
 static void json_u64_or_null(FILE *f, const char *key, int present, int64_t v, const char *sep)
 {
     if (present)
@@ -369,7 +403,9 @@ static void json_u64_or_null(FILE *f, const char *key, int present, int64_t v, c
 
 static int write_json(const struct step *s)
 {
-    FILE *f = strcmp(s->json_path, "-") == 0 ? stdout : fopen(s->json_path, "w");
+    /* "e": close-on-exec, like every descriptor of ours (QEMU is gone by
+     * now, but nothing we start should ever hold our files). */
+    FILE *f = strcmp(s->json_path, "-") == 0 ? stdout : fopen(s->json_path, "we");
     if (!f) {
         fprintf(stderr, "qsync-step: --json '%s': %s\n", s->json_path, strerror(errno));
         return -1;
@@ -425,12 +461,14 @@ int main(int argc, char **argv)
     s.progress = -1;
     s.pin_cpu = -1;
     char err[256];
+    const char *quantum_arg = "1ms";
     int c;
 
     /* '+' stops at the first non-option, so QEMU's own options are left alone. */
     while ((c = getopt_long(argc, argv, "+", longopts, NULL)) != -1) {
         switch (c) {
         case 'q':
+            quantum_arg = optarg;
             if (qsync__parse_duration(optarg, &s.quantum_ns, err, sizeof err) ||
                 s.quantum_ns == 0) {
                 fprintf(stderr, "qsync-step: --quantum '%s': %s\n", optarg,
@@ -569,6 +607,41 @@ int main(int argc, char **argv)
         fprintf(stderr, "qsync-step: --quantum: fifo mode's quantum is whole microseconds\n");
         return EXIT_USAGE;
     }
+    /* The plugin takes a quantum hint of at most 10^15 ns, and a FIFO
+     * quantum of at most 10^9 us; seed 002's protocol grants a native int
+     * of microseconds. Refused here, naming the flag, rather than by the
+     * library or the plugin, naming an option the user never gave. */
+    if (s.quantum_ns > QSYNC_QUANTUM_HINT_MAX_NS) {
+        fprintf(stderr,
+                "qsync-step: --quantum '%s': at most 1000000s (10^15 ns, the plugin's limit)\n",
+                quantum_arg);
+        return EXIT_USAGE;
+    }
+    if (s.mode == QSYNC_MODE_FIFO && s.quantum_ns / 1000 > 1000000000u) {
+        fprintf(stderr,
+                "qsync-step: --quantum '%s': fifo mode's quantum is at most 1000s (the "
+                "plugin's TimeInMicroSeconds takes up to 10^9)\n",
+                quantum_arg);
+        return EXIT_USAGE;
+    }
+    if (s.mode == QSYNC_MODE_QQQ && s.quantum_ns / 1000 > INT_MAX) {
+        fprintf(stderr,
+                "qsync-step: --quantum '%s': qqq mode grants at most %dus (2147.483647s, "
+                "a native int of microseconds)\n",
+                quantum_arg, INT_MAX);
+        return EXIT_USAGE;
+    }
+    if (s.pin_cpu >= 0) {
+        cpu_set_t allowed;
+        if (sched_getaffinity(0, sizeof allowed, &allowed) == 0 &&
+            !CPU_ISSET(s.pin_cpu, &allowed)) {
+            fprintf(stderr,
+                    "qsync-step: --pin '%d': CPU %d is not one this process may run on "
+                    "(it may use %d CPUs)\n",
+                    s.pin_cpu, s.pin_cpu, CPU_COUNT(&allowed));
+            return EXIT_USAGE;
+        }
+    }
     if (s.mode != QSYNC_MODE_PLUGIN && s.until_ns % s.quantum_ns) {
         fprintf(stderr, "qsync-step: --until must be a multiple of --quantum in %s mode\n",
                 s.mode == QSYNC_MODE_QQQ ? "qqq" : "fifo");
@@ -613,7 +686,8 @@ int main(int argc, char **argv)
         return EXIT_USAGE;
     }
     if (s.csv_path) {
-        s.csv = strcmp(s.csv_path, "-") == 0 ? stdout : fopen(s.csv_path, "w");
+        /* "e": close-on-exec, so that QEMU does not inherit it. */
+        s.csv = strcmp(s.csv_path, "-") == 0 ? stdout : fopen(s.csv_path, "we");
         if (!s.csv) {
             fprintf(stderr, "qsync-step: --csv '%s': %s\n", s.csv_path, strerror(errno));
             return EXIT_USAGE;
@@ -623,7 +697,7 @@ int main(int argc, char **argv)
     s.loop = uv_default_loop();
     int rc = qsync_ctx_new(s.loop, &o, &cb, &s.ctx, err, sizeof err);
     if (rc) {
-        fprintf(stderr, "qsync-step: %s\n", err);
+        setup_message(err);
         return EXIT_USAGE;
     }
     qsync_set_data(s.ctx, &s);
@@ -642,7 +716,7 @@ int main(int argc, char **argv)
     s.t0 = uv_hrtime();
     rc = qsync_start(s.ctx, (const char *const *)(argv + optind));
     if (rc) {
-        fprintf(stderr, "qsync-step: %s\n", qsync_last_error(s.ctx));
+        setup_message(qsync_last_error(s.ctx));
         finish(&s);
         uv_run(s.loop, UV_RUN_DEFAULT);
         uv_loop_close(s.loop);

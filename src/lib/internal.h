@@ -2,10 +2,11 @@
  * libqsync's private definitions, shared by the files of src/lib/.
  *
  * Files: context.c (life cycle, state, advance, close), spawn.c (the QEMU
- * command line and the child process), channel.c (reading and writing the
- * native protocol on the loop), blocking.c (the private-loop helpers),
- * errors.c (codes and text), options.c (defaults, validation, the plugin's
- * location), shm_channel.c (the shared-memory transport).
+ * command line and the child process), forward.c (QEMU's stderr to the
+ * caller's), channel.c (reading and writing the native protocol on the
+ * loop), blocking.c (the private-loop helpers), errors.c (codes and text),
+ * options.c (defaults, validation, the plugin's location), shm_channel.c
+ * (the shared-memory transport).
  */
 #ifndef QSYNC_LIB_INTERNAL_H
 #define QSYNC_LIB_INTERNAL_H
@@ -76,6 +77,8 @@ struct qsync_ctx {
     size_t tail_len;
     size_t tail_pos;
     char *tail_text; /* linearised copy for the exited callback */
+    uint64_t stderr_dropped;        /* bytes the caller's stderr could not take */
+    uint64_t stderr_dropped_unsaid; /* of those, not yet mentioned there        */
     uv_pipe_t out_pipe;
     int out_open;
 
@@ -216,6 +219,10 @@ int qsync__pipe(qsync_ctx *ctx, int fds[2]);
 /* The grant and report pipes of the plugin and qqq modes, set in l: QEMU
  * gets child_in (fd 3) and child_out (fd 4). */
 int qsync__launch_pipes(qsync_ctx *ctx, struct qsync__launch *l);
+
+/* forward.c: hands a chunk of QEMU's stderr to the stderr_output callback,
+ * or writes what the caller's stderr takes at once and counts the rest. */
+void qsync__forward_stderr(qsync_ctx *ctx, const char *p, size_t n);
 
 /* Reads what is waiting in the output pipe (stdout_mode CALLBACK) without
  * blocking and hands it to the output callback, in order with what the

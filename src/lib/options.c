@@ -106,6 +106,14 @@ int qsync__options_copy(qsync_ctx *ctx, const qsync_options *in, char *errbuf, s
     if (o.mode == QSYNC_MODE_FIFO && (o.fifo_quantum_us == 0 || o.fifo_quantum_us > 1000000000u))
         return opt_error(errbuf, len, "%s: %lld is out of range 1..1000000000 (FIFO mode needs it)",
                          "fifo_quantum_us", (long long)o.fifo_quantum_us);
+    /* The plugin's own limit for quantum_ns= (src/plugin/options.c): refused
+     * here, naming the option the user set, not there, naming one the
+     * library made up. */
+    if (o.quantum_hint_ns > QSYNC_QUANTUM_HINT_MAX_NS)
+        return opt_error(errbuf, len,
+                         "%s: %lld ns is out of range 0..1000000000000000 (10^15 ns, the "
+                         "plugin's limit; 0: no hint)",
+                         "quantum_hint_ns", (long long)o.quantum_hint_ns);
     if (o.pin_cpu < -1 || o.pin_cpu >= CPU_SETSIZE)
         return opt_error(errbuf, len, "%s: %lld is not -1 or a CPU number", "pin_cpu",
                          (long long)o.pin_cpu);

@@ -47,20 +47,10 @@ static void err_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     qsync_ctx *ctx = s->data;
     if (n > 0) {
         tail_append(ctx, buf->base, (size_t)n);
-        /* Forwarded as it comes, so the user sees QEMU's own words; but not
-         * once the caller has closed the context, when its goodbyes are expected
-         * (they stay in the tail). */
-        if (!ctx->opts.quiet_stderr && !ctx->closing) {
-            ssize_t off = 0;
-            while (off < n) {
-                ssize_t w = write(STDERR_FILENO, buf->base + off, (size_t)(n - off));
-                if (w < 0 && errno == EINTR)
-                    continue;
-                if (w <= 0)
-                    break;
-                off += w;
-            }
-        }
+        /* Forwarded as it comes, so the user sees QEMU's own words, to the
+         * stderr_output callback or, without ever waiting, to the caller's
+         * stderr (forward.c). */
+        qsync__forward_stderr(ctx, buf->base, (size_t)n);
         return;
     }
     if (n < 0) {

@@ -104,6 +104,14 @@ grep -q "the controller (pid 2) is gone; ending QEMU" "$work/p.err" || fail "par
 check_usage "--quiet cannot be combined" --quiet --stats -- "$qemu"
 check_usage "--csv '/nonexistent/x.csv'" --csv /nonexistent/x.csv -- "$qemu"
 check_usage "whole microseconds" --mode qqq --quantum 1500ns -- "$qemu"
+# A quantum past the plugin's quantum_ns= limit names --quantum, and the
+# largest one is one that the real plugin takes.
+check_usage "^qsync-step: --quantum '2000000s': at most 1000000s" --quantum 2000000s -- \
+    "$qemu" $guest_args
+"$step" --quantum 1000000s --until 1ms --json "$work/maxq.json" -- "$qemu" $guest_args \
+    -append "compute 100000000" >/dev/null 2>"$work/maxq.err" ||
+    fail "--quantum 1000000s: $(cat "$work/maxq.err")"
+expect_key "$work/maxq.json" virtual_ns 1000000 "--quantum 1000000s --until 1ms"
 
 # 8. --timestamps on the time guest, which prints its TSC (virtual ns since
 #    reset) in every line: each line is the guest's own, after V, the time

@@ -26,6 +26,12 @@
  *               straight to fd 4 (the report pipe, which carries nothing
  *               on shared memory)
  *   chatty      print 100 KiB on stderr, then behave as good
+ *   chatty-exit print the same 100 KiB, answer 20 grants, then on the 21st
+ *               send EXIT and exit 0 (all of stderr is read before exited)
+ *   stderr-each as good, but print "fake-qemu: quantum <seq>\n" on stderr
+ *               before each report
+ *   fds         print "fake-qemu: fd <n> -> <target>\n" on stderr for each
+ *               descriptor above 2 that it inherited, then behave as good
  *   stdout      print "hello from the guest\n" on stdout, then as good
  *   stamped     as good, but print "q<seq>\n" on stdout before each report,
  *               the way a guest prints during its quantum
@@ -48,6 +54,7 @@
  *   once), fifo-extra (bytes while frozen), fifo-eof-mid (dies after two
  *   quanta), fifo-never-open, fifo-die-before-open
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -187,6 +194,7 @@ static int read_grant(struct qsync_wire_grant *g)
 }
 
 static int stamp_output; /* scenario "stamped" */
+static int stamp_stderr; /* scenario "stderr-each" */
 
 static void send_report(const struct qsync_wire_grant *g, uint64_t seq)
 {
@@ -194,6 +202,8 @@ static void send_report(const struct qsync_wire_grant *g, uint64_t seq)
         printf("q%llu\n", (unsigned long long)seq);
         fflush(stdout);
     }
+    if (stamp_stderr)
+        fprintf(stderr, "fake-qemu: quantum %llu\n", (unsigned long long)seq);
     struct qsync_wire_msg m;
     memset(&m, 0, sizeof m);
     m.type = QSYNC_MSG_REPORT;
@@ -436,10 +446,33 @@ int main(int argc, char **argv)
         send_hello(QSYNC_WIRE_MAJOR, shift);
         return serve(-1, 0);
     }
-    if (strcmp(sc, "chatty") == 0) {
+    if (strcmp(sc, "chatty") == 0 || strcmp(sc, "chatty-exit") == 0) {
         for (int i = 0; i < 1024; i++)
             fprintf(stderr, "%099d\n", i);
         fprintf(stderr, "fake-qemu: last words\n");
+        send_hello(QSYNC_WIRE_MAJOR, shift);
+        return strcmp(sc, "chatty") == 0 ? serve(-1, 0) : serve(20, 0);
+    }
+    if (strcmp(sc, "fds") == 0) {
+        DIR *dir = opendir("/proc/self/fd");
+        struct dirent *e;
+        while (dir && (e = readdir(dir)) != NULL) {
+            char path[64], target[4096];
+            int fd = atoi(e->d_name);
+            if (fd <= 2 || fd == dirfd(dir))
+                continue;
+            snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+            ssize_t n = readlink(path, target, sizeof target - 1);
+            target[n > 0 ? n : 0] = '\0';
+            fprintf(stderr, "fake-qemu: fd %d -> %s\n", fd, target);
+        }
+        if (dir)
+            closedir(dir);
+        send_hello(QSYNC_WIRE_MAJOR, shift);
+        return serve(-1, 0);
+    }
+    if (strcmp(sc, "stderr-each") == 0) {
+        stamp_stderr = 1;
         send_hello(QSYNC_WIRE_MAJOR, shift);
         return serve(-1, 0);
     }
