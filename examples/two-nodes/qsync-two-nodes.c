@@ -208,7 +208,7 @@ static void node_lines(struct app *app, struct node *n)
 /* ---------------------------------------------------------------------- */
 /* The lockstep                                                            */
 
-static void on_step(qsync_group *g, int status);
+static void on_step(qsync_group *g, int status, uint64_t deadline_ns);
 
 static void step(struct app *app)
 {
@@ -228,8 +228,9 @@ static void step(struct app *app)
         fail_with(app, "qsync_group_advance_to_ns", rc);
 }
 
-static void on_step(qsync_group *g, int status)
+static void on_step(qsync_group *g, int status, uint64_t deadline_ns)
 {
+    (void)deadline_ns;
     struct app *app = qsync_group_get_data(g);
     if (status < 0) {
         fail_with(app, "a node's advance", status);

@@ -451,9 +451,10 @@ typedef struct qsync_group qsync_group;
 
 /* Fires once, when every member has finished the group's advance. status is
  * 0 when all reached the deadline, else the first member's failure (each
- * member's own reached callback says which). Runs on the loop thread; may
- * call any function here, qsync_group_free() included. */
-typedef void (*qsync_group_cb)(qsync_group *group, int status);
+ * member's own reached callback says which). deadline_ns is the advance's
+ * deadline. Runs on the loop thread; may call any function here,
+ * qsync_group_free() and qsync_group_remove() included. */
+typedef void (*qsync_group_cb)(qsync_group *group, int status, uint64_t deadline_ns);
 
 /* Creates an empty group. Returns 0, QSYNC_EARG or -ENOMEM. */
 QSYNC_EXPORT int qsync_group_new(qsync_group **out);
@@ -470,6 +471,21 @@ QSYNC_EXPORT int qsync_group_add(qsync_group *group, qsync_ctx *ctx);
 
 /* The number of members. */
 QSYNC_EXPORT size_t qsync_group_size(const qsync_group *group);
+
+/*
+ * Takes ctx out of the group, so that the others carry on without it (a
+ * member whose guest has exited, say). Allowed inside callbacks, the
+ * member's own reached and exited included: removed inside its reached
+ * callback, its outcome still counts for the group advance that callback
+ * ends. Returns 0, QSYNC_EARG (ctx is not a member), or QSYNC_EBUSY (its
+ * part of the group's advance is still pending: remove it from its reached
+ * callback, or once the group's callback has fired). Thread: the loop's.
+ */
+QSYNC_EXPORT int qsync_group_remove(qsync_group *group, qsync_ctx *ctx);
+
+/* The group's current time: the latest current time of its members (after
+ * a group advance, the deadline they all reached), or 0 with no members. */
+QSYNC_EXPORT uint64_t qsync_group_now_ns(const qsync_group *group);
 
 /*
  * Advances every member to deadline_ns and returns at once; each member's

@@ -201,11 +201,13 @@ static void deliver_reached(qsync_ctx *ctx, int status, const qsync_stop *stop)
         ctx->wait_stop = *stop;
         ctx->wait_stop.vcpu_instructions = NULL;
     }
+    /* The group learns the outcome after the member's own callback, even
+     * if that callback took the member out of the group. */
+    qsync_group *g = ctx->group_pending ? ctx->group : NULL;
+    ctx->group_pending = 0;
     QSYNC__CALL(ctx, reached, status, stop);
-    if (ctx->group_pending) {
-        ctx->group_pending = 0;
-        qsync__group_done(ctx->group, status);
-    }
+    if (g)
+        qsync__group_done(g, status);
 }
 
 int qsync_send_input(qsync_ctx *ctx, const void *data, size_t len)

@@ -88,6 +88,27 @@ size_t qsync_group_size(const qsync_group *g)
     return g->n;
 }
 
+int qsync_group_remove(qsync_group *g, qsync_ctx *ctx)
+{
+    if (ctx->group != g)
+        return qsync__set_error(ctx, QSYNC_EARG, "qsync_group_remove: not a member of this group");
+    if (ctx->group_pending)
+        return qsync__set_error(ctx, QSYNC_EBUSY,
+                                "qsync_group_remove: its part of the group's advance is pending; "
+                                "remove it from its reached callback or after the group's");
+    qsync__group_remove(ctx);
+    return 0;
+}
+
+uint64_t qsync_group_now_ns(const qsync_group *g)
+{
+    uint64_t now = 0;
+    for (size_t i = 0; i < g->n; i++)
+        if (g->members[i]->now_ns > now)
+            now = g->members[i]->now_ns;
+    return now;
+}
+
 static void group_free_now(qsync_group *g)
 {
     for (size_t i = 0; i < g->n; i++) {
@@ -106,7 +127,7 @@ void qsync__group_done(qsync_group *g, int status)
         return;
     if (g->cb) {
         g->in_callback++;
-        g->cb(g, g->status);
+        g->cb(g, g->status, g->deadline);
         g->in_callback--;
     }
     if (g->free_requested && !g->in_callback && !g->pending)
@@ -169,10 +190,7 @@ int qsync_group_advance_ns(qsync_group *g, uint64_t ns, qsync_group_cb cb)
 {
     if (g->n == 0)
         return QSYNC_ESTATE;
-    uint64_t now = g->members[0]->now_ns;
-    for (size_t i = 1; i < g->n; i++)
-        if (g->members[i]->now_ns > now)
-            now = g->members[i]->now_ns;
+    uint64_t now = qsync_group_now_ns(g);
     if (ns > UINT64_MAX - now)
         return QSYNC_ERANGE;
     return qsync_group_advance_to_ns(g, now + ns, cb);

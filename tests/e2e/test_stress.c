@@ -60,8 +60,9 @@ static void on_closed(qsync_ctx *ctx)
     s->closed++;
 }
 
-static void on_group(qsync_group *g, int status)
+static void on_group(qsync_group *g, int status, uint64_t deadline_ns)
 {
+    (void)deadline_ns;
     struct stress *s = qsync_group_get_data(g);
     s->group_calls++;
     if (status) {

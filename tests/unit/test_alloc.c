@@ -147,8 +147,9 @@ static void on_close(qsync_ctx *ctx)
 }
 
 static int group_done;
-static void on_group(qsync_group *g, int status)
+static void on_group(qsync_group *g, int status, uint64_t deadline_ns)
 {
+    (void)deadline_ns;
     (void)g;
     group_done = status == 0 ? 1 : -1;
 }

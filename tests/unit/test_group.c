@@ -36,9 +36,12 @@ static void on_reached(qsync_ctx *ctx, int status, const qsync_stop *stop)
             w->reached[i]++;
 }
 
-static void on_group(qsync_group *g, int status)
+static void on_group(qsync_group *g, int status, uint64_t deadline_ns)
 {
     struct world *w = qsync_group_get_data(g);
+    /* The callback names the deadline, which is now the group's time. */
+    if (status == 0)
+        assert_int_equal(deadline_ns, qsync_group_now_ns(g));
     /* Every member has reported before the group's callback. */
     for (int i = 0; i < N; i++)
         assert_int_equal(w->reached[i], w->group_calls + 1);
@@ -120,11 +123,105 @@ static void test_member_dies(void **state)
     assert_int_equal(uv_loop_close(&w.loop), 0);
 }
 
+/* A member whose guest powers off leaves the group from its own reached
+ * callback; its failure still counts for that round, and the other two
+ * carry on. The group's callback names each deadline. */
+struct leave {
+    uv_loop_t loop;
+    qsync_ctx *ctx[N];
+    qsync_group *group;
+    int group_calls;
+    int status[8];
+    uint64_t deadline[8];
+    int removed, remove_rc, busy_rc, exited_remove_rc;
+};
+
+static void leave_reached(qsync_ctx *ctx, int status, const qsync_stop *stop)
+{
+    (void)stop;
+    struct leave *l = qsync_get_data(ctx);
+    if (status == QSYNC_EEXITED) {
+        l->remove_rc = qsync_group_remove(l->group, ctx);
+        l->removed++;
+        qsync_close(ctx, NULL);
+    }
+}
+
+static void leave_exited(qsync_ctx *ctx, const qsync_exit *ex)
+{
+    (void)ex;
+    struct leave *l = qsync_get_data(ctx);
+    /* Already out: a second removal is refused, not a crash. */
+    if (ctx == l->ctx[1])
+        l->exited_remove_rc = qsync_group_remove(l->group, ctx);
+}
+
+static void leave_group_cb(qsync_group *g, int status, uint64_t deadline_ns)
+{
+    struct leave *l = qsync_group_get_data(g);
+    l->status[l->group_calls] = status;
+    l->deadline[l->group_calls++] = deadline_ns;
+    if (l->group_calls < 6) {
+        assert_int_equal(qsync_group_advance_ns(g, 10000, leave_group_cb), 0);
+        /* Pending now: a member cannot leave in the middle. */
+        l->busy_rc = qsync_group_remove(g, l->ctx[0]);
+        return;
+    }
+    assert_int_equal(qsync_group_now_ns(g), 60000);
+    assert_int_equal(qsync_group_size(g), 2);
+    qsync_close(l->ctx[0], NULL);
+    qsync_close(l->ctx[2], NULL);
+}
+
+static void test_member_leaves(void **state)
+{
+    (void)state;
+    struct leave l;
+    memset(&l, 0, sizeof l);
+    uv_loop_init(&l.loop);
+    assert_int_equal(qsync_group_new(&l.group), 0);
+    qsync_group_set_data(l.group, &l);
+    assert_int_equal(qsync_group_now_ns(l.group), 0);
+    qsync_callbacks cb;
+    qsync_callbacks_init(&cb);
+    cb.reached = leave_reached;
+    cb.exited = leave_exited;
+    qsync_options o;
+    qsync_options_init(&o);
+    o.plugin_path = FAKE_QEMU;
+    o.quiet_stderr = 1;
+    const char *sc[N] = {"good", "poweroff", "good"};
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(qsync_ctx_new(&l.loop, &o, &cb, &l.ctx[i], NULL, 0), 0);
+        qsync_set_data(l.ctx[i], &l);
+        const char *argv[] = {FAKE_QEMU, sc[i], NULL};
+        assert_int_equal(qsync_start(l.ctx[i], argv), 0);
+        assert_int_equal(qsync_group_add(l.group, l.ctx[i]), 0);
+    }
+    assert_int_equal(qsync_group_advance_ns(l.group, 10000, leave_group_cb), 0);
+    uv_run(&l.loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&l.loop), 0);
+    assert_int_equal(l.group_calls, 6);
+    for (int i = 0; i < 6; i++) {
+        assert_int_equal(l.deadline[i], 10000u * (unsigned)(i + 1));
+        /* The third grant is the one the powered-off guest fails. */
+        assert_int_equal(l.status[i], i == 2 ? QSYNC_EEXITED : 0);
+    }
+    assert_int_equal(l.removed, 1);
+    assert_int_equal(l.remove_rc, 0);
+    assert_int_equal(l.exited_remove_rc, QSYNC_EARG);
+    assert_int_equal(l.busy_rc, QSYNC_EBUSY);
+    /* The two that were left went with their close. */
+    assert_int_equal(qsync_group_size(l.group), 0);
+    qsync_group_free(l.group);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_barrier),
         cmocka_unit_test(test_member_dies),
+        cmocka_unit_test(test_member_leaves),
     };
     return cmocka_run_group_tests_name("group", tests, NULL, NULL);
 }
