@@ -320,7 +320,10 @@ static void on_exited(qsync_ctx *ctx, const qsync_exit *ex)
     }
     if (!s->have_info) {
         /* QEMU never got as far as loading our plugin: a set-up error. */
-        fprintf(stderr, "qsync-step: QEMU ended before the plugin's handshake: %s\n",
+        /* The FIFO protocol has no handshake: say what it has. */
+        fprintf(stderr, "qsync-step: QEMU ended before %s: %s\n",
+                s->mode == QSYNC_MODE_FIFO ? "its plugin opened the FIFOs"
+                                           : "the plugin's handshake",
                 qsync_last_error(ctx));
         const char *hint = advice(ex->stderr_tail);
         if (hint)

@@ -160,9 +160,9 @@ static void watchdog_cb(uv_timer_t *t)
     qsync_ctx *ctx = t->data;
     if (!ctx->have_hello)
         qsync__set_error(ctx, QSYNC_ETIMEDOUT,
-                         "QEMU sent no handshake within %llu ms of its start "
+                         "QEMU %s within %llu ms of its start "
                          "(is the plugin loading? see QEMU's stderr)",
-                         (unsigned long long)ctx->opts.start_timeout_ms);
+                         ctx->mode->not_ready, (unsigned long long)ctx->opts.start_timeout_ms);
     else
         qsync__set_error(ctx, QSYNC_ETIMEDOUT,
                          "QEMU did not reach the deadline %llu ns within %llu ms",
@@ -407,8 +407,9 @@ void qsync__on_channel_eof(qsync_ctx *ctx)
         ctx->fatal = QSYNC_EEXITED;
         uv_timer_stop(&ctx->watchdog);
         if (!ctx->closing) {
-            qsync__set_error(ctx, QSYNC_EEXITED, "QEMU closed the channel%s",
-                             ctx->have_hello ? "" : " before the plugin's handshake");
+            qsync__set_error(ctx, QSYNC_EEXITED, "QEMU closed the channel%s%s",
+                             ctx->have_hello ? "" : " before ",
+                             ctx->have_hello ? "" : ctx->mode->ready_moment);
             fail_pending(ctx, QSYNC_EEXITED);
         }
     }
