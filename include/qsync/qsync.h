@@ -174,7 +174,7 @@ typedef struct qsync_options {
     int qqq_use_plugin;
 
     /* QSYNC_MODE_FIFO: the quantum, fixed at start, passed to the plugin
-     * as TimeInMicroSeconds. Required in that mode (1..10^9). The plugin is
+     * as TimeinMicroseconds (fifo_quantum_key). Required in that mode (1..10^9). The plugin is
      * plugin_path (seed 000's own, or ours, the default); the library adds
      * -icount shift=0,sleep=off unless argv has its own -icount. */
     uint64_t fifo_quantum_us;
@@ -206,6 +206,25 @@ typedef struct qsync_options {
      * at most 10^9. Set it above a quantum's wall time (e.g. 1000000) to
      * dedicate a core to the controller. Never polls with pin_cpu. */
     uint64_t shm_poll_ns;
+
+    /* QSYNC_MODE_FIFO: the plugin's option names for the FIFO it reads
+     * (HostToGuest), the FIFO it writes (GuestToHost) and the quantum.
+     * NULL (default): the Time Sync Plugin README's spelling,
+     * "HostToGuestPipe", "GuestToHostPipe" and "TimeinMicroseconds". A
+     * plugin built from its code reads "TimeInMicroSeconds" instead: set
+     * fifo_quantum_key to that. Our plugin takes both spellings. Letters,
+     * digits and '_', 1 to 63 of them. */
+    const char *fifo_h2g_key;
+    const char *fifo_g2h_key;
+    const char *fifo_quantum_key;
+
+    /* QSYNC_MODE_FIFO, our plugin: the bytes it writes after each quantum.
+     * 0 (default) leaves its default, 2, which a controller that reads 1
+     * or 2 bytes per quantum takes as one signal; 1 is what the Time Sync
+     * Plugin itself wrote, for a controller that counts bytes
+     * (docs/modes.md). The library takes either. Another plugin (one
+     * without our FIFO keys) only with 0. */
+    int fifo_done_bytes;
 } qsync_options;
 
 /* Fills opts with the defaults. Thread-safe. */

@@ -36,6 +36,8 @@ struct step {
     const char *engine_opt;
     qsync_mode mode;
     int qqq_native;
+    char fifo_keys[3][64]; /* --fifo-keys; empty: the library's default */
+    int fifo_done_bytes;   /* --fifo-done-bytes; 0: the plugin's default */
     int pin_cpu;
     qsync_channel channel;
     const char *json_path;
@@ -98,6 +100,11 @@ static void usage(FILE *f)
             "  --qqq-native    in qqq mode, pass -qqq to a QEMU that has it, instead of\n"
             "                  speaking the protocol through our plugin\n"
             "  --plugin-args A extra key=value,... options for the plugin\n"
+            "  --fifo-keys H,G,Q  fifo mode: the plugin's option names for HostToGuest,\n"
+            "                  GuestToHost and the quantum (default: the Time Sync\n"
+            "                  Plugin README's HostToGuestPipe,GuestToHostPipe,\n"
+            "                  TimeinMicroseconds)\n"
+            "  --fifo-done-bytes N  fifo mode, our plugin: bytes per quantum, 1 or 2\n"
             "  --pin CPU       run qsync-step and QEMU on this one core (cheaper stops)\n"
             "  --channel CH    plugin mode's channel: auto (default), shm (shared\n"
             "                  memory) or pipe\n"
@@ -321,7 +328,10 @@ static void on_exited(qsync_ctx *ctx, const qsync_exit *ex)
     }
     if (!s->have_info) {
         /* QEMU never got as far as loading our plugin: a set-up error. */
-        fprintf(stderr, "qsync-step: QEMU ended before the plugin's handshake: %s\n",
+        /* The FIFO protocol has no handshake: say what it has. */
+        fprintf(stderr, "qsync-step: QEMU ended before %s: %s\n",
+                s->mode == QSYNC_MODE_FIFO ? "its plugin opened the FIFOs"
+                                           : "the plugin's handshake",
                 qsync_last_error(ctx));
         const char *hint = advice(ex->stderr_tail);
         if (hint)
@@ -454,6 +464,8 @@ int main(int argc, char **argv)
         {"stats", no_argument, NULL, 'S'},         {"quiet", no_argument, NULL, 'Q'},
         {"progress", no_argument, NULL, 'P'},      {"pin", required_argument, NULL, 'C'},
         {"timestamps", no_argument, NULL, 'T'},    {"channel", required_argument, NULL, 'H'},
+        {"fifo-keys", required_argument, NULL, 'K'},
+        {"fifo-done-bytes", required_argument, NULL, 'B'},
         {NULL, 0, NULL, 0}};
     struct step s;
     memset(&s, 0, sizeof s);
@@ -523,6 +535,36 @@ int main(int argc, char **argv)
             break;
         case 'N':
             s.qqq_native = 1;
+            break;
+        case 'K': {
+            /* Three names, comma-separated; the library checks each. */
+            const char *p = optarg;
+            int k = 0;
+            for (; k < 3; k++) {
+                size_t n = strcspn(p, ",");
+                if (n == 0 || n >= sizeof s.fifo_keys[k])
+                    break;
+                memcpy(s.fifo_keys[k], p, n);
+                s.fifo_keys[k][n] = '\0';
+                p += n;
+                if (k < 2 && *p++ != ',')
+                    break;
+            }
+            if (k != 3 || *p != '\0') {
+                fprintf(stderr, "qsync-step: --fifo-keys '%s': give three option names, "
+                                "HostToGuest's,GuestToHost's,the quantum's (e.g. "
+                                "HostToGuestPipe,GuestToHostPipe,TimeInMicroSeconds)\n",
+                        optarg);
+                return EXIT_USAGE;
+            }
+            break;
+        }
+        case 'B':
+            if (strcmp(optarg, "1") != 0 && strcmp(optarg, "2") != 0) {
+                fprintf(stderr, "qsync-step: --fifo-done-bytes '%s': 1 or 2\n", optarg);
+                return EXIT_USAGE;
+            }
+            s.fifo_done_bytes = optarg[0] - '0';
             break;
         case 'a':
             s.plugin_args = optarg;
@@ -595,6 +637,11 @@ int main(int argc, char **argv)
                         "fifo protocols run on their own pipes or FIFOs)\n");
         return EXIT_USAGE;
     }
+    if ((s.fifo_keys[0][0] || s.fifo_done_bytes) && s.mode != QSYNC_MODE_FIFO) {
+        fprintf(stderr, "qsync-step: --%s needs --mode fifo\n",
+                s.fifo_keys[0][0] ? "fifo-keys" : "fifo-done-bytes");
+        return EXIT_USAGE;
+    }
     if (s.qqq_native && s.mode != QSYNC_MODE_QQQ) {
         fprintf(stderr, "qsync-step: --qqq-native needs --mode qqq\n");
         return EXIT_USAGE;
@@ -659,6 +706,12 @@ int main(int argc, char **argv)
     o.mode = s.mode;
     o.qqq_use_plugin = !s.qqq_native;
     o.fifo_quantum_us = s.quantum_ns / 1000;
+    if (s.fifo_keys[0][0]) {
+        o.fifo_h2g_key = s.fifo_keys[0];
+        o.fifo_g2h_key = s.fifo_keys[1];
+        o.fifo_quantum_key = s.fifo_keys[2];
+    }
+    o.fifo_done_bytes = s.fifo_done_bytes;
     o.quantum_hint_ns = s.quantum_ns;
     o.pin_cpu = s.pin_cpu;
     o.channel = s.channel;

@@ -163,9 +163,9 @@ static void watchdog_cb(uv_timer_t *t)
     qsync_ctx *ctx = t->data;
     if (!ctx->have_hello)
         qsync__set_error(ctx, QSYNC_ETIMEDOUT,
-                         "QEMU sent no handshake within %llu ms of its start "
+                         "QEMU %s within %llu ms of its start "
                          "(is the plugin loading? see QEMU's stderr)",
-                         (unsigned long long)ctx->opts.start_timeout_ms);
+                         ctx->mode->not_ready, (unsigned long long)ctx->opts.start_timeout_ms);
     else
         qsync__set_error(ctx, QSYNC_ETIMEDOUT,
                          "QEMU did not reach the deadline %llu ns within %llu ms",
@@ -475,8 +475,9 @@ void qsync__on_channel_eof(qsync_ctx *ctx)
              * status and the whole last line). */
             char last[256];
             tail_last_line(ctx, last, sizeof last);
-            qsync__set_error(ctx, QSYNC_EEXITED, "QEMU closed the channel%s%s%s",
-                             ctx->have_hello ? "" : " before the plugin's handshake",
+            qsync__set_error(ctx, QSYNC_EEXITED, "QEMU closed the channel%s%s%s%s",
+                             ctx->have_hello ? "" : " before ",
+                             ctx->have_hello ? "" : ctx->mode->ready_moment,
                              last[0] ? ": " : "", last);
             fail_pending(ctx, QSYNC_EEXITED);
         }

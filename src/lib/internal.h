@@ -108,6 +108,8 @@ struct qsync_ctx {
     uint64_t fifo_target;      /* quanta the pending advance ends at   */
     int fifo_running;          /* the guest is inside a quantum        */
     int fifo_signal_bytes;     /* bytes of the last done signal        */
+    char fifo_keys[3][64];     /* the plugin's option names: HostToGuest,
+                                  GuestToHost, the quantum              */
 
     /* Time. */
     uint64_t now_ns;      /* deadline of the last completed advance */
@@ -172,6 +174,11 @@ struct qsync__launch {
 
 struct qsync__mode {
     const char *name;
+    /* For messages about a QEMU that is not ready yet: what it has not
+     * done ("sent no handshake"), and the moment ("the plugin's
+     * handshake"). The FIFO protocol has no handshake: it never says so. */
+    const char *not_ready;
+    const char *ready_moment;
     /* Adds QEMU arguments and creates the channel's descriptors. */
     int (*prepare)(qsync_ctx *ctx, const char *const argv[], struct qsync__launch *l);
     /* QEMU runs; the channel is being read. */

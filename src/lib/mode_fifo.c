@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -57,11 +58,39 @@ static char *join(const char *dir, const char *name)
     return p;
 }
 
+/* Whether the plugin at path is ours: its file holds the marker of our
+ * FIFO keys (legacy.h). Read, never loaded. */
+static int plugin_takes_our_keys(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    struct stat st;
+    int found = 0;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0 &&
+        (uint64_t)st.st_size <= (1u << 30)) {
+        void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (map != MAP_FAILED) {
+            found = memmem(map, (size_t)st.st_size, QSYNC_FIFO_KEYS_MARKER,
+                           sizeof QSYNC_FIFO_KEYS_MARKER - 1) != NULL;
+            munmap(map, (size_t)st.st_size);
+        }
+    }
+    close(fd);
+    return found;
+}
+
 static int fifo_prepare(qsync_ctx *ctx, const char *const argv[], struct qsync__launch *l)
 {
     int rc = qsync__find_plugin(ctx);
     if (rc)
         return rc;
+    int ours = plugin_takes_our_keys(ctx->plugin_path);
+    if (!ours && ctx->opts.fifo_done_bytes)
+        return qsync__set_error(ctx, QSYNC_EARG,
+                                "fifo_done_bytes: plugin_path '%s' is not our plugin (it does "
+                                "not take done_bytes=); leave fifo_done_bytes at 0",
+                                ctx->plugin_path);
     /* QEMU's option parser splits on commas, so the directory must not
      * contain any: fall back to /tmp when $TMPDIR does. */
     const char *base = getenv("TMPDIR");
@@ -96,9 +125,19 @@ static int fifo_prepare(qsync_ctx *ctx, const char *const argv[], struct qsync__
     }
     l->our_in = fd;
 
+    /* Seed 000's keys, with the names the user chose; and to our plugin
+     * also the controller to watch (it ends QEMU when we die, even before
+     * we have opened HostToGuest), that the FIFOs are private (so that
+     * it removes them if we die), and the done signal's width. */
     char rest[8192];
-    snprintf(rest, sizeof rest, "HostToGuestPipe=%s,GuestToHostPipe=%s,TimeInMicroSeconds=%llu",
-             ctx->fifo_h2g, ctx->fifo_g2h, (unsigned long long)ctx->opts.fifo_quantum_us);
+    int n = snprintf(rest, sizeof rest, "%s=%s,%s=%s,%s=%llu", ctx->fifo_keys[0], ctx->fifo_h2g,
+                     ctx->fifo_keys[1], ctx->fifo_g2h, ctx->fifo_keys[2],
+                     (unsigned long long)ctx->opts.fifo_quantum_us);
+    if (ours && n > 0 && (size_t)n < sizeof rest)
+        n += snprintf(rest + n, sizeof rest - (size_t)n, ",parent=%d,remove_fifos=1",
+                      (int)getpid());
+    if (ours && ctx->opts.fifo_done_bytes && n > 0 && (size_t)n < sizeof rest)
+        snprintf(rest + n, sizeof rest - (size_t)n, ",done_bytes=%d", ctx->opts.fifo_done_bytes);
     rc = qsync__launch_plugin(ctx, l, rest);
     if (rc == 0 && !qsync__argv_has(argv, "-icount") &&
         (qsync__launch_add(l, "-icount") || qsync__launch_add(l, "shift=0,sleep=off")))
@@ -257,6 +296,8 @@ static void fifo_exited(qsync_ctx *ctx)
 
 const struct qsync__mode qsync__mode_fifo = {
     .name = "fifo",
+    .not_ready = "did not open its end of the HostToGuest FIFO",
+    .ready_moment = "the plugin opened its end of HostToGuest",
     .prepare = fifo_prepare,
     .started = fifo_started,
     .grant = fifo_grant,

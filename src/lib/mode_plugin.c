@@ -162,6 +162,8 @@ static void plugin_cleanup(qsync_ctx *ctx)
 
 const struct qsync__mode qsync__mode_plugin = {
     .name = "plugin",
+    .not_ready = "sent no handshake",
+    .ready_moment = "the plugin's handshake",
     .prepare = plugin_prepare,
     .started = plugin_started,
     .grant = plugin_grant,

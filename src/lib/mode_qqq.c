@@ -145,6 +145,8 @@ static void qqq_cleanup(qsync_ctx *ctx)
 
 const struct qsync__mode qsync__mode_qqq = {
     .name = "qqq",
+    .not_ready = "was not ready",
+    .ready_moment = "it was ready",
     .prepare = qqq_prepare,
     .started = qqq_started,
     .grant = qqq_grant,

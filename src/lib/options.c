@@ -49,7 +49,8 @@ static const char *const reserved_keys[] = {"fd_in",           "fd_out",        
                                             "proto",           "HostToGuestPipe", "GuestToHostPipe",
                                             "TimeInMicroSeconds", "TimeinMicroseconds",
                                             "quantum_ns",      "parent",
-                                            "shm",             "efd"};
+                                            "shm",             "efd",
+                                            "done_bytes",      "remove_fifos"};
 
 static int check_plugin_args(const char *args, char *errbuf, size_t len)
 {
@@ -133,6 +134,28 @@ int qsync__options_copy(qsync_ctx *ctx, const qsync_options *in, char *errbuf, s
     if (o.shm_poll_ns > 1000000000u)
         return opt_error(errbuf, len, "%s: %lld is out of range 0..1000000000 (ns)",
                          "shm_poll_ns", (long long)o.shm_poll_ns);
+    static const char *const fifo_key_names[3] = {"fifo_h2g_key", "fifo_g2h_key",
+                                                  "fifo_quantum_key"};
+    static const char *const fifo_key_defaults[3] = {"HostToGuestPipe", "GuestToHostPipe",
+                                                     "TimeinMicroseconds"};
+    const char *fifo_keys[3] = {o.fifo_h2g_key, o.fifo_g2h_key, o.fifo_quantum_key};
+    for (int i = 0; i < 3; i++) {
+        const char *k = fifo_keys[i] ? fifo_keys[i] : fifo_key_defaults[i];
+        size_t n = strlen(k);
+        if (n == 0 || n >= sizeof ctx->fifo_keys[i] || strspn(k, "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                                             "abcdefghijklmnopqrstuvwxyz"
+                                                             "0123456789_") != n) {
+            if (errbuf && len)
+                snprintf(errbuf, len,
+                         "%s: '%.80s' is not an option name (1 to %zu letters, digits or '_')",
+                         fifo_key_names[i], k, sizeof ctx->fifo_keys[i] - 1);
+            return QSYNC_EARG;
+        }
+        memcpy(ctx->fifo_keys[i], k, n + 1);
+    }
+    if (o.fifo_done_bytes < 0 || o.fifo_done_bytes > 2)
+        return opt_error(errbuf, len, "%s: %lld is not 0 (the plugin's default), 1 or 2",
+                         "fifo_done_bytes", (long long)o.fifo_done_bytes);
     if (o.start_timeout_ms == 0)
         return opt_error(errbuf, len, "%s: %lld; it must be positive", "start_timeout_ms", 0);
     if (o.plugin_path && o.plugin_path[0] == '\0') {
@@ -155,6 +178,7 @@ int qsync__options_copy(qsync_ctx *ctx, const qsync_options *in, char *errbuf, s
     }
     o.plugin_path = NULL;
     o.plugin_args = NULL;
+    o.fifo_h2g_key = o.fifo_g2h_key = o.fifo_quantum_key = NULL; /* in ctx->fifo_keys */
     ctx->opts = o;
     return 0;
 }

@@ -44,9 +44,12 @@
  * - The watcher thread blocks every signal, so QEMU's signals (SIGTERM,
  *   its vCPU kicks) keep going to QEMU's own threads.
  * - While a vCPU waits here, QEMU cannot finish a shutdown of its own
- *   (SIGTERM, monitor "quit"): its cleanup waits for the vCPUs. It
- *   completes at the next grant (QEMU then exits with EXIT, without
- *   reporting that quantum) or when the controller closes the channel.
+ *   (SIGTERM, monitor "quit"): its cleanup waits for the vCPUs. For the
+ *   termination signals (SIGTERM, SIGINT, SIGHUP) the watcher steps in
+ *   (controller.h): it ends QEMU with status 0 once the guest waits at a
+ *   stop. A monitor "quit" still completes only at the next grant (QEMU
+ *   then exits with EXIT, without reporting that quantum) or when the
+ *   controller closes the channel.
  */
 #include "channel.h"
 
@@ -62,6 +65,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "controller.h"
 #include "fdio.h"
 #include "input.h"
 #include "log.h"
@@ -85,6 +89,7 @@ static pthread_mutex_t send_lock = PTHREAD_MUTEX_INITIALIZER;
 static atomic_flag ending = ATOMIC_FLAG_INIT;
 static atomic_bool reading; /* a stop is blocked reading the controller */
 static const struct qsync__personality *active = &qsync__personality_native;
+static void (*end_hook)(void); /* run by qsync__end_qemu before _exit */
 
 /* The watcher's descriptor and what to say when its peer is gone. */
 static int watch_fd = -1;
@@ -102,7 +107,14 @@ void qsync__channel_use(const struct qsync__personality *p)
 
 void qsync__channel_stop(unsigned int vcpu_index)
 {
+    /* QEMU has set its signal handlers before any vCPU runs. */
+    qsync__term_signals_catch();
     active->stop(vcpu_index);
+}
+
+void qsync__channel_on_end(void (*hook)(void))
+{
+    end_hook = hook;
 }
 
 void qsync__channel_reading(bool on)
@@ -122,6 +134,8 @@ _Noreturn void qsync__end_qemu(int status, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(text, sizeof text, fmt, ap);
     va_end(ap);
+    if (end_hook != NULL)
+        end_hook();
     qsync__log("%s", text);
     _exit(status);
 }
@@ -355,20 +369,46 @@ void qsync__channel_exit(void)
     (void)qsync__channel_send(&msg);
 }
 
+/* A termination signal came (QEMU's handler has asked for a shutdown):
+ * QEMU's shutdown waits for every vCPU, so a guest waiting at a stop, now
+ * or later, is ended here; until then QEMU's own shutdown may finish. */
+static _Noreturn void end_when_stopped(int sig, struct pollfd *p)
+{
+    for (;;) {
+        if (atomic_load(&reading))
+            qsync__end_qemu(0, "terminating on signal %d (%s) while the guest waits at a "
+                               "stop for its controller; ending QEMU",
+                            sig, strsignal(sig));
+        p[0].revents = p[1].revents = 0;
+        if (poll(p, 2, 5) <= 0)
+            continue;
+        if (p[0].revents & (POLLHUP | POLLERR | POLLNVAL))
+            qsync__end_qemu(0, "%s", watch_gone);
+        if (p[1].revents & (POLLIN | POLLHUP | POLLERR))
+            qsync__end_qemu(0, "the controller (pid %d) has died; ending QEMU",
+                            qsync__controller_pid());
+    }
+}
+
 static void *watch(void *arg)
 {
-    struct pollfd p = {.fd = watch_fd, .events = 0};
+    /* [0] the channel: hang-up only; [1] the controller's pidfd;
+     * [2] the termination signals' pipe. A negative fd is skipped. */
+    struct pollfd p[3] = {{.fd = watch_fd, .events = 0},
+                          {.fd = qsync__controller_pidfd(), .events = POLLIN},
+                          {.fd = qsync__term_signals_fd(), .events = POLLIN}};
     (void)arg;
     for (;;) {
-        p.revents = 0;
-        if (poll(&p, 1, -1) < 0) {
+        for (int i = 0; i < 3; i++)
+            p[i].revents = 0;
+        if (poll(p, 3, -1) < 0) {
             if (errno == EINTR)
                 continue;
             qsync__end_qemu(1, "cannot watch %s: %s; ending QEMU", watch_name, strerror(errno));
         }
-        if (p.revents & POLLNVAL)
+        if (p[0].revents & POLLNVAL)
             qsync__end_qemu(1, "%s was closed inside QEMU; ending QEMU", watch_name);
-        if (p.revents & (POLLHUP | POLLERR)) {
+        if (p[0].revents & (POLLHUP | POLLERR)) {
             /* A stop blocked reading sees the end of file too, at once,
              * and knows whether it came in the middle of a message: let
              * it end QEMU. If its read returns data instead (the
@@ -382,6 +422,18 @@ static void *watch(void *arg)
                 nanosleep(&ms, NULL);
             qsync__end_qemu(0, "%s", watch_gone);
         }
+        if (p[1].revents & (POLLIN | POLLHUP | POLLERR))
+            qsync__end_qemu(0, "the controller (pid %d) has died; ending QEMU",
+                            qsync__controller_pid());
+        if (p[1].revents & POLLNVAL)
+            p[1].fd = -1;
+        if (p[2].revents & POLLIN) {
+            unsigned char sig = 0;
+            if (read(p[2].fd, &sig, 1) == 1)
+                end_when_stopped(sig, p);
+        }
+        if (p[2].revents & (POLLNVAL | POLLHUP | POLLERR))
+            p[2].fd = -1;
     }
     return NULL;
 }

@@ -45,10 +45,19 @@ _Noreturn void qsync__end_qemu(int status, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
 /*
+ * hook runs in qsync__end_qemu just before QEMU ends (any thread; it must
+ * not block or end QEMU itself). NULL: none. Install thread.
+ */
+void qsync__channel_on_end(void (*hook)(void));
+
+/*
  * Starts the watcher thread: it polls fd for hang-up only (never reads)
  * and ends QEMU with status 0 and the message gone as soon as the
  * controller's end is closed, even while the guest runs mid-quantum. key
- * names the descriptor in messages ("fd_in").
+ * names the descriptor in messages ("fd_in"). It also watches the
+ * controller's process and the termination signals (controller.h): QEMU
+ * ends when the controller dies, and when a SIGTERM, SIGINT or SIGHUP
+ * comes while the guest waits at a stop.
  * Returns 0, or -1 after printing a message. Call last in install: once it
  * runs, QEMU must not unload the plugin. At most once.
  */

@@ -146,6 +146,8 @@ enum key {
     K_G2H,
     K_TIME,        /* seed 000's code */
     K_TIME_README, /* seed 000's README */
+    K_DONE,
+    K_REMOVE,
     K_COUNT
 };
 
@@ -173,11 +175,14 @@ static const struct {
     [K_G2H] = {"GuestToHostPipe", P_FIFO},
     [K_TIME] = {"TimeInMicroSeconds", P_FIFO},
     [K_TIME_README] = {"TimeinMicroseconds", P_FIFO},
+    [K_DONE] = {"done_bytes", P_FIFO},
+    [K_REMOVE] = {"remove_fifos", P_FIFO},
 };
 
 #define ALL_KEYS                                                                    \
     "proto, fd_in, fd_out, shift, engine, quantum_ns, parent, shm, efd, spin_ns, "   \
-    "HostToGuestPipe, GuestToHostPipe, TimeInMicroSeconds"
+    "HostToGuestPipe, GuestToHostPipe, TimeInMicroSeconds, TimeinMicroseconds, done_bytes, " \
+    "remove_fifos"
 
 /* Why a key does not fit the personality, for the message. */
 static void refuse_key(enum key k, enum qsync__proto proto)
@@ -214,6 +219,7 @@ int qsync__options_parse(int argc, char **argv, struct qsync__options *opt)
     opt->shm_fd = -1;
     opt->efd = -1;
     opt->spin_ns = -1;
+    opt->done_bytes = 2;
 
     /* First the syntax and duplicates, then the personality, then values. */
     for (int i = 0; i < argc; i++) {
@@ -270,8 +276,9 @@ int qsync__options_parse(int argc, char **argv, struct qsync__options *opt)
         case K_QUANTUM: rc = parse_quantum(v, &opt->quantum_ns); break;
         case K_PARENT: {
             unsigned long long pid;
-            if (!parse_uint(v, 4194304ull, &pid) || pid < 2) {
-                qsync__log("parent=%s is not a process id", v);
+            /* 1 too: a controller that is PID 1 of its container. */
+            if (!parse_uint(v, 4194304ull, &pid) || pid < 1) {
+                qsync__log("parent=%s is not a process id (1 to 4194304)", v);
                 rc = -1;
             } else {
                 opt->parent = (int)pid;
@@ -295,6 +302,23 @@ int qsync__options_parse(int argc, char **argv, struct qsync__options *opt)
         case K_TIME: rc = parse_time_us("TimeInMicroSeconds", v, &opt->fifo_quantum_us); break;
         case K_TIME_README:
             rc = parse_time_us("TimeinMicroseconds", v, &opt->fifo_quantum_us);
+            break;
+        case K_DONE:
+            if (strcmp(v, "1") == 0 || strcmp(v, "2") == 0) {
+                opt->done_bytes = (unsigned)(v[0] - '0');
+            } else {
+                qsync__log("done_bytes=%s: the bytes written after each quantum are 1 (as "
+                           "seed 000's plugin wrote) or 2 (what its README reads)", v);
+                rc = -1;
+            }
+            break;
+        case K_REMOVE:
+            if (strcmp(v, "0") == 0 || strcmp(v, "1") == 0) {
+                opt->remove_fifos = v[0] == '1';
+            } else {
+                qsync__log("remove_fifos=%s is not 0 or 1", v);
+                rc = -1;
+            }
             break;
         case K_COUNT: break;
         }

@@ -29,6 +29,14 @@
  *                            README's spelling TimeinMicroseconds is the
  *                            same key (exactly one of the two)
  *     shift=0     the only shift seed 000 knows (-icount shift=0)
+ *     done_bytes=N 1 or 2 (default): the bytes written to GuestToHost after
+ *                 each quantum; seed 000's plugin wrote 1, its README has
+ *                 the controller read 2
+ *     remove_fifos=1 the FIFOs are private to this run (libqsync's): the
+ *                 plugin removes both and their directory (if empty) once
+ *                 the controller's first byte has come, and whenever it
+ *                 ends QEMU or QEMU exits, so that nothing stays behind a
+ *                 controller that was killed
  *
  * Every personality also takes:
  *   engine=E    auto (default) | timer | insn | block; plugin.c says how
@@ -37,10 +45,15 @@
  *               ns (1..10^15); engine=auto uses it to pick the cheaper
  *               engine. It never changes where the guest stops. The FIFO
  *               personality sets it from TimeInMicroSeconds and refuses it.
- *   parent=PID  the controller's process id: QEMU is killed when the
- *               thread that started it dies (PR_SET_PDEATHSIG), and ends
- *               at once if PID is already gone. A second line of defence
- *               behind the channel's hang-up; libqsync passes it.
+ *   parent=PID  the controller's process id (1 included: a controller that
+ *               is PID 1 of its container). PID must be QEMU's parent or
+ *               an ancestor (a launcher that forks, like timeout, sh -c,
+ *               strace -f or sudo, may stand between); the plugin watches
+ *               it (a pidfd) and ends QEMU when it dies, and, when it is
+ *               the parent, also arms PR_SET_PDEATHSIG. A second line of
+ *               defence behind the channel's hang-up, and the only one
+ *               before a FIFO controller has opened HostToGuest; libqsync
+ *               passes it (controller.c).
  */
 #ifndef QSYNC_PLUGIN_OPTIONS_H
 #define QSYNC_PLUGIN_OPTIONS_H
@@ -80,6 +93,8 @@ struct qsync__options {
     const char *host_to_guest;
     const char *guest_to_host;
     unsigned long long fifo_quantum_us;
+    unsigned done_bytes; /* 1 or 2 (default) */
+    bool remove_fifos;   /* remove_fifos=1 */
 };
 
 /*

@@ -58,4 +58,11 @@ extern const struct qsync__personality qsync__personality_native;
 extern const struct qsync__personality qsync__personality_qqq;
 extern const struct qsync__personality qsync__personality_fifo;
 
+/*
+ * The FIFO personality's remove_fifos=1, set up before anything can end
+ * QEMU (the controller check included): from then on, QEMU's end removes
+ * the FIFOs and their directory. Returns 0, or -1 after a message.
+ */
+int qsync__fifo_cleanup_setup(const struct qsync__options *opt);
+
 #endif

@@ -46,8 +46,12 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
 #include <poll.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -55,6 +59,7 @@
 
 #include "channel.h"
 #include "fdio.h"
+#include "legacy.h"
 #include "log.h"
 
 #define GONE "FIFO: the controller closed HostToGuestPipe; ending QEMU"
@@ -65,6 +70,12 @@ static char *h2g_path;
 static char *g2h_path;
 static const struct qsync__engine *engine;
 static uint64_t quantum_ns;
+static unsigned done_bytes = 2; /* done_bytes=: 1 (seed 000's code) or 2 */
+static bool remove_fifos;       /* remove_fifos=1: the names are private  */
+static atomic_flag removed = ATOMIC_FLAG_INIT;
+
+/* Tells the library that this plugin takes the keys (legacy.h). */
+__attribute__((used)) static const char keys_marker[] = QSYNC_FIFO_KEYS_MARKER;
 
 /* Stop state: belongs to the thread in a stop (channel.c). Quantum k
  * (from 1) ends at k * quantum_ns; this is the last k begun. */
@@ -91,15 +102,43 @@ static int open_fifo(const char *key, const char *path, int flags, int *out)
     return 0;
 }
 
-static int fifo_open(const struct qsync__options *opt, const struct qsync__engine *eng)
+/*
+ * remove_fifos=1: unlinks both FIFOs and removes their directory when it
+ * is then empty (libqsync's private one). Once; any thread (the stop, the
+ * watcher ending QEMU, QEMU's exit). What is open stays open.
+ */
+static void remove_names(void)
+{
+    if (!remove_fifos || atomic_flag_test_and_set(&removed))
+        return;
+    (void)unlink(h2g_path);
+    (void)unlink(g2h_path);
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", h2g_path);
+    (void)rmdir(dirname(dir));
+}
+
+int qsync__fifo_cleanup_setup(const struct qsync__options *opt)
 {
     /* QEMU frees its copy of the options after the install. */
-    h2g_path = strdup(opt->host_to_guest);
-    g2h_path = strdup(opt->guest_to_host);
-    if (h2g_path == NULL || g2h_path == NULL) {
-        qsync__log("out of memory");
-        return -1;
+    if (h2g_path == NULL) {
+        h2g_path = strdup(opt->host_to_guest);
+        g2h_path = strdup(opt->guest_to_host);
+        if (h2g_path == NULL || g2h_path == NULL) {
+            qsync__log("out of memory");
+            return -1;
+        }
     }
+    remove_fifos = opt->remove_fifos;
+    if (remove_fifos)
+        qsync__channel_on_end(remove_names);
+    return 0;
+}
+
+static int fifo_open(const struct qsync__options *opt, const struct qsync__engine *eng)
+{
+    if (qsync__fifo_cleanup_setup(opt) < 0)
+        return -1;
     if (open_fifo("HostToGuestPipe", h2g_path, O_RDONLY, &h2g) < 0)
         return -1;
     if (open_fifo("GuestToHostPipe", g2h_path, O_RDWR, &g2h) < 0)
@@ -112,15 +151,18 @@ static int fifo_open(const struct qsync__options *opt, const struct qsync__engin
     }
     engine = eng;
     quantum_ns = opt->fifo_quantum_us * 1000u;
+    done_bytes = opt->done_bytes;
     return 0;
 }
 
-/* "Quantum done": two bytes in one write, so a controller that reads
- * one (seed 000's) or two (its README) sees one signal. */
+/* "Quantum done": by default two bytes in one write, so a controller that
+ * reads one (seed 000's code) or two (its README) at a time and waits for
+ * the next sees one signal; done_bytes=1 writes one, as seed 000's plugin
+ * did, for a controller that counts bytes. */
 static void signal_done(void)
 {
     static const char done[2] = {'f', 'f'};
-    int rc = qsync__write_all(g2h, done, sizeof done);
+    int rc = qsync__write_all(g2h, done, done_bytes);
     if (rc < 0)
         qsync__end_qemu(1, "FIFO: cannot write to GuestToHostPipe=%s: %s; ending QEMU",
                         g2h_path, strerror(-rc));
@@ -143,6 +185,9 @@ static void wait_go(void)
         ssize_t n = read(h2g, &byte, 1);
         if (n == 1) {
             qsync__channel_reading(false);
+            /* The controller has both its ends open now: the names have
+             * done their work. */
+            remove_names();
             return; /* any byte lets the guest run one quantum */
         }
         if (n == 0)
@@ -182,6 +227,6 @@ const struct qsync__personality qsync__personality_fifo = {
     .open = fifo_open,
     .started = NULL, /* the protocol has no greeting */
     .stop = fifo_stop,
-    .exit = NULL, /* nor a goodbye: QEMU's end closes the FIFOs */
+    .exit = remove_names, /* nor a goodbye: QEMU's end closes the FIFOs */
     .watch = fifo_watch,
 };

@@ -27,10 +27,9 @@
 #include <stdio.h>
 #include <signal.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <unistd.h>
 
 #include "channel.h"
+#include "controller.h"
 #include "engine.h"
 #include "fdio.h"
 #include "log.h"
@@ -244,16 +243,12 @@ QSYNC_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info
     struct sigaction pipe_action;
     if (sigaction(SIGPIPE, NULL, &pipe_action) == 0 && pipe_action.sa_handler == SIG_IGN)
         qsync__fdio_sigpipe_ignored();
-    if (opt.parent) {
-        /* The parent's death kills QEMU even if the channel's hang-up were
-         * somehow missed. Checked after arming: a parent that died before
-         * is seen as a different parent. */
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != opt.parent) {
-            qsync__log("the controller (pid %d) is gone; ending QEMU", opt.parent);
-            _exit(1);
-        }
-    }
+    /* The controller's death ends QEMU even if the channel's hang-up were
+     * missed, or cannot come yet (controller.h). */
+    if (opt.proto == QSYNC_PROTO_FIFO && qsync__fifo_cleanup_setup(&opt) < 0)
+        return 1;
+    if (opt.parent && qsync__controller_check(opt.parent, opt.remove_fifos) < 0)
+        return 1;
     personality = personality_of(opt.proto);
     if (!info->system_emulation) {
         qsync__log("needs system emulation (qemu-system-*), not user mode");
@@ -280,7 +275,7 @@ QSYNC_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info
     if (engine->translate != NULL)
         qemu_plugin_register_vcpu_tb_trans_cb(id, on_translate);
     qemu_plugin_register_atexit_cb(id, at_exit, NULL);
-    if (personality->watch() < 0)
+    if (qsync__term_signals_init() < 0 || personality->watch() < 0)
         return 1;
     return 0;
 }

@@ -34,4 +34,12 @@ enum qsync_fifo_event {
  * frozen, after a last signal of signal_bytes bytes. */
 enum qsync_fifo_event qsync__fifo_classify(int running, int signal_bytes, size_t n);
 
+/*
+ * Our plugin's FIFO personality takes keys that seed 000's plugin does not
+ * (parent=, remove_fifos=, done_bytes=). The plugin's file carries this
+ * string, and the library passes those keys only to a plugin whose file
+ * holds it: a plugin built from seed 000 gets seed 000's keys alone.
+ */
+#define QSYNC_FIFO_KEYS_MARKER "qsync-plugin FIFO keys: parent remove_fifos done_bytes"
+
 #endif

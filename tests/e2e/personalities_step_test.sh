@@ -67,4 +67,10 @@ run qqq1insn --mode qqq --quantum 10us --until 20ms --plugin-args engine=insn --
     "$qemu" $guest_args
 same plugin1 qqq1insn 2000 20000000 qqq
 
+# 5. fifo with the option names of the Time Sync Plugin's code and one
+#    byte per quantum, as that plugin wrote: the same stops.
+run fifo50one --mode fifo --quantum 50us --until 12ms --fifo-done-bytes 1 \
+    --fifo-keys HostToGuestPipe,GuestToHostPipe,TimeInMicroSeconds -- "$qemu" $guest_args
+same plugin50 fifo50one 240 12000000 fifo
+
 finish "qsync-step personalities"

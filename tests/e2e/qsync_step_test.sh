@@ -95,12 +95,25 @@ rc=$?
 grep -q "qsync-plugin: this plugin needs -icount" "$work/i.err" || fail "no -icount: $(cat "$work/i.err")"
 
 # 7. A controller already gone when QEMU starts (parent= names a process
-#    that is not QEMU's parent): QEMU ends at once instead of running free.
+#    that has exited): QEMU ends at once instead of running free. One that
+#    lives but is no ancestor of QEMU is refused, naming what was seen.
+sh -c 'exit 0' &
+gone=$!
+wait $gone
 "$qemu" -M pc -nodefaults -display none -icount shift=0,sleep=off \
-    -plugin "$plugin,fd_in=0,fd_out=1,parent=2" >/dev/null 2>"$work/p.err" </dev/null
+    -plugin "$plugin,fd_in=0,fd_out=1,parent=$gone" >/dev/null 2>"$work/p.err" </dev/null
 rc=$?
 [ $rc -ne 0 ] || fail "parent gone: QEMU ran"
-grep -q "the controller (pid 2) is gone; ending QEMU" "$work/p.err" || fail "parent gone: $(cat "$work/p.err")"
+grep -q "the controller (pid $gone) is gone" "$work/p.err" || fail "parent gone: $(cat "$work/p.err")"
+sleep 60 &
+sibling=$!
+"$qemu" -M pc -nodefaults -display none -icount shift=0,sleep=off \
+    -plugin "$plugin,fd_in=0,fd_out=1,parent=$sibling" >/dev/null 2>"$work/p.err" </dev/null
+rc=$?
+kill $sibling
+[ $rc -ne 0 ] || fail "parent not an ancestor: QEMU ran"
+grep -q "the controller (pid $sibling, sleep) is neither QEMU's parent nor one of its ancestors.*QEMU's parent is $$ " "$work/p.err" ||
+    fail "parent not an ancestor: $(cat "$work/p.err")"
 check_usage "--quiet cannot be combined" --quiet --stats -- "$qemu"
 check_usage "--csv '/nonexistent/x.csv'" --csv /nonexistent/x.csv -- "$qemu"
 check_usage "whole microseconds" --mode qqq --quantum 1500ns -- "$qemu"

@@ -825,6 +825,34 @@ static void test_fifo_close_mid_quantum(void **state)
     qemu_cleanup(&s.q);
 }
 
+/*
+ * done_bytes=1: one byte per quantum, as seed 000's plugin wrote, for a
+ * controller that reads one byte per stop and would otherwise count each
+ * stop twice. Everything the plugin wrote for a stop is waiting when the
+ * controller reads it (the plugin then waits for its byte), so one read
+ * of up to 16 bytes takes all of it.
+ */
+static void test_fifo_one_byte_per_quantum(void **state)
+{
+    (void)state;
+    struct fifo_session s;
+    memset(&s, 0, sizeof s);
+    fifo_start(&s, "TimeinMicroseconds=50,done_bytes=1", "shift=0,sleep=off", TIME_GUEST);
+    fifo_open_ends(&s, false);
+    for (int k = 1; k <= 20; k++) {
+        char b[16];
+        ssize_t n = read(s.r, b, sizeof b);
+        if (n != 1)
+            fail_msg("quantum %d: %zd bytes, not 1; QEMU said: %s", k, n, slurp(s.q.err_path));
+        assert_int_equal(write(s.w, "g", 1), 1);
+    }
+    uint64_t t0 = now_ms();
+    close(s.w);
+    close(s.r);
+    assert_ends_cleanly(&s.q, t0);
+    qemu_cleanup(&s.q);
+}
+
 /* The FIFO personality's options and time base are checked at install. */
 static void check_fifo_refused(const char *opts, const char *icount, const char *text)
 {
@@ -843,6 +871,8 @@ static void test_fifo_refusals(void **state)
     check_fifo_refused("", "0", "missing required option TimeInMicroSeconds=N (or its README "
                                 "spelling TimeinMicroseconds=N)");
     check_fifo_refused("TimeInMicroSeconds=0", "0", "TimeInMicroSeconds=0 is not a number");
+    check_fifo_refused("TimeInMicroSeconds=10,done_bytes=3", "0",
+                       "done_bytes=3: the bytes written after each quantum are 1");
     check_fifo_refused("TimeInMicroSeconds=10,shift=1", "0", "shift=1: the FIFO personality");
     check_fifo_refused("TimeInMicroSeconds=10,fd_in=3", "0",
                        "option fd_in does not apply to the FIFO personality");
@@ -1141,6 +1171,7 @@ int main(void)
         cmocka_unit_test_teardown(test_fifo_readme_block, teardown),
         cmocka_unit_test_teardown(test_fifo_reverse_open_order, teardown),
         cmocka_unit_test_teardown(test_fifo_close_mid_quantum, teardown),
+        cmocka_unit_test_teardown(test_fifo_one_byte_per_quantum, teardown),
         cmocka_unit_test_teardown(test_fifo_refusals, teardown),
         cmocka_unit_test_teardown(test_library_qqq_auto, teardown),
         cmocka_unit_test_teardown(test_library_qqq_insn, teardown),

@@ -49,7 +49,8 @@
  *   qqq-good, qqq-split (answers in two short writes), qqq-more (answers 3 us
  *   more), qqq-less, qqq-negative, qqq-half (half an answer, then exits),
  *   qqq-eof-start, qqq-eof-mid (dies inside the second advance)
- * With -plugin ...,HostToGuestPipe=,GuestToHostPipe= it is seed 000's plugin:
+ * With -plugin ...,HostToGuestPipe=,GuestToHostPipe=,TimeinMicroseconds= (the
+ * README's spelling, and no key of our plugin's) it is seed 000's plugin:
  *   fifo-one (one byte per quantum), fifo-two (two), fifo-garbage (five at
  *   once), fifo-extra (bytes while frozen), fifo-eof-mid (dies after two
  *   quanta), fifo-never-open, fifo-die-before-open
@@ -399,8 +400,19 @@ int main(int argc, char **argv)
         }
     }
     if (plugin_opt(argc, argv, "HostToGuestPipe=", h2g, sizeof h2g) &&
-        plugin_opt(argc, argv, "GuestToHostPipe=", g2h, sizeof g2h))
+        plugin_opt(argc, argv, "GuestToHostPipe=", g2h, sizeof g2h)) {
+        /* Seed 000's README spells the quantum so, and its plugin is not
+         * ours: the library must pass its keys alone. */
+        char q[64];
+        if (!plugin_opt(argc, argv, ",TimeinMicroseconds=", q, sizeof q) ||
+            plugin_opt(argc, argv, "TimeInMicroSeconds=", q, sizeof q) ||
+            plugin_opt(argc, argv, "parent=", q, sizeof q) ||
+            plugin_opt(argc, argv, "remove_fifos=", q, sizeof q)) {
+            fprintf(stderr, "fake-qemu: the FIFO keys are not seed 000's README's alone\n");
+            return 67;
+        }
         return fifo_main(argv[1], h2g, g2h);
+    }
     /* As QEMU does; and, like our plugin in QEMU, skip the write guard. */
     signal(SIGPIPE, SIG_IGN);
     qsync__fdio_sigpipe_ignored();

@@ -228,6 +228,9 @@ static void qqq_fault(const char *scenario, int want, const char *text)
     assert_int_equal(r.status[r.reached - 1], want);
     if (text && !strstr(r.last_error, text))
         fail_msg("%s: error '%s' lacks '%s'", scenario, r.last_error, text);
+    /* The FIFO protocol has none. */
+    if (strstr(r.last_error, "handshake"))
+        fail_msg("%s: error '%s' speaks of a handshake", scenario, r.last_error);
     for (int i = 0; i + 1 < r.reached; i++)
         assert_int_equal(r.status[i], 0);
     assert_int_equal(r.exited, 1);
@@ -380,6 +383,9 @@ static void fifo_fault(const char *scenario, int advance, int steps, int want, c
                  r.last_error);
     if (text && !strstr(r.last_error, text))
         fail_msg("%s: error '%s' lacks '%s'", scenario, r.last_error, text);
+    /* The FIFO protocol has none. */
+    if (strstr(r.last_error, "handshake"))
+        fail_msg("%s: error '%s' speaks of a handshake", scenario, r.last_error);
     assert_int_equal(r.exited, 1);
     assert_int_equal(qsync_close(ctx, NULL), 0);
     uv_run(&loop, UV_RUN_DEFAULT);
@@ -394,8 +400,10 @@ static void test_fifo_faults(void **state)
     /* One advance, then frozen: the fake's extra bytes come while nothing runs. */
     fifo_fault("fifo-extra", 1, 1, QSYNC_EPROTO, "2 unexpected bytes while the guest is frozen", 0);
     fifo_fault("fifo-eof-mid", 1, 5, QSYNC_EEXITED, NULL, 0);
-    fifo_fault("fifo-die-before-open", 1, 5, QSYNC_EEXITED, NULL, 0);
-    fifo_fault("fifo-never-open", 0, 5, QSYNC_ETIMEDOUT, "no handshake within 300 ms", 300);
+    fifo_fault("fifo-die-before-open", 1, 5, QSYNC_EEXITED,
+               "before the plugin opened its end of HostToGuest", 0);
+    fifo_fault("fifo-never-open", 0, 5, QSYNC_ETIMEDOUT,
+               "did not open its end of the HostToGuest FIFO within 300 ms", 300);
 }
 
 static void test_fifo_needs_quantum(void **state)
@@ -416,6 +424,52 @@ static void test_fifo_needs_quantum(void **state)
     o.plugin_args = "TimeinMicroseconds=5";
     assert_int_equal(qsync_ctx_new(NULL, &o, NULL, &ctx, err, sizeof err), QSYNC_EARG);
     assert_non_null(strstr(err, "TimeinMicroseconds"));
+    o.plugin_args = "done_bytes=1";
+    assert_int_equal(qsync_ctx_new(NULL, &o, NULL, &ctx, err, sizeof err), QSYNC_EARG);
+    assert_non_null(strstr(err, "'done_bytes' is set by the library"));
+    o.plugin_args = NULL;
+}
+
+/* The plugin's option names and the done signal's width are the user's
+ * to choose; a bad one is refused naming the field. */
+static void test_fifo_keys_checked(void **state)
+{
+    (void)state;
+    qsync_options o = fifo_options();
+    qsync_ctx *ctx = NULL;
+    char err[256];
+    o.fifo_quantum_key = "Time,InMicroSeconds";
+    assert_int_equal(qsync_ctx_new(NULL, &o, NULL, &ctx, err, sizeof err), QSYNC_EARG);
+    assert_non_null(strstr(err, "fifo_quantum_key: 'Time,InMicroSeconds' is not an option name"));
+    o.fifo_quantum_key = "TimeInMicroSeconds";
+    o.fifo_h2g_key = "";
+    assert_int_equal(qsync_ctx_new(NULL, &o, NULL, &ctx, err, sizeof err), QSYNC_EARG);
+    assert_non_null(strstr(err, "fifo_h2g_key: '' is not an option name"));
+    o.fifo_h2g_key = NULL;
+    o.fifo_g2h_key = "GuestToHost=x";
+    assert_int_equal(qsync_ctx_new(NULL, &o, NULL, &ctx, err, sizeof err), QSYNC_EARG);
+    assert_non_null(strstr(err, "fifo_g2h_key"));
+    o.fifo_g2h_key = NULL;
+    o.fifo_done_bytes = 3;
+    assert_int_equal(qsync_ctx_new(NULL, &o, NULL, &ctx, err, sizeof err), QSYNC_EARG);
+    assert_non_null(strstr(err, "fifo_done_bytes: 3 is not 0"));
+
+    /* done_bytes= goes only to our plugin: the fake is not (it is seed
+     * 000's), so the start is refused and nothing is spawned. */
+    struct rec r = {0};
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    o = fifo_options();
+    o.fifo_done_bytes = 1;
+    ctx = new_ctx(&loop, &o, &r);
+    const char *argv[] = {FAKE_QEMU, "fifo-one", NULL};
+    assert_int_equal(qsync_start(ctx, argv), QSYNC_EARG);
+    assert_non_null(strstr(qsync_last_error(ctx), "fifo_done_bytes: plugin_path"));
+    assert_int_equal(qsync_pid(ctx), 0);
+    assert_int_equal(qsync_close(ctx, NULL), 0);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    assert_int_equal(dir_entries(tmpdir), 0);
 }
 
 int main(void)
@@ -432,6 +486,7 @@ int main(void)
         cmocka_unit_test(test_fifo_two_bytes),
         cmocka_unit_test(test_fifo_faults),
         cmocka_unit_test(test_fifo_needs_quantum),
+        cmocka_unit_test(test_fifo_keys_checked),
     };
     int fails = cmocka_run_group_tests_name("qqq", qqq, NULL, NULL);
     fails += cmocka_run_group_tests_name("fifo", fifo, fifo_setup, fifo_teardown);
