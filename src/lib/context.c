@@ -146,6 +146,17 @@ int qsync_get_info(const qsync_ctx *ctx, qsync_info *info)
     return 0;
 }
 
+/* advance_timeout_ms measures QEMU's answer to a grant, never its start:
+ * in a mode without a handshake, the first answer also waits for QEMU to
+ * start, which start_timeout_ms covers. */
+static uint64_t advance_budget_ms(const qsync_ctx *ctx)
+{
+    uint64_t ms = ctx->opts.advance_timeout_ms;
+    if (ctx->mode->ready_at_spawn && !ctx->answered)
+        ms += ctx->opts.start_timeout_ms;
+    return ms;
+}
+
 /* Arms the one watchdog for whatever the context is waiting for now. */
 void qsync__watchdog_arm(qsync_ctx *ctx)
 {
@@ -155,7 +166,7 @@ void qsync__watchdog_arm(qsync_ctx *ctx)
     if (!ctx->have_hello)
         qsync__timer_start(&ctx->watchdog, watchdog_cb, ctx->opts.start_timeout_ms, 0);
     else if (ctx->pending_seq && ctx->opts.advance_timeout_ms)
-        qsync__timer_start(&ctx->watchdog, watchdog_cb, ctx->opts.advance_timeout_ms, 0);
+        qsync__timer_start(&ctx->watchdog, watchdog_cb, advance_budget_ms(ctx), 0);
 }
 
 static void watchdog_cb(uv_timer_t *t)
@@ -170,7 +181,7 @@ static void watchdog_cb(uv_timer_t *t)
         qsync__set_error(ctx, QSYNC_ETIMEDOUT,
                          "QEMU did not reach the deadline %llu ns within %llu ms",
                          (unsigned long long)ctx->pending_deadline,
-                         (unsigned long long)ctx->opts.advance_timeout_ms);
+                         (unsigned long long)advance_budget_ms(ctx));
     qsync__fail(ctx, QSYNC_ETIMEDOUT);
 }
 
@@ -350,6 +361,7 @@ void qsync__complete(qsync_ctx *ctx, const qsync_stop *stop, uint64_t next_now)
     if (ctx->closing || ctx->fatal)
         return;
     ctx->pending_seq = 0;
+    ctx->answered = 1;
     ctx->now_ns = next_now;
     ctx->last_virtual_ns = stop->virtual_ns;
     ctx->last_instructions = stop->instructions;

@@ -118,6 +118,7 @@ struct qsync_ctx {
     uint64_t next_seq;
     uint64_t last_virtual_ns;
     uint64_t last_instructions;
+    int answered; /* an advance has completed: QEMU is up and answering */
 
     /* The group this context belongs to, and whether the group's advance
      * is the one pending on it. */
@@ -179,6 +180,9 @@ struct qsync__mode {
      * handshake"). The FIFO protocol has no handshake: it never says so. */
     const char *not_ready;
     const char *ready_moment;
+    /* Ready as soon as QEMU is spawned (no handshake: qqq): the first
+     * answer then also waits for QEMU's start-up. */
+    int ready_at_spawn;
     /* Adds QEMU arguments and creates the channel's descriptors. */
     int (*prepare)(qsync_ctx *ctx, const char *const argv[], struct qsync__launch *l);
     /* QEMU runs; the channel is being read. */

@@ -147,6 +147,7 @@ const struct qsync__mode qsync__mode_qqq = {
     .name = "qqq",
     .not_ready = "was not ready",
     .ready_moment = "it was ready",
+    .ready_at_spawn = 1,
     .prepare = qqq_prepare,
     .started = qqq_started,
     .grant = qqq_grant,

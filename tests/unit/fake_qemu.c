@@ -46,7 +46,7 @@
  * only when the library waits.
  *
  * With -qqq write=4,read=3 it is a QEMU with seed 002's option instead:
- *   qqq-good, qqq-split (answers in two short writes), qqq-more (answers 3 us
+ *   qqq-good, qqq-slow-start (sleeps 400 ms before it reads), qqq-split (answers in two short writes), qqq-more (answers 3 us
  *   more), qqq-less, qqq-negative, qqq-half (half an answer, then exits),
  *   qqq-eof-start, qqq-eof-mid (dies inside the second advance)
  * With -plugin ...,HostToGuestPipe=,GuestToHostPipe=,TimeinMicroseconds= (the
@@ -289,8 +289,10 @@ static int qqq_main(const char *sc)
     int req;
     if (strcmp(sc, "qqq-eof-start") == 0)
         return 0;
+    if (strcmp(sc, "qqq-slow-start") == 0)
+        usleep(400000); /* a QEMU that takes its time to start */
     for (int n = 0; read_int(&req) == 0; n++) {
-        if (strcmp(sc, "qqq-good") == 0) {
+        if (strcmp(sc, "qqq-good") == 0 || strcmp(sc, "qqq-slow-start") == 0) {
             write_int(req);
         } else if (strcmp(sc, "qqq-split") == 0) {
             /* A short write: the answer arrives in two pieces. */

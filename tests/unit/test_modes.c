@@ -183,6 +183,28 @@ static void test_qqq_exact(void **state)
     qqq_exact("qqq-good");
 }
 
+/* The qqq protocol has no handshake, so the first answer also waits for
+ * QEMU's start: advance_timeout_ms (200 ms) does not count the 400 ms the
+ * fake takes to start; start_timeout_ms does. */
+static void test_qqq_start_not_counted_as_advance(void **state)
+{
+    (void)state;
+    struct rec r = {0};
+    qqq_plan(&r);
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    qsync_options o = qqq_options();
+    o.advance_timeout_ms = 200;
+    o.start_timeout_ms = 5000;
+    qsync_ctx *ctx = new_ctx(&loop, &o, &r);
+    start(ctx, "qqq-slow-start");
+    assert_int_equal(qsync_advance(ctx, r.steps_us[0]), 0);
+    run(&loop, ctx, &r);
+    assert_int_equal(r.reached, 4);
+    check_qqq_plan(&r);
+    assert_int_equal(r.errors, 0);
+}
+
 static void test_qqq_short_writes(void **state)
 {
     (void)state;
@@ -477,6 +499,7 @@ int main(void)
     const struct CMUnitTest qqq[] = {
         cmocka_unit_test(test_qqq_exact),
         cmocka_unit_test(test_qqq_short_writes),
+        cmocka_unit_test(test_qqq_start_not_counted_as_advance),
         cmocka_unit_test(test_qqq_more_than_asked),
         cmocka_unit_test(test_qqq_faults),
         cmocka_unit_test(test_qqq_no_sigpipe),
