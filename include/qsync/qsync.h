@@ -105,8 +105,14 @@ typedef enum {
 typedef enum {
     QSYNC_OUTPUT_INHERIT = 0, /* QEMU writes to the caller's stdout         */
     QSYNC_OUTPUT_CALLBACK = 1, /* delivered to callbacks.output              */
-    QSYNC_OUTPUT_DISCARD = 2   /* /dev/null                                  */
+    QSYNC_OUTPUT_DISCARD = 2,  /* /dev/null                                  */
+    QSYNC_OUTPUT_LINES = 3     /* whole lines to callbacks.output_line, each
+                                * with the virtual time of the stop that
+                                * ended its quantum                         */
 } qsync_output_mode;
+
+/* The longest line callbacks.output_line gets; longer ones come in pieces. */
+#define QSYNC_LINE_MAX 4096u
 
 /* How frames travel between the library and the plugin (plugin mode;
  * docs/protocol.md, "Shared-memory transport"). */
@@ -319,6 +325,16 @@ typedef struct qsync_callbacks {
      * bytes go here instead of to the caller's stderr; the stderr tail
      * (exited) is kept either way. */
     void (*stderr_output)(qsync_ctx *ctx, const char *data, size_t len);
+
+    /* QEMU's stdout by lines, when stdout_mode is QSYNC_OUTPUT_LINES. Each
+     * line the guest completed during a quantum comes at that quantum's
+     * stop, before its reached callback, with virtual_ns = the stop's
+     * virtual time (the moment the library knows the line was complete by).
+     * line is NUL-terminated, without its newline; len excludes both. A
+     * line longer than QSYNC_LINE_MAX comes in pieces; what is left
+     * without a newline when QEMU ends comes last, with the last virtual
+     * time known. The pointer is valid only during the call. */
+    void (*output_line)(qsync_ctx *ctx, const char *line, size_t len, uint64_t virtual_ns);
 } qsync_callbacks;
 
 /* Fills cbs with NULL callbacks. Thread-safe. */

@@ -47,11 +47,6 @@ struct step {
     int progress; /* 1: on, 0: off, -1: on when stderr is a terminal */
     int timestamps;
 
-    /* --timestamps: the guest's output since the last stop. Its complete
-     * lines are printed at the next stop, each after that stop's virtual
-     * time; a partial line waits for the stop after its newline. */
-    char *out_buf;
-    size_t out_len, out_cap;
 
     /* Per-quantum records. */
     FILE *csv;
@@ -160,68 +155,17 @@ static void finish(struct step *s)
     }
 }
 
-/* --timestamps: prints the complete lines held, or all that is held when
- * all is set (the end of the run; a last line without its newline gets
- * one), each after "[seconds.nanoseconds] " of virtual time v. */
-static void timestamps_print(struct step *s, uint64_t v, int all)
-{
-    size_t done = 0;
-    while (done < s->out_len) {
-        const char *line = s->out_buf + done;
-        const char *nl = memchr(line, '\n', s->out_len - done);
-        if (!nl && !all)
-            break;
-        if (done == 0)
-            progress_clear(s); /* the live line would end up inside ours */
-        size_t n = nl ? (size_t)(nl - line) + 1 : s->out_len - done;
-        printf("[%5" PRIu64 ".%09" PRIu64 "] ", v / 1000000000u, v % 1000000000u);
-        fwrite(line, 1, n, stdout);
-        if (!nl)
-            putchar('\n');
-        done += n;
-    }
-    if (done) {
-        memmove(s->out_buf, s->out_buf + done, s->out_len - done);
-        s->out_len -= done;
-        fflush(stdout);
-    }
-}
-
-/* The end of the run: lines of a quantum that no stop ended (QEMU exited
- * during it) carry the last virtual time known, the exit's. */
-static void timestamps_end(struct step *s)
-{
-    if (s->timestamps)
-        timestamps_print(s, s->virtual_ns, 1);
-    free(s->out_buf);
-    s->out_buf = NULL;
-    s->out_len = s->out_cap = 0;
-}
-
-static void on_output(qsync_ctx *ctx, const char *data, size_t len)
+/* --timestamps: the library hands over each line the guest completed in
+ * a quantum at that quantum's stop, with the stop's virtual time; print it
+ * after "[seconds.nanoseconds] ". */
+static void on_output_line(qsync_ctx *ctx, const char *line, size_t len, uint64_t v)
 {
     struct step *s = qsync_get_data(ctx);
-    if (len == 0)
-        return;
-    if (s->out_len + len > s->out_cap) {
-        size_t cap = s->out_cap ? s->out_cap : 4096;
-        while (cap < s->out_len + len)
-            cap *= 2;
-        char *p = realloc(s->out_buf, cap);
-        if (!p) {
-            /* Print what is held now, untimed rather than lost. */
-            fwrite(s->out_buf, 1, s->out_len, stdout);
-            fwrite(data, 1, len, stdout);
-            s->out_len = 0;
-            fprintf(stderr, "qsync-step: out of memory for the guest's output\n");
-            s->run_error = 1;
-            return;
-        }
-        s->out_buf = p;
-        s->out_cap = cap;
-    }
-    memcpy(s->out_buf + s->out_len, data, len);
-    s->out_len += len;
+    progress_clear(s); /* the live line would end up inside ours */
+    printf("[%5" PRIu64 ".%09" PRIu64 "] ", v / 1000000000u, v % 1000000000u);
+    fwrite(line, 1, len, stdout);
+    putchar('\n');
+    fflush(stdout);
 }
 
 static void grant_next(struct step *s)
@@ -274,8 +218,6 @@ static void on_reached(qsync_ctx *ctx, int status, const qsync_stop *stop)
     }
     s->prev_virtual_ns = stop->virtual_ns;
     /* The library hands over a quantum's output before its stop. */
-    if (s->timestamps)
-        timestamps_print(s, stop->virtual_ns, 0);
     if (s->csv)
         fprintf(s->csv, "%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%d,%" PRIu64 "\n",
                 stop->seq, stop->deadline_ns, stop->virtual_ns, stop->instructions,
@@ -717,7 +659,7 @@ int main(int argc, char **argv)
     o.channel = s.channel;
     o.plugin_args = s.plugin_args;
     if (s.timestamps)
-        o.stdout_mode = QSYNC_OUTPUT_CALLBACK; /* otherwise QEMU writes to ours */
+        o.stdout_mode = QSYNC_OUTPUT_LINES; /* otherwise QEMU writes to ours */
     if (s.engine_opt) {
         if (s.plugin_args) {
             fprintf(stderr, "qsync-step: give the engine either with --engine or in --plugin-args\n");
@@ -732,7 +674,7 @@ int main(int argc, char **argv)
     cb.reached = on_reached;
     cb.exited = on_exited;
     cb.error = on_error;
-    cb.output = on_output;
+    cb.output_line = on_output_line;
 
     if (s.quiet && (s.progress == 1 || s.stats)) {
         fprintf(stderr, "qsync-step: --quiet cannot be combined with --progress or --stats\n");
@@ -773,14 +715,12 @@ int main(int argc, char **argv)
         finish(&s);
         uv_run(s.loop, UV_RUN_DEFAULT);
         uv_loop_close(s.loop);
-        timestamps_end(&s);
         return EXIT_USAGE;
     }
     grant_next(&s);
     uv_run(s.loop, UV_RUN_DEFAULT);
     s.wall_s = (double)(uv_hrtime() - s.t0) / 1e9;
     uv_loop_close(s.loop);
-    timestamps_end(&s);
 
     int code = 0;
     if (s.setup_error)

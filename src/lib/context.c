@@ -360,6 +360,9 @@ void qsync__complete(qsync_ctx *ctx, const qsync_stop *stop, uint64_t next_now)
     qsync__drain_output(ctx);
     if (ctx->closing || ctx->fatal)
         return;
+    qsync__lines_at_stop(ctx, stop->virtual_ns);
+    if (ctx->closing || ctx->fatal)
+        return; /* the output_line callback closed the context */
     ctx->pending_seq = 0;
     ctx->answered = 1;
     ctx->now_ns = next_now;
@@ -454,6 +457,17 @@ void qsync__fail(qsync_ctx *ctx, int code)
         QSYNC__CALL(ctx, error, code, ctx->errmsg);
 }
 
+/* QEMU is ending: in line mode, the lines of the quantum that no stop
+ * ended come before that quantum's failure, stamped with the last virtual
+ * time known. */
+static void output_at_end(qsync_ctx *ctx)
+{
+    if (ctx->opts.stdout_mode != QSYNC_OUTPUT_LINES)
+        return;
+    qsync__drain_output(ctx);
+    qsync__lines_at_end(ctx);
+}
+
 /* The last non-empty line of QEMU's stderr read so far, into out. */
 static void tail_last_line(const qsync_ctx *ctx, char *out, size_t cap)
 {
@@ -491,6 +505,7 @@ void qsync__on_channel_eof(qsync_ctx *ctx)
                              ctx->have_hello ? "" : " before ",
                              ctx->have_hello ? "" : ctx->mode->ready_moment,
                              last[0] ? ": " : "", last);
+            output_at_end(ctx);
             fail_pending(ctx, QSYNC_EEXITED);
         }
     }
@@ -582,6 +597,7 @@ void qsync__maybe_finish_exit(qsync_ctx *ctx)
             qsync__set_error(ctx, QSYNC_EEXITED, "QEMU exited with status %lld%s%.*s",
                              (long long)ctx->exit_status, len ? ": " : "", (int)len, last);
     }
+    output_at_end(ctx);
     fail_pending(ctx, code);
     if (ctx->started) {
         qsync_exit ex;
@@ -604,6 +620,7 @@ void qsync__free_ctx(qsync_ctx *ctx)
     free(ctx->plugin_args);
     free(ctx->tail);
     free(ctx->tail_text);
+    qsync__lines_free(ctx);
     free(ctx);
 }
 

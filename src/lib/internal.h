@@ -81,6 +81,9 @@ struct qsync_ctx {
     uint64_t stderr_dropped_unsaid; /* of those, not yet mentioned there        */
     uv_pipe_t out_pipe;
     int out_open;
+    /* stdout_mode LINES (lines.c): the bytes held until their stop. */
+    char *lines;
+    size_t lines_len;
 
     /* Timers: the start and advance watchdog, the kill grace after the
      * channel is closed, and the wait for the last output after exit. */
@@ -239,6 +242,13 @@ void qsync__forward_stderr(qsync_ctx *ctx, const char *p, size_t n);
  * blocking and hands it to the output callback, in order with what the
  * loop reads. */
 void qsync__drain_output(qsync_ctx *ctx);
+
+/* lines.c: guest output by lines (stdout_mode QSYNC_OUTPUT_LINES). */
+int qsync__lines_init(qsync_ctx *ctx); /* at start; -ENOMEM (message set) */
+void qsync__lines_free(qsync_ctx *ctx);
+void qsync__lines_add(qsync_ctx *ctx, const char *data, size_t len);
+void qsync__lines_at_stop(qsync_ctx *ctx, uint64_t virtual_ns);
+void qsync__lines_at_end(qsync_ctx *ctx); /* QEMU is gone: all that is held */
 
 /* channel.c */
 int qsync__channel_start(qsync_ctx *ctx, int fd);

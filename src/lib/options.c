@@ -96,7 +96,7 @@ int qsync__options_copy(qsync_ctx *ctx, const qsync_options *in, char *errbuf, s
         return opt_error(errbuf, len, "%s: %lld is out of range 0..10", "icount_shift",
                          (long long)o.icount_shift);
     if (o.stdout_mode != QSYNC_OUTPUT_INHERIT && o.stdout_mode != QSYNC_OUTPUT_CALLBACK &&
-        o.stdout_mode != QSYNC_OUTPUT_DISCARD)
+        o.stdout_mode != QSYNC_OUTPUT_DISCARD && o.stdout_mode != QSYNC_OUTPUT_LINES)
         return opt_error(errbuf, len, "%s: %lld is not a qsync_output_mode", "stdout_mode",
                          (long long)o.stdout_mode);
     if (o.stderr_tail_bytes == 0 || o.stderr_tail_bytes > (1u << 24))

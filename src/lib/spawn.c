@@ -61,17 +61,32 @@ static void err_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     }
 }
 
+/* The guest's stdout: to the output callback as it comes, or held for
+ * delivery by lines at the stops. */
+static void out_bytes(qsync_ctx *ctx, const char *data, size_t n)
+{
+    if (ctx->opts.stdout_mode == QSYNC_OUTPUT_LINES)
+        qsync__lines_add(ctx, data, n);
+    else
+        QSYNC__CALL(ctx, output, data, n);
+}
+
 static void out_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
     qsync_ctx *ctx = s->data;
     if (n > 0) {
         /* Also while closing: what the guest printed before the close may
          * arrive after it, and is not to be lost. */
-        QSYNC__CALL(ctx, output, buf->base, (size_t)n);
+        out_bytes(ctx, buf->base, (size_t)n);
         return;
     }
-    if (n < 0)
+    if (n < 0) {
         uv_read_stop(s);
+        /* The last lines wait for the channel's end, which brings the
+         * plugin's last word on the time; unless it has come already. */
+        if (ctx->opts.stdout_mode == QSYNC_OUTPUT_LINES && (ctx->ch_eof || ctx->exited_fired))
+            qsync__lines_at_end(ctx);
+    }
 }
 
 void qsync__drain_output(qsync_ctx *ctx)
@@ -90,7 +105,7 @@ void qsync__drain_output(qsync_ctx *ctx)
             continue;
         if (n <= 0)
             return; /* EAGAIN: all read; EOF and errors: the loop sees them */
-        QSYNC__CALL(ctx, output, chunk, (size_t)n);
+        out_bytes(ctx, chunk, (size_t)n);
         if ((size_t)n < sizeof chunk)
             return;
     }
@@ -256,7 +271,13 @@ int qsync__spawn(qsync_ctx *ctx, const char *const argv[])
     ctx->err_pipe.data = ctx;
     ctx->err_open = 1;
     ctx->handles_open++;
-    if (ctx->opts.stdout_mode == QSYNC_OUTPUT_CALLBACK) {
+    if (ctx->opts.stdout_mode == QSYNC_OUTPUT_LINES) {
+        rc = qsync__lines_init(ctx);
+        if (rc)
+            goto fail;
+    }
+    if (ctx->opts.stdout_mode == QSYNC_OUTPUT_CALLBACK ||
+        ctx->opts.stdout_mode == QSYNC_OUTPUT_LINES) {
         uv_pipe_init(ctx->loop, &ctx->out_pipe, 0);
         ctx->out_pipe.data = ctx;
         ctx->out_open = 1;
@@ -268,6 +289,7 @@ int qsync__spawn(qsync_ctx *ctx, const char *const argv[])
     stdio[0].flags = UV_IGNORE;
     switch (ctx->opts.stdout_mode) {
     case QSYNC_OUTPUT_CALLBACK:
+    case QSYNC_OUTPUT_LINES:
         stdio[1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
         stdio[1].data.stream = (uv_stream_t *)&ctx->out_pipe;
         break;

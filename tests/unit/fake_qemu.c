@@ -35,6 +35,8 @@
  *   stdout      print "hello from the guest\n" on stdout, then as good
  *   stamped     as good, but print "q<seq>\n" on stdout before each report,
  *               the way a guest prints during its quantum
+ *   lines       prints partial and whole lines, one too long, and a last
+ *               one without a newline, around 7 grants (see the code)
  *   input       offers guest input in HELLO; before each report prints
  *               "in <bytes> <frames> <sum>\n" for the INPUT frames that came
  *               before the grant (sum: of the bytes, mod 2^32)
@@ -489,6 +491,33 @@ int main(int argc, char **argv)
         stamp_stderr = 1;
         send_hello(QSYNC_WIRE_MAJOR, shift);
         return serve(-1, 0);
+    }
+    if (strcmp(sc, "lines") == 0) {
+        /* Before report k: "x<k>-", a newline after even k, 5000 'L' and
+         * a newline at k = 5; at grant 7, a last line with no newline,
+         * then EXIT and status 9. */
+        send_hello(QSYNC_WIRE_MAJOR, shift);
+        for (int n = 1; read_grant(&g) == 0; n++) {
+            if (n == 7) {
+                printf("end-without-newline");
+                fflush(stdout);
+                struct qsync_wire_msg m;
+                memset(&m, 0, sizeof m);
+                m.type = QSYNC_MSG_EXIT;
+                m.u.exit.virtual_ns = 4242;
+                send_msg(&m);
+                return 9;
+            }
+            printf("x%d-%s", n, n % 2 == 0 ? "\n" : "");
+            if (n == 5) {
+                for (int i = 0; i < 5000; i++)
+                    putchar('L');
+                putchar('\n');
+            }
+            fflush(stdout);
+            send_report(&g, g.seq);
+        }
+        return 0;
     }
     if (strcmp(sc, "poweroff") == 0) {
         send_hello(QSYNC_WIRE_MAJOR, shift);

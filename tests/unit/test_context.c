@@ -726,6 +726,82 @@ static void test_close_after_poweroff_is_not_by_close(void **state)
     assert_int_equal(r.ex.exit_status, 7);
 }
 
+/* Output by lines, each with the virtual time of the stop that ended its
+ * quantum, before that stop's reached. */
+struct line_rec {
+    int n, reached;
+    char text[8][64];
+    size_t len[8];
+    uint64_t v[8];
+    int reached_before[8]; /* reached callbacks seen before this line */
+};
+
+static void lines_on_line(qsync_ctx *ctx, const char *line, size_t len, uint64_t v)
+{
+    struct line_rec *l = qsync_get_data(ctx);
+    assert_true(l->n < 8);
+    assert_int_equal(strlen(line), len);
+    snprintf(l->text[l->n], sizeof l->text[0], "%.*s", (int)(len < 60 ? len : 60), line);
+    l->len[l->n] = len;
+    l->v[l->n] = v;
+    l->reached_before[l->n++] = l->reached;
+}
+
+static void lines_on_reached(qsync_ctx *ctx, int status, const qsync_stop *stop)
+{
+    struct line_rec *l = qsync_get_data(ctx);
+    l->reached++;
+    if (status == 0)
+        assert_int_equal(qsync_advance_ns(ctx, 10000), 0);
+    (void)stop;
+}
+
+static void test_output_by_lines(void **state)
+{
+    (void)state;
+    struct line_rec l;
+    memset(&l, 0, sizeof l);
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    qsync_options o = options();
+    o.stdout_mode = QSYNC_OUTPUT_LINES;
+    qsync_callbacks cb;
+    qsync_callbacks_init(&cb);
+    cb.output_line = lines_on_line;
+    cb.reached = lines_on_reached;
+    qsync_ctx *ctx = NULL;
+    assert_int_equal(qsync_ctx_new(&loop, &o, &cb, &ctx, NULL, 0), 0);
+    qsync_set_data(ctx, &l);
+    start(ctx, "lines");
+    assert_int_equal(qsync_advance_ns(ctx, 10000), 0);
+    while (l.reached < 7 && uv_run(&loop, UV_RUN_ONCE)) {
+    }
+    assert_int_equal(qsync_close(ctx, NULL), 0);
+    run_and_close_loop(&loop);
+    assert_int_equal(l.n, 6);
+    /* Completed at stop 2, before reached(2). */
+    assert_string_equal(l.text[0], "x1-x2-");
+    assert_int_equal(l.v[0], 20000);
+    assert_int_equal(l.reached_before[0], 1);
+    assert_string_equal(l.text[1], "x3-x4-");
+    assert_int_equal(l.v[1], 40000);
+    assert_int_equal(l.reached_before[1], 3);
+    /* 5003 bytes: a piece of QSYNC_LINE_MAX, then the rest. */
+    assert_int_equal(l.len[2], QSYNC_LINE_MAX);
+    assert_int_equal(l.len[3], 5003 - QSYNC_LINE_MAX);
+    assert_int_equal(l.v[2], 50000);
+    assert_int_equal(l.v[3], 50000);
+    assert_string_equal(l.text[4], "x6-");
+    assert_int_equal(l.v[4], 60000);
+    /* QEMU ended in the 7th quantum: its last line, with no newline, comes
+     * with the last time known (the plugin's exit message), before the
+     * failed reached. */
+    assert_string_equal(l.text[5], "end-without-newline");
+    assert_int_equal(l.v[5], 4242);
+    assert_int_equal(l.reached_before[5], 6);
+    assert_int_equal(l.reached, 7);
+}
+
 static void test_blocking_exit_status(void **state)
 {
     (void)state;
@@ -962,6 +1038,7 @@ int main(void)
         cmocka_unit_test(test_close_with_advance_pending),
         cmocka_unit_test(test_blocking_helpers),
         cmocka_unit_test(test_blocking_exit_status),
+        cmocka_unit_test(test_output_by_lines),
         cmocka_unit_test(test_wait_reached),
         cmocka_unit_test(test_blocking_says_why),
         cmocka_unit_test(test_close_after_poweroff_is_not_by_close),
