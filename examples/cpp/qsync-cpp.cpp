@@ -1,10 +1,13 @@
-// qsync-cpp: libqsync from C++17, through the RAII wrapper in
-// qsync_guest.hpp and lambdas for the callbacks.
+// qsync-cpp: libqsync from C++17, through the library's header-only RAII
+// wrapper <qsync/qsync.hpp> and lambdas for the callbacks.
 //
 // It boots the project's guest in its compute mode (a busy loop) and
 // advances it N quanta, one at a time, checking that every stop is exact:
 // the guest is frozen at the deadline granted, to the nanosecond, with no
-// instruction past it.
+// instruction past it. Its serial output comes by lines, each with the
+// virtual time of its quantum's stop. Then two guests step through 10
+// barriers of a qsync::Group, and the raw C context is used once for a
+// call the wrapper does not cover.
 //
 // usage: qsync-cpp QEMU_BINARY GUEST_ELF [--quanta 300] [--quantum-us 50]
 // Exit status 0 only if all N stops were exact.
@@ -12,14 +15,17 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <functional>
 #include <string>
 #include <string_view>
+#include <vector>
 
-#include "qsync_guest.hpp"
+#include <qsync/qsync.hpp>
 
 using namespace std::chrono_literals;
-using qsync_example::Guest;
-using qsync_example::Loop;
+using qsync::Group;
+using qsync::Guest;
+using qsync::Loop;
 
 namespace {
 
@@ -71,7 +77,7 @@ int main(int argc, char **argv)
     try {
         Loop loop;
         qsync_options opts = Guest::default_options();
-        opts.stdout_mode = QSYNC_OUTPUT_CALLBACK; // the guest's serial port
+        opts.stdout_mode = QSYNC_OUTPUT_LINES; // the guest's serial port, by lines
         opts.quantum_hint_ns = static_cast<uint64_t>(quantum.count());
         opts.advance_timeout_ms = 10000; // a stuck QEMU fails the run
         Guest guest(loop, opts);
@@ -83,7 +89,7 @@ int main(int argc, char **argv)
 
         guest.on_reached([&](int status, const qsync_stop *stop) {
             if (status < 0)
-                throw qsync_example::Error("advance", status);
+                throw qsync::Error("advance", status);
             stops++;
             // Deadlines are absolute: the k-th stop is at k quanta.
             const auto want = static_cast<uint64_t>(quantum.count()) * stop->seq;
@@ -115,20 +121,13 @@ int main(int argc, char **argv)
             guest.close();
         });
 
-        std::string line;
-        guest.on_output([&](std::string_view data) {
-            for (char c : data) {
-                if (c != '\n') {
-                    line += c;
-                    continue;
-                }
-                std::printf("      guest| %s\n", line.c_str());
-                line.clear();
-            }
+        guest.on_line([&](std::string_view line, uint64_t virtual_ns) {
+            std::printf("      guest| %.*s  (by %llu ns)\n", static_cast<int>(line.size()),
+                        line.data(), static_cast<unsigned long long>(virtual_ns));
         });
 
         guest.on_error([&](int code, std::string_view message) {
-            throw qsync_example::Error(std::string(message), code);
+            throw qsync::Error(std::string(message), code);
         });
 
         // 10^9 loop iterations: 2 s of guest time, far more than we grant.
@@ -143,7 +142,51 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    const bool pass = !guest_quit && stops == args.quanta && exact == stops;
+    // Two guests, one barrier: each group advance ends when both are there.
+    unsigned barriers = 0, barriers_ok = 0;
+    try {
+        Loop loop;
+        qsync_options opts = Guest::default_options();
+        opts.stdout_mode = QSYNC_OUTPUT_DISCARD;
+        opts.advance_timeout_ms = 10000;
+        Guest a(loop, opts), b(loop, opts);
+        const std::vector<std::string> qemu_argv = {
+            args.qemu, "-M", "pc", "-nodefaults", "-display", "none", "-kernel", args.guest,
+            "-append", "compute 1000000000"};
+        a.start(qemu_argv);
+        b.start(qemu_argv);
+        Group group;
+        group.add(a);
+        group.add(b);
+        std::function<void(int, uint64_t)> done = [&](int status, uint64_t deadline_ns) {
+            if (status < 0)
+                throw qsync::Error("group advance", status);
+            barriers++;
+            // The raw context, for a call the wrapper leaves to the C API.
+            if (qsync_now_ns(a.raw()) == deadline_ns && b.now().count() >= 0 &&
+                static_cast<uint64_t>(b.now().count()) == deadline_ns &&
+                static_cast<uint64_t>(group.now().count()) == deadline_ns)
+                barriers_ok++;
+            if (barriers < 10) {
+                group.advance(100us, done);
+            } else {
+                a.close();
+                b.close();
+            }
+        };
+        group.advance(100us, done);
+        loop.run();
+        group.rethrow_if_failed();
+        a.rethrow_if_failed();
+        b.rethrow_if_failed();
+    } catch (const std::exception &e) {
+        std::fprintf(stderr, "qsync-cpp: group: %s\n", e.what());
+        return 1;
+    }
+    std::printf("qsync-cpp: group: %u of 10 barriers with both guests at the deadline\n",
+                barriers_ok);
+
+    const bool pass = !guest_quit && stops == args.quanta && exact == stops && barriers_ok == 10;
     std::printf("qsync-cpp: %lu of %lu stops exact\n", exact, args.quanta);
     std::printf("qsync-cpp: %s\n", pass ? "PASS" : "FAIL");
     return pass ? 0 : 1;

@@ -1,6 +1,18 @@
 #!/bin/sh
 # Installs the build into a private prefix, then builds a program outside
 # the tree against it twice: through pkg-config and through
+# The C++ header compiles on its own, strictly, from the installed tree.
+if command -v c++ >/dev/null 2>&1; then
+    printf '#include <qsync/qsync.hpp>\nint main() { qsync::Loop loop; qsync::Group g; return (int)g.size(); }\n' \
+        >"$work/hpp.cpp"
+    # shellcheck disable=SC2046
+    c++ -std=c++17 -Wall -Wextra -Wpedantic -Werror -o "$work/hpp" "$work/hpp.cpp" \
+        $(pkg-config --cflags --libs qsync)
+    LD_LIBRARY_PATH="$prefix/lib" "$work/hpp"
+else
+    echo "install: no C++ compiler; qsync.hpp not checked"
+fi
+
 # find_package(qsync). Both programs must step a real guest.
 # usage: install_test.sh BUILD_DIR SOURCE_DIR GUEST_ELF
 set -eu
@@ -13,7 +25,7 @@ trap 'rm -rf "$work"' EXIT
 prefix=$work/prefix
 
 cmake --install "$build" --prefix "$prefix" >"$work/install.log"
-for f in include/qsync/qsync.h include/qsync/version.h bin/qsync-step \
+for f in include/qsync/qsync.h include/qsync/qsync.hpp include/qsync/version.h bin/qsync-step \
     lib/libqsync.a lib/qsync/libqsync-plugin.so lib/pkgconfig/qsync.pc \
     lib/cmake/qsync/qsyncConfig.cmake lib/cmake/qsync/qsyncConfigVersion.cmake; do
     [ -e "$prefix/$f" ] || { echo "FAIL: $f not installed" >&2; exit 1; }

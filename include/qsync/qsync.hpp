@@ -1,16 +1,17 @@
-// A small RAII wrapper over libqsync's C API, for C++17 programs.
+// qsync.hpp: libqsync for C++17, header-only, over the C API of qsync.h.
 //
-// It belongs to this example, not to the library: copy it and change it to
-// suit your simulator. It shows the three things a C++ user needs:
-//   - ownership: the loop and the context are objects that clean up in their
-//     destructors, so QEMU never outlives the scope that started it;
-//   - callbacks as std::function (lambdas that capture), dispatched from the
-//     C callbacks through qsync_get_data();
-//   - errors as exceptions, and never an exception thrown through C: one that
-//     escapes a callback is kept, the context is closed, and
-//     rethrow_if_failed() throws it again on the caller's side.
-#ifndef QSYNC_EXAMPLE_GUEST_HPP
-#define QSYNC_EXAMPLE_GUEST_HPP
+//   - Ownership: Loop, Guest and Group clean up in their destructors, so
+//     QEMU never outlives the scope that started it.
+//   - Callbacks are std::function (lambdas that capture), dispatched from
+//     the C callbacks through qsync_get_data().
+//   - Errors are exceptions (qsync::Error, with the library's code), and no
+//     exception ever crosses the C library: one that escapes a callback is
+//     kept, the guest is closed, and rethrow_if_failed() throws it again on
+//     the caller's side.
+//   - Everything the wrapper does not cover is one call away: raw() gives
+//     the qsync_ctx / qsync_group for any function of qsync.h.
+#ifndef QSYNC_QSYNC_HPP
+#define QSYNC_QSYNC_HPP
 
 #include <chrono>
 #include <cstdint>
@@ -24,7 +25,7 @@
 
 #include <qsync/qsync.h>
 
-namespace qsync_example {
+namespace qsync {
 
 // A failed call: the library's code and its text.
 class Error : public std::runtime_error {
@@ -75,6 +76,7 @@ public:
     using ExitedFn = std::function<void(const qsync_exit &)>;
     using ErrorFn = std::function<void(int code, std::string_view message)>;
     using OutputFn = std::function<void(std::string_view data)>;
+    using LineFn = std::function<void(std::string_view line, uint64_t virtual_ns)>;
 
     // Filled with the library's defaults; change fields before passing it.
     static qsync_options default_options()
@@ -93,6 +95,8 @@ public:
         cbs.exited = &Guest::c_exited;
         cbs.error = &Guest::c_error;
         cbs.output = &Guest::c_output;
+        cbs.output_line = &Guest::c_output_line;
+        cbs.stderr_output = nullptr; // set by on_stderr(), before start()
         char err[256] = "";
         int rc = qsync_ctx_new(loop.get(), &opts, &cbs, &ctx_, err, sizeof err);
         if (rc < 0)
@@ -119,7 +123,11 @@ public:
     Guest &on_reached(ReachedFn f) { reached_ = std::move(f); return *this; }
     Guest &on_exited(ExitedFn f) { exited_ = std::move(f); return *this; }
     Guest &on_error(ErrorFn f) { error_ = std::move(f); return *this; }
+    // stdout_mode QSYNC_OUTPUT_CALLBACK: the bytes as they come.
     Guest &on_output(OutputFn f) { output_ = std::move(f); return *this; }
+    // stdout_mode QSYNC_OUTPUT_LINES: each line, with the virtual time of
+    // the stop that ended its quantum.
+    Guest &on_line(LineFn f) { line_ = std::move(f); return *this; }
 
     // Spawns QEMU: argv[0] is the binary, the rest its arguments.
     void start(const std::vector<std::string> &argv)
@@ -139,6 +147,37 @@ public:
             throw std::invalid_argument("advance: negative duration");
         check("qsync_advance_ns", qsync_advance_ns(live(), static_cast<uint64_t>(d.count())));
     }
+
+    // Grants up to an absolute deadline.
+    void advance_to(std::chrono::nanoseconds deadline)
+    {
+        if (deadline.count() < 0)
+            throw std::invalid_argument("advance_to: negative deadline");
+        check("qsync_advance_to_ns",
+              qsync_advance_to_ns(live(), static_cast<uint64_t>(deadline.count())));
+    }
+
+    // Bytes for the guest's serial0 at the current stop (plugin mode).
+    void send_input(std::string_view bytes)
+    {
+        check("qsync_send_input", qsync_send_input(live(), bytes.data(), bytes.size()));
+    }
+
+    // What the handshake said (throws before it).
+    qsync_info info() const
+    {
+        qsync_info i;
+        if (!ctx_)
+            throw Error("the guest is closed", QSYNC_ESTATE);
+        int rc = qsync_get_info(ctx_, &i);
+        if (rc < 0)
+            throw Error("qsync_get_info", rc);
+        return i;
+    }
+
+    // The C context, for any call of qsync.h this class does not wrap;
+    // nullptr once the guest is closed. Do not close or free it yourself.
+    qsync_ctx *raw() const noexcept { return ctx_; }
 
     // Closes the context; QEMU ends. Asynchronous: the context is freed from
     // the loop (closed() turns true). Harmless when already closing.
@@ -215,6 +254,10 @@ private:
     {
         dispatch(ctx, self(ctx).output_, std::string_view(data, len));
     }
+    static void c_output_line(qsync_ctx *ctx, const char *line, size_t len, uint64_t v)
+    {
+        dispatch(ctx, self(ctx).line_, std::string_view(line, len), v);
+    }
     static void c_closed(qsync_ctx *ctx) { self(ctx).ctx_ = nullptr; }
 
     Loop &loop_;
@@ -226,8 +269,94 @@ private:
     ExitedFn exited_;
     ErrorFn error_;
     OutputFn output_;
+    LineFn line_;
 };
 
-} // namespace qsync_example
+// A barrier over several Guests on one Loop (qsync_group_*). It does not
+// own its members: a Guest leaves the group when it is closed and freed.
+// Destroy the Group only when no group advance is pending, or from the
+// loop's thread: the C group is freed once its callback has fired.
+class Group {
+public:
+    using DoneFn = std::function<void(int status, uint64_t deadline_ns)>;
 
-#endif
+    Group()
+    {
+        int rc = qsync_group_new(&group_);
+        if (rc < 0)
+            throw Error("qsync_group_new", rc);
+        qsync_group_set_data(group_, this);
+    }
+    ~Group()
+    {
+        if (group_) {
+            qsync_group_set_data(group_, nullptr);
+            qsync_group_free(group_);
+        }
+    }
+    Group(const Group &) = delete;
+    Group &operator=(const Group &) = delete;
+
+    void add(Guest &g) { check("qsync_group_add", g, qsync_group_add(group_, live(g))); }
+    void remove(Guest &g) { check("qsync_group_remove", g, qsync_group_remove(group_, live(g))); }
+    size_t size() const noexcept { return qsync_group_size(group_); }
+    std::chrono::nanoseconds now() const
+    {
+        return std::chrono::nanoseconds(qsync_group_now_ns(group_));
+    }
+
+    // Advances every member to the deadline; done fires once, after each
+    // member's own on_reached, with the first failure or 0. An exception
+    // that escapes done is kept for rethrow_if_failed().
+    void advance_to(std::chrono::nanoseconds deadline, DoneFn done)
+    {
+        done_ = std::move(done);
+        int rc = qsync_group_advance_to_ns(group_, static_cast<uint64_t>(deadline.count()),
+                                           &Group::c_done);
+        if (rc < 0)
+            throw Error("qsync_group_advance_to_ns", rc);
+    }
+    void advance(std::chrono::nanoseconds d, DoneFn done) { advance_to(now() + d, std::move(done)); }
+
+    void rethrow_if_failed()
+    {
+        if (failure_)
+            std::rethrow_exception(std::exchange(failure_, nullptr));
+    }
+
+    qsync_group *raw() const noexcept { return group_; }
+
+private:
+    static qsync_ctx *live(Guest &g)
+    {
+        if (!g.raw())
+            throw Error("the guest is closed", QSYNC_ESTATE);
+        return g.raw();
+    }
+    static void check(const char *what, Guest &g, int rc)
+    {
+        if (rc < 0)
+            throw Error(std::string(what) + " (" + qsync_last_error(g.raw()) + ")", rc);
+    }
+    static void c_done(qsync_group *group, int status, uint64_t deadline_ns)
+    {
+        auto *self = static_cast<Group *>(qsync_group_get_data(group));
+        if (!self || !self->done_)
+            return;
+        DoneFn fn = self->done_; // the callback may start the next advance
+        try {
+            fn(status, deadline_ns);
+        } catch (...) {
+            if (!self->failure_)
+                self->failure_ = std::current_exception();
+        }
+    }
+
+    qsync_group *group_ = nullptr;
+    DoneFn done_;
+    std::exception_ptr failure_;
+};
+
+} // namespace qsync
+
+#endif /* QSYNC_QSYNC_HPP */
