@@ -188,18 +188,42 @@ static int readable(const char *path)
     return access(path, R_OK) == 0;
 }
 
-/* Replaces ctx->plugin_path with the first candidate that exists. */
-static int try_candidate(qsync_ctx *ctx, const char *dir, const char *rel)
+/* The places looked at, for the message when none has the module. */
+struct looked {
+    char text[1024];
+    size_t len;
+};
+
+static void note_looked(struct looked *lk, const char *path)
+{
+    if (lk->len + 1 >= sizeof lk->text)
+        return;
+    int n = snprintf(lk->text + lk->len, sizeof lk->text - lk->len, "%s%s", lk->len ? ", " : "",
+                     path);
+    if (n > 0)
+        lk->len += (size_t)n < sizeof lk->text - lk->len ? (size_t)n : sizeof lk->text - lk->len - 1;
+}
+
+/* Replaces ctx->plugin_path with the candidate dir/rel if it exists. */
+static int try_candidate(qsync_ctx *ctx, struct looked *lk, const char *dir, const char *rel)
 {
     char buf[PATH_MAX];
     int n = snprintf(buf, sizeof buf, "%s/%s", dir, rel);
-    if (n <= 0 || (size_t)n >= sizeof buf || !readable(buf))
+    if (n <= 0 || (size_t)n >= sizeof buf)
         return 0;
+    if (!readable(buf)) {
+        note_looked(lk, buf);
+        return 0;
+    }
     ctx->plugin_path = strdup(buf);
     return ctx->plugin_path ? 1 : qsync__nomem(ctx, "qsync_start");
 }
 
-static int try_dir_of(qsync_ctx *ctx, const char *file)
+/* DIR/qsync/, DIR/../lib/qsync/ and DIR/../LIBDIR/qsync/, where LIBDIR is
+ * the library directory the install uses relative to its prefix
+ * (lib64, lib/x86_64-linux-gnu...): the build tree and every installed
+ * tree, wherever its prefix was moved, have one of these shapes. */
+static int try_dir_of(qsync_ctx *ctx, struct looked *lk, const char *file)
 {
     char dir[PATH_MAX];
     size_t n = strlen(file);
@@ -210,17 +234,18 @@ static int try_dir_of(qsync_ctx *ctx, const char *file)
     if (!slash)
         return 0;
     *slash = '\0';
-    int rc = try_candidate(ctx, dir, "qsync/" QSYNC_PLUGIN_FILE);
+    int rc = try_candidate(ctx, lk, dir, "qsync/" QSYNC_PLUGIN_FILE);
     if (rc == 0)
-        rc = try_candidate(ctx, dir, "../lib/qsync/" QSYNC_PLUGIN_FILE);
+        rc = try_candidate(ctx, lk, dir, "../lib/qsync/" QSYNC_PLUGIN_FILE);
+    if (rc == 0 && strcmp(QSYNC_INSTALL_LIBDIR, "lib") != 0)
+        rc = try_candidate(ctx, lk, dir, "../" QSYNC_INSTALL_LIBDIR "/qsync/" QSYNC_PLUGIN_FILE);
     return rc;
 }
 
 /*
  * Order: the option, $QSYNC_PLUGIN, then for the shared library's directory
- * and then the executable's (a static link): DIR/qsync/ and DIR/../lib/qsync/
- * (the build tree and an installed tree have the same shape), and last the
- * path the install put it in.
+ * and then the executable's (a static link) the shapes of try_dir_of(), and
+ * last the path the install was configured with.
  */
 int qsync__find_plugin(qsync_ctx *ctx)
 {
@@ -238,29 +263,38 @@ int qsync__find_plugin(qsync_ctx *ctx)
         ctx->plugin_path = strdup(env);
         return ctx->plugin_path ? 0 : qsync__nomem(ctx, "qsync_start");
     }
+    struct looked lk;
+    lk.len = 0;
+    lk.text[0] = '\0';
     Dl_info info;
     int rc = 0;
     if (dladdr((void *)&qsync_version, &info) && info.dli_fname)
-        rc = try_dir_of(ctx, info.dli_fname);
+        rc = try_dir_of(ctx, &lk, info.dli_fname);
     if (rc == 0) {
         char exe[PATH_MAX];
         ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
         if (n > 0) {
             exe[n] = '\0';
-            rc = try_dir_of(ctx, exe);
+            rc = try_dir_of(ctx, &lk, exe);
         }
     }
-    if (rc == 0 && readable(QSYNC_PLUGIN_INSTALLED_PATH)) {
-        ctx->plugin_path = strdup(QSYNC_PLUGIN_INSTALLED_PATH);
-        rc = ctx->plugin_path ? 1 : qsync__nomem(ctx, "qsync_start");
+    if (rc == 0) {
+        if (readable(QSYNC_PLUGIN_INSTALLED_PATH)) {
+            ctx->plugin_path = strdup(QSYNC_PLUGIN_INSTALLED_PATH);
+            rc = ctx->plugin_path ? 1 : qsync__nomem(ctx, "qsync_start");
+        } else {
+            note_looked(&lk, QSYNC_PLUGIN_INSTALLED_PATH);
+        }
     }
     if (rc < 0)
         return rc;
     if (rc == 0)
         return qsync__set_error(ctx, QSYNC_ENOPLUGIN,
                                 "cannot find " QSYNC_PLUGIN_FILE
-                                ": set qsync_options.plugin_path or $QSYNC_PLUGIN "
-                                "(looked beside the library, the executable, and in "
-                                QSYNC_PLUGIN_INSTALLED_PATH ")");
+                                ": set qsync_options.plugin_path or $QSYNC_PLUGIN to it "
+                                "(pkg-config --variable=plugindir qsync, or ${QSYNC_PLUGIN} "
+                                "from find_package(qsync), says where it is installed); "
+                                "looked at %s",
+                                lk.text);
     return 0;
 }

@@ -55,4 +55,33 @@ cmake --build "$work/cm" >>"$work/cm.log"
 "$prefix/bin/qsync-step" --quantum 10us --until 100us --json "$work/s.json" -- \
     "$qemu" -M pc -nodefaults -display none -kernel "$guest" -append "compute 100000000"
 grep -q '"quanta": 10,' "$work/s.json"
+
+# A tree configured for one prefix and another library directory (lib64),
+# then installed under a different prefix: the installed qsync-step, and a
+# program linked statically and installed in its bin/, find the plugin
+# relative to themselves; a static program outside the tree is told where
+# the library looked, and finds it through $QSYNC_PLUGIN.
+b64=$work/b64
+p64=$work/p64
+{
+    cmake -S "$src" -B "$b64" -DCMAKE_INSTALL_PREFIX=/nonexistent/qsync \
+        -DCMAKE_INSTALL_LIBDIR=lib64 -DQSYNC_BUILD_TESTS=OFF -DQSYNC_BUILD_EXAMPLES=OFF &&
+        cmake --build "$b64" -j"$(nproc)" && cmake --install "$b64" --prefix "$p64"
+} >"$work/b64.log" 2>&1 || { cat "$work/b64.log" >&2; echo "FAIL: the lib64 build" >&2; exit 1; }
+[ -e "$p64/lib64/qsync/libqsync-plugin.so" ] || { echo "FAIL: no lib64/qsync/ plugin" >&2; exit 1; }
+"$p64/bin/qsync-step" --quantum 10us --until 100us --json "$work/s64.json" -- \
+    "$qemu" -M pc -nodefaults -display none -kernel "$guest" -append "compute 100000000"
+grep -q '"quanta": 10,' "$work/s64.json"
+cc -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -o "$p64/bin/consumer-static" \
+    "$src/tests/install/consumer/main.c" -I"$p64/include" "$p64/lib64/libqsync.a" \
+    $(pkg-config --libs libuv) -lpthread -ldl
+"$p64/bin/consumer-static" "$qemu" "$guest"
+mkdir "$work/elsewhere"
+cp "$p64/bin/consumer-static" "$work/elsewhere/"
+if "$work/elsewhere/consumer-static" "$qemu" "$guest" >"$work/elsewhere.out" 2>&1; then
+    echo "FAIL: a static program outside the tree found a plugin" >&2; exit 1
+fi
+grep -q "looked at .*/nonexistent/qsync/lib64/qsync/libqsync-plugin.so" "$work/elsewhere.out" || {
+    echo "FAIL: the message does not say where it looked: $(cat "$work/elsewhere.out")" >&2; exit 1; }
+QSYNC_PLUGIN="$p64/lib64/qsync/libqsync-plugin.so" "$work/elsewhere/consumer-static" "$qemu" "$guest"
 echo "install: all checks passed"
