@@ -244,6 +244,10 @@ typedef struct qsync_ctx qsync_ctx;
 /* Stop flags. */
 #define QSYNC_STOP_IDLE 0x1u      /* the guest was halted during the quantum  */
 #define QSYNC_STOP_DEVIATION 0x2u /* virtual_ns differs from the deadline     */
+/* Input sent with qsync_send_input() is still waiting: the guest's UART
+ * has not taken all of it (its receive FIFO is full, or off and holding an
+ * unread byte, as before the guest sets the UART up). */
+#define QSYNC_STOP_INPUT_WAITING 0x4u
 
 /* Where the guest stopped. Valid only during the callback. In qqq and
  * FIFO modes the protocols carry no counts: instructions, overshoot_insns

@@ -422,6 +422,8 @@ void qsync__on_report(qsync_ctx *ctx, const struct qsync_wire_report *r)
         stop.flags |= QSYNC_STOP_IDLE;
     if ((r->flags & QSYNC_WIRE_R_DEVIATION) || r->virtual_ns != r->deadline_ns)
         stop.flags |= QSYNC_STOP_DEVIATION;
+    if (r->flags & QSYNC_WIRE_R_INPUT_WAITING)
+        stop.flags |= QSYNC_STOP_INPUT_WAITING;
     stop.n_vcpus = r->n_vcpus;
     stop.vcpu_instructions = r->vcpu_insns;
     qsync__complete(ctx, &stop, r->deadline_ns);

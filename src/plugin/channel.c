@@ -257,6 +257,8 @@ static void send_report(void)
     engine->sample(deadline_ns, &msg.u.report);
     msg.u.report.seq = last_seq;
     msg.u.report.deadline_ns = deadline_ns;
+    if (qsync__input_pending() > 0)
+        msg.u.report.flags |= QSYNC_WIRE_R_INPUT_WAITING;
     int rc = qsync__channel_send(&msg);
     if (rc == -EPIPE)
         controller_gone();

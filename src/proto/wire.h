@@ -16,7 +16,7 @@
 #include <stdint.h>
 
 #define QSYNC_WIRE_MAJOR 1
-#define QSYNC_WIRE_MINOR 1 /* 1: INPUT and QSYNC_WIRE_G_INPUT */
+#define QSYNC_WIRE_MINOR 2 /* 1: INPUT and QSYNC_WIRE_G_INPUT; 2: R_INPUT_WAITING */
 
 #define QSYNC_WIRE_HEADER_SIZE 8u
 /* Bounds every frame, so a garbage length can never make a reader allocate. */
@@ -53,6 +53,7 @@ enum qsync_wire_engine {
 /* Report flag bits. */
 #define QSYNC_WIRE_R_IDLE 0x1u      /* the guest was halted at some point    */
 #define QSYNC_WIRE_R_DEVIATION 0x2u /* reached != deadline; see the fields   */
+#define QSYNC_WIRE_R_INPUT_WAITING 0x4u /* input bytes the UART has not taken yet */
 
 struct qsync_wire_hello {
     uint16_t major, minor;   /* protocol version                          */

@@ -219,6 +219,39 @@ static void test_close_inputs_block(void **state)
     check_close_inputs("block");
 }
 
+/*
+ * Input sent before the guest reads its UART is never lost unseen: the
+ * UART (FIFO off at power-on) takes one byte, the rest waits in the plugin,
+ * and every stop says so with QSYNC_STOP_INPUT_WAITING, until the guest
+ * reads; a guest that reads clears it at its next stop.
+ */
+static void test_input_waiting_is_flagged(void **state)
+{
+    (void)state;
+    struct out o = {0};
+    qsync_ctx *ctx = start_guest(&o, "stdio", "compute 100000000", QSYNC_MODE_PLUGIN);
+    qsync_stop stop;
+    assert_int_equal(qsync_advance_wait(ctx, 100000, &stop), 0);
+    assert_int_equal(stop.flags & QSYNC_STOP_INPUT_WAITING, 0);
+    assert_int_equal(qsync_send_input(ctx, "#1 100\n", 7), 0);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(qsync_advance_wait(ctx, 100000, &stop), 0);
+        assert_true(stop.flags & QSYNC_STOP_INPUT_WAITING);
+    }
+    assert_int_equal(qsync_close_wait(ctx), 0);
+
+    /* The recv guest reads: once it has, nothing waits. */
+    struct out o2 = {0};
+    ctx = start_guest(&o2, "stdio", "recv count=1", QSYNC_MODE_PLUGIN);
+    assert_int_equal(qsync_run_until(ctx, 8000000, 1000000, NULL), 0);
+    assert_non_null(strstr(o2.text, "recv start"));
+    assert_int_equal(qsync_send_input(ctx, "#1 100\n", 7), 0);
+    assert_int_equal(qsync_advance_wait(ctx, 100000, &stop), 0);
+    assert_int_equal(stop.flags & QSYNC_STOP_INPUT_WAITING, 0);
+    arrival(&o2, 1);
+    assert_int_equal(qsync_close_wait(ctx), 0);
+}
+
 /* Input for a QEMU without a serial port ends it with a clear error. */
 static void test_input_without_serial0(void **state)
 {
@@ -282,6 +315,7 @@ int main(void)
         cmocka_unit_test(test_input_without_serial0),
         cmocka_unit_test(test_input_never_read),
         cmocka_unit_test(test_input_not_in_qqq_mode),
+        cmocka_unit_test(test_input_waiting_is_flagged),
         cmocka_unit_test(test_close_inputs_timer),
         cmocka_unit_test(test_close_inputs_insn),
         cmocka_unit_test(test_close_inputs_block),

@@ -411,7 +411,7 @@ static void test_hello_layout(void **state)
     static const uint8_t head[] = {
         0x01, 0x00, 0x00, 0x00, 0x54, 0x00, 0x00, 0x00, /* type 1, length 84    */
         0x01, 0x00,                                     /* major 1              */
-        0x01, 0x00,                                     /* minor 1              */
+        0x02, 0x00,                                     /* minor 2              */
         0x03, 0x02, 0x01, 0x00,                         /* plugin 1.2.3         */
         0x04, 0x00, 0x00, 0x00,                         /* 4 vCPUs              */
         0x02,                                           /* engine timer         */
