@@ -5,7 +5,7 @@
  * each channel (pipes, shared memory), with the controller and QEMU left
  * to the scheduler and pinned to one core. Then the Linux guest's boot,
  * free against lockstep at 100 us with the default engine on each channel.
- * The controller is the blocking helper qsync_advance_wait(), the way a
+ * The controller is the blocking helper qsync_advance_wait_ns(), the way a
  * simulator without a loop of its own steps QEMU.
  * Every figure is the median of REPS runs; ratios are against the free run
  * of the same work in the same placement. Each compute cell shows two: the
@@ -138,10 +138,10 @@ static double lockstep_run(const char *append, int is_linux, const char *engine,
     uint64_t t0 = qsync_bench_now_ns();
     int rc = qsync_start(ctx, argv);
     while (rc == 0)
-        rc = qsync_advance_wait(ctx, quantum_ns, NULL);
+        rc = qsync_advance_wait_ns(ctx, quantum_ns, NULL);
     int64_t status = -1;
     if (rc == QSYNC_EEXITED)
-        rc = qsync_wait_exit(ctx, 0, &status);
+        rc = qsync_wait_exit_ms(ctx, 0, &status);
     uint64_t t1 = qsync_bench_now_ns();
     if (rc)
         fprintf(stderr, "bench-qemu: engine=%s: %s\n", engine, qsync_last_error(ctx));

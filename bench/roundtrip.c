@@ -9,7 +9,7 @@
  *
  * Two ways of driving it: "loop", the asynchronous API on the caller's
  * libuv loop (the next advance from the reached callback), and "blocking",
- * qsync_advance_wait() on a private loop, which may poll the shm ring
+ * qsync_advance_wait_ns() on a private loop, which may poll the shm ring
  * before it sleeps.
  * usage: bench-roundtrip FAKE_QEMU [ROUNDS [REPS]]
  */
@@ -50,7 +50,7 @@ static void unpin(void)
     sched_setaffinity(0, sizeof all, &all);
 }
 
-/* ns per advance with qsync_advance_wait() on a private loop, or -1. */
+/* ns per advance with qsync_advance_wait_ns() on a private loop, or -1. */
 static double lib_roundtrip_blocking(const char *fake, qsync_channel channel, long rounds,
                                      int pin)
 {
@@ -65,10 +65,10 @@ static double lib_roundtrip_blocking(const char *fake, qsync_channel channel, lo
     const char *argv[] = {fake, "good", NULL};
     int rc = qsync_start(ctx, argv);
     if (rc == 0)
-        rc = qsync_advance_wait(ctx, 1000, NULL);
+        rc = qsync_advance_wait_ns(ctx, 1000, NULL);
     uint64_t t0 = qsync_bench_now_ns();
     for (long i = 0; i < rounds && rc == 0; i++)
-        rc = qsync_advance_wait(ctx, 1000, NULL);
+        rc = qsync_advance_wait_ns(ctx, 1000, NULL);
     uint64_t t1 = qsync_bench_now_ns();
     qsync_close_wait(ctx);
     if (pin)

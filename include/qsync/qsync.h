@@ -86,7 +86,7 @@ QSYNC_EXPORT const char *qsync_err_name(int code);
  * the context unusable (QEMU gone, channel corrupt, watchdog fired). After
  * a fatal error the only useful call is qsync_close(). Two returns are not
  * fatal whatever their code: a failed qsync_start() (fix the cause and call
- * it again) and qsync_wait_exit()'s QSYNC_ETIMEDOUT (QEMU still runs).
+ * it again) and qsync_wait_exit_ms()'s QSYNC_ETIMEDOUT (QEMU still runs).
  */
 QSYNC_EXPORT int qsync_is_fatal(int code);
 
@@ -204,8 +204,8 @@ typedef struct qsync_options {
      * create the shared memory fails qsync_start(); _AUTO then uses pipes. */
     qsync_channel channel;
 
-    /* Shared-memory channel: how long qsync_advance_wait() and
-     * qsync_run_until() poll for QEMU's answer before they sleep in the
+    /* Shared-memory channel: how long qsync_advance_wait_ns() and
+     * qsync_run_until_ns() poll for QEMU's answer before they sleep in the
      * loop, in ns. Polling spares a wake-up (tens of microseconds across
      * cores on a VM) but keeps a core busy; it is cut back by itself while
      * answers come later than this. Default 50000 (50 us); 0 never polls;
@@ -406,7 +406,8 @@ QSYNC_EXPORT int qsync_start(qsync_ctx *ctx, const char *const argv[]);
  */
 QSYNC_EXPORT int qsync_advance(qsync_ctx *ctx, uint64_t us);
 
-/* As qsync_advance(), in nanoseconds. */
+/* As qsync_advance(), in nanoseconds. (qsync_advance() is the one function
+ * that takes microseconds; every other time says its unit in its name.) */
 QSYNC_EXPORT int qsync_advance_ns(qsync_ctx *ctx, uint64_t ns);
 
 /* As qsync_advance(), to an absolute deadline, which must not be before the
@@ -562,15 +563,15 @@ QSYNC_EXPORT void qsync_group_free(qsync_group *group);
  * (called from a callback), or any code of qsync_advance_ns() or of the
  * reached callback.
  */
-QSYNC_EXPORT int qsync_advance_wait(qsync_ctx *ctx, uint64_t ns, qsync_stop *stop);
+QSYNC_EXPORT int qsync_advance_wait_ns(qsync_ctx *ctx, uint64_t ns, qsync_stop *stop);
 
 /*
  * Waits for the advance already made with qsync_advance*(): the join of
  * "grant a quantum, run my own model's step while QEMU runs it, then wait
- * for QEMU". Polls the channel as qsync_advance_wait() does. The advance
+ * for QEMU". Polls the channel as qsync_advance_wait_ns() does. The advance
  * watchdog (advance_timeout_ms) counts from this call, so the time spent
  * on the caller's own step does not count against QEMU. Each advance's
- * outcome is returned once; *stop as for qsync_advance_wait(). When QEMU
+ * outcome is returned once; *stop as for qsync_advance_wait_ns(). When QEMU
  * has ended (QSYNC_EEXITED), it returns once QEMU's exit is known, with
  * its status and last line of stderr in qsync_last_error().
  * Returns 0, QSYNC_ESTATE (the context has a caller's loop, or no advance
@@ -585,9 +586,9 @@ QSYNC_EXPORT int qsync_wait_reached(qsync_ctx *ctx, qsync_stop *stop);
  * *stop gets the last stop (it is left alone when deadline_ns is already the
  * current time). Returns 0 when deadline_ns was reached, QSYNC_EEXITED when
  * QEMU ended first, QSYNC_EARG (quantum_ns is 0), QSYNC_ERANGE (deadline_ns
- * is in the past), or the codes of qsync_advance_wait().
+ * is in the past), or the codes of qsync_advance_wait_ns().
  */
-QSYNC_EXPORT int qsync_run_until(qsync_ctx *ctx, uint64_t deadline_ns, uint64_t quantum_ns,
+QSYNC_EXPORT int qsync_run_until_ns(qsync_ctx *ctx, uint64_t deadline_ns, uint64_t quantum_ns,
                                  qsync_stop *stop);
 
 /*
@@ -595,7 +596,7 @@ QSYNC_EXPORT int qsync_run_until(qsync_ctx *ctx, uint64_t deadline_ns, uint64_t 
  * without granting time. Returns 0 (and the exit status in *exit_status,
  * -1 for a signal), QSYNC_ETIMEDOUT, QSYNC_ESTATE or QSYNC_ERECURSE.
  */
-QSYNC_EXPORT int qsync_wait_exit(qsync_ctx *ctx, uint64_t timeout_ms, int64_t *exit_status);
+QSYNC_EXPORT int qsync_wait_exit_ms(qsync_ctx *ctx, uint64_t timeout_ms, int64_t *exit_status);
 
 /*
  * Closes a context with a private loop and frees it before returning: QEMU

@@ -69,34 +69,34 @@ int qsync_wait_reached(qsync_ctx *ctx, qsync_stop *stop)
     return wait_outcome(ctx, "qsync_wait_reached", stop);
 }
 
-int qsync_advance_wait(qsync_ctx *ctx, uint64_t ns, qsync_stop *stop)
+int qsync_advance_wait_ns(qsync_ctx *ctx, uint64_t ns, qsync_stop *stop)
 {
-    int rc = check_blocking(ctx, "qsync_advance_wait");
+    int rc = check_blocking(ctx, "qsync_advance_wait_ns");
     if (rc)
         return rc;
     rc = qsync_advance_ns(ctx, ns);
     if (rc)
         return rc;
-    return wait_outcome(ctx, "qsync_advance_wait", stop);
+    return wait_outcome(ctx, "qsync_advance_wait_ns", stop);
 }
 
-int qsync_run_until(qsync_ctx *ctx, uint64_t deadline_ns, uint64_t quantum_ns, qsync_stop *stop)
+int qsync_run_until_ns(qsync_ctx *ctx, uint64_t deadline_ns, uint64_t quantum_ns, qsync_stop *stop)
 {
-    int rc = check_blocking(ctx, "qsync_run_until");
+    int rc = check_blocking(ctx, "qsync_run_until_ns");
     if (rc)
         return rc;
     if (quantum_ns == 0)
-        return qsync__set_error(ctx, QSYNC_EARG, "qsync_run_until: quantum_ns must be positive");
+        return qsync__set_error(ctx, QSYNC_EARG, "qsync_run_until_ns: quantum_ns must be positive");
     if (deadline_ns < ctx->now_ns)
         return qsync__set_error(ctx, QSYNC_ERANGE,
-                                "qsync_run_until: deadline %llu ns is before the current %llu ns",
+                                "qsync_run_until_ns: deadline %llu ns is before the current %llu ns",
                                 (unsigned long long)deadline_ns,
                                 (unsigned long long)ctx->now_ns);
     while (ctx->now_ns < deadline_ns) {
         uint64_t step = deadline_ns - ctx->now_ns;
         if (step > quantum_ns)
             step = quantum_ns;
-        rc = qsync_advance_wait(ctx, step, stop);
+        rc = qsync_advance_wait_ns(ctx, step, stop);
         if (rc)
             return rc;
     }
@@ -108,13 +108,13 @@ static void wait_timer_cb(uv_timer_t *t)
     *(int *)t->data = 1;
 }
 
-int qsync_wait_exit(qsync_ctx *ctx, uint64_t timeout_ms, int64_t *exit_status)
+int qsync_wait_exit_ms(qsync_ctx *ctx, uint64_t timeout_ms, int64_t *exit_status)
 {
-    int rc = check_blocking(ctx, "qsync_wait_exit");
+    int rc = check_blocking(ctx, "qsync_wait_exit_ms");
     if (rc)
         return rc;
     if (!ctx->started)
-        return qsync__set_error(ctx, QSYNC_ESTATE, "qsync_wait_exit: QEMU is not started");
+        return qsync__set_error(ctx, QSYNC_ESTATE, "qsync_wait_exit_ms: QEMU is not started");
     int expired = 0;
     uv_timer_t timer;
     uv_timer_init(ctx->loop, &timer);
@@ -129,7 +129,7 @@ int qsync_wait_exit(qsync_ctx *ctx, uint64_t timeout_ms, int64_t *exit_status)
     uv_run(ctx->loop, UV_RUN_NOWAIT);
     if (!ctx->exited_fired)
         return qsync__set_error(ctx, QSYNC_ETIMEDOUT,
-                                "qsync_wait_exit: QEMU still running after %llu ms",
+                                "qsync_wait_exit_ms: QEMU still running after %llu ms",
                                 (unsigned long long)timeout_ms);
     if (exit_status)
         *exit_status = ctx->exit_status;

@@ -72,7 +72,7 @@ static void check(qsync_channel channel)
                           "-kernel", GUEST_ELF, "-append", "compute 100000000", NULL};
     assert_int_equal(qsync_start(ctx, argv), 0);
     /* After the first stop the plugin is installed and its channel open. */
-    rc = qsync_advance_wait(ctx, 1000, NULL);
+    rc = qsync_advance_wait_ns(ctx, 1000, NULL);
     if (rc)
         fail_msg("advance: %s", qsync_last_error(ctx));
     int pid = qsync_pid(ctx);

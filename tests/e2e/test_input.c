@@ -96,7 +96,7 @@ static void test_input_arrives_at_the_stop(void **state)
     qsync_ctx *ctx = start_guest(&o, "stdio", "recv count=3", QSYNC_MODE_PLUGIN);
     qsync_info info;
     /* Boot: the firmware takes about 5.7 ms of virtual time. */
-    assert_int_equal(qsync_run_until(ctx, 8000000, 1000000, NULL), 0);
+    assert_int_equal(qsync_run_until_ns(ctx, 8000000, 1000000, NULL), 0);
     assert_int_equal(qsync_get_info(ctx, &info), 0);
     assert_int_equal(info.input, 1);
     assert_non_null(strstr(o.text, "qsync-guest: recv start count=3\n"));
@@ -106,7 +106,7 @@ static void test_input_arrives_at_the_stop(void **state)
     assert_int_equal(qsync_send_input(ctx, frames, 7), 0);
     assert_int_equal(qsync_send_input(ctx, frames + 7, sizeof frames - 1 - 7), 0);
     for (int i = 0; i < 3; i++)
-        assert_int_equal(qsync_advance_wait(ctx, 100000, NULL), 0);
+        assert_int_equal(qsync_advance_wait_ns(ctx, 100000, NULL), 0);
 
     uint64_t a1 = arrival(&o, 1), a2 = arrival(&o, 2), a3 = arrival(&o, 3);
     print_message("stop at %llu ns: frame 1 seen at +%llu ns, frame 2 at +%llu ns, "
@@ -130,11 +130,11 @@ static void test_input_is_deterministic(void **state)
     for (int run = 0; run < 2; run++) {
         struct out o = {0};
         qsync_ctx *ctx = start_guest(&o, "stdio", "recv count=2", QSYNC_MODE_PLUGIN);
-        assert_int_equal(qsync_run_until(ctx, 7000000, 1000000, NULL), 0);
+        assert_int_equal(qsync_run_until_ns(ctx, 7000000, 1000000, NULL), 0);
         assert_int_equal(qsync_send_input(ctx, "#1 100\n", 7), 0);
-        assert_int_equal(qsync_advance_wait(ctx, 12345, NULL), 0);
+        assert_int_equal(qsync_advance_wait_ns(ctx, 12345, NULL), 0);
         assert_int_equal(qsync_send_input(ctx, "#2 200\n", 7), 0);
-        assert_int_equal(qsync_advance_wait(ctx, 50000, NULL), 0);
+        assert_int_equal(qsync_advance_wait_ns(ctx, 50000, NULL), 0);
         seen[run][0] = arrival(&o, 1);
         seen[run][1] = arrival(&o, 2);
         assert_int_equal(qsync_close_wait(ctx), 0);
@@ -164,7 +164,7 @@ static unsigned plugin_api(void)
     struct out o = {0};
     qsync_info info;
     qsync_ctx *ctx = start_guest_on(&o, "stdio", "compute 1000", QSYNC_MODE_PLUGIN, "engine=auto");
-    assert_int_equal(qsync_advance_wait(ctx, 1000, NULL), 0);
+    assert_int_equal(qsync_advance_wait_ns(ctx, 1000, NULL), 0);
     assert_int_equal(qsync_get_info(ctx, &info), 0);
     unsigned api = info.plugin_api;
     assert_int_equal(qsync_close_wait(ctx), 0);
@@ -183,14 +183,14 @@ static void check_close_inputs(const char *engine)
         unsigned x = spacings_ns[i];
         struct out o = {0};
         qsync_ctx *ctx = start_guest_on(&o, "stdio", "recv count=3", QSYNC_MODE_PLUGIN, args);
-        assert_int_equal(qsync_run_until(ctx, 7000000, 1000000, NULL), 0);
+        assert_int_equal(qsync_run_until_ns(ctx, 7000000, 1000000, NULL), 0);
         assert_int_equal(qsync_send_input(ctx, "#1 100\n", 7), 0);
-        int rc = qsync_advance_wait(ctx, x, NULL);
+        int rc = qsync_advance_wait_ns(ctx, x, NULL);
         if (rc)
             fail_msg("engine=%s, inputs %u ns apart: the advance between them failed: %s",
                      engine, x, qsync_last_error(ctx));
         assert_int_equal(qsync_send_input(ctx, "#2 200\n", 7), 0);
-        rc = qsync_advance_wait(ctx, 100000, NULL);
+        rc = qsync_advance_wait_ns(ctx, 100000, NULL);
         if (rc)
             fail_msg("engine=%s, inputs %u ns apart: %s", engine, x, qsync_last_error(ctx));
         uint64_t a1 = arrival(&o, 1), a2 = arrival(&o, 2);
@@ -231,11 +231,11 @@ static void test_input_waiting_is_flagged(void **state)
     struct out o = {0};
     qsync_ctx *ctx = start_guest(&o, "stdio", "compute 100000000", QSYNC_MODE_PLUGIN);
     qsync_stop stop;
-    assert_int_equal(qsync_advance_wait(ctx, 100000, &stop), 0);
+    assert_int_equal(qsync_advance_wait_ns(ctx, 100000, &stop), 0);
     assert_int_equal(stop.flags & QSYNC_STOP_INPUT_WAITING, 0);
     assert_int_equal(qsync_send_input(ctx, "#1 100\n", 7), 0);
     for (int i = 0; i < 3; i++) {
-        assert_int_equal(qsync_advance_wait(ctx, 100000, &stop), 0);
+        assert_int_equal(qsync_advance_wait_ns(ctx, 100000, &stop), 0);
         assert_true(stop.flags & QSYNC_STOP_INPUT_WAITING);
     }
     assert_int_equal(qsync_close_wait(ctx), 0);
@@ -243,10 +243,10 @@ static void test_input_waiting_is_flagged(void **state)
     /* The recv guest reads: once it has, nothing waits. */
     struct out o2 = {0};
     ctx = start_guest(&o2, "stdio", "recv count=1", QSYNC_MODE_PLUGIN);
-    assert_int_equal(qsync_run_until(ctx, 8000000, 1000000, NULL), 0);
+    assert_int_equal(qsync_run_until_ns(ctx, 8000000, 1000000, NULL), 0);
     assert_non_null(strstr(o2.text, "recv start"));
     assert_int_equal(qsync_send_input(ctx, "#1 100\n", 7), 0);
-    assert_int_equal(qsync_advance_wait(ctx, 100000, &stop), 0);
+    assert_int_equal(qsync_advance_wait_ns(ctx, 100000, &stop), 0);
     assert_int_equal(stop.flags & QSYNC_STOP_INPUT_WAITING, 0);
     arrival(&o2, 1);
     assert_int_equal(qsync_close_wait(ctx), 0);
@@ -258,9 +258,9 @@ static void test_input_without_serial0(void **state)
     (void)state;
     struct out o = {0};
     qsync_ctx *ctx = start_guest(&o, "none", "compute 100000000", QSYNC_MODE_PLUGIN);
-    assert_int_equal(qsync_advance_wait(ctx, 100000, NULL), 0);
+    assert_int_equal(qsync_advance_wait_ns(ctx, 100000, NULL), 0);
     assert_int_equal(qsync_send_input(ctx, "x", 1), 0);
-    assert_int_equal(qsync_advance_wait(ctx, 100000, NULL), QSYNC_EPLUGIN);
+    assert_int_equal(qsync_advance_wait_ns(ctx, 100000, NULL), QSYNC_EPLUGIN);
     const char *msg = qsync_last_error(ctx);
     if (strstr(msg, "no serial0") == NULL)
         fail_msg("unexpected error: %s", msg);
@@ -276,11 +276,11 @@ static void test_input_never_read(void **state)
     static char block[QSYNC_INPUT_MAX_PER_STOP];
     memset(block, 'z', sizeof block);
     qsync_ctx *ctx = start_guest(&o, "stdio", "compute 100000000", QSYNC_MODE_PLUGIN);
-    assert_int_equal(qsync_advance_wait(ctx, 100000, NULL), 0);
+    assert_int_equal(qsync_advance_wait_ns(ctx, 100000, NULL), 0);
     int rc = 0, rounds = 0;
     while (rc == 0 && rounds < 10) {
         assert_int_equal(qsync_send_input(ctx, block, sizeof block), 0);
-        rc = qsync_advance_wait(ctx, 100000, NULL);
+        rc = qsync_advance_wait_ns(ctx, 100000, NULL);
         rounds++;
     }
     /* 4 x 16 KiB fit in the queue (one byte went into the UART); the 5th
@@ -299,11 +299,11 @@ static void test_input_not_in_qqq_mode(void **state)
     (void)state;
     struct out o = {0};
     qsync_ctx *ctx = start_guest(&o, "stdio", "compute 100000000", QSYNC_MODE_QQQ);
-    assert_int_equal(qsync_advance_wait(ctx, 100000, NULL), 0);
+    assert_int_equal(qsync_advance_wait_ns(ctx, 100000, NULL), 0);
     assert_int_equal(qsync_send_input(ctx, "x", 1), QSYNC_ENOTSUP);
     assert_non_null(strstr(qsync_last_error(ctx), "only plugin mode"));
     /* Not fatal: the context goes on. */
-    assert_int_equal(qsync_advance_wait(ctx, 100000, NULL), 0);
+    assert_int_equal(qsync_advance_wait_ns(ctx, 100000, NULL), 0);
     assert_int_equal(qsync_close_wait(ctx), 0);
 }
 

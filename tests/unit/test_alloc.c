@@ -345,7 +345,7 @@ static void test_alloc_blocking(void **state)
         } else {
             assert_int_equal(rc, 0);
             qsync_stop stop;
-            assert_int_equal(qsync_advance_wait(ctx, 1000, &stop), 0);
+            assert_int_equal(qsync_advance_wait_ns(ctx, 1000, &stop), 0);
             assert_int_equal(stop.deadline_ns, 1000);
             assert_int_equal(qsync_close_wait(ctx), 0);
         }

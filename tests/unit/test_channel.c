@@ -247,11 +247,11 @@ static void test_blocking(void **state)
     qsync_ctx *ctx = start(NULL, ch, "good", &r, 0);
     qsync_stop stop;
     for (int i = 1; i <= 2000; i++) {
-        assert_int_equal(qsync_advance_wait(ctx, 1000, &stop), 0);
+        assert_int_equal(qsync_advance_wait_ns(ctx, 1000, &stop), 0);
         assert_int_equal(stop.seq, (uint64_t)i);
         assert_int_equal(stop.virtual_ns, 1000u * (uint64_t)i);
     }
-    assert_int_equal(qsync_run_until(ctx, 3000000, 7000, &stop), 0);
+    assert_int_equal(qsync_run_until_ns(ctx, 3000000, 7000, &stop), 0);
     assert_int_equal(stop.virtual_ns, 3000000);
     assert_int_equal(qsync_close_wait(ctx), 0);
 }
@@ -274,7 +274,7 @@ static void test_blocking_poll_budgets(void **state)
         assert_int_equal(qsync_start(ctx, argv), 0);
         qsync_stop stop;
         for (int i = 1; i <= 500; i++) {
-            assert_int_equal(qsync_advance_wait(ctx, 1000, &stop), 0);
+            assert_int_equal(qsync_advance_wait_ns(ctx, 1000, &stop), 0);
             assert_int_equal(stop.virtual_ns, 1000u * (uint64_t)i);
         }
         assert_int_equal(qsync_close_wait(ctx), 0);
@@ -423,7 +423,7 @@ static int memfd_failure_child(void)
         return 15;
     qsync_stop stop;
     for (int i = 0; i < 10; i++)
-        if (qsync_advance_wait(ctx, 1000, &stop))
+        if (qsync_advance_wait_ns(ctx, 1000, &stop))
             return 16;
     qsync_close_wait(ctx);
     return 0;

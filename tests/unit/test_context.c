@@ -89,7 +89,7 @@ static void on_reached(qsync_ctx *ctx, int status, const qsync_stop *stop)
         snprintf(r->input_err, sizeof r->input_err, "%s", qsync_last_error(ctx));
     }
     if (r->try_recurse)
-        r->recurse_rc = qsync_advance_wait(ctx, 1000, NULL);
+        r->recurse_rc = qsync_advance_wait_ns(ctx, 1000, NULL);
     if (r->close_in_reached && r->reached == r->close_in_reached) {
         assert_int_equal(qsync_close(ctx, NULL), 0);
         assert_int_equal(qsync_close(ctx, NULL), QSYNC_ESTATE);
@@ -501,7 +501,7 @@ static void test_bad_calls(void **state)
     assert_int_equal(qsync_start(ctx, missing), -ENOENT);
     assert_non_null(strstr(qsync_last_error(ctx), "/nonexistent/qemu-system-nothing"));
     /* Blocking helpers refuse a caller's loop. */
-    assert_int_equal(qsync_advance_wait(ctx, 10, NULL), QSYNC_ESTATE);
+    assert_int_equal(qsync_advance_wait_ns(ctx, 10, NULL), QSYNC_ESTATE);
     assert_int_equal(qsync_close_wait(ctx), QSYNC_ESTATE);
     assert_int_equal(qsync_close(ctx, on_close), 0);
     run_and_close_loop(&loop);
@@ -553,19 +553,19 @@ static void test_blocking_helpers(void **state)
     qsync_ctx *ctx = new_ctx(NULL, &o, &r);
     start(ctx, "good");
     qsync_stop stop;
-    assert_int_equal(qsync_advance_wait(ctx, 1000, &stop), 0);
+    assert_int_equal(qsync_advance_wait_ns(ctx, 1000, &stop), 0);
     assert_int_equal(stop.deadline_ns, 1000);
     assert_int_equal(stop.virtual_ns, 1000);
-    assert_int_equal(qsync_run_until(ctx, 1000000, 100000, &stop), 0);
+    assert_int_equal(qsync_run_until_ns(ctx, 1000000, 100000, &stop), 0);
     assert_int_equal(stop.deadline_ns, 1000000);
     assert_int_equal(qsync_now_ns(ctx), 1000000);
     /* 1 + 10 quanta: from 1 us in steps of 100 us, the last one shortened
      * to land on 1 ms exactly. */
     assert_int_equal(r.reached, 11);
-    assert_int_equal(qsync_run_until(ctx, 5, 1, NULL), QSYNC_ERANGE);
-    assert_int_equal(qsync_run_until(ctx, 2000000, 0, NULL), QSYNC_EARG);
+    assert_int_equal(qsync_run_until_ns(ctx, 5, 1, NULL), QSYNC_ERANGE);
+    assert_int_equal(qsync_run_until_ns(ctx, 2000000, 0, NULL), QSYNC_EARG);
     r.try_recurse = 1;
-    assert_int_equal(qsync_advance_wait(ctx, 1000, NULL), 0);
+    assert_int_equal(qsync_advance_wait_ns(ctx, 1000, NULL), 0);
     assert_int_equal(r.recurse_rc, QSYNC_ERECURSE);
     assert_int_equal(qsync_close_wait(ctx), 0);
     assert_int_equal(r.exited, 1);
@@ -597,9 +597,9 @@ static void test_blocking_watchdogs_from_now(void **state)
     qsync_ctx *ctx = new_ctx(NULL, &o, &r);
     model_step_ms(500);
     start(ctx, "good");
-    assert_int_equal(qsync_advance_wait(ctx, 1000, NULL), 0);
+    assert_int_equal(qsync_advance_wait_ns(ctx, 1000, NULL), 0);
     model_step_ms(500);
-    assert_int_equal(qsync_advance_wait(ctx, 1000, NULL), 0);
+    assert_int_equal(qsync_advance_wait_ns(ctx, 1000, NULL), 0);
     assert_int_equal(r.reached, 2);
     model_step_ms(500);
     assert_int_equal(qsync_close_wait(ctx), 0);
@@ -667,8 +667,8 @@ static void test_wait_reached(void **state)
         assert_int_equal(qsync_wait_reached(ctx, &stop), QSYNC_ESTATE);
     }
     assert_int_equal(r.reached, 3);
-    /* qsync_advance_wait() is the same join, at once. */
-    assert_int_equal(qsync_advance_wait(ctx, 1000, &stop), 0);
+    /* qsync_advance_wait_ns() is the same join, at once. */
+    assert_int_equal(qsync_advance_wait_ns(ctx, 1000, &stop), 0);
     assert_int_equal(qsync_wait_reached(ctx, &stop), QSYNC_ESTATE);
     /* QEMU was running: the close ended it. */
     assert_int_equal(qsync_close_wait(ctx), 0);
@@ -689,10 +689,10 @@ static void test_blocking_says_why(void **state)
     qsync_options o = options();
     qsync_ctx *ctx = new_ctx(NULL, &o, &r);
     start(ctx, "poweroff");
-    assert_int_equal(qsync_advance_wait(ctx, 1000, NULL), 0);
+    assert_int_equal(qsync_advance_wait_ns(ctx, 1000, NULL), 0);
     assert_int_equal(qsync_advance_ns(ctx, 1000), 0);
     assert_int_equal(qsync_wait_reached(ctx, NULL), 0);
-    assert_int_equal(qsync_advance_wait(ctx, 1000, NULL), QSYNC_EEXITED);
+    assert_int_equal(qsync_advance_wait_ns(ctx, 1000, NULL), QSYNC_EEXITED);
     const char *msg = qsync_last_error(ctx);
     if (!strstr(msg, "status 7") || !strstr(msg, "fake-qemu: the guest powered off"))
         fail_msg("the last error does not say why: '%s'", msg);
@@ -809,9 +809,9 @@ static void test_blocking_exit_status(void **state)
     qsync_options o = options();
     qsync_ctx *ctx = new_ctx(NULL, &o, &r);
     start(ctx, "poweroff");
-    assert_int_equal(qsync_run_until(ctx, 100000, 10000, NULL), QSYNC_EEXITED);
+    assert_int_equal(qsync_run_until_ns(ctx, 100000, 10000, NULL), QSYNC_EEXITED);
     int64_t status = 0;
-    assert_int_equal(qsync_wait_exit(ctx, 5000, &status), 0);
+    assert_int_equal(qsync_wait_exit_ms(ctx, 5000, &status), 0);
     assert_int_equal(status, 7);
     assert_int_equal(qsync_close_wait(ctx), 0);
     assert_int_equal(r.reached, 3);
@@ -825,7 +825,7 @@ static void test_wait_exit_timeout(void **state)
     qsync_options o = options();
     qsync_ctx *ctx = new_ctx(NULL, &o, &r);
     start(ctx, "good");
-    assert_int_equal(qsync_wait_exit(ctx, 100, NULL), QSYNC_ETIMEDOUT);
+    assert_int_equal(qsync_wait_exit_ms(ctx, 100, NULL), QSYNC_ETIMEDOUT);
     assert_int_equal(qsync_close_wait(ctx), 0);
     assert_int_equal(r.exited, 1);
     assert_int_equal(r.ex.by_close, 1);

@@ -30,7 +30,7 @@ int main(int argc, char **argv)
     rc = qsync_start(ctx, args);
     for (int i = 0; rc == 0 && i < 3; i++) {
         qsync_stop stop;
-        rc = qsync_advance_wait(ctx, 10000, &stop);
+        rc = qsync_advance_wait_ns(ctx, 10000, &stop);
         if (rc == 0 && (stop.virtual_ns != 10000u * (unsigned)(i + 1) || stop.overshoot_insns != 0)) {
             fprintf(stderr, "consumer: stop %d at %llu ns\n", i, (unsigned long long)stop.virtual_ns);
             rc = -1;
