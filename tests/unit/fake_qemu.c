@@ -27,6 +27,10 @@
  *   input       offers guest input in HELLO; before each report prints
  *               "in <bytes> <frames> <sum>\n" for the INPUT frames that came
  *               before the grant (sum: of the bytes, mod 2^32)
+ *   prompt      as good, but a grant that the fake waited for past one of
+ *               its sleep's time-out slices (slice_ns= on -plugin, default
+ *               10 ms) is answered with an ERROR naming it: on shared
+ *               memory, the library did not wake the sleeping fake
  *
  * With shm=5,efd=6 on its -plugin option it speaks all of these over the
  * shared-memory rings (src/proto/shm.h) instead of the pipes, as the
@@ -37,11 +41,15 @@
  * With -qqq write=4,read=3 it is a QEMU with seed 002's option instead:
  *   qqq-good, qqq-split (answers in two short writes), qqq-more (answers 3 us
  *   more), qqq-less, qqq-negative, qqq-half (half an answer, then exits),
- *   qqq-eof-start, qqq-eof-mid (dies inside the second advance)
+ *   qqq-eof-start, qqq-eof-mid (dies inside the second advance),
+ *   qqq-close-read (closes its read end of the request pipe, prints
+ *   "closed\n" on stdout, and stays alive answering nothing)
  * With -plugin ...,HostToGuestPipe=,GuestToHostPipe= it is seed 000's plugin:
  *   fifo-one (one byte per quantum), fifo-two (two), fifo-garbage (five at
  *   once), fifo-extra (bytes while frozen), fifo-eof-mid (dies after two
- *   quanta), fifo-never-open, fifo-die-before-open
+ *   quanta), fifo-never-open, fifo-die-before-open, fifo-close-read (opens
+ *   both FIFOs, closes its HostToGuest end, signals the first quantum done,
+ *   and stays alive)
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -67,8 +75,10 @@ static void *shm_base; /* NULL: the pipes carry the frames */
 static struct qsync__shm_ring to_plugin, to_library;
 static int shm_efd = -1;
 static struct qsync__shm_spinner shm_spinner;
+static uint64_t shm_slice_ns = 10000000;
+static unsigned slices_slept; /* waits for a grant that woke without one */
 
-static void shm_setup(const char *shm_fd, const char *efd, const char *spin)
+static void shm_setup(const char *shm_fd, const char *efd, const char *spin, const char *slice)
 {
     size_t size = qsync__shm_region_size();
     char why[160];
@@ -88,13 +98,17 @@ static void shm_setup(const char *shm_fd, const char *efd, const char *spin)
     if (spin)
         spin_ns = strtoull(spin, NULL, 10);
     qsync__shm_spinner_init(&shm_spinner, spin_ns);
+    if (slice)
+        shm_slice_ns = strtoull(slice, NULL, 10);
     shm_base = base;
 }
 
-/* The controller hung up: fd 3 says so, as the plugin's watcher sees it. */
+/* The controller hung up: fd 3 says so, as the plugin's watcher sees it.
+ * Called by qsync__shm_wait() each time its sleep ends without a frame. */
 static int hung_up(void *arg)
 {
     (void)arg;
+    slices_slept++;
     struct pollfd p = {.fd = FD_IN, .events = 0};
     return poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR)) ? -EPIPE : 0;
 }
@@ -126,7 +140,7 @@ static int in_read(void *buf, size_t len, size_t *got)
         return qsync__read_full(FD_IN, buf, len, got);
     if (got)
         *got = 0;
-    int rc = qsync__shm_wait(&to_plugin, (uint32_t)len, &shm_spinner, 10000000, hung_up, NULL);
+    int rc = qsync__shm_wait(&to_plugin, (uint32_t)len, &shm_spinner, shm_slice_ns, hung_up, NULL);
     if (rc)
         return rc;
     size_t n = qsync__shm_read(&to_plugin, buf, len);
@@ -182,6 +196,7 @@ static int read_grant(struct qsync_wire_grant *g)
 }
 
 static int stamp_output; /* scenario "stamped" */
+static int check_prompt; /* scenario "prompt"  */
 
 static void send_report(const struct qsync_wire_grant *g, uint64_t seq)
 {
@@ -205,7 +220,22 @@ static int serve(int max_grants, int exit_code_after)
 {
     struct qsync_wire_grant g;
     int n = 0;
+    slices_slept = 0;
     while (read_grant(&g) == 0) {
+        if (check_prompt && slices_slept > 0) {
+            struct qsync_wire_msg m;
+            memset(&m, 0, sizeof m);
+            m.type = QSYNC_MSG_ERROR;
+            m.u.error.code = 1;
+            snprintf(m.u.error.text, sizeof m.u.error.text,
+                     "grant %llu: slept %u time-out slice(s) of %llu ns before it came",
+                     (unsigned long long)g.seq, slices_slept, (unsigned long long)shm_slice_ns);
+            send_msg(&m);
+            char c;
+            while (read(FD_IN, &c, 1) > 0) {
+            }
+            return 0;
+        }
         if (max_grants >= 0 && n == max_grants) {
             struct qsync_wire_msg m;
             memset(&m, 0, sizeof m);
@@ -217,6 +247,7 @@ static int serve(int max_grants, int exit_code_after)
         }
         send_report(&g, g.seq);
         n++;
+        slices_slept = 0;
     }
     return 0; /* EOF: the controller closed; end at once like the plugin */
 }
@@ -273,6 +304,15 @@ static int qqq_main(const char *sc)
     int req;
     if (strcmp(sc, "qqq-eof-start") == 0)
         return 0;
+    if (strcmp(sc, "qqq-close-read") == 0) {
+        /* Requests now have no reader here; the controller's writes must
+         * neither kill it with SIGPIPE nor fail while QEMU lives. */
+        close(FD_IN);
+        printf("closed\n");
+        fflush(stdout);
+        for (;;)
+            pause();
+    }
     for (int n = 0; read_int(&req) == 0; n++) {
         if (strcmp(sc, "qqq-good") == 0) {
             write_int(req);
@@ -342,6 +382,14 @@ static int fifo_main(const char *sc, const char *h2g, const char *g2h)
         fprintf(stderr, "fake-qemu: cannot open the FIFOs\n");
         return 66;
     }
+    if (strcmp(sc, "fifo-close-read") == 0) {
+        /* The controller's HostToGuest end is open (our open returned):
+         * from now on its next byte has no reader, while we live on. */
+        close(in);
+        qsync__write_all(out, "f", 1);
+        for (;;)
+            pause();
+    }
     for (int n = 0;; n++) {
         /* The quantum runs; then "done". */
         if (strcmp(sc, "fifo-one") == 0 || strcmp(sc, "fifo-eof-mid") == 0) {
@@ -404,10 +452,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "fake-qemu: missing -icount or -plugin\n");
         return 65;
     }
-    char shm_fd[16], efd[16], spin[32];
+    char shm_fd[16], efd[16], spin[32], slice[32];
     if (plugin_opt(argc, argv, ",shm=", shm_fd, sizeof shm_fd) &&
         plugin_opt(argc, argv, ",efd=", efd, sizeof efd))
-        shm_setup(shm_fd, efd, plugin_opt(argc, argv, ",spin_ns=", spin, sizeof spin));
+        shm_setup(shm_fd, efd, plugin_opt(argc, argv, ",spin_ns=", spin, sizeof spin),
+                  plugin_opt(argc, argv, ",slice_ns=", slice, sizeof slice));
     const char *sc = argv[1];
     struct qsync_wire_grant g;
 
@@ -425,6 +474,11 @@ int main(int argc, char **argv)
         extra_guarantees = QSYNC_WIRE_G_INPUT;
         send_hello(QSYNC_WIRE_MAJOR, shift);
         return serve_input();
+    }
+    if (strcmp(sc, "prompt") == 0) {
+        check_prompt = 1;
+        send_hello(QSYNC_WIRE_MAJOR, shift);
+        return serve(-1, 0);
     }
     if (strcmp(sc, "stamped") == 0) {
         stamp_output = 1;

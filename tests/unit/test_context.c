@@ -575,6 +575,32 @@ static void test_output_comes_before_its_reached(void **state)
     assert_int_equal(r.errors, 0);
 }
 
+/*
+ * The same promise where the loop's own order cannot keep it: a blocking
+ * helper on shared memory polls the ring and sees the report before the
+ * loop has looked at the stdout pipe, so only the library's drain puts
+ * "q<seq>" ahead of its reached.
+ */
+static void test_output_before_reached_when_polling(void **state)
+{
+    (void)state;
+    struct rec r = {0};
+    r.check_stamps = 1;
+    qsync_options o = options();
+    o.stdout_mode = QSYNC_OUTPUT_CALLBACK;
+    o.channel = QSYNC_CHANNEL_SHM;
+    o.shm_poll_ns = 100000000; /* the fake answers within it: the ring is polled */
+    qsync_ctx *ctx = new_ctx(NULL, &o, &r);
+    start(ctx, "stamped");
+    qsync_stop stop;
+    for (int i = 1; i <= 60; i++) {
+        assert_int_equal(qsync_advance_wait(ctx, 1000, &stop), 0);
+        assert_int_equal(stop.seq, (uint64_t)i);
+    }
+    assert_int_equal(r.reached, 60);
+    assert_int_equal(qsync_close_wait(ctx), 0);
+}
+
 /* The input scenario's reports, read from its stdout. */
 struct input_rec {
     int ready, reached, step;
@@ -747,6 +773,7 @@ int main(void)
         cmocka_unit_test(test_wait_exit_timeout),
         cmocka_unit_test(test_stdout_to_callback),
         cmocka_unit_test(test_output_comes_before_its_reached),
+        cmocka_unit_test(test_output_before_reached_when_polling),
         cmocka_unit_test(test_send_input),
         cmocka_unit_test(test_send_input_not_offered),
         cmocka_unit_test(test_stderr_tail_is_bounded),
