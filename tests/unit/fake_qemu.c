@@ -60,6 +60,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include "fdio.h"
@@ -367,6 +368,11 @@ static const char *plugin_opt(int argc, char **argv, const char *key, char *out,
 
 static int fifo_main(const char *sc, const char *h2g, const char *g2h)
 {
+    /* As the plugin does with parent=: a test that fails between the
+     * spawn and the open of HostToGuest leaves no fake blocked in open(). */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() == 1)
+        return 0;
     if (strcmp(sc, "fifo-die-before-open") == 0) {
         fprintf(stderr, "fake-qemu: died before opening the FIFOs\n");
         return 3;
