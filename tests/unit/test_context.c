@@ -42,6 +42,8 @@ struct rec {
     int recurse_rc;
     int try_recurse;
     int check_stamps; /* out must end with "q<seq>\n" at each reached */
+    int close_in_ready; /* a handshake that should have been refused ends the run */
+    int close_on_success; /* so does a quantum that should have failed */
     int try_input;    /* call qsync_send_input() in each reached       */
     int input_rc;
     char input_err[256];
@@ -55,6 +57,8 @@ static void on_ready(qsync_ctx *ctx, const qsync_info *info)
     assert_string_equal(info->engine, "insn");
     assert_string_equal(info->target, "fake");
     assert_int_equal(info->n_vcpus, 1);
+    if (r->close_in_ready)
+        assert_int_equal(qsync_close(ctx, NULL), 0);
 }
 
 static void on_reached(qsync_ctx *ctx, int status, const qsync_stop *stop)
@@ -89,6 +93,10 @@ static void on_reached(qsync_ctx *ctx, int status, const qsync_stop *stop)
     }
     if (r->try_recurse)
         r->recurse_rc = qsync_advance_wait(ctx, 1000, NULL);
+    if (r->close_on_success && status == 0) {
+        assert_int_equal(qsync_close(ctx, NULL), 0);
+        return;
+    }
     if (r->close_in_reached && r->reached == r->close_in_reached) {
         assert_int_equal(qsync_close(ctx, NULL), 0);
         assert_int_equal(qsync_close(ctx, NULL), QSYNC_ESTATE);
@@ -258,6 +266,7 @@ static void test_bad_version(void **state)
 {
     (void)state;
     struct rec r = {0};
+    r.close_in_ready = 1; /* were the handshake accepted, nothing would end the run */
     qsync_options o = options();
     run_scenario("bad-version", &o, &r, 0);
     assert_int_equal(r.ready, 0);
@@ -271,6 +280,7 @@ static void test_wrong_seq(void **state)
 {
     (void)state;
     struct rec r = {0};
+    r.close_on_success = 1; /* were the REPORT accepted, the fake would wait for ever */
     qsync_options o = options();
     run_scenario("wrong-seq", &o, &r, 1);
     assert_int_equal(r.reached, 1);
