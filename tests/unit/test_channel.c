@@ -388,9 +388,10 @@ static void test_close_while_asleep(void **state)
 /*
  * On shared memory a peer that does not poll (spin_ns=0) sleeps on the
  * futex as soon as it has reported; each grant must wake it. The fake
- * sleeps in slices of 1 s and answers a grant that came only after a
+ * sleeps in slices of 1 s and answers a grant that it found only when a
  * slice ran out with an ERROR: a missing wake-up fails the first advance
- * instead of making every stop wait out the slice.
+ * (after 1 s, a generous bound for a wake-up) instead of making every
+ * stop wait out the slice.
  */
 static void test_shm_wakes_sleeping_peer(void **state)
 {
