@@ -118,8 +118,10 @@ if ! { cmake -S "$src" -B "$build" "${cmake_args[@]}" && cmake --build "$build" 
 fi
 
 # run_guard REGEX LOG: runs the matching tests in a session of their own,
-# and afterwards kills whatever is left in it: a test that a mutant made
-# fail may leave its peer behind.
+# and afterwards kills whatever is left in it. (The library starts QEMU,
+# or the fake QEMU, in a session of its own; those end with their
+# controller through the channel or the parent-death signal, even when a
+# mutant made a test fail half-way.)
 run_guard() {
     local pidfile=$scratch/ctest.pid rc=0
     setsid --wait bash -c 'echo $$ >"$1"; shift; exec "$@"' run_guard "$pidfile" \

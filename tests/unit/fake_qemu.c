@@ -43,7 +43,8 @@
  *   more), qqq-less, qqq-negative, qqq-half (half an answer, then exits),
  *   qqq-eof-start, qqq-eof-mid (dies inside the second advance),
  *   qqq-close-read (closes its read end of the request pipe, prints
- *   "closed\n" on stdout, and stays alive answering nothing)
+ *   "closed\n" on stdout, and stays alive answering nothing until the
+ *   controller's end of the answer pipe is gone)
  * With -plugin ...,HostToGuestPipe=,GuestToHostPipe= it is seed 000's plugin:
  *   fifo-one (one byte per quantum), fifo-two (two), fifo-garbage (five at
  *   once), fifo-extra (bytes while frozen), fifo-eof-mid (dies after two
@@ -314,8 +315,12 @@ static int qqq_main(const char *sc)
         close(FD_IN);
         printf("closed\n");
         fflush(stdout);
-        for (;;)
-            pause();
+        /* Until SIGKILL, or until the controller's read end of the answer
+         * pipe is gone (a test that failed half-way): no fake outlives it. */
+        struct pollfd p = {.fd = FD_OUT, .events = 0};
+        while (poll(&p, 1, -1) == 0 || !(p.revents & (POLLERR | POLLHUP))) {
+        }
+        return 0;
     }
     for (int n = 0; read_int(&req) == 0; n++) {
         if (strcmp(sc, "qqq-good") == 0) {
