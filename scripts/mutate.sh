@@ -124,7 +124,9 @@ fi
 # mutant made a test fail half-way.)
 run_guard() {
     local pidfile=$scratch/ctest.pid rc=0
-    setsid --wait bash -c 'echo $$ >"$1"; shift; exec "$@"' run_guard "$pidfile" \
+    # What a failing test leaves in $TMPDIR goes with the scratch directory.
+    mkdir -p "$scratch/tmp"
+    TMPDIR=$scratch/tmp setsid --wait bash -c 'echo $$ >"$1"; shift; exec "$@"' run_guard "$pidfile" \
         ctest --test-dir "$build" -R "$1" -j"$jobs" --output-on-failure >"$2" 2>&1 || rc=$?
     kill -KILL -- -"$(cat "$pidfile")" 2>/dev/null || true
     return $rc
