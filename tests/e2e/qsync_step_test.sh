@@ -6,14 +6,16 @@ set -u
 . "$(dirname "$0")/step_test_lib.sh"
 
 # 1. --until ends the run: 500 exact quanta of 10 us, exit code 0. (The
-#    firmware alone runs 8.7 ms, so the guest prints nothing yet.)
-"$step" --quantum 10us --until 5ms --json "$work/until.json" -- \
+#    firmware alone runs 8.7 ms, so the guest prints nothing yet.) The
+#    summary's max_overshoot_insns is the largest in the --csv records: 0.
+"$step" --quantum 10us --until 5ms --json "$work/until.json" --csv "$work/until.csv" -- \
     "$qemu" $guest_args -append "compute 100000000" >"$work/until.out" 2>"$work/until.err"
 rc=$?
 [ $rc -eq 0 ] || fail "--until run exited $rc: $(cat "$work/until.err")"
 expect_key "$work/until.json" quanta 500 "--until"
 expect_key "$work/until.json" virtual_ns 5000000 "--until"
 expect_key "$work/until.json" instructions 5000000 "--until"
+[ "$(csv_max_overshoot "$work/until.csv")" = 0 ] || fail "--until: a --csv record past its deadline"
 expect_key "$work/until.json" max_overshoot_insns 0 "--until"
 expect_key "$work/until.json" exit_status null "--until"
 # auto takes the insn engine at 10 us on the default shared-memory channel
@@ -26,6 +28,18 @@ grep -q '"guarantees": {"exact": true' "$work/until.json" || fail "--until: guar
 expect_key "$work/pipe.json" engine '"timer"' "--channel pipe"
 expect_key "$work/pipe.json" virtual_ns 1000000 "--channel pipe"
 expect_key "$work/pipe.json" max_overshoot_insns 0 "--channel pipe"
+
+# 1b. The block engine stops at the first block boundary at or past each
+#    deadline: at 7 us quanta over the firmware some stops overshoot, and
+#    the summary's max_overshoot_insns is the largest overshoot of the
+#    --csv records (virtual_ns - deadline_ns at shift 0), not a constant.
+"$step" --engine block --quantum 7us --until 3ms --json "$work/block.json" --csv "$work/block.csv" -- \
+    "$qemu" $guest_args -append "compute 100000000" >/dev/null 2>"$work/block.err" ||
+    fail "--engine block run failed: $(cat "$work/block.err")"
+expect_key "$work/block.json" engine '"block"' "--engine block"
+block_max=$(csv_max_overshoot "$work/block.csv")
+[ "$block_max" -gt 0 ] || fail "--engine block: no stop past its deadline in --csv"
+expect_key "$work/block.json" max_overshoot_insns "$block_max" "--engine block"
 
 # 2. The guest ends by itself: qsync-step exits with QEMU's status (1 for
 #    the guest's success through isa-debug-exit), JSON on stdout.

@@ -3,7 +3,7 @@
 #   QSYNC_STEP GUEST_ELF
 # Sets step, guest, qemu ($QSYNC_TEST_QEMU or qemu-system-x86_64), work (a
 # private directory removed at exit) and guest_args, and defines fail,
-# json_get, expect_key and finish.
+# json_get, expect_key, csv_max_overshoot and finish.
 step=$1
 guest=$2
 qemu=${QSYNC_TEST_QEMU:-qemu-system-x86_64}
@@ -29,6 +29,13 @@ expect_key() {
 
 guest_args="-M pc -nodefaults -display none -serial stdio -no-reboot
  -device isa-debug-exit,iobase=0xf4,iosize=0x04 -kernel $guest"
+
+# csv_max_overshoot FILE: the largest virtual_ns - deadline_ns in a --csv
+# file, which at shift 0 is a stop's overshoot in instructions (0 when no
+# stop is past its deadline).
+csv_max_overshoot() {
+    awk -F, 'NR > 1 && $3 - $2 > max { max = $3 - $2 } END { print max + 0 }' "$1"
+}
 
 # finish NAME: exits 1 if any check failed, else says that NAME passed.
 finish() {

@@ -49,6 +49,7 @@ struct session {
     const char *append;
     uint64_t quantum_ns, until_ns;
     int to_end; /* after the first stop, advance to QSYNC_DEADLINE_MAX */
+    int relative; /* advance with qsync_advance_ns(), not to absolute deadlines */
 
     /* what happened */
     int ready;
@@ -122,7 +123,12 @@ static void on_reached(qsync_ctx *ctx, int status, const qsync_stop *stop)
         return;
     }
     uint64_t next = stop->deadline_ns + s->quantum_ns;
-    assert_int_equal(qsync_advance_to_ns(ctx, next < s->until_ns ? next : s->until_ns), 0);
+    if (next > s->until_ns)
+        next = s->until_ns;
+    if (s->relative)
+        assert_int_equal(qsync_advance_ns(ctx, next - stop->deadline_ns), 0);
+    else
+        assert_int_equal(qsync_advance_to_ns(ctx, next), 0);
 }
 
 static void on_exited(qsync_ctx *ctx, const qsync_exit *ex)
@@ -349,21 +355,45 @@ static uint64_t field(const char *line, const char *key)
 }
 
 /*
- * The idle guest under 100 us quanta until 50 ms: the guest never saw a
- * time past 50 ms (it prints its HPET and TSC only after waking), it saw
- * as many ticks as 50 ms allow, and every stop is exact, flagged idle
- * where the guest sat halted.
+ * The idle guest under 100 us quanta until 50 ms (100 ms at shift 3):
+ * the guest never saw a time past that (it prints its HPET and TSC only
+ * after waking), it saw as many ticks as that allows, and every stop is
+ * exact, flagged idle where the guest sat halted.
+ *
+ * With shift > 0 (2^shift ns an instruction) a stop is at its deadline
+ * when the guest idles into it, and otherwise on the last instruction
+ * boundary before it (idle warps to the PIT's deadlines move the clock's
+ * phase off multiples of 2^shift): never past the deadline, less than an
+ * instruction short, and flagged as a deviation exactly when short.
  */
-static void check_idle_run(const char *engine, const char *want_engine)
+static void check_idle_run_shift(const char *engine, const char *want_engine, unsigned shift)
 {
-    struct session *s = session_new(engine, IDLE_GUEST, 100 * US, 50 * MS);
+    /* At shift 3 the firmware alone takes ~45 ms. */
+    struct session *s = session_new(engine, IDLE_GUEST, 100 * US, shift ? 100 * MS : 50 * MS);
+    s->shift = shift;
     run(s);
     skip_if_refused(s);
     assert_completed(s);
     assert_string_equal(s->info.engine, want_engine);
     assert_true(s->info.exact);
     assert_true(s->info.never_ahead_idle);
-    assert_exact(s);
+    if (shift == 0) {
+        assert_exact(s);
+    } else {
+        int idle_on_deadline = 0;
+        for (int i = 0; i < s->n_stops; i++) {
+            const struct stop_rec *r = &s->stops[i];
+            if (r->virtual_ns > r->deadline || r->deadline - r->virtual_ns >= (1u << shift))
+                fail_msg("stop %d: virtual_ns %" PRIu64 " for deadline %" PRIu64
+                         " at shift %u",
+                         i + 1, r->virtual_ns, r->deadline, shift);
+            assert_int_equal((r->flags & QSYNC_STOP_DEVIATION) != 0,
+                             r->virtual_ns != r->deadline);
+            idle_on_deadline += (r->flags & QSYNC_STOP_IDLE) && r->virtual_ns == r->deadline;
+        }
+        /* The idle stops are the ones the final leg makes. */
+        assert_true(idle_on_deadline > 0);
+    }
 
     /* The guest's own view. tsc counts ns of virtual time from reset;
      * hpet_ns from the guest's start (the firmware runs ~5.7 ms first). */
@@ -374,8 +404,8 @@ static void check_idle_run(const char *engine, const char *want_engine)
     uint64_t first_tsc = 0, last_tsc = 0;
     for (const char *p = strstr(s->out, "tick "); p != NULL; p = strstr(p + 1, "tick ")) {
         uint64_t hpet = field(p, "hpet_ns="), tsc = field(p, "tsc=");
-        assert_true(hpet <= 50 * MS);
-        assert_true(tsc <= 50 * MS);
+        assert_true(hpet <= s->until_ns);
+        assert_true(tsc <= s->until_ns);
         assert_true(tsc >= last_tsc);
         if (ticks == 0)
             first_tsc = tsc;
@@ -385,22 +415,40 @@ static void check_idle_run(const char *engine, const char *want_engine)
     }
     /* Tick k is printed about (k-1) periods after tick 1. */
     assert_true(ticks > 10);
-    int64_t expect = (int64_t)((50 * MS - first_tsc) / period) + 1;
+    int64_t expect = (int64_t)((s->until_ns - first_tsc) / period) + 1;
     assert_in_range(ticks, expect - 1, expect + 1);
 
     /* A quantum in which time passed with fewer instructions than its
-     * length can only have been spent (partly) halted. */
+     * length (less one, for the stops short of their deadlines) can only
+     * have been spent (partly) halted. */
     uint64_t prev_insns = 0;
     int idle = 0;
     for (int i = 0; i < s->n_stops; i++) {
         const struct stop_rec *r = &s->stops[i];
-        if (r->insns - prev_insns < s->quantum_ns)
+        if (((r->insns - prev_insns) << shift) + (1u << shift) <= s->quantum_ns)
             assert_true(r->flags & QSYNC_STOP_IDLE);
         idle += (r->flags & QSYNC_STOP_IDLE) != 0;
         prev_insns = r->insns;
     }
     assert_true(idle > s->n_stops / 2);
     session_free(s);
+}
+
+static void check_idle_run(const char *engine, const char *want_engine)
+{
+    check_idle_run_shift(engine, want_engine, 0);
+}
+
+static void test_timer_idle_never_ahead_shift3(void **state)
+{
+    (void)state;
+    check_idle_run_shift("timer", "timer", 3);
+}
+
+static void test_insn_idle_never_ahead_shift3(void **state)
+{
+    (void)state;
+    check_idle_run_shift("insn", "insn", 3);
 }
 
 static void test_timer_idle_never_ahead(void **state)
@@ -612,12 +660,15 @@ static void test_insn_refuses_smp2(void **state)
  * deadline (deadline rounded down to a multiple of 8), flagged as a
  * deviation when that is not the deadline itself, and the rounding never
  * adds up: the 1000th deadline, 10,001,000 ns, is a multiple of 8 and is
- * met exactly.
+ * met exactly. With relative true the test advances by 10,001 ns each
+ * time (qsync_advance_ns()): the library counts from the last deadline,
+ * never from where the guest stopped, so the deadlines are the same.
  */
-static void check_shift3(const char *engine)
+static void check_shift3(const char *engine, int relative)
 {
     struct session *s = session_new(engine, "compute 100000000", 10 * US + 1, 10001 * US);
     s->shift = 3;
+    s->relative = relative;
     run(s);
     skip_if_refused(s);
     assert_completed(s);
@@ -639,13 +690,13 @@ static void check_shift3(const char *engine)
 static void test_timer_shift3(void **state)
 {
     (void)state;
-    check_shift3("timer");
+    check_shift3("timer", 1);
 }
 
 static void test_insn_shift3(void **state)
 {
     (void)state;
-    check_shift3("insn");
+    check_shift3("insn", 0);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -725,6 +776,8 @@ int main(void)
         cmocka_unit_test(test_timer_idle_never_ahead),
         cmocka_unit_test(test_insn_idle_never_ahead),
         cmocka_unit_test(test_auto_idle_never_ahead),
+        cmocka_unit_test(test_timer_idle_never_ahead_shift3),
+        cmocka_unit_test(test_insn_idle_never_ahead_shift3),
         cmocka_unit_test(test_timer_compute_exact),
         cmocka_unit_test(test_insn_compute_exact),
         cmocka_unit_test(test_timer_deterministic_smp1),

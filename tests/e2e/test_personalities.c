@@ -440,9 +440,18 @@ static void test_qqq_seed002_block(void **state)
  * phase off even nanoseconds under seed 002's shift 1. The guest never
  * sees more than the total plus the one instruction the plugin runs past
  * an unreachable microsecond.
+ *
+ * With exact false (the block engine) an answer may be above its request,
+ * by what the engine ran past the request's end, and at least one must
+ * be: the caller picks a shift at which the overshoot crosses microsecond
+ * boundaries. Where the blocks fall depends on the guest's command line,
+ * which holds the kernel's path (so the build directory's), so the
+ * requests go on past the first 100, up to 1000, until one is answered
+ * above. The answers then still sum to the guest's clock, rounded down to
+ * a microsecond: the guest never sees the total plus 1 us.
  */
 static void check_qqq_answers(const char *icount, unsigned shift, const char *engine,
-                              const char *append, int scale)
+                              const char *append, int scale, bool exact)
 {
     struct qqq_session s;
     char extra[64] = "";
@@ -451,7 +460,8 @@ static void check_qqq_answers(const char *icount, unsigned shift, const char *en
         snprintf(extra, sizeof extra, "engine=%s", engine);
     qqq_start(&s, extra, icount, append);
     int64_t total = 0;
-    for (int k = 0; k < 100; k++) {
+    int over = 0;
+    for (int k = 0; k < (exact || over > 0 ? 100 : 1000); k++) {
         int ta = request_us(k) * scale;
         int got = 0;
         ssize_t n = -1;
@@ -469,17 +479,23 @@ static void check_qqq_answers(const char *icount, unsigned shift, const char *en
             }
             fail_msg("request %d: no answer; QEMU said: %s", k + 1, err);
         }
-        if (got != ta)
+        if (exact ? got != ta : got < ta)
             fail_msg("request %d: %d us asked, %d us answered", k + 1, ta, got);
+        over += got != ta;
         total += got;
     }
     uint64_t t0 = now_ms();
     qqq_close(&s);
     assert_ends_cleanly(&s.q, t0);
+    if (!exact && over == 0)
+        fail_msg("engine=%s at %s: no answer above its request in 1000", engine, icount);
     char *out = slurp(s.q.out_path);
     int lines = 0;
-    (void)guest_view(out, (uint64_t)total * US + (1u << shift) - 1, &lines);
+    uint64_t max_ns = exact ? (uint64_t)total * US + (1u << shift) - 1 : ((uint64_t)total + 1) * US - 1;
+    (void)guest_view(out, max_ns, &lines);
     assert_true(lines > 10);
+    print_message("engine=%s at %s: %" PRId64 " us answered, %d answers above the request\n",
+                  engine, icount, total, over);
     free(out);
     qemu_cleanup(&s.q);
 }
@@ -489,13 +505,23 @@ static void check_qqq_answers(const char *icount, unsigned shift, const char *en
 static void test_qqq_shift5_timer(void **state)
 {
     (void)state;
-    check_qqq_answers("shift=5,sleep=off", 5, "timer", TIME_GUEST, 30);
+    check_qqq_answers("shift=5,sleep=off", 5, "timer", TIME_GUEST, 30, true);
 }
 
 static void test_qqq_shift5_insn(void **state)
 {
     (void)state;
-    check_qqq_answers("shift=5,sleep=off", 5, "insn", TIME_GUEST, 30);
+    check_qqq_answers("shift=5,sleep=off", 5, "insn", TIME_GUEST, 30, true);
+}
+
+/* The block engine at shift 7 (128 ns an instruction): a block that runs
+ * past a request's end crosses into the next microsecond, so some answers
+ * are above their requests (seed 002's shift 1 rarely gets there). The
+ * firmware takes ~0.73 s of virtual time here: requests of 2.4 to 24 ms. */
+static void test_qqq_shift7_block(void **state)
+{
+    (void)state;
+    check_qqq_answers("shift=7,sleep=off", 7, "block", TIME_GUEST, 120, false);
 }
 
 #define IDLE_GUEST "idle ticks=100000 period_us=100"
@@ -503,13 +529,13 @@ static void test_qqq_shift5_insn(void **state)
 static void test_qqq_idle_timer(void **state)
 {
     (void)state;
-    check_qqq_answers("1,sleep=off", 1, "timer", IDLE_GUEST, 3);
+    check_qqq_answers("1,sleep=off", 1, "timer", IDLE_GUEST, 3, true);
 }
 
 static void test_qqq_idle_insn(void **state)
 {
     (void)state;
-    check_qqq_answers("1,sleep=off", 1, "insn", IDLE_GUEST, 3);
+    check_qqq_answers("1,sleep=off", 1, "insn", IDLE_GUEST, 3, true);
 }
 
 /* Closing the pipes while QEMU runs a long request ends it within 1 s. */
@@ -1160,6 +1186,7 @@ int main(void)
         cmocka_unit_test_teardown(test_qqq_seed002_block, teardown),
         cmocka_unit_test_teardown(test_qqq_shift5_timer, teardown),
         cmocka_unit_test_teardown(test_qqq_shift5_insn, teardown),
+        cmocka_unit_test_teardown(test_qqq_shift7_block, teardown),
         cmocka_unit_test_teardown(test_qqq_idle_timer, teardown),
         cmocka_unit_test_teardown(test_qqq_idle_insn, teardown),
         cmocka_unit_test_teardown(test_qqq_close_mid_quantum, teardown),

@@ -40,6 +40,10 @@
  *   input       offers guest input in HELLO; before each report prints
  *               "in <bytes> <frames> <sum>\n" for the INPUT frames that came
  *               before the grant (sum: of the bytes, mod 2^32)
+ *   prompt      as good, but a grant that the fake waited for as long as one
+ *               of its sleep's time-out slices (slice_ns= on -plugin,
+ *               default 10 ms) is answered with an ERROR naming it: on
+ *               shared memory, the library did not wake the sleeping fake
  *
  * With shm=5,efd=6 on its -plugin option it speaks all of these over the
  * shared-memory rings (src/proto/shm.h) instead of the pipes, as the
@@ -50,12 +54,17 @@
  * With -qqq write=4,read=3 it is a QEMU with seed 002's option instead:
  *   qqq-good, qqq-slow-start (sleeps 400 ms before it reads), qqq-split (answers in two short writes), qqq-more (answers 3 us
  *   more), qqq-less, qqq-negative, qqq-half (half an answer, then exits),
- *   qqq-eof-start, qqq-eof-mid (dies inside the second advance)
+ *   qqq-eof-start, qqq-eof-mid (dies inside the second advance),
+ *   qqq-close-read (closes its read end of the request pipe, prints
+ *   "closed\n" on stdout, and stays alive answering nothing until the
+ *   controller's end of the answer pipe is gone)
  * With -plugin ...,HostToGuestPipe=,GuestToHostPipe=,TimeinMicroseconds= (the
  * README's spelling, and no key of our plugin's) it is seed 000's plugin:
  *   fifo-one (one byte per quantum), fifo-two (two), fifo-garbage (five at
  *   once), fifo-extra (bytes while frozen), fifo-eof-mid (dies after two
- *   quanta), fifo-never-open, fifo-die-before-open
+ *   quanta), fifo-never-open, fifo-die-before-open, fifo-close-read (opens
+ *   both FIFOs, closes its HostToGuest end, signals the first quantum done,
+ *   and stays alive)
  */
 #include <dirent.h>
 #include <errno.h>
@@ -67,6 +76,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include "fdio.h"
@@ -82,8 +92,10 @@ static void *shm_base; /* NULL: the pipes carry the frames */
 static struct qsync__shm_ring to_plugin, to_library;
 static int shm_efd = -1;
 static struct qsync__shm_spinner shm_spinner;
+static uint64_t shm_slice_ns = 10000000;
+static unsigned slices_slept; /* waits for a frame that lasted a whole slice */
 
-static void shm_setup(const char *shm_fd, const char *efd, const char *spin)
+static void shm_setup(const char *shm_fd, const char *efd, const char *spin, const char *slice)
 {
     size_t size = qsync__shm_region_size();
     char why[160];
@@ -103,6 +115,8 @@ static void shm_setup(const char *shm_fd, const char *efd, const char *spin)
     if (spin)
         spin_ns = strtoull(spin, NULL, 10);
     qsync__shm_spinner_init(&shm_spinner, spin_ns);
+    if (slice)
+        shm_slice_ns = strtoull(slice, NULL, 10);
     shm_base = base;
 }
 
@@ -141,9 +155,14 @@ static int in_read(void *buf, size_t len, size_t *got)
         return qsync__read_full(FD_IN, buf, len, got);
     if (got)
         *got = 0;
-    int rc = qsync__shm_wait(&to_plugin, (uint32_t)len, &shm_spinner, 10000000, hung_up, NULL);
+    uint64_t t0 = qsync__shm_now_ns();
+    int rc = qsync__shm_wait(&to_plugin, (uint32_t)len, &shm_spinner, shm_slice_ns, hung_up, NULL);
     if (rc)
         return rc;
+    /* A wake-up comes at once; a frame found only when a slice ran out
+     * was published without one. */
+    if (qsync__shm_now_ns() - t0 >= shm_slice_ns)
+        slices_slept++;
     size_t n = qsync__shm_read(&to_plugin, buf, len);
     if (got)
         *got = n;
@@ -198,6 +217,7 @@ static int read_grant(struct qsync_wire_grant *g)
 
 static int stamp_output; /* scenario "stamped" */
 static int stamp_stderr; /* scenario "stderr-each" */
+static int check_prompt; /* scenario "prompt"  */
 
 static void send_report(const struct qsync_wire_grant *g, uint64_t seq)
 {
@@ -223,7 +243,22 @@ static int serve(int max_grants, int exit_code_after)
 {
     struct qsync_wire_grant g;
     int n = 0;
+    slices_slept = 0;
     while (read_grant(&g) == 0) {
+        if (check_prompt && slices_slept > 0) {
+            struct qsync_wire_msg m;
+            memset(&m, 0, sizeof m);
+            m.type = QSYNC_MSG_ERROR;
+            m.u.error.code = 1;
+            snprintf(m.u.error.text, sizeof m.u.error.text,
+                     "grant %llu came only after a time-out slice of %llu ns",
+                     (unsigned long long)g.seq, (unsigned long long)shm_slice_ns);
+            send_msg(&m);
+            char c;
+            while (read(FD_IN, &c, 1) > 0) {
+            }
+            return 0;
+        }
         if (max_grants >= 0 && n == max_grants) {
             struct qsync_wire_msg m;
             memset(&m, 0, sizeof m);
@@ -235,6 +270,7 @@ static int serve(int max_grants, int exit_code_after)
         }
         send_report(&g, g.seq);
         n++;
+        slices_slept = 0;
     }
     return 0; /* EOF: the controller closed; end at once like the plugin */
 }
@@ -293,6 +329,19 @@ static int qqq_main(const char *sc)
         return 0;
     if (strcmp(sc, "qqq-slow-start") == 0)
         usleep(400000); /* a QEMU that takes its time to start */
+    if (strcmp(sc, "qqq-close-read") == 0) {
+        /* Requests now have no reader here; the controller's writes must
+         * neither kill it with SIGPIPE nor fail while QEMU lives. */
+        close(FD_IN);
+        printf("closed\n");
+        fflush(stdout);
+        /* Until SIGKILL, or until the controller's read end of the answer
+         * pipe is gone (a test that failed half-way): no fake outlives it. */
+        struct pollfd p = {.fd = FD_OUT, .events = 0};
+        while (poll(&p, 1, -1) == 0 || !(p.revents & (POLLERR | POLLHUP))) {
+        }
+        return 0;
+    }
     for (int n = 0; read_int(&req) == 0; n++) {
         if (strcmp(sc, "qqq-good") == 0 || strcmp(sc, "qqq-slow-start") == 0) {
             write_int(req);
@@ -347,6 +396,11 @@ static const char *plugin_opt(int argc, char **argv, const char *key, char *out,
 
 static int fifo_main(const char *sc, const char *h2g, const char *g2h)
 {
+    /* As the plugin does with parent=: a test that fails between the
+     * spawn and the open of HostToGuest leaves no fake blocked in open(). */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() == 1)
+        return 0;
     if (strcmp(sc, "fifo-die-before-open") == 0) {
         fprintf(stderr, "fake-qemu: died before opening the FIFOs\n");
         return 3;
@@ -361,6 +415,14 @@ static int fifo_main(const char *sc, const char *h2g, const char *g2h)
     if (in < 0 || out < 0) {
         fprintf(stderr, "fake-qemu: cannot open the FIFOs\n");
         return 66;
+    }
+    if (strcmp(sc, "fifo-close-read") == 0) {
+        /* The controller's HostToGuest end is open (our open returned):
+         * from now on its next byte has no reader, while we live on. */
+        close(in);
+        qsync__write_all(out, "f", 1);
+        for (;;)
+            pause();
     }
     for (int n = 0;; n++) {
         /* The quantum runs; then "done". */
@@ -435,10 +497,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "fake-qemu: missing -icount or -plugin\n");
         return 65;
     }
-    char shm_fd[16], efd[16], spin[32];
+    char shm_fd[16], efd[16], spin[32], slice[32];
     if (plugin_opt(argc, argv, ",shm=", shm_fd, sizeof shm_fd) &&
         plugin_opt(argc, argv, ",efd=", efd, sizeof efd))
-        shm_setup(shm_fd, efd, plugin_opt(argc, argv, ",spin_ns=", spin, sizeof spin));
+        shm_setup(shm_fd, efd, plugin_opt(argc, argv, ",spin_ns=", spin, sizeof spin),
+                  plugin_opt(argc, argv, ",slice_ns=", slice, sizeof slice));
     const char *sc = argv[1];
     struct qsync_wire_grant g;
 
@@ -456,6 +519,11 @@ int main(int argc, char **argv)
         extra_guarantees = QSYNC_WIRE_G_INPUT;
         send_hello(QSYNC_WIRE_MAJOR, shift);
         return serve_input();
+    }
+    if (strcmp(sc, "prompt") == 0) {
+        check_prompt = 1;
+        send_hello(QSYNC_WIRE_MAJOR, shift);
+        return serve(-1, 0);
     }
     if (strcmp(sc, "stamped") == 0) {
         stamp_output = 1;

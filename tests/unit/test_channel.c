@@ -111,15 +111,17 @@ static void read_cmdline(qsync_ctx *ctx, char *buf, size_t cap)
     buf[n] = '\0';
 }
 
-/* Starts the fake with scenario on channel ch, on loop (NULL: private). */
-static qsync_ctx *start(uv_loop_t *loop, qsync_channel ch, const char *scenario, struct rec *r,
-                        uint64_t kill_grace_ms)
+/* Starts the fake with scenario on channel ch, on loop (NULL: private),
+ * with plugin_args (NULL: none) for the fake. */
+static qsync_ctx *start_args(uv_loop_t *loop, qsync_channel ch, const char *scenario,
+                             struct rec *r, uint64_t kill_grace_ms, const char *plugin_args)
 {
     qsync_options o;
     qsync_options_init(&o);
     o.plugin_path = FAKE_QEMU; /* any readable file: the fake loads nothing */
     o.quiet_stderr = 1;
     o.channel = ch;
+    o.plugin_args = plugin_args;
     if (kill_grace_ms)
         o.kill_grace_ms = kill_grace_ms;
     qsync_callbacks cb;
@@ -139,6 +141,12 @@ static qsync_ctx *start(uv_loop_t *loop, qsync_channel ch, const char *scenario,
     int shm = strstr(r->cmdline, ",shm=5,efd=6,") != NULL;
     assert_int_equal(shm, ch == QSYNC_CHANNEL_SHM);
     return ctx;
+}
+
+static qsync_ctx *start(uv_loop_t *loop, qsync_channel ch, const char *scenario, struct rec *r,
+                        uint64_t kill_grace_ms)
+{
+    return start_args(loop, ch, scenario, r, kill_grace_ms, NULL);
 }
 
 static void run_loop(uv_loop_t *loop)
@@ -377,6 +385,33 @@ static void test_close_while_asleep(void **state)
     assert_true(r.exited_t - r.close_t0 < 1000);
 }
 
+/*
+ * On shared memory a peer that does not poll (spin_ns=0) sleeps on the
+ * futex as soon as it has reported; each grant must wake it. The fake
+ * sleeps in slices of 1 s and answers a grant that it found only when a
+ * slice ran out with an ERROR: a missing wake-up fails the first advance
+ * (after 1 s, a generous bound for a wake-up) instead of making every
+ * stop wait out the slice.
+ */
+static void test_shm_wakes_sleeping_peer(void **state)
+{
+    (void)state;
+    struct rec r = {.max = 50};
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    qsync_ctx *ctx = start_args(&loop, QSYNC_CHANNEL_SHM, "prompt", &r, 0,
+                                "spin_ns=0,slice_ns=1000000000");
+    assert_int_equal(qsync_advance_ns(ctx, 1000), 0);
+    while (r.reached < r.max && !r.exited && uv_run(&loop, UV_RUN_ONCE)) {
+    }
+    if (r.first_error)
+        fail_msg("stop %d: %s: %s", r.ok + 1, qsync_err_name(r.first_error),
+                 qsync_last_error(ctx));
+    assert_int_equal(r.ok, r.max);
+    assert_int_equal(qsync_close(ctx, NULL), 0);
+    run_loop(&loop);
+}
+
 /* Makes memfd_create() fail with EPERM in this process from now on. */
 static int forbid_memfd(void)
 {
@@ -459,6 +494,7 @@ int main(void)
         BOTH(test_stray_pipe_bytes),
         BOTH(test_die_mid),
         BOTH(test_close_while_asleep),
+        cmocka_unit_test(test_shm_wakes_sleeping_peer),
     };
     return cmocka_run_group_tests_name("channel", tests, NULL, NULL);
 }

@@ -43,6 +43,8 @@ struct rec {
     int recurse_rc;
     int try_recurse;
     int check_stamps; /* out must end with "q<seq>\n" at each reached */
+    int close_in_ready; /* a handshake that should have been refused ends the run */
+    int close_on_success; /* so does a quantum that should have failed */
     int try_input;    /* call qsync_send_input() in each reached       */
     int input_rc;
     char input_err[256];
@@ -56,6 +58,8 @@ static void on_ready(qsync_ctx *ctx, const qsync_info *info)
     assert_string_equal(info->engine, "insn");
     assert_string_equal(info->target, "fake");
     assert_int_equal(info->n_vcpus, 1);
+    if (r->close_in_ready)
+        assert_int_equal(qsync_close(ctx, NULL), 0);
 }
 
 static void on_reached(qsync_ctx *ctx, int status, const qsync_stop *stop)
@@ -90,6 +94,10 @@ static void on_reached(qsync_ctx *ctx, int status, const qsync_stop *stop)
     }
     if (r->try_recurse)
         r->recurse_rc = qsync_advance_wait_ns(ctx, 1000, NULL);
+    if (r->close_on_success && status == 0) {
+        assert_int_equal(qsync_close(ctx, NULL), 0);
+        return;
+    }
     if (r->close_in_reached && r->reached == r->close_in_reached) {
         assert_int_equal(qsync_close(ctx, NULL), 0);
         assert_int_equal(qsync_close(ctx, NULL), QSYNC_ESTATE);
@@ -259,6 +267,7 @@ static void test_bad_version(void **state)
 {
     (void)state;
     struct rec r = {0};
+    r.close_in_ready = 1; /* were the handshake accepted, nothing would end the run */
     qsync_options o = options();
     run_scenario("bad-version", &o, &r, 0);
     assert_int_equal(r.ready, 0);
@@ -272,6 +281,7 @@ static void test_wrong_seq(void **state)
 {
     (void)state;
     struct rec r = {0};
+    r.close_on_success = 1; /* were the REPORT accepted, the fake would wait for ever */
     qsync_options o = options();
     run_scenario("wrong-seq", &o, &r, 1);
     assert_int_equal(r.reached, 1);
@@ -867,6 +877,32 @@ static void test_output_comes_before_its_reached(void **state)
     assert_int_equal(r.errors, 0);
 }
 
+/*
+ * The same promise where the loop's own order cannot keep it: a blocking
+ * helper on shared memory polls the ring and sees the report before the
+ * loop has looked at the stdout pipe, so only the library's drain puts
+ * "q<seq>" ahead of its reached.
+ */
+static void test_output_before_reached_when_polling(void **state)
+{
+    (void)state;
+    struct rec r = {0};
+    r.check_stamps = 1;
+    qsync_options o = options();
+    o.stdout_mode = QSYNC_OUTPUT_CALLBACK;
+    o.channel = QSYNC_CHANNEL_SHM;
+    o.shm_poll_ns = 100000000; /* the fake answers within it: the ring is polled */
+    qsync_ctx *ctx = new_ctx(NULL, &o, &r);
+    start(ctx, "stamped");
+    qsync_stop stop;
+    for (int i = 1; i <= 60; i++) {
+        assert_int_equal(qsync_advance_wait_ns(ctx, 1000, &stop), 0);
+        assert_int_equal(stop.seq, (uint64_t)i);
+    }
+    assert_int_equal(r.reached, 60);
+    assert_int_equal(qsync_close_wait(ctx), 0);
+}
+
 /* The input scenario's reports, read from its stdout. */
 struct input_rec {
     int ready, reached, step;
@@ -1047,6 +1083,7 @@ int main(void)
         cmocka_unit_test(test_wait_exit_timeout),
         cmocka_unit_test(test_stdout_to_callback),
         cmocka_unit_test(test_output_comes_before_its_reached),
+        cmocka_unit_test(test_output_before_reached_when_polling),
         cmocka_unit_test(test_send_input),
         cmocka_unit_test(test_send_input_not_offered),
         cmocka_unit_test(test_stderr_tail_is_bounded),

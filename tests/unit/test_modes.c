@@ -37,6 +37,7 @@ struct rec {
     char tail[2048];
     char info_mode[16];
     char last_error[512];
+    char out[64]; /* the peer's stdout, when delivered to the callback */
     /* Advance plan: steps_us[i] after the i-th reached. */
     uint64_t steps_us[MAX_EVENTS];
     int n_steps;
@@ -85,10 +86,21 @@ static void on_error(qsync_ctx *ctx, int code, const char *msg)
     snprintf(r->last_error, sizeof r->last_error, "%s", msg);
 }
 
+static void on_output(qsync_ctx *ctx, const char *data, size_t len)
+{
+    struct rec *r = qsync_get_data(ctx);
+    size_t have = strlen(r->out);
+    if (have + len < sizeof r->out) {
+        memcpy(r->out + have, data, len);
+        r->out[have + len] = '\0';
+    }
+}
+
 static qsync_ctx *new_ctx(uv_loop_t *loop, qsync_options *o, struct rec *r)
 {
     qsync_callbacks cb;
     qsync_callbacks_init(&cb);
+    cb.output = on_output;
     cb.ready = on_ready;
     cb.reached = on_reached;
     cb.exited = on_exited;
@@ -244,7 +256,10 @@ static void qqq_fault(const char *scenario, int want, const char *text)
     qsync_ctx *ctx = new_ctx(&loop, &o, &r);
     start(ctx, scenario);
     assert_int_equal(qsync_advance(ctx, 10), 0);
-    while (r.exited == 0 && uv_run(&loop, UV_RUN_ONCE)) {
+    /* Until QEMU is gone; or until the plan is done without a fault, which
+     * the checks below then report (QEMU would live on). */
+    while (r.exited == 0 && !(r.reached == r.n_steps && r.status[r.reached - 1] == 0) &&
+           uv_run(&loop, UV_RUN_ONCE)) {
     }
     assert_true(r.reached >= 1);
     assert_int_equal(r.status[r.reached - 1], want);
@@ -271,7 +286,13 @@ static void test_qqq_faults(void **state)
     qqq_fault("qqq-eof-mid", QSYNC_EEXITED, NULL);
 }
 
-/* A peer gone before the grant is written: no SIGPIPE, a clear code. */
+/*
+ * A peer that closed its end of the request pipe but lives on: writing the
+ * grant must not raise SIGPIPE, which is at its default (death) here, so
+ * this process surviving the advance is the check. The library holds a
+ * reader of that pipe itself, so the grant is written and the advance
+ * waits, as it would for a QEMU that is slow to answer.
+ */
 static void test_qqq_no_sigpipe(void **state)
 {
     (void)state;
@@ -279,16 +300,22 @@ static void test_qqq_no_sigpipe(void **state)
     uv_loop_t loop;
     uv_loop_init(&loop);
     qsync_options o = qqq_options();
+    o.stdout_mode = QSYNC_OUTPUT_CALLBACK;
+    o.kill_grace_ms = 100; /* the peer ignores the closed pipes: SIGKILL ends it */
     qsync_ctx *ctx = new_ctx(&loop, &o, &r);
-    start(ctx, "qqq-eof-start");
-    while (r.exited == 0 && uv_run(&loop, UV_RUN_ONCE)) {
-    }
-    /* SIGPIPE is at its default (death) here, so surviving this proves it. */
     assert_true(signal(SIGPIPE, SIG_DFL) != SIG_ERR);
-    assert_int_equal(qsync_advance(ctx, 10), QSYNC_EEXITED);
+    start(ctx, "qqq-close-read");
+    while (strcmp(r.out, "closed\n") != 0 && r.exited == 0 && uv_run(&loop, UV_RUN_ONCE)) {
+    }
+    assert_string_equal(r.out, "closed\n");
+    assert_int_equal(qsync_advance(ctx, 10), 0);
+    assert_int_equal(qsync_advance(ctx, 10), QSYNC_EBUSY);
     assert_int_equal(qsync_close(ctx, NULL), 0);
     uv_run(&loop, UV_RUN_DEFAULT);
     assert_int_equal(uv_loop_close(&loop), 0);
+    assert_int_equal(r.reached, 1);
+    assert_int_equal(r.status[0], QSYNC_ECANCELED);
+    assert_int_equal(r.exited, 1);
 }
 
 /* ---- FIFO mode ---------------------------------------------------------- */
@@ -428,6 +455,41 @@ static void test_fifo_faults(void **state)
                "did not open its end of the HostToGuest FIFO within 300 ms", 300);
 }
 
+/*
+ * A FIFO peer that closed its HostToGuest end but lives on: the grant's
+ * byte has no reader. The library's write is guarded, so with SIGPIPE at
+ * its default this process survives, and the advance fails with a clear
+ * code instead of waiting for ever.
+ */
+static void test_fifo_no_sigpipe(void **state)
+{
+    (void)state;
+    struct rec r = {0};
+    r.n_steps = 2;
+    r.steps_us[0] = r.steps_us[1] = 100;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    qsync_options o = fifo_options();
+    o.kill_grace_ms = 100;
+    qsync_ctx *ctx = new_ctx(&loop, &o, &r);
+    assert_true(signal(SIGPIPE, SIG_DFL) != SIG_ERR);
+    start(ctx, "fifo-close-read");
+    /* The first quantum needs no byte; the second one's byte fails. */
+    assert_int_equal(qsync_advance(ctx, 100), 0);
+    while (r.reached < 2 && r.exited == 0 && uv_run(&loop, UV_RUN_ONCE)) {
+    }
+    assert_int_equal(r.reached, 2);
+    assert_int_equal(r.status[0], 0);
+    assert_int_equal(r.status[1], QSYNC_EEXITED);
+    if (!strstr(r.last_error, "QEMU closed its end of the channel"))
+        fail_msg("error '%s' does not say that QEMU closed its end", r.last_error);
+    assert_int_equal(qsync_close(ctx, NULL), 0);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    assert_int_equal(r.exited, 1);
+    assert_int_equal(dir_entries(tmpdir), 0);
+}
+
 static void test_fifo_needs_quantum(void **state)
 {
     (void)state;
@@ -508,6 +570,7 @@ int main(void)
         cmocka_unit_test(test_fifo_one_byte),
         cmocka_unit_test(test_fifo_two_bytes),
         cmocka_unit_test(test_fifo_faults),
+        cmocka_unit_test(test_fifo_no_sigpipe),
         cmocka_unit_test(test_fifo_needs_quantum),
         cmocka_unit_test(test_fifo_keys_checked),
     };
