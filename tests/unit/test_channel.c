@@ -42,6 +42,7 @@ struct rec {
     uint64_t exit_virtual;
     int max;
     int close_after;
+    unsigned grant_delay_us; /* wait before each next grant: the peer sleeps by then */
     char cmdline[4096];
     uint64_t close_t0, exited_t;
 };
@@ -72,8 +73,11 @@ static void on_reached(qsync_ctx *ctx, int status, const qsync_stop *stop)
         qsync_close(ctx, NULL);
         return;
     }
-    if (r->ok < r->max)
+    if (r->ok < r->max) {
+        if (r->grant_delay_us)
+            usleep(r->grant_delay_us);
         assert_int_equal(qsync_advance_ns(ctx, 1000), 0);
+    }
 }
 
 static void on_exited(qsync_ctx *ctx, const qsync_exit *ex)
@@ -396,7 +400,10 @@ static void test_close_while_asleep(void **state)
 static void test_shm_wakes_sleeping_peer(void **state)
 {
     (void)state;
-    struct rec r = {.max = 50};
+    /* Each grant comes 2 ms after the report, when the peer (spin_ns=0)
+     * is surely asleep on its futex: only the library's wake-up gets it
+     * there before its 1 s slice ends. */
+    struct rec r = {.max = 50, .grant_delay_us = 2000};
     uv_loop_t loop;
     uv_loop_init(&loop);
     qsync_ctx *ctx = start_args(&loop, QSYNC_CHANNEL_SHM, "prompt", &r, 0,
