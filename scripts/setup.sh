@@ -14,7 +14,7 @@ need_sudo() {
 # Packages and the command or file that proves each one is installed.
 pkgs_wanted=(
     cmake pkg-config libuv1-dev libcmocka-dev gcc libc6-dev-i386 cpio
-    g++ libsystemc-dev clang libclang-rt-14-dev lld strace
+    g++ libsystemc-dev clang libclang-rt-14-dev lld strace gnuplot-nox
     qemu-system-x86 qemu-system-arm qemu-system-data
 )
 

@@ -1,0 +1,327 @@
+/*
+ * How the cost of lockstep grows, measured side by side in one run:
+ *
+ *   1. with the number of guests in one group barrier (1, 2, 4, ... 64) at
+ *      10 us and 100 us quanta: N QEMUs running the project's compute
+ *      guest to its end, in lockstep on one loop (qsync_group_*), against
+ *      the same N QEMUs free-running with -icount shift=0,sleep=off, all at
+ *      once;
+ *   2. with the quantum (1 us to 1 ms), one guest, the blocking helpers.
+ *
+ * Every figure is the median of REPS runs. Each cell also runs the guest
+ * with no work ("compute 0"), and the net ratio (T - T_empty) /
+ * (T_free - T_free_empty) leaves out QEMU's start and exit and the
+ * firmware, which do not depend on the work. The spread of a figure is
+ * max/min over its REPS runs; a ratio whose inputs spread more than
+ * SPREAD_LIMIT is flagged "unjudgeable" rather than quoted as a result.
+ *
+ * With --data DIR it also writes DIR/scale-group.dat and
+ * DIR/scale-quantum.dat for gnuplot (scripts/bench.sh draws them).
+ *
+ * usage: bench-scale GUEST_ELF [REPS] [--max-guests N] [--data DIR]
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <qsync/qsync.h>
+
+#include "bench_util.h"
+
+#define MAX_GUESTS 64
+#define SPREAD_LIMIT 1.25
+/* 25,000,000 loops of 2 instructions: 50 ms of virtual time at shift 0,
+ * long enough for the work to outweigh QEMU's start. */
+#define WORK "compute 25000000"
+#define NO_WORK "compute 0"
+
+static const char *guest;
+
+static void guest_argv(const char **argv, const char *append, int icount)
+{
+    int n = 0;
+    argv[n++] = "qemu-system-x86_64";
+    argv[n++] = "-M";
+    argv[n++] = "pc";
+    argv[n++] = "-nodefaults";
+    argv[n++] = "-display";
+    argv[n++] = "none";
+    argv[n++] = "-no-reboot";
+    argv[n++] = "-device";
+    argv[n++] = "isa-debug-exit,iobase=0xf4,iosize=0x04";
+    argv[n++] = "-kernel";
+    argv[n++] = guest;
+    argv[n++] = "-append";
+    argv[n++] = append;
+    if (icount) {
+        argv[n++] = "-icount";
+        argv[n++] = "shift=0,sleep=off";
+    }
+    argv[n] = NULL;
+}
+
+/* Seconds for n free-running QEMUs started together, all to their end. */
+static double free_run(int n, const char *append)
+{
+    const char *argv[24];
+    guest_argv(argv, append, 1);
+    pid_t pids[MAX_GUESTS];
+    uint64_t t0 = qsync_bench_now_ns();
+    for (int i = 0; i < n; i++) {
+        pids[i] = fork();
+        if (pids[i] == 0) {
+            int null = open("/dev/null", O_WRONLY);
+            dup2(null, 1);
+            dup2(null, 2);
+            execvp(argv[0], (char **)argv);
+            _exit(127);
+        }
+    }
+    int failed = 0;
+    for (int i = 0; i < n; i++) {
+        int st;
+        if (pids[i] < 0 || waitpid(pids[i], &st, 0) < 0 || !WIFEXITED(st) ||
+            WEXITSTATUS(st) == 127)
+            failed = 1;
+    }
+    uint64_t t1 = qsync_bench_now_ns();
+    return failed ? -1 : (double)(t1 - t0) / 1e9;
+}
+
+/* The lockstep group: every member advances to each barrier; a member
+ * whose guest ends leaves the group; the run ends when all have. */
+struct grun {
+    qsync_group *group;
+    uint64_t quantum_ns;
+    int live, failed;
+    qsync_ctx *ctx[MAX_GUESTS];
+};
+
+static void g_reached(qsync_ctx *ctx, int status, const qsync_stop *stop)
+{
+    (void)stop;
+    struct grun *g = qsync_get_data(ctx);
+    if (status == 0)
+        return;
+    if (status != QSYNC_EEXITED)
+        g->failed = 1;
+    qsync_group_remove(g->group, ctx);
+}
+
+static void g_exited(qsync_ctx *ctx, const qsync_exit *ex)
+{
+    struct grun *g = qsync_get_data(ctx);
+    if (ex->exit_status != 1) /* isa-debug-exit: the guest's code 0 */
+        g->failed = 1;
+    g->live--;
+    qsync_close(ctx, NULL);
+}
+
+static void g_barrier(qsync_group *group, int status, uint64_t deadline_ns)
+{
+    (void)status;
+    (void)deadline_ns;
+    struct grun *g = qsync_group_get_data(group);
+    if (qsync_group_size(group) > 0 && !g->failed &&
+        qsync_group_advance_ns(group, g->quantum_ns, g_barrier) != 0)
+        g->failed = 1;
+}
+
+/* Seconds for n QEMUs in lockstep through one group, to their end. */
+static double group_run(int n, const char *append, uint64_t quantum_ns)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct grun g;
+    memset(&g, 0, sizeof g);
+    g.quantum_ns = quantum_ns;
+    qsync_group_new(&g.group);
+    qsync_group_set_data(g.group, &g);
+    qsync_options o;
+    qsync_options_init(&o);
+    o.stdout_mode = QSYNC_OUTPUT_DISCARD;
+    o.quiet_stderr = 1;
+    o.quantum_hint_ns = quantum_ns;
+    o.advance_timeout_ms = 60000;
+    qsync_callbacks cb;
+    qsync_callbacks_init(&cb);
+    cb.reached = g_reached;
+    cb.exited = g_exited;
+    const char *argv[24];
+    guest_argv(argv, append, 0);
+    uint64_t t0 = qsync_bench_now_ns();
+    for (int i = 0; i < n; i++) {
+        char err[256];
+        if (qsync_ctx_new(&loop, &o, &cb, &g.ctx[i], err, sizeof err) ||
+            qsync_start(g.ctx[i], argv)) {
+            fprintf(stderr, "bench-scale: cannot start guest %d: %s\n", i,
+                    g.ctx[i] ? qsync_last_error(g.ctx[i]) : err);
+            exit(1);
+        }
+        qsync_set_data(g.ctx[i], &g);
+        qsync_group_add(g.group, g.ctx[i]);
+        g.live++;
+    }
+    if (qsync_group_advance_ns(g.group, quantum_ns, g_barrier))
+        g.failed = 1;
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uint64_t t1 = qsync_bench_now_ns();
+    qsync_group_free(g.group);
+    uv_loop_close(&loop);
+    return g.failed || g.live ? -1 : (double)(t1 - t0) / 1e9;
+}
+
+/* Seconds for one guest in lockstep through the blocking helpers. */
+static double single_run(const char *append, uint64_t quantum_ns)
+{
+    qsync_options o;
+    qsync_options_init(&o);
+    o.stdout_mode = QSYNC_OUTPUT_DISCARD;
+    o.quiet_stderr = 1;
+    o.quantum_hint_ns = quantum_ns;
+    qsync_ctx *ctx;
+    char err[256];
+    const char *argv[24];
+    guest_argv(argv, append, 0);
+    uint64_t t0 = qsync_bench_now_ns();
+    if (qsync_ctx_new(NULL, &o, NULL, &ctx, err, sizeof err) || qsync_start(ctx, argv))
+        return -1;
+    int rc;
+    while ((rc = qsync_advance_wait_ns(ctx, quantum_ns, NULL)) == 0) {
+    }
+    uint64_t t1 = qsync_bench_now_ns();
+    qsync_close_wait(ctx);
+    return rc == QSYNC_EEXITED ? (double)(t1 - t0) / 1e9 : -1;
+}
+
+/* A median and its spread over reps runs. */
+struct fig {
+    double median, spread;
+};
+
+enum kind { FREE, GROUP, SINGLE };
+
+static struct fig measure(enum kind k, int n, const char *append, uint64_t q, int reps)
+{
+    double v[QSYNC_BENCH_MAX_REPS];
+    struct fig f = {-1, 0};
+    for (int r = 0; r < reps; r++) {
+        v[r] = k == FREE ? free_run(n, append)
+             : k == GROUP ? group_run(n, append, q)
+                          : single_run(append, q);
+        if (v[r] <= 0)
+            return f;
+    }
+    f.median = qsync_bench_median(v, reps);
+    f.spread = v[reps - 1] / v[0]; /* sorted by the median */
+    return f;
+}
+
+/* The net ratio of a cell, and whether its figures spread too much. */
+static double net_ratio(struct fig t, struct fig t0, struct fig b, struct fig b0, int *unjudgeable)
+{
+    *unjudgeable = t.spread > SPREAD_LIMIT || t0.spread > SPREAD_LIMIT ||
+                   b.spread > SPREAD_LIMIT || b0.spread > SPREAD_LIMIT;
+    return (t.median - t0.median) / (b.median - b0.median);
+}
+
+static FILE *data_file(const char *dir, const char *name, const char *header)
+{
+    if (!dir)
+        return NULL;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "we");
+    if (!f) {
+        fprintf(stderr, "bench-scale: %s: %s\n", path, strerror(errno));
+        exit(1);
+    }
+    fprintf(f, "%s\n", header);
+    return f;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr, "usage: bench-scale GUEST_ELF [REPS] [--max-guests N] [--data DIR]\n");
+        return 2;
+    }
+    guest = argv[1];
+    int reps = 3, max_guests = MAX_GUESTS;
+    const char *data_dir = NULL;
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--max-guests") == 0 && i + 1 < argc)
+            max_guests = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--data") == 0 && i + 1 < argc)
+            data_dir = argv[++i];
+        else
+            reps = atoi(argv[i]);
+    }
+    if (reps < 1 || reps > QSYNC_BENCH_MAX_REPS || max_guests < 1 || max_guests > MAX_GUESTS) {
+        fprintf(stderr, "bench-scale: REPS must be 1..%d and --max-guests 1..%d\n",
+                QSYNC_BENCH_MAX_REPS, MAX_GUESTS);
+        return 2;
+    }
+    signal(SIGPIPE, SIG_IGN);
+
+    static const uint64_t group_q[] = {10000, 100000};
+    printf("Guests in one group barrier: %s to its end, lockstep against the same number of "
+           "free-running -icount QEMUs at once (median of %d; net ratio; '?' marks a spread "
+           "over %.2fx)\n",
+           WORK, reps, SPREAD_LIMIT);
+    printf("| guests | free | lockstep 10 us | net 10 us | lockstep 100 us | net 100 us |\n"
+           "|---|---|---|---|---|---|\n");
+    FILE *gd = data_file(data_dir, "scale-group.dat", "# guests net_ratio_10us net_ratio_100us");
+    for (int n = 1; n <= max_guests; n *= 2) {
+        struct fig b = measure(FREE, n, WORK, 0, reps), b0 = measure(FREE, n, NO_WORK, 0, reps);
+        printf("| %d | %.2f s |", n, b.median);
+        double nets[2];
+        for (int qi = 0; qi < 2; qi++) {
+            struct fig t = measure(GROUP, n, WORK, group_q[qi], reps);
+            struct fig t0 = measure(GROUP, n, NO_WORK, group_q[qi], reps);
+            int bad;
+            nets[qi] = net_ratio(t, t0, b, b0, &bad);
+            if (t.median < 0 || t0.median < 0 || b.median < 0 || b0.median < 0)
+                printf(" failed | - |");
+            else
+                printf(" %.2f s | %.2fx%s |", t.median, nets[qi], bad ? " ?" : "");
+        }
+        printf("\n");
+        fflush(stdout);
+        if (gd)
+            fprintf(gd, "%d %.4f %.4f\n", n, nets[0], nets[1]);
+    }
+    if (gd)
+        fclose(gd);
+
+    static const uint64_t sweep_us[] = {1, 2, 5, 10, 20, 50, 100, 200, 500, 1000};
+    printf("\nThe quantum: one guest, %s to its end, lockstep through qsync_advance_wait_ns() "
+           "against free-running -icount (median of %d)\n",
+           WORK, reps);
+    printf("| quantum | lockstep | net ratio |\n|---|---|---|\n");
+    struct fig b = measure(FREE, 1, WORK, 0, reps), b0 = measure(FREE, 1, NO_WORK, 0, reps);
+    FILE *qd = data_file(data_dir, "scale-quantum.dat", "# quantum_us net_ratio");
+    for (size_t i = 0; i < sizeof sweep_us / sizeof sweep_us[0]; i++) {
+        uint64_t q = sweep_us[i] * 1000u;
+        struct fig t = measure(SINGLE, 1, WORK, q, reps), t0 = measure(SINGLE, 1, NO_WORK, q, reps);
+        int bad;
+        double net = net_ratio(t, t0, b, b0, &bad);
+        if (t.median < 0 || t0.median < 0)
+            printf("| %llu us | failed | - |\n", (unsigned long long)sweep_us[i]);
+        else
+            printf("| %llu us | %.2f s | %.2fx%s |\n", (unsigned long long)sweep_us[i], t.median,
+                   net, bad ? " ?" : "");
+        fflush(stdout);
+        if (qd)
+            fprintf(qd, "%llu %.4f\n", (unsigned long long)sweep_us[i], net);
+    }
+    printf("(free-running: %.2f s, empty %.2f s)\n", b.median, b0.median);
+    if (qd)
+        fclose(qd);
+    return 0;
+}

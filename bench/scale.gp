@@ -1,0 +1,20 @@
+# Draws bench-scale's data (scripts/bench.sh passes datadir and outdir).
+set terminal svg size 720,420 dynamic font "sans,12"
+set grid
+set key top left
+set ylabel "lockstep / free-running -icount (net)"
+
+set output outdir."/bench-group.svg"
+set title "Cost against the number of guests in one group barrier"
+set xlabel "guests"
+set logscale x 2
+plot datadir."/scale-group.dat" using 1:2 with linespoints title "10 us quanta", \
+     datadir."/scale-group.dat" using 1:3 with linespoints title "100 us quanta", \
+     1 with lines dashtype 2 title "free-running"
+
+set output outdir."/bench-quantum.svg"
+set title "Cost against the quantum, one guest"
+set xlabel "quantum (us)"
+set logscale x 10
+plot datadir."/scale-quantum.dat" using 1:2 with linespoints title "lockstep", \
+     1 with lines dashtype 2 title "free-running"
