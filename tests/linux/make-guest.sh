@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Builds the Linux demo guest from Debian's packages into DEST, once:
 #   DEST/vmlinuz          the kernel, from the linux-image .deb
-#   DEST/initramfs.cpio.gz  busybox-static plus our init (tests/linux/init)
-#                         and bin/guest-clock (tests/linux/guest-clock.c)
+#   DEST/initramfs.cpio.gz  busybox-static plus our init (tests/linux/init),
+#                         bin/guest-clock (tests/linux/guest-clock.c) and
+#                         the NIC drivers' modules from the same kernel
+#                         package, in lib/modules/ (the init loads them
+#                         when the kernel command line has qsync.ip=)
 # Nothing is installed on the system: the .debs are fetched with
 # `apt-get download` and unpacked with `dpkg -x`. guest-clock is compiled
 # here with clang and lld, for either architecture from any host.
@@ -70,11 +73,30 @@ kernel=$(ls $work/kernel/$kernel_glob | head -n 1)
 [ -s "$kernel" ] || { echo "make-guest: no kernel in $kpkg" >&2; exit 2; }
 
 root=$work/root
-mkdir -p "$root/bin" "$root/proc" "$root/sys" "$root/dev"
+mkdir -p "$root/bin" "$root/proc" "$root/sys" "$root/dev" "$root/lib/modules"
 cp "$work/bb/bin/busybox" "$root/bin/busybox"
+
+# The NIC drivers (e1000, and virtio-net with what it needs), as the
+# kernel package has them: plain .ko files, signed by Debian. The init
+# loads them with insmod in this order, each after the modules it depends
+# on, skipping those the kernel has built in (virtio and virtio_ring on
+# arm64); modules.builtin says which those are.
+kdirs=("$work"/kernel/lib/modules/*/)
+kdir=${kdirs[0]}
+for m in e1000 virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci \
+    failover net_failover virtio_net; do
+    ko=$(find "$kdir/kernel" -name "$m.ko" | head -n 1)
+    if [ -n "$ko" ]; then
+        cp "$ko" "$root/lib/modules/$m.ko"
+    elif ! grep -q "/$m\.ko\$" "$kdir/modules.builtin"; then
+        echo "make-guest: $kpkg has no module $m.ko, and it is not built in" >&2
+        exit 2
+    fi
+done
 cp "$work/guest-clock" "$root/bin/guest-clock"
 cp "$here/init" "$root/init"
 chmod 0755 "$root/init" "$root/bin/busybox" "$root/bin/guest-clock"
+chmod 0644 "$root"/lib/modules/*.ko
 # Byte-identical in every build: fixed file times too (cpio's
 # --reproducible leaves them), so a boot is the same in any build tree.
 find "$root" -exec touch -h -d @0 {} +
