@@ -128,7 +128,7 @@ int qsync_get_info(const qsync_ctx *ctx, qsync_info *info)
 {
     if (!ctx->have_hello)
         return QSYNC_ESTATE;
-    const struct qsync_wire_hello *h = &ctx->hello;
+    const struct qsync__wire_hello *h = &ctx->hello;
     memset(info, 0, sizeof *info);
     info->proto_major = h->major;
     info->proto_minor = h->minor;
@@ -138,11 +138,11 @@ int qsync_get_info(const qsync_ctx *ctx, qsync_info *info)
     info->icount_shift = h->icount_shift;
     info->engine = qsync__wire_engine_name(h->engine);
     info->target = h->target;
-    info->exact = (h->guarantees & QSYNC_WIRE_G_EXACT) != 0;
-    info->never_ahead_idle = (h->guarantees & QSYNC_WIRE_G_NEVER_AHEAD_IDLE) != 0;
+    info->exact = (h->guarantees & QSYNC__WIRE_G_EXACT) != 0;
+    info->never_ahead_idle = (h->guarantees & QSYNC__WIRE_G_NEVER_AHEAD_IDLE) != 0;
     info->mode = ctx->mode->name;
-    info->vclock = (h->guarantees & QSYNC_WIRE_G_VCLOCK) != 0;
-    info->input = ctx->mode->input != NULL && (h->guarantees & QSYNC_WIRE_G_INPUT) != 0;
+    info->vclock = (h->guarantees & QSYNC__WIRE_G_VCLOCK) != 0;
+    info->input = ctx->mode->input != NULL && (h->guarantees & QSYNC__WIRE_G_INPUT) != 0;
     return 0;
 }
 
@@ -232,7 +232,7 @@ int qsync_send_input(qsync_ctx *ctx, const void *data, size_t len)
     if (!ctx->started || !ctx->have_hello)
         return qsync__set_error(ctx, QSYNC_ESTATE,
                                 "qsync_send_input: QEMU is not started or not ready yet");
-    if (ctx->mode->input == NULL || !(ctx->hello.guarantees & QSYNC_WIRE_G_INPUT))
+    if (ctx->mode->input == NULL || !(ctx->hello.guarantees & QSYNC__WIRE_G_INPUT))
         return qsync__set_error(ctx, QSYNC_ENOTSUP,
                                 ctx->mode->input == NULL
                                     ? "qsync_send_input: only plugin mode can deliver input"
@@ -316,17 +316,17 @@ int qsync_advance(qsync_ctx *ctx, uint64_t us)
     return qsync_advance_to_ns(ctx, ctx->now_ns + us * 1000);
 }
 
-void qsync__on_hello(qsync_ctx *ctx, const struct qsync_wire_hello *h)
+void qsync__on_hello(qsync_ctx *ctx, const struct qsync__wire_hello *h)
 {
     if (ctx->have_hello) {
         qsync__set_error(ctx, QSYNC_EPROTO, "protocol error: a second HELLO from the plugin");
         qsync__fail(ctx, QSYNC_EPROTO);
         return;
     }
-    if (h->major != QSYNC_WIRE_MAJOR) {
+    if (h->major != QSYNC__WIRE_MAJOR) {
         qsync__set_error(ctx, QSYNC_EVERSION,
                          "the plugin speaks protocol %u.%u; this library speaks %d.%d",
-                         h->major, h->minor, QSYNC_WIRE_MAJOR, QSYNC_WIRE_MINOR);
+                         h->major, h->minor, QSYNC__WIRE_MAJOR, QSYNC__WIRE_MINOR);
         qsync__fail(ctx, QSYNC_EVERSION);
         return;
     }
@@ -372,7 +372,7 @@ void qsync__complete(qsync_ctx *ctx, const qsync_stop *stop, uint64_t next_now)
     deliver_reached(ctx, 0, stop);
 }
 
-void qsync__on_report(qsync_ctx *ctx, const struct qsync_wire_report *r)
+void qsync__on_report(qsync_ctx *ctx, const struct qsync__wire_report *r)
 {
     if (!ctx->have_hello || !ctx->pending_seq || r->seq != ctx->pending_seq ||
         r->deadline_ns != ctx->pending_deadline) {
@@ -398,13 +398,13 @@ void qsync__on_report(qsync_ctx *ctx, const struct qsync_wire_report *r)
     if (r->virtual_ns < r->deadline_ns) {
         uint64_t short_by = r->deadline_ns - r->virtual_ns;
         uint64_t rounding = (uint64_t)1 << ctx->hello.icount_shift;
-        if (!(r->flags & QSYNC_WIRE_R_DEVIATION) || short_by >= rounding) {
+        if (!(r->flags & QSYNC__WIRE_R_DEVIATION) || short_by >= rounding) {
             qsync__set_error(ctx, QSYNC_EPROTO,
                              "protocol error: REPORT seq %llu claims deadline %llu ns at virtual "
                              "time %llu ns, %llu ns short%s",
                              (unsigned long long)r->seq, (unsigned long long)r->deadline_ns,
                              (unsigned long long)r->virtual_ns, (unsigned long long)short_by,
-                             (r->flags & QSYNC_WIRE_R_DEVIATION)
+                             (r->flags & QSYNC__WIRE_R_DEVIATION)
                                  ? ", more than icount rounding can explain"
                                  : " without flagging a deviation");
             qsync__fail(ctx, QSYNC_EPROTO);
@@ -418,18 +418,18 @@ void qsync__on_report(qsync_ctx *ctx, const struct qsync_wire_report *r)
     stop.instructions = r->instructions;
     stop.overshoot_insns = r->overshoot;
     stop.flags = 0;
-    if (r->flags & QSYNC_WIRE_R_IDLE)
+    if (r->flags & QSYNC__WIRE_R_IDLE)
         stop.flags |= QSYNC_STOP_IDLE;
-    if ((r->flags & QSYNC_WIRE_R_DEVIATION) || r->virtual_ns != r->deadline_ns)
+    if ((r->flags & QSYNC__WIRE_R_DEVIATION) || r->virtual_ns != r->deadline_ns)
         stop.flags |= QSYNC_STOP_DEVIATION;
-    if (r->flags & QSYNC_WIRE_R_INPUT_WAITING)
+    if (r->flags & QSYNC__WIRE_R_INPUT_WAITING)
         stop.flags |= QSYNC_STOP_INPUT_WAITING;
     stop.n_vcpus = r->n_vcpus;
     stop.vcpu_instructions = r->vcpu_insns;
     qsync__complete(ctx, &stop, r->deadline_ns);
 }
 
-void qsync__on_exit_msg(qsync_ctx *ctx, const struct qsync_wire_exit *e)
+void qsync__on_exit_msg(qsync_ctx *ctx, const struct qsync__wire_exit *e)
 {
     ctx->exit_msg_seen = 1;
     ctx->last_virtual_ns = e->virtual_ns;

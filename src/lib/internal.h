@@ -65,7 +65,7 @@ struct qsync_ctx {
      * pipe and the exit instead), which spares the signal-mask system
      * calls on every grant. -1 in FIFO mode. */
     int grant_reader_fd;
-    uint8_t rbuf[QSYNC_WIRE_MAX_FRAME * 2];
+    uint8_t rbuf[QSYNC__WIRE_MAX_FRAME * 2];
     size_t rlen;
 
     /* QEMU's stderr (always) and stdout (when delivered to a callback). */
@@ -93,7 +93,7 @@ struct qsync_ctx {
 
     /* Handshake (plugin mode), or the facts a mode knows without one. */
     int have_hello;
-    struct qsync_wire_hello hello;
+    struct qsync__wire_hello hello;
 
     /* Guest input sent since the last grant (qsync_send_input). */
     size_t input_since_grant;
@@ -283,9 +283,9 @@ int qsync__close(qsync_ctx *ctx, qsync_close_cb cb); /* any loop */
 /* QSYNC_ERANGE (message set, prefixed with what) unless the deadline is
  * at or after the context's time and at most QSYNC_DEADLINE_MAX. */
 int qsync__check_deadline(qsync_ctx *ctx, uint64_t deadline, const char *what);
-void qsync__on_hello(qsync_ctx *ctx, const struct qsync_wire_hello *h);
-void qsync__on_report(qsync_ctx *ctx, const struct qsync_wire_report *r);
-void qsync__on_exit_msg(qsync_ctx *ctx, const struct qsync_wire_exit *e);
+void qsync__on_hello(qsync_ctx *ctx, const struct qsync__wire_hello *h);
+void qsync__on_report(qsync_ctx *ctx, const struct qsync__wire_report *r);
+void qsync__on_exit_msg(qsync_ctx *ctx, const struct qsync__wire_exit *e);
 /* The pending advance is done: stop describes it; now_ns moves to next_now. */
 void qsync__complete(qsync_ctx *ctx, const qsync_stop *stop, uint64_t next_now);
 /* The channel is up (no handshake in qqq and FIFO modes). */

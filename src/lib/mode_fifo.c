@@ -71,8 +71,8 @@ static int plugin_takes_our_keys(const char *path)
         (uint64_t)st.st_size <= (1u << 30)) {
         void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
         if (map != MAP_FAILED) {
-            found = memmem(map, (size_t)st.st_size, QSYNC_FIFO_KEYS_MARKER,
-                           sizeof QSYNC_FIFO_KEYS_MARKER - 1) != NULL;
+            found = memmem(map, (size_t)st.st_size, QSYNC__FIFO_KEYS_MARKER,
+                           sizeof QSYNC__FIFO_KEYS_MARKER - 1) != NULL;
             munmap(map, (size_t)st.st_size);
         }
     }
@@ -243,12 +243,12 @@ static size_t fifo_consume(qsync_ctx *ctx, const uint8_t *buf, size_t len)
         return 0;
     /* One done signal arrives whole: a pipe write of two bytes is atomic. */
     switch (qsync__fifo_classify(ctx->fifo_running, ctx->fifo_signal_bytes, len)) {
-    case QSYNC_FIFO_TOO_MANY:
+    case QSYNC__FIFO_TOO_MANY:
         qsync__set_error(ctx, QSYNC_EPROTO,
                          "fifo protocol error: %zu bytes for one quantum (1 or 2 expected)", len);
         qsync__fail(ctx, QSYNC_EPROTO);
         break;
-    case QSYNC_FIFO_DONE:
+    case QSYNC__FIFO_DONE:
         ctx->fifo_running = 0;
         ctx->fifo_signal_bytes = (int)len;
         ctx->fifo_quanta_done++;
@@ -257,10 +257,10 @@ static size_t fifo_consume(qsync_ctx *ctx, const uint8_t *buf, size_t len)
             fifo_remove_names(ctx);
         fifo_progress(ctx);
         break;
-    case QSYNC_FIFO_SECOND:
+    case QSYNC__FIFO_SECOND:
         ctx->fifo_signal_bytes = 2; /* the second byte of a late two-byte signal */
         break;
-    case QSYNC_FIFO_UNEXPECTED:
+    case QSYNC__FIFO_UNEXPECTED:
         qsync__set_error(ctx, QSYNC_EPROTO,
                          "fifo protocol error: %zu unexpected bytes while the guest is frozen", len);
         qsync__fail(ctx, QSYNC_EPROTO);

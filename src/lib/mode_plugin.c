@@ -61,13 +61,13 @@ static void plugin_started(qsync_ctx *ctx)
 
 static int plugin_grant(qsync_ctx *ctx, uint64_t seq, uint64_t deadline_ns, uint64_t delta_ns)
 {
-    struct qsync_wire_msg m;
-    uint8_t frame[QSYNC_WIRE_HEADER_SIZE + 16];
+    struct qsync__wire_msg m;
+    uint8_t frame[QSYNC__WIRE_HEADER_SIZE + 16];
     (void)delta_ns;
     /* Only the header and the grant: the whole message is 4 KiB, and this
      * runs at every quantum. */
-    memset(&m, 0, offsetof(struct qsync_wire_msg, u) + sizeof m.u.grant);
-    m.type = QSYNC_MSG_GRANT;
+    memset(&m, 0, offsetof(struct qsync__wire_msg, u) + sizeof m.u.grant);
+    m.type = QSYNC__MSG_GRANT;
     m.u.grant.seq = seq;
     m.u.grant.deadline_ns = deadline_ns;
     long n = qsync__wire_encode(&m, frame, sizeof frame);
@@ -81,19 +81,19 @@ static int plugin_input(qsync_ctx *ctx, const void *data, size_t len)
     /* Frames go the grant's way, before it: the plugin reads them while
      * the guest is stopped and feeds them in when the grant lets it run. */
     /* 4 KiB each, and contexts may live on several threads: on the heap. */
-    struct qsync_wire_msg *m = malloc(sizeof *m);
-    uint8_t *frame = malloc(QSYNC_WIRE_MAX_FRAME);
+    struct qsync__wire_msg *m = malloc(sizeof *m);
+    uint8_t *frame = malloc(QSYNC__WIRE_MAX_FRAME);
     const uint8_t *p = data;
     int rc = 0;
     if (!m || !frame)
         rc = qsync__set_error(ctx, -ENOMEM, "qsync_send_input: out of memory");
     while (rc == 0 && len > 0) {
-        size_t n = len < QSYNC_WIRE_MAX_INPUT ? len : QSYNC_WIRE_MAX_INPUT;
+        size_t n = len < QSYNC__WIRE_MAX_INPUT ? len : QSYNC__WIRE_MAX_INPUT;
         memset(m, 0, sizeof *m);
-        m->type = QSYNC_MSG_INPUT;
+        m->type = QSYNC__MSG_INPUT;
         m->u.input.len = (uint32_t)n;
         memcpy(m->u.input.data, p, n);
-        long fl = qsync__wire_encode(m, frame, QSYNC_WIRE_MAX_FRAME);
+        long fl = qsync__wire_encode(m, frame, QSYNC__WIRE_MAX_FRAME);
         if (fl < 0)
             rc = qsync__set_error(ctx, QSYNC_EPROTO, "cannot encode guest input");
         else
@@ -106,19 +106,19 @@ static int plugin_input(qsync_ctx *ctx, const void *data, size_t len)
     return rc;
 }
 
-static void dispatch(qsync_ctx *ctx, const struct qsync_wire_msg *m)
+static void dispatch(qsync_ctx *ctx, const struct qsync__wire_msg *m)
 {
     switch (m->type) {
-    case QSYNC_MSG_HELLO:
+    case QSYNC__MSG_HELLO:
         qsync__on_hello(ctx, &m->u.hello);
         break;
-    case QSYNC_MSG_REPORT:
+    case QSYNC__MSG_REPORT:
         qsync__on_report(ctx, &m->u.report);
         break;
-    case QSYNC_MSG_EXIT:
+    case QSYNC__MSG_EXIT:
         qsync__on_exit_msg(ctx, &m->u.exit);
         break;
-    case QSYNC_MSG_ERROR:
+    case QSYNC__MSG_ERROR:
         qsync__set_error(ctx, QSYNC_EPLUGIN, "qsync plugin: %s", m->u.error.text);
         qsync__fail(ctx, QSYNC_EPLUGIN);
         break;
@@ -133,12 +133,12 @@ static size_t plugin_consume(qsync_ctx *ctx, const uint8_t *buf, size_t len)
 {
     size_t off = 0;
     while (!ctx->fatal && !ctx->closing) {
-        struct qsync_wire_msg m;
+        struct qsync__wire_msg m;
         size_t used = 0;
         int st = qsync__wire_decode(buf + off, len - off, &m, &used);
-        if (st == QSYNC_WIRE_NEED_MORE)
+        if (st == QSYNC__WIRE_NEED_MORE)
             break;
-        if (st != QSYNC_WIRE_OK) {
+        if (st != QSYNC__WIRE_OK) {
             const uint8_t *b = buf + off;
             size_t have = len - off;
             qsync__set_error(ctx, QSYNC_EPROTO,

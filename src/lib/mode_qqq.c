@@ -108,15 +108,15 @@ static size_t qqq_consume(qsync_ctx *ctx, const uint8_t *buf, size_t len)
         int got;
         memcpy(&got, buf + off, sizeof got);
         off += sizeof got;
-        enum qsync_qqq_verdict v = qsync__qqq_judge(ctx->pending_seq != 0, ctx->qqq_req_us, got);
-        if (v == QSYNC_QQQ_UNASKED) {
+        enum qsync__qqq_verdict v = qsync__qqq_judge(ctx->pending_seq != 0, ctx->qqq_req_us, got);
+        if (v == QSYNC__QQQ_UNASKED) {
             qsync__set_error(ctx, QSYNC_EPROTO,
                              "qqq protocol error: QEMU answered %d us with no advance pending",
                              got);
             qsync__fail(ctx, QSYNC_EPROTO);
             break;
         }
-        if (v == QSYNC_QQQ_SHORT) {
+        if (v == QSYNC__QQQ_SHORT) {
             qsync__set_error(ctx, QSYNC_EPROTO,
                              "qqq protocol error: QEMU advanced %d us of the %d requested "
                              "(it must be at least the request)",

@@ -102,8 +102,8 @@ int qsync__shm_launch(qsync_ctx *ctx, struct qsync__launch *l)
         return qsync__set_error(ctx, rc, "channel: cannot set up the shared memory (%s: %s)",
                                 what, strerror(-rc));
     ctx->shm_base = base;
-    qsync__shm_ring(base, QSYNC_SHM_TO_PLUGIN, &ctx->shm_out);
-    qsync__shm_ring(base, QSYNC_SHM_TO_LIBRARY, &ctx->shm_in);
+    qsync__shm_ring(base, QSYNC__SHM_TO_PLUGIN, &ctx->shm_out);
+    qsync__shm_ring(base, QSYNC__SHM_TO_LIBRARY, &ctx->shm_in);
     ctx->shm_efd = efd;
     ctx->shm_poll_open = 0;
     ctx->shm_streak = 0;

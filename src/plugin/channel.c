@@ -129,7 +129,7 @@ _Noreturn void qsync__end_qemu(int status, const char *fmt, ...)
         for (;;)
             pause();
     }
-    char text[QSYNC_WIRE_MAX_TEXT];
+    char text[QSYNC__WIRE_MAX_TEXT];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(text, sizeof text, fmt, ap);
@@ -174,9 +174,9 @@ int qsync__channel_open(int in, int out, const struct qsync__engine *eng)
     return 0;
 }
 
-int qsync__channel_send(const struct qsync_wire_msg *msg)
+int qsync__channel_send(const struct qsync__wire_msg *msg)
 {
-    uint8_t buf[QSYNC_WIRE_MAX_FRAME];
+    uint8_t buf[QSYNC__WIRE_MAX_FRAME];
     long n = qsync__wire_encode(msg, buf, sizeof buf);
     if (n < 0)
         return -EINVAL;
@@ -195,11 +195,11 @@ static _Noreturn void fail(int code, const char *fmt, ...)
 
 static _Noreturn void fail(int code, const char *fmt, ...)
 {
-    struct qsync_wire_msg msg;
+    struct qsync__wire_msg msg;
     va_list ap;
 
     memset(&msg, 0, sizeof msg);
-    msg.type = QSYNC_MSG_ERROR;
+    msg.type = QSYNC__MSG_ERROR;
     msg.u.error.code = code;
     va_start(ap, fmt);
     vsnprintf(msg.u.error.text, sizeof msg.u.error.text, fmt, ap);
@@ -231,34 +231,34 @@ static void read_frame_bytes(uint8_t *buf, size_t len, int frame_start)
     fail(ERR_IO, "cannot read from fd_in=%d: %s", fd_in, strerror(-rc));
 }
 
-static void read_message(struct qsync_wire_msg *msg)
+static void read_message(struct qsync__wire_msg *msg)
 {
-    uint8_t buf[QSYNC_WIRE_MAX_FRAME];
+    uint8_t buf[QSYNC__WIRE_MAX_FRAME];
     size_t used = 0;
 
-    read_frame_bytes(buf, QSYNC_WIRE_HEADER_SIZE, 1);
+    read_frame_bytes(buf, QSYNC__WIRE_HEADER_SIZE, 1);
     /* The decoder checks type and length from the header alone. */
-    int st = qsync__wire_decode(buf, QSYNC_WIRE_HEADER_SIZE, msg, &used);
+    int st = qsync__wire_decode(buf, QSYNC__WIRE_HEADER_SIZE, msg, &used);
     if (st < 0)
         fail(ERR_PROTOCOL, "bad frame from the controller: %s", qsync__wire_status_text(st));
     uint32_t plen = (uint32_t)buf[4] | (uint32_t)buf[5] << 8 | (uint32_t)buf[6] << 16 |
                     (uint32_t)buf[7] << 24;
     if (plen > 0)
-        read_frame_bytes(buf + QSYNC_WIRE_HEADER_SIZE, plen, 0);
-    st = qsync__wire_decode(buf, QSYNC_WIRE_HEADER_SIZE + plen, msg, &used);
-    if (st != QSYNC_WIRE_OK)
+        read_frame_bytes(buf + QSYNC__WIRE_HEADER_SIZE, plen, 0);
+    st = qsync__wire_decode(buf, QSYNC__WIRE_HEADER_SIZE + plen, msg, &used);
+    if (st != QSYNC__WIRE_OK)
         fail(ERR_PROTOCOL, "bad frame from the controller: %s", qsync__wire_status_text(st));
 }
 
 static void send_report(void)
 {
-    struct qsync_wire_msg msg;
-    msg.type = QSYNC_MSG_REPORT;
+    struct qsync__wire_msg msg;
+    msg.type = QSYNC__MSG_REPORT;
     engine->sample(deadline_ns, &msg.u.report);
     msg.u.report.seq = last_seq;
     msg.u.report.deadline_ns = deadline_ns;
     if (qsync__input_pending() > 0)
-        msg.u.report.flags |= QSYNC_WIRE_R_INPUT_WAITING;
+        msg.u.report.flags |= QSYNC__WIRE_R_INPUT_WAITING;
     int rc = qsync__channel_send(&msg);
     if (rc == -EPIPE)
         controller_gone();
@@ -281,14 +281,14 @@ static bool at_safe_point(void)
 /* Waits for the next grant, validates it and makes it the current one. */
 static void wait_grant(void)
 {
-    static struct qsync_wire_msg msg; /* 4 KiB: off the vCPU's stack */
-    struct qsync_wire_report now;
+    static struct qsync__wire_msg msg; /* 4 KiB: off the vCPU's stack */
+    struct qsync__wire_report now;
 
     /* INPUT frames come first, while the guest is stopped, then the
      * GRANT that lets it run on. */
     for (;;) {
         read_message(&msg);
-        if (msg.type != QSYNC_MSG_INPUT)
+        if (msg.type != QSYNC__MSG_INPUT)
             break;
         if (!qsync__input_supported())
             fail(ERR_PROTOCOL, "INPUT received, but this QEMU does not let the plugin "
@@ -299,10 +299,10 @@ static void wait_grant(void)
             fail(ERR_INPUT, "guest input: more than %u bytes waiting; the guest is not "
                             "reading its serial port", QSYNC_INPUT_QUEUE_MAX);
     }
-    if (msg.type == QSYNC_MSG_ERROR)
+    if (msg.type == QSYNC__MSG_ERROR)
         qsync__end_qemu(1, "the controller reported an error (code %d): %s; ending QEMU",
                  (int)msg.u.error.code, msg.u.error.text);
-    if (msg.type != QSYNC_MSG_GRANT)
+    if (msg.type != QSYNC__MSG_GRANT)
         fail(ERR_PROTOCOL, "expected a GRANT from the controller, got message type %u",
              (unsigned)msg.type);
     if (msg.u.grant.seq != last_seq + 1)
@@ -327,7 +327,7 @@ static void wait_grant(void)
              (unsigned long long)msg.u.grant.seq, (unsigned long long)msg.u.grant.deadline_ns,
              (unsigned long long)deadline_ns);
     engine->sample(msg.u.grant.deadline_ns, &now);
-    if (msg.u.grant.deadline_ns < now.virtual_ns && (engine->guarantees & QSYNC_WIRE_G_EXACT))
+    if (msg.u.grant.deadline_ns < now.virtual_ns && (engine->guarantees & QSYNC__WIRE_G_EXACT))
         fail(ERR_DEADLINE, "GRANT seq %llu: deadline %llu ns is behind the guest (%llu ns)",
              (unsigned long long)msg.u.grant.seq,
              (unsigned long long)msg.u.grant.deadline_ns,
@@ -360,12 +360,12 @@ static void native_stop(unsigned int vcpu_index)
 
 void qsync__channel_exit(void)
 {
-    struct qsync_wire_msg msg;
-    struct qsync_wire_report now;
+    struct qsync__wire_msg msg;
+    struct qsync__wire_report now;
 
     engine->sample(deadline_ns, &now);
     memset(&msg, 0, sizeof msg);
-    msg.type = QSYNC_MSG_EXIT;
+    msg.type = QSYNC__MSG_EXIT;
     msg.u.exit.virtual_ns = now.virtual_ns;
     msg.u.exit.instructions = now.instructions;
     (void)qsync__channel_send(&msg);
@@ -483,13 +483,13 @@ static int native_open(const struct qsync__options *opt, const struct qsync__eng
 /* HELLO, from the install thread once the engine is installed. */
 static int native_hello(const qemu_info_t *info, const struct qsync__options *opt)
 {
-    struct qsync_wire_msg msg;
-    struct qsync_wire_hello *h = &msg.u.hello;
+    struct qsync__wire_msg msg;
+    struct qsync__wire_hello *h = &msg.u.hello;
 
     memset(&msg, 0, sizeof msg);
-    msg.type = QSYNC_MSG_HELLO;
-    h->major = QSYNC_WIRE_MAJOR;
-    h->minor = QSYNC_WIRE_MINOR;
+    msg.type = QSYNC__MSG_HELLO;
+    h->major = QSYNC__WIRE_MAJOR;
+    h->minor = QSYNC__WIRE_MINOR;
     h->plugin_version = QSYNC_VERSION_HEX;
     h->n_vcpus = (uint32_t)info->system.smp_vcpus;
     h->engine = engine->wire_id;
@@ -498,7 +498,7 @@ static int native_hello(const qemu_info_t *info, const struct qsync__options *op
     h->guarantees = engine->actual_guarantees != NULL ? engine->actual_guarantees()
                                                       : engine->guarantees;
     if (qsync__input_supported())
-        h->guarantees |= QSYNC_WIRE_G_INPUT;
+        h->guarantees |= QSYNC__WIRE_G_INPUT;
     if (info->target_name != NULL)
         strncpy(h->target, info->target_name, sizeof h->target - 1);
 

@@ -94,7 +94,7 @@ int qsync__channel_open(int fd_in, int fd_out, const struct qsync__engine *engin
 
 /* Sends one message; frames from different threads never interleave.
  * Returns 0 or -errno (-EPIPE when the controller is gone). Any thread. */
-int qsync__channel_send(const struct qsync_wire_msg *msg);
+int qsync__channel_send(const struct qsync__wire_msg *msg);
 
 /* Starts the watcher on fd_in (qsync__watch_hangup). */
 int qsync__channel_start_watcher(void);

@@ -25,8 +25,8 @@
 
 struct qsync__engine {
     const char *name;    /* as in engine=NAME                          */
-    uint8_t wire_id;     /* QSYNC_WIRE_ENGINE_*, carried in HELLO      */
-    uint32_t guarantees; /* QSYNC_WIRE_G_*, carried in HELLO           */
+    uint8_t wire_id;     /* QSYNC__WIRE_ENGINE_*, carried in HELLO      */
+    uint32_t guarantees; /* QSYNC__WIRE_G_*, carried in HELLO           */
 
     /*
      * Checks that this QEMU can run the engine (API version, functions,
@@ -47,7 +47,7 @@ struct qsync__engine {
      * vcpu_insns. Leaves seq and deadline_ns alone. Called at a stop (in
      * the stopped vCPU's thread) and at exit.
      */
-    void (*sample)(uint64_t deadline_ns, struct qsync_wire_report *out);
+    void (*sample)(uint64_t deadline_ns, struct qsync__wire_report *out);
 
     /*
      * Lets the guest run until deadline_ns, which the channel has checked
@@ -69,7 +69,7 @@ struct qsync__engine {
                    size_t why_len);
 
     /*
-     * Optional (NULL: the guarantees member). The QSYNC_WIRE_G_* bits this
+     * Optional (NULL: the guarantees member). The QSYNC__WIRE_G_* bits this
      * engine can keep in this QEMU, when they depend on what install found
      * (e.g. the insn engine is never ahead when idle only with QEMU's
      * internals). Called after a successful install, for HELLO.

@@ -115,7 +115,7 @@ static qemu_plugin_u64 slot;
  * round-robin switches vCPUs only between blocks.
  */
 static uint64_t total;
-static uint64_t vcpu_count[QSYNC_WIRE_MAX_VCPUS];
+static uint64_t vcpu_count[QSYNC__WIRE_MAX_VCPUS];
 static uint64_t mark;          /* total at the last block start */
 static unsigned int mark_vcpu; /* the vCPU that started that block */
 
@@ -146,9 +146,9 @@ static bool block_usable(const qemu_info_t *info, const struct qsync__options *o
                          size_t len)
 {
     (void)opt;
-    if (info->system.max_vcpus > (int)QSYNC_WIRE_MAX_VCPUS) {
+    if (info->system.max_vcpus > (int)QSYNC__WIRE_MAX_VCPUS) {
         snprintf(why, len, "it supports at most %u vCPUs (QEMU runs with maxcpus=%d)",
-                 QSYNC_WIRE_MAX_VCPUS, info->system.max_vcpus);
+                 QSYNC__WIRE_MAX_VCPUS, info->system.max_vcpus);
         return false;
     }
     if (qsync__qemu_sym("qemu_plugin_register_vcpu_tb_exec_cb") == NULL) {
@@ -193,7 +193,7 @@ static void on_block(unsigned int vcpu_index, void *udata)
     uint64_t len = (uint64_t)(uintptr_t)udata;
 
     if (mode == MODE_INSN_CB) {
-        if (mark_vcpu < QSYNC_WIRE_MAX_VCPUS)
+        if (mark_vcpu < QSYNC__WIRE_MAX_VCPUS)
             vcpu_count[mark_vcpu] += total - mark;
         mark = total;
         mark_vcpu = vcpu_index;
@@ -202,7 +202,7 @@ static void on_block(unsigned int vcpu_index, void *udata)
         qsync__channel_stop(vcpu_index); /* arms a new target, or never returns */
     if (mode == MODE_BLOCK_CB) {
         total += len;
-        if (vcpu_index < QSYNC_WIRE_MAX_VCPUS)
+        if (vcpu_index < QSYNC__WIRE_MAX_VCPUS)
             vcpu_count[vcpu_index] += len;
     }
 }
@@ -251,7 +251,7 @@ static uint64_t counted(void)
     return api.u64_get(slot, 0) + target;
 }
 
-static void block_sample(uint64_t deadline_ns, struct qsync_wire_report *out)
+static void block_sample(uint64_t deadline_ns, struct qsync__wire_report *out)
 {
     uint64_t now = counted();
 
@@ -260,7 +260,7 @@ static void block_sample(uint64_t deadline_ns, struct qsync_wire_report *out)
     out->overshoot = (int64_t)(now - (deadline_ns >> shift));
     /* With shift > 0 an exact stop still falls short of a deadline that is
      * not a multiple of 2^shift ns; that is a deviation too. */
-    out->flags = (out->overshoot != 0 || out->virtual_ns != deadline_ns) ? QSYNC_WIRE_R_DEVIATION : 0;
+    out->flags = (out->overshoot != 0 || out->virtual_ns != deadline_ns) ? QSYNC__WIRE_R_DEVIATION : 0;
     out->n_vcpus = n_vcpus;
     for (uint32_t i = 0; i < n_vcpus; i++) {
         if (mode == MODE_COND)
@@ -299,7 +299,7 @@ static int block_arm(unsigned int vcpu_index, uint64_t deadline_ns)
 
 const struct qsync__engine qsync__engine_block = {
     .name = "block",
-    .wire_id = QSYNC_WIRE_ENGINE_BLOCK,
+    .wire_id = QSYNC__WIRE_ENGINE_BLOCK,
     .guarantees = 0, /* bounded: see the top comment */
     .install = block_install,
     .usable = block_usable,

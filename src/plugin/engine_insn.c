@@ -168,7 +168,7 @@ static int insn_install(qemu_plugin_id_t id, const qemu_info_t *info,
 
 static uint32_t insn_guarantees(void)
 {
-    return QSYNC_WIRE_G_EXACT | (guard ? QSYNC_WIRE_G_NEVER_AHEAD_IDLE : 0u);
+    return QSYNC__WIRE_G_EXACT | (guard ? QSYNC__WIRE_G_NEVER_AHEAD_IDLE : 0u);
 }
 
 static void on_deadline(unsigned int vcpu_index, void *udata)
@@ -235,7 +235,7 @@ static int64_t now_ns(uint64_t total)
     return counted + offset_ns;
 }
 
-static void insn_sample(uint64_t deadline, struct qsync_wire_report *out)
+static void insn_sample(uint64_t deadline, struct qsync__wire_report *out)
 {
     /* The scoreboard only has rows for vCPUs QEMU has created so far. */
     uint32_t live = (uint32_t)api.num_vcpus();
@@ -262,9 +262,9 @@ static void insn_sample(uint64_t deadline, struct qsync_wire_report *out)
     out->flags = 0;
     if (atomic_load_explicit(&idle_seen, memory_order_relaxed) ||
         (at_safe_point() && clock_bias() != quantum_bias))
-        out->flags |= QSYNC_WIRE_R_IDLE;
+        out->flags |= QSYNC__WIRE_R_IDLE;
     if (out->virtual_ns != deadline)
-        out->flags |= QSYNC_WIRE_R_DEVIATION;
+        out->flags |= QSYNC__WIRE_R_DEVIATION;
     out->n_vcpus = n_vcpus;
     for (uint32_t i = 0; i < n_vcpus; i++)
         out->vcpu_insns[i] = i < live ? api.u64_get(executed, i) : 0;
@@ -321,8 +321,8 @@ static int insn_arm(unsigned int vcpu_index, uint64_t deadline)
 
 const struct qsync__engine qsync__engine_insn = {
     .name = "insn",
-    .wire_id = QSYNC_WIRE_ENGINE_INSN,
-    .guarantees = QSYNC_WIRE_G_EXACT,
+    .wire_id = QSYNC__WIRE_ENGINE_INSN,
+    .guarantees = QSYNC__WIRE_G_EXACT,
     .install = insn_install,
     .translate = insn_translate,
     .sample = insn_sample,

@@ -105,7 +105,7 @@ static bool sync_at_halt; /* the idle race fix is on */
  * (the vCPU of the last block started), g_total - g_mark.
  */
 static uint64_t g_total;
-static uint64_t g_vcpu[QSYNC_WIRE_MAX_VCPUS];
+static uint64_t g_vcpu[QSYNC__WIRE_MAX_VCPUS];
 static uint64_t g_mark;
 static unsigned int g_mark_vcpu;
 static atomic_bool idle_seen;
@@ -149,9 +149,9 @@ static bool timer_usable(const qemu_info_t *info, const struct qsync__options *o
         return false;
     }
     if (info->system.smp_vcpus > 1 || info->system.max_vcpus > 1) {
-        if (info->system.max_vcpus > (int)QSYNC_WIRE_MAX_VCPUS) {
+        if (info->system.max_vcpus > (int)QSYNC__WIRE_MAX_VCPUS) {
             snprintf(why, len, "it supports at most %u vCPUs (QEMU runs with maxcpus=%d)",
-                     QSYNC_WIRE_MAX_VCPUS, info->system.max_vcpus);
+                     QSYNC__WIRE_MAX_VCPUS, info->system.max_vcpus);
             return false;
         }
         if (per_vcpu_mode(info) == COUNT_ICOUNT) {
@@ -239,7 +239,7 @@ static void on_halt(unsigned int vcpu_index, void *udata)
 static void on_block(unsigned int vcpu_index, void *udata)
 {
     (void)udata;
-    if (g_mark_vcpu < QSYNC_WIRE_MAX_VCPUS)
+    if (g_mark_vcpu < QSYNC__WIRE_MAX_VCPUS)
         g_vcpu[g_mark_vcpu] += g_total - g_mark;
     g_mark = g_total;
     g_mark_vcpu = vcpu_index;
@@ -248,7 +248,7 @@ static void on_block(unsigned int vcpu_index, void *udata)
 /* COUNT_BLOCKS: a block starts; its length goes to its vCPU. */
 static void on_block_len(unsigned int vcpu_index, void *udata)
 {
-    if (vcpu_index < QSYNC_WIRE_MAX_VCPUS)
+    if (vcpu_index < QSYNC__WIRE_MAX_VCPUS)
         g_vcpu[vcpu_index] += (uint64_t)(uintptr_t)udata;
 }
 
@@ -280,7 +280,7 @@ static int64_t clock_bias(int64_t vclock)
 }
 
 /* Instructions, total and per vCPU. COUNT_ICOUNT needs a safe point. */
-static uint64_t count_insns(struct qsync_wire_report *out, bool safe)
+static uint64_t count_insns(struct qsync__wire_report *out, bool safe)
 {
     uint64_t total = 0;
     if (count_mode == COUNT_ICOUNT) {
@@ -300,7 +300,7 @@ static uint64_t count_insns(struct qsync_wire_report *out, bool safe)
     return total;
 }
 
-static void timer_sample(uint64_t deadline_ns, struct qsync_wire_report *out)
+static void timer_sample(uint64_t deadline_ns, struct qsync__wire_report *out)
 {
     /* At a stop we are in the timer callback; at exit, QEMU's main
      * thread, unless a vCPU called exit() (then keep the last stop's
@@ -323,10 +323,10 @@ static void timer_sample(uint64_t deadline_ns, struct qsync_wire_report *out)
     out->overshoot = ((int64_t)v - (int64_t)deadline_ns) / ((int64_t)1 << shift);
     out->flags = 0;
     if (v != deadline_ns)
-        out->flags |= QSYNC_WIRE_R_DEVIATION;
+        out->flags |= QSYNC__WIRE_R_DEVIATION;
     if (atomic_load_explicit(&idle_seen, memory_order_relaxed) ||
         (safe && clock_bias((int64_t)v) != quantum_bias))
-        out->flags |= QSYNC_WIRE_R_IDLE;
+        out->flags |= QSYNC__WIRE_R_IDLE;
 }
 
 static int timer_arm(unsigned int vcpu_index, uint64_t deadline_ns)
@@ -344,8 +344,8 @@ static int timer_arm(unsigned int vcpu_index, uint64_t deadline_ns)
 
 const struct qsync__engine qsync__engine_timer = {
     .name = "timer",
-    .wire_id = QSYNC_WIRE_ENGINE_TIMER,
-    .guarantees = QSYNC_WIRE_G_EXACT | QSYNC_WIRE_G_NEVER_AHEAD_IDLE | QSYNC_WIRE_G_VCLOCK,
+    .wire_id = QSYNC__WIRE_ENGINE_TIMER,
+    .guarantees = QSYNC__WIRE_G_EXACT | QSYNC__WIRE_G_NEVER_AHEAD_IDLE | QSYNC__WIRE_G_VCLOCK,
     .install = timer_install,
     .translate = timer_translate,
     .sample = timer_sample,

@@ -59,10 +59,10 @@ static int parse_engine(const char *value, enum qsync__engine_choice *out)
         const char *name;
         enum qsync__engine_choice id;
     } names[] = {
-        {"auto", QSYNC_ENGINE_AUTO},
-        {"insn", QSYNC_ENGINE_INSN},
-        {"timer", QSYNC_ENGINE_TIMER},
-        {"block", QSYNC_ENGINE_BLOCK},
+        {"auto", QSYNC__ENGINE_AUTO},
+        {"insn", QSYNC__ENGINE_INSN},
+        {"timer", QSYNC__ENGINE_TIMER},
+        {"block", QSYNC__ENGINE_BLOCK},
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         if (strcmp(value, names[i].name) == 0) {
@@ -113,7 +113,7 @@ static int parse_path(const char *key, const char *value, const char **out)
 static int parse_time_us(const char *key, const char *value, unsigned long long *out)
 {
     unsigned long long v;
-    if (!parse_uint(value, QSYNC_FIFO_MAX_QUANTUM_US, &v) || v == 0) {
+    if (!parse_uint(value, QSYNC__FIFO_MAX_QUANTUM_US, &v) || v == 0) {
         qsync__log("%s=%s is not a number of microseconds from 1 to 10^9", key, value);
         return -1;
     }
@@ -215,7 +215,7 @@ int qsync__options_parse(int argc, char **argv, struct qsync__options *opt)
     opt->fd_in = -1;
     opt->fd_out = -1;
     opt->shift = 0;
-    opt->engine = QSYNC_ENGINE_AUTO;
+    opt->engine = QSYNC__ENGINE_AUTO;
     opt->shm_fd = -1;
     opt->efd = -1;
     opt->spin_ns = -1;

@@ -61,10 +61,10 @@
 #include <stdbool.h>
 
 enum qsync__engine_choice {
-    QSYNC_ENGINE_AUTO,
-    QSYNC_ENGINE_INSN,
-    QSYNC_ENGINE_TIMER,
-    QSYNC_ENGINE_BLOCK
+    QSYNC__ENGINE_AUTO,
+    QSYNC__ENGINE_INSN,
+    QSYNC__ENGINE_TIMER,
+    QSYNC__ENGINE_BLOCK
 };
 
 enum qsync__proto {
@@ -74,7 +74,7 @@ enum qsync__proto {
 };
 
 #define QSYNC_MAX_SHIFT 10u
-#define QSYNC_FIFO_MAX_QUANTUM_US 1000000000ull
+#define QSYNC__FIFO_MAX_QUANTUM_US 1000000000ull
 
 struct qsync__options {
     enum qsync__proto proto;

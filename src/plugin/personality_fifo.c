@@ -75,7 +75,7 @@ static bool remove_fifos;       /* remove_fifos=1: the names are private  */
 static atomic_flag removed = ATOMIC_FLAG_INIT;
 
 /* Tells the library that this plugin takes the keys (legacy.h). */
-__attribute__((used)) static const char keys_marker[] = QSYNC_FIFO_KEYS_MARKER;
+__attribute__((used)) static const char keys_marker[] = QSYNC__FIFO_KEYS_MARKER;
 
 /* Stop state: belongs to the thread in a stop (channel.c). Quantum k
  * (from 1) ends at k * quantum_ns; this is the last k begun. */

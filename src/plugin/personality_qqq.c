@@ -177,7 +177,7 @@ static void answer(uint64_t virtual_ns)
  */
 static bool at_target(unsigned int vcpu_index, uint64_t *virtual_ns)
 {
-    struct qsync_wire_report now;
+    struct qsync__wire_report now;
     engine->sample(target_ns, &now);
     *virtual_ns = now.virtual_ns;
     if (now.virtual_ns >= target_ns)
@@ -191,7 +191,7 @@ static void qqq_stop(unsigned int vcpu_index)
 
     if (!started) {
         /* Before the guest's first instruction: nothing to answer. */
-        struct qsync_wire_report now;
+        struct qsync__wire_report now;
         engine->sample(0, &now);
         clock_us = now.virtual_ns / 1000u;
         started = true;

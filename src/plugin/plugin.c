@@ -100,7 +100,7 @@ static const struct qsync__engine *pick_engine(const qemu_info_t *info,
     char why[512];
 
     switch (opt->engine) {
-    case QSYNC_ENGINE_AUTO: {
+    case QSYNC__ENGINE_AUTO: {
         const struct qsync__engine *order[] = {&qsync__engine_timer, &qsync__engine_insn,
                                                &qsync__engine_block};
         uint64_t below = opt->shm_fd >= 0 ? AUTO_INSN_BELOW_NS_SHM : AUTO_INSN_BELOW_NS;
@@ -121,9 +121,9 @@ static const struct qsync__engine *pick_engine(const qemu_info_t *info,
         qsync__log("engine=auto found no engine that can run here (%s)", all);
         return NULL;
     }
-    case QSYNC_ENGINE_INSN: named = &qsync__engine_insn; break;
-    case QSYNC_ENGINE_TIMER: named = &qsync__engine_timer; break;
-    case QSYNC_ENGINE_BLOCK: named = &qsync__engine_block; break;
+    case QSYNC__ENGINE_INSN: named = &qsync__engine_insn; break;
+    case QSYNC__ENGINE_TIMER: named = &qsync__engine_timer; break;
+    case QSYNC__ENGINE_BLOCK: named = &qsync__engine_block; break;
     }
     if (named == NULL)
         return NULL;

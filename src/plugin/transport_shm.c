@@ -123,8 +123,8 @@ int qsync__shm_transport_open(int shm_fd, int ev_fd, long long spin)
         munmap(base, size);
         return -1;
     }
-    qsync__shm_ring(base, QSYNC_SHM_TO_PLUGIN, &to_plugin);
-    qsync__shm_ring(base, QSYNC_SHM_TO_LIBRARY, &to_library);
+    qsync__shm_ring(base, QSYNC__SHM_TO_PLUGIN, &to_plugin);
+    qsync__shm_ring(base, QSYNC__SHM_TO_LIBRARY, &to_library);
     efd = ev_fd;
     qsync__shm_spinner_init(&spinner, spin >= 0 ? (uint64_t)spin
                                       : one_cpu() ? 0
