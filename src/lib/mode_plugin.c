@@ -11,9 +11,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#define CHILD_GRANT_FD 3
-#define CHILD_REPORT_FD 4
-
 static int plugin_prepare(qsync_ctx *ctx, const char *const argv[], struct qsync__launch *l)
 {
     for (size_t i = 0; argv[i]; i++) {
@@ -30,8 +27,8 @@ static int plugin_prepare(qsync_ctx *ctx, const char *const argv[], struct qsync
     /* The shared-memory transport where asked for; AUTO falls back to
      * the pipes when the memfd or the eventfd cannot be made. */
     char shm[32] = "";
-    if (qsync__shm_wanted(ctx)) {
-        rc = qsync__shm_launch(ctx, l);
+    if (qsync__transport_shm_wanted(ctx)) {
+        rc = qsync__transport_shm_prepare(ctx, l);
         if (rc && ctx->opts.channel == QSYNC_CHANNEL_SHM)
             return rc;
         if (rc)
@@ -40,8 +37,8 @@ static int plugin_prepare(qsync_ctx *ctx, const char *const argv[], struct qsync
             snprintf(shm, sizeof shm, ",shm=%d,efd=%d", QSYNC__CHILD_SHM_FD, QSYNC__CHILD_EFD);
     }
     char rest[192];
-    int n = snprintf(rest, sizeof rest, "fd_in=%d,fd_out=%d%s,shift=%u,parent=%d", CHILD_GRANT_FD,
-                     CHILD_REPORT_FD, shm, ctx->opts.icount_shift, (int)getpid());
+    int n = snprintf(rest, sizeof rest, "fd_in=%d,fd_out=%d%s,shift=%u,parent=%d", QSYNC__CHILD_GRANT_FD,
+                     QSYNC__CHILD_REPORT_FD, shm, ctx->opts.icount_shift, (int)getpid());
     if (ctx->opts.quantum_hint_ns)
         snprintf(rest + n, sizeof rest - (size_t)n, ",quantum_ns=%llu",
                  (unsigned long long)ctx->opts.quantum_hint_ns);
@@ -51,7 +48,7 @@ static int plugin_prepare(qsync_ctx *ctx, const char *const argv[], struct qsync
     rc = qsync__launch_plugin(ctx, l, rest);
     if (rc)
         return rc;
-    return qsync__launch_pipes(ctx, l);
+    return qsync__transport_pipes(ctx, l);
 }
 
 static void plugin_started(qsync_ctx *ctx)
@@ -73,7 +70,7 @@ static int plugin_grant(qsync_ctx *ctx, uint64_t seq, uint64_t deadline_ns, uint
     long n = qsync__wire_encode(&m, frame, sizeof frame);
     if (n < 0)
         return qsync__set_error(ctx, QSYNC_EPROTO, "cannot encode a grant");
-    return qsync__write_grant(ctx, frame, (size_t)n);
+    return qsync__transport_send(ctx, frame, (size_t)n);
 }
 
 static int plugin_input(qsync_ctx *ctx, const void *data, size_t len)
@@ -97,7 +94,7 @@ static int plugin_input(qsync_ctx *ctx, const void *data, size_t len)
         if (fl < 0)
             rc = qsync__set_error(ctx, QSYNC_EPROTO, "cannot encode guest input");
         else
-            rc = qsync__write_grant(ctx, frame, (size_t)fl);
+            rc = qsync__transport_send(ctx, frame, (size_t)fl);
         p += n;
         len -= n;
     }
@@ -119,12 +116,10 @@ static void dispatch(qsync_ctx *ctx, const struct qsync__wire_msg *m)
         qsync__on_exit_msg(ctx, &m->u.exit);
         break;
     case QSYNC__MSG_ERROR:
-        qsync__set_error(ctx, QSYNC_EPLUGIN, "qsync plugin: %s", m->u.error.text);
-        qsync__fail(ctx, QSYNC_EPLUGIN);
+        qsync__on_failure(ctx, QSYNC_EPLUGIN, "qsync plugin: %s", m->u.error.text);
         break;
     default: /* GRANT: only the library sends it. */
-        qsync__set_error(ctx, QSYNC_EPROTO, "protocol error: the plugin sent a GRANT");
-        qsync__fail(ctx, QSYNC_EPROTO);
+        qsync__on_failure(ctx, QSYNC_EPROTO, "protocol error: the plugin sent a GRANT");
         break;
     }
 }
@@ -132,7 +127,7 @@ static void dispatch(qsync_ctx *ctx, const struct qsync__wire_msg *m)
 static size_t plugin_consume(qsync_ctx *ctx, const uint8_t *buf, size_t len)
 {
     size_t off = 0;
-    while (!ctx->fatal && !ctx->closing) {
+    while (!qsync__ctx_done(ctx)) {
         struct qsync__wire_msg m;
         size_t used = 0;
         int st = qsync__wire_decode(buf + off, len - off, &m, &used);
@@ -141,23 +136,17 @@ static size_t plugin_consume(qsync_ctx *ctx, const uint8_t *buf, size_t len)
         if (st != QSYNC__WIRE_OK) {
             const uint8_t *b = buf + off;
             size_t have = len - off;
-            qsync__set_error(ctx, QSYNC_EPROTO,
-                             "protocol error: %s in a frame from the plugin "
-                             "(first bytes %02x %02x %02x %02x)",
-                             qsync__wire_status_text(st), have > 0 ? b[0] : 0,
-                             have > 1 ? b[1] : 0, have > 2 ? b[2] : 0, have > 3 ? b[3] : 0);
-            qsync__fail(ctx, QSYNC_EPROTO);
+            qsync__on_failure(ctx, QSYNC_EPROTO,
+                              "protocol error: %s in a frame from the plugin "
+                              "(first bytes %02x %02x %02x %02x)",
+                              qsync__wire_status_text(st), have > 0 ? b[0] : 0,
+                              have > 1 ? b[1] : 0, have > 2 ? b[2] : 0, have > 3 ? b[3] : 0);
             break;
         }
         off += used;
         dispatch(ctx, &m);
     }
     return off;
-}
-
-static void plugin_cleanup(qsync_ctx *ctx)
-{
-    qsync__shm_release(ctx);
 }
 
 const struct qsync__mode qsync__mode_plugin = {
@@ -168,6 +157,5 @@ const struct qsync__mode qsync__mode_plugin = {
     .started = plugin_started,
     .grant = plugin_grant,
     .consume = plugin_consume,
-    .cleanup = plugin_cleanup,
     .input = plugin_input,
 };
