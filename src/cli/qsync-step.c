@@ -88,10 +88,12 @@ static void usage(FILE *f)
             "                  (default: until the guest exits)\n"
             "  --shift N       icount shift, 0..10: one instruction = 2^N ns (default 0)\n"
             "  --plugin PATH   plugin module (default: the one built or installed with\n"
-            "                  this tool; in fifo mode, e.g. seed 000's own plugin)\n"
+            "                  this tool; in fifo mode, e.g. the SIL Kit Time Sync\n"
+            "                  Plugin itself)\n"
             "  --engine NAME   the plugin's engine: auto, timer, insn or block (default auto)\n"
-            "  --mode MODE     plugin (default), qqq (seed 002's protocol) or fifo (seed\n"
-            "                  000's named FIFOs; --quantum is then fixed at start)\n"
+            "  --mode MODE     plugin (default), qqq (the adevs -qqq protocol) or fifo\n"
+            "                  (the SIL Kit Time Sync Plugin FIFO protocol; --quantum\n"
+            "                  is then fixed at start)\n"
             "  --qqq-native    in qqq mode, pass -qqq to a QEMU that has it, instead of\n"
             "                  speaking the protocol through our plugin\n"
             "  --plugin-args A extra key=value,... options for the plugin\n"
@@ -597,7 +599,7 @@ int main(int argc, char **argv)
         return EXIT_USAGE;
     }
     /* The plugin takes a quantum hint of at most 10^15 ns, and a FIFO
-     * quantum of at most 10^9 us; seed 002's protocol grants a native int
+     * quantum of at most 10^9 us; the adevs -qqq protocol grants a native int
      * of microseconds. Refused here, naming the flag, rather than by the
      * library or the plugin, naming an option the user never gave. */
     if (s.quantum_ns > QSYNC_QUANTUM_HINT_MAX_NS) {

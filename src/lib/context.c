@@ -256,7 +256,7 @@ int qsync_start(qsync_ctx *ctx, const char *const argv[])
     if (ctx->started || ctx->child.alive)
         return qsync__set_error(ctx, QSYNC_ESTATE, "qsync_start: already started");
     if (ctx->start_cleanup)
-        return qsync__set_error(ctx, QSYNC_EBUSY,
+        return qsync__set_error(ctx, QSYNC_ECLEANUP,
                                 "qsync_start: the failed start is still being cleaned up; "
                                 "run the loop once, then retry");
     int rc = start_steps(ctx, argv);
@@ -265,6 +265,16 @@ int qsync_start(qsync_ctx *ctx, const char *const argv[])
     ctx->started = 1;
     qsync__watchdog_arm(ctx);
     return 0;
+}
+
+/* The fatal error, for a call refused because of it. qsync_last_error()
+ * keeps the failure's own detail when that is still what it says. */
+static int refuse_failed(qsync_ctx *ctx, const char *what)
+{
+    if (ctx->errcode == ctx->fatal)
+        return ctx->fatal;
+    return qsync__set_error(ctx, ctx->fatal, "%s: the context has failed (%s: %s); close it",
+                            what, qsync_err_name(ctx->fatal), qsync_strerror(ctx->fatal));
 }
 
 /* Records the outcome for a blocking waiter, then tells the user. */
@@ -291,7 +301,7 @@ int qsync_send_input(qsync_ctx *ctx, const void *data, size_t len)
     if (ctx->closing)
         return qsync__set_error(ctx, QSYNC_ESTATE, "qsync_send_input: the context is closing");
     if (ctx->fatal)
-        return ctx->fatal;
+        return refuse_failed(ctx, "qsync_send_input");
     if (!ctx->started || !ctx->have_hello)
         return qsync__set_error(ctx, QSYNC_ESTATE,
                                 "qsync_send_input: QEMU is not started or not ready yet");
@@ -317,6 +327,11 @@ int qsync_send_input(qsync_ctx *ctx, const void *data, size_t len)
     return 0;
 }
 
+int qsync_failed(const qsync_ctx *ctx)
+{
+    return ctx->fatal;
+}
+
 int qsync__check_advance(qsync_ctx *ctx, uint64_t deadline, const char *what)
 {
     if (ctx->closing)
@@ -324,7 +339,7 @@ int qsync__check_advance(qsync_ctx *ctx, uint64_t deadline, const char *what)
     if (!ctx->started)
         return qsync__set_error(ctx, QSYNC_ESTATE, "%s: QEMU is not started", what);
     if (ctx->fatal)
-        return ctx->fatal;
+        return refuse_failed(ctx, what);
     if (ctx->pending_seq)
         return qsync__set_error(ctx, QSYNC_EBUSY, "%s: the advance to %llu ns is still pending",
                                 what, (unsigned long long)ctx->pending_deadline);
@@ -543,6 +558,7 @@ void qsync__on_failure(qsync_ctx *ctx, int code, const char *fmt, ...)
         va_start(ap, fmt);
         vsnprintf(ctx->errmsg, sizeof ctx->errmsg, fmt, ap);
         va_end(ap);
+        ctx->errcode = code;
     }
     fail(ctx, code);
 }
@@ -729,7 +745,7 @@ static void close_handles(qsync_ctx *ctx)
 int qsync__close(qsync_ctx *ctx, qsync_close_cb cb)
 {
     if (ctx->closing)
-        return QSYNC_ESTATE;
+        return qsync__set_error(ctx, QSYNC_ESTATE, "qsync_close: already closing");
     ctx->closing = 1;
     ctx->close_cb = cb;
     uv_timer_stop(&ctx->watchdog);

@@ -176,6 +176,7 @@ struct qsync_ctx {
     qsync_stop wait_stop;
 
     char errmsg[QSYNC__ERRMSG_MAX];
+    int errcode; /* the code errmsg was written for */
 };
 
 /*
@@ -198,7 +199,7 @@ struct qsync__launch {
 
 /*
  * A mode is the protocol spoken with QEMU: the native one with our plugin,
- * the adevs -qqq protocol's pipes, or the SIL Kit Time Sync Plugin FIFO
+ * The adevs -qqq protocol's pipes, or the SIL Kit Time Sync Plugin FIFO
  * protocol. The context's state machine is the same for all three; a mode
  * adds QEMU's arguments, encodes grants and decodes what comes back. Its
  * own state hangs from ctx->mode_state.

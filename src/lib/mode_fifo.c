@@ -257,7 +257,7 @@ static void fifo_tick(uv_timer_t *t)
 static void fifo_started(qsync_ctx *ctx)
 {
     struct fifo_state *f = state(ctx);
-    f->running = 1; /* the Time Sync Plugin runs the first quantum at once */
+    f->running = 1; /* The Time Sync Plugin runs the first quantum at once */
     qsync__timer_start(&f->open_timer, fifo_tick, 0, RETRY_MS);
 }
 

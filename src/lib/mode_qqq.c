@@ -69,7 +69,7 @@ static int qqq_prepare(qsync_ctx *ctx, const char *const argv[], struct qsync__l
         return qsync__set_error(ctx, QSYNC_EARG, "qqq mode: -icount shift %d is out of range 0..10",
                                 shift);
     if (shift < 0) {
-        shift = 1; /* the adevs -qqq protocol's -icount 1,sleep=off */
+        shift = 1; /* The adevs -qqq protocol's -icount 1,sleep=off */
         if (qsync__launch_add(l, "-icount") || qsync__launch_add(l, "1,sleep=off"))
             return qsync__set_error(ctx, QSYNC_EARG, "too many arguments");
     }

@@ -207,7 +207,7 @@ static int pipe_send(qsync_ctx *ctx, const void *buf, size_t len)
     if (rc == -EPIPE)
         return qsync__set_error(ctx, QSYNC_EEXITED, "QEMU closed its end of the channel");
     if (rc == -EAGAIN)
-        return qsync__set_error(ctx, QSYNC_EPROTO, "the channel to QEMU is full");
+        return qsync__set_error(ctx, QSYNC_EFULL, "the channel to QEMU is full");
     if (rc)
         return qsync__set_error(ctx, rc, "writing a grant: %s", qsync_strerror(rc));
     return 0;

@@ -201,7 +201,7 @@ static int shm_send(qsync_ctx *ctx, const void *buf, size_t len)
     struct qsync__shm *s = ctx->transport.shm;
     int rc = qsync__shm_write(&s->out, buf, len);
     if (rc == -EAGAIN)
-        return qsync__set_error(ctx, QSYNC_EPROTO, "the channel to QEMU is full");
+        return qsync__set_error(ctx, QSYNC_EFULL, "the channel to QEMU is full");
     if (rc < 0)
         return qsync__set_error(ctx, QSYNC_EPROTO,
                                 "a frame of %zu bytes does not fit the shared-memory ring", len);

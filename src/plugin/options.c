@@ -144,8 +144,8 @@ enum key {
     K_SPIN,
     K_H2G,
     K_G2H,
-    K_TIME,        /* seed 000's code */
-    K_TIME_README, /* seed 000's README */
+    K_TIME,        /* The Time Sync Plugin's code */
+    K_TIME_README, /* The Time Sync Plugin's README */
     K_DONE,
     K_REMOVE,
     K_COUNT
@@ -196,11 +196,11 @@ static void refuse_key(enum key k, enum qsync__proto proto)
                    "TimeInMicroSeconds");
     } else if (keys[k].protos == P_FIFO) {
         /* Only reached with an explicit proto=: FIFO keys imply proto=fifo. */
-        qsync__log("option %s belongs to the FIFO personality (seed 000's protocol) and "
+        qsync__log("option %s belongs to the FIFO personality (the SIL Kit Time Sync Plugin FIFO protocol) and "
                    "cannot be combined with proto=%s",
                    keys[k].name, proto == QSYNC_PROTO_QQQ ? "qqq" : "native");
     } else {
-        qsync__log("option %s does not apply to the FIFO personality (seed 000's protocol "
+        qsync__log("option %s does not apply to the FIFO personality (the SIL Kit Time Sync Plugin FIFO protocol "
                    "names its FIFOs with HostToGuestPipe and GuestToHostPipe)",
                    keys[k].name);
     }
@@ -308,7 +308,7 @@ int qsync__options_parse(int argc, char **argv, struct qsync__options *opt)
                 opt->done_bytes = (unsigned)(v[0] - '0');
             } else {
                 qsync__log("done_bytes=%s: the bytes written after each quantum are 1 (as "
-                           "seed 000's plugin wrote) or 2 (what its README reads)", v);
+                           "the Time Sync Plugin wrote) or 2 (what its README reads)", v);
                 rc = -1;
             }
             break;
@@ -353,7 +353,7 @@ int qsync__options_parse(int argc, char **argv, struct qsync__options *opt)
 
     if (value[K_TIME] && value[K_TIME_README]) {
         qsync__log("options TimeInMicroSeconds and TimeinMicroseconds are both given: they "
-                   "are the same option (seed 000's code and README spell it differently); "
+                   "are the same option (the Time Sync Plugin's code and README spell it differently); "
                    "give one");
         return -1;
     }
@@ -373,7 +373,7 @@ int qsync__options_parse(int argc, char **argv, struct qsync__options *opt)
         return -1;
     }
     if (opt->shift != 0) {
-        qsync__log("shift=%u: the FIFO personality runs under seed 000's -icount shift=0 "
+        qsync__log("shift=%u: the FIFO personality runs under the Time Sync Plugin's -icount shift=0 "
                    "(1 instruction = 1 ns) only", opt->shift);
         return -1;
     }

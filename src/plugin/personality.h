@@ -2,8 +2,8 @@
  * A personality is the protocol the plugin speaks to its controller:
  *
  *   native  our protocol (docs/protocol.md), channel.c
- *   qqq     seed 002's -qqq protocol, personality_qqq.c
- *   fifo    seed 000's Time Sync Plugin protocol, personality_fifo.c
+ *   qqq     the adevs -qqq protocol, personality_qqq.c
+ *   fifo    the SIL Kit Time Sync Plugin FIFO protocol, personality_fifo.c
  *
  * All three run on the same engines (engine.h). An engine knows nothing
  * of protocols: it calls qsync__channel_stop() when the guest reaches the

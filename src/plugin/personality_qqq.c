@@ -1,5 +1,5 @@
 /*
- * The qqq personality: seed 002's -qqq protocol, spoken by the plugin on
+ * The qqq personality: the adevs -qqq protocol, spoken by the plugin on
  * stock QEMU, byte for byte:
  *
  *   controller -> QEMU   a native int: the microseconds QEMU may advance
@@ -22,7 +22,7 @@
  * The answer must be at least r, so the stop must not land before T. The
  * engine is armed at T, where an exact engine stops exactly as it would
  * for the native protocol. With shift > 0 it may stop short: on the last
- * instruction boundary before T, when T is not on one (seed 002's shift 1
+ * instruction boundary before T, when T is not on one (the adevs -qqq protocol's shift 1
  * puts every microsecond on one, until an idle warp to a device timer
  * shifts the clock's phase; shift 4 and up do not). The plugin then lets
  * the guest on to the next boundary (arms T + 2^shift - 1), which lies in
@@ -67,7 +67,7 @@ static bool same_pipe(const struct stat *a, const struct stat *b)
 }
 
 /*
- * Seed 002's controller forks QEMU right after pipe(), and its text only
+ * The adevs -qqq protocol's controller forks QEMU right after pipe(), and its text only
  * has the parent close the ends it gives away. A child that execs QEMU
  * without closing its copies of the controller's ends keeps a writer on
  * the request pipe, so QEMU would never see the controller close it (and
@@ -143,7 +143,7 @@ static int read_request(void)
         qsync__end_qemu(1, "proto=qqq: cannot read a request from fd_in=%d: %s; ending QEMU",
                         fd_in, strerror(-rc));
     if (us <= 0)
-        qsync__end_qemu(1, "proto=qqq: the controller asked to advance by %d us; seed 002's "
+        qsync__end_qemu(1, "proto=qqq: the controller asked to advance by %d us; the adevs -qqq protocol's "
                            "protocol needs a positive number of microseconds; ending QEMU",
                         us);
     return us;

@@ -5,7 +5,7 @@
  *       -plugin .../libqsync-plugin.so,fd_in=R,fd_out=W[,shift=N][,engine=E]
  *               [,quantum_ns=Q]
  *
- * and, in the personalities that speak the seeds' protocols
+ * and, in the personalities that speak the two older protocols
  * (personality.h, options.h):
  *
  *   -icount 1,sleep=off -plugin ...,proto=qqq,fd_in=R,fd_out=W[,shift=N]...
@@ -140,9 +140,9 @@ static int check_icount(const struct qsync__options *opt)
 {
     unsigned want = opt->shift;
     unsigned shift = QSYNC_SHIFT_UNKNOWN;
-    /* The FIFO personality's rule is seed 000's: say so. */
+    /* The FIFO personality's rule is the Time Sync Plugin's: say so. */
     const char *who = opt->proto == QSYNC_PROTO_FIFO
-                          ? "the FIFO personality (seed 000's protocol, 1 instruction = 1 ns)"
+                          ? "the FIFO personality (the SIL Kit Time Sync Plugin FIFO protocol, 1 instruction = 1 ns)"
                           : "this plugin";
     switch (qsync__probe_icount(&shift)) {
     case QSYNC_ICOUNT_UNKNOWN:
@@ -169,7 +169,7 @@ static int check_icount(const struct qsync__options *opt)
 }
 
 /*
- * The qqq personality's shift defaults to QEMU's own: seed 002's
+ * The qqq personality's shift defaults to QEMU's own: the adevs -qqq protocol's
  * controller passes only the two descriptors. A QEMU that will not say
  * (or runs without a fixed -icount, which check_icount then reports)
  * needs shift=N.
@@ -192,11 +192,11 @@ static int default_shift(struct qsync__options *opt)
         }
         break;
     case QSYNC_ICOUNT_OFF:
-        qsync__log("proto=qqq needs a fixed -icount (seed 002 recommends "
+        qsync__log("proto=qqq needs a fixed -icount (the adevs -qqq protocol recommends "
                    "-icount 1,sleep=off); QEMU runs without -icount");
         return -1;
     case QSYNC_ICOUNT_ADAPTIVE:
-        qsync__log("proto=qqq needs a fixed -icount shift (seed 002 recommends "
+        qsync__log("proto=qqq needs a fixed -icount shift (the adevs -qqq protocol recommends "
                    "-icount 1,sleep=off), not shift=auto");
         return -1;
     case QSYNC_ICOUNT_UNKNOWN:

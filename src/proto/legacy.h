@@ -3,9 +3,9 @@
  * so that the library's modes (src/lib/mode_qqq.c, mode_fifo.c) and the
  * fuzz target (tests/fuzz/fuzz_legacy.c) run the same code.
  *
- * qqq (seed 002): each answer is a native int, the microseconds QEMU
+ * qqq (the adevs -qqq protocol): each answer is a native int, the microseconds QEMU
  * advanced, which must be at least the request.
- * FIFO (seed 000): after each quantum the plugin writes one or two bytes;
+ * FIFO (the Time Sync Plugin): after each quantum the plugin writes one or two bytes;
  * a two-byte signal arrives in one write.
  */
 #ifndef QSYNC_PROTO_LEGACY_H
@@ -35,10 +35,10 @@ enum qsync__fifo_event {
 enum qsync__fifo_event qsync__fifo_classify(int running, int signal_bytes, size_t n);
 
 /*
- * Our plugin's FIFO personality takes keys that seed 000's plugin does not
+ * Our plugin's FIFO personality takes keys that the Time Sync Plugin does not
  * (parent=, remove_fifos=, done_bytes=). The plugin's file carries this
  * string, and the library passes those keys only to a plugin whose file
- * holds it: a plugin built from seed 000 gets seed 000's keys alone.
+ * holds it: the Time Sync Plugin itself gets its own keys alone.
  */
 #define QSYNC__FIFO_KEYS_MARKER "qsync-plugin FIFO keys: parent remove_fifos done_bytes"
 

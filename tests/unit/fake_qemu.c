@@ -51,7 +51,7 @@
  * 50 us, 0 on one CPU), then sleeps on the futex, and writes the eventfd
  * only when the library waits.
  *
- * With -qqq write=4,read=3 it is a QEMU with seed 002's option instead:
+ * With -qqq write=4,read=3 it is a QEMU with the adevs -qqq protocol's option instead:
  *   qqq-good, qqq-slow-start (sleeps 400 ms before it reads), qqq-split (answers in two short writes), qqq-more (answers 3 us
  *   more), qqq-less, qqq-negative, qqq-half (half an answer, then exits),
  *   qqq-eof-start, qqq-eof-mid (dies inside the second advance),
@@ -59,7 +59,7 @@
  *   "closed\n" on stdout, and stays alive answering nothing until the
  *   controller's end of the answer pipe is gone)
  * With -plugin ...,HostToGuestPipe=,GuestToHostPipe=,TimeinMicroseconds= (the
- * README's spelling, and no key of our plugin's) it is seed 000's plugin:
+ * README's spelling, and no key of our plugin's) it is the Time Sync Plugin:
  *   fifo-one (one byte per quantum), fifo-two (two), fifo-garbage (five at
  *   once), fifo-extra (bytes while frozen), fifo-eof-mid (dies after two
  *   quanta), fifo-never-open, fifo-die-before-open, fifo-close-read (opens
@@ -309,7 +309,7 @@ static int serve_input(void)
     }
 }
 
-/* ---- seed 002's -qqq protocol: native ints of microseconds ---------- */
+/* ---- the adevs -qqq protocol: native ints of microseconds ---------- */
 
 static int read_int(int *v)
 {
@@ -373,7 +373,7 @@ static int qqq_main(const char *sc)
     return 0; /* the controller closed its pipes: end, as -qqq does */
 }
 
-/* ---- seed 000's legacy FIFOs --------------------------------------- */
+/* ---- the Time Sync Plugin's legacy FIFOs --------------------------------------- */
 
 static const char *plugin_opt(int argc, char **argv, const char *key, char *out, size_t cap)
 {
@@ -409,7 +409,7 @@ static int fifo_main(const char *sc, const char *h2g, const char *g2h)
         for (;;)
             pause();
     }
-    /* As seed 000's plugin: both opens block until the controller's ends exist. */
+    /* As the Time Sync Plugin: both opens block until the controller's ends exist. */
     int in = open(h2g, O_RDONLY);
     int out = open(g2h, O_WRONLY);
     if (in < 0 || out < 0) {
@@ -467,14 +467,14 @@ int main(int argc, char **argv)
     }
     if (plugin_opt(argc, argv, "HostToGuestPipe=", h2g, sizeof h2g) &&
         plugin_opt(argc, argv, "GuestToHostPipe=", g2h, sizeof g2h)) {
-        /* Seed 000's README spells the quantum so, and its plugin is not
+        /* The Time Sync Plugin's README spells the quantum so, and its plugin is not
          * ours: the library must pass its keys alone. */
         char q[64];
         if (!plugin_opt(argc, argv, ",TimeinMicroseconds=", q, sizeof q) ||
             plugin_opt(argc, argv, "TimeInMicroSeconds=", q, sizeof q) ||
             plugin_opt(argc, argv, "parent=", q, sizeof q) ||
             plugin_opt(argc, argv, "remove_fifos=", q, sizeof q)) {
-            fprintf(stderr, "fake-qemu: the FIFO keys are not seed 000's README's alone\n");
+            fprintf(stderr, "fake-qemu: the FIFO keys are not the Time Sync Plugin's README's alone\n");
             return 67;
         }
         return fifo_main(argv[1], h2g, g2h);
