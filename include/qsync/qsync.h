@@ -150,7 +150,11 @@ typedef struct qsync_options {
     const char *plugin_path;
 
     /* Extra comma-separated key=value options for the plugin, e.g.
-     * "engine=insn". NULL for none. */
+     * "engine=insn". NULL for none. Every item must be key=value, and the
+     * keys the library sets itself are refused (QSYNC_EARG at
+     * qsync_ctx_new()): fd_in, fd_out, shift, proto, quantum_ns, parent,
+     * shm, efd, HostToGuestPipe, GuestToHostPipe, TimeInMicroSeconds,
+     * TimeinMicroseconds, done_bytes and remove_fifos. */
     const char *plugin_args;
 
     /* QEMU's stdout; its stderr is always captured (see exited's tail) and
@@ -302,7 +306,8 @@ typedef struct qsync_info {
 /*
  * Callbacks. Any may be NULL. Filled with qsync_callbacks_init() so that the
  * struct can grow. Every callback runs on the context's loop thread, and may
- * call any function of this API, qsync_close() included.
+ * call any function of the asynchronous API, qsync_close() included; the
+ * blocking helpers refuse with QSYNC_ERECURSE there.
  */
 typedef struct qsync_callbacks {
     size_t size; /* set by qsync_callbacks_init() */
@@ -509,8 +514,9 @@ typedef struct qsync_group qsync_group;
 /* Fires once, when every member has finished the group's advance. status is
  * 0 when all reached the deadline, else the first member's failure (each
  * member's own reached callback says which). deadline_ns is the advance's
- * deadline. Runs on the loop thread; may call any function here,
- * qsync_group_free() and qsync_group_remove() included. */
+ * deadline. Runs on the loop thread; may call the asynchronous API,
+ * qsync_group_free() and qsync_group_remove() included (the blocking
+ * helpers refuse with QSYNC_ERECURSE). */
 typedef void (*qsync_group_cb)(qsync_group *group, int status, uint64_t deadline_ns);
 
 /* Creates an empty group. Returns 0, QSYNC_EARG or -ENOMEM. */

@@ -34,8 +34,8 @@
  *   main loop and the monitor keep working while a vCPU waits for a grant.
  *   The timer engine (and the insn engine's idle guard) calls it from a
  *   timer callback with the BQL held: the main loop and the monitor then
- *   wait for the next grant (notes/qemu-facts.md: they answer right after
- *   it). This file neither takes nor assumes the BQL.
+ *   wait for the next grant (docs/qemu-internals.md: they answer right
+ *   after it). This file neither takes nor assumes the BQL.
  * - Ending QEMU: any thread may call qsync__end_qemu(). The first caller
  *   prints its message and _exit()s; a later one parks, so the message is
  *   never cut off. _exit() (not exit()) because exit() would run QEMU's cleanup,

@@ -40,7 +40,7 @@
  *   block-count, callback (plugin API >= 2 with -smp > 1): the exec
  *     callback adds the block's length itself, with the drift above. Per-
  *     instruction inline adds on a scoreboard with -smp 2 and single-
- *     threaded TCG crash QEMU 10.0.2 (notes/qemu-facts.md), and API 2
+ *     threaded TCG crash QEMU 10.0.2 (docs/qemu-internals.md), and API 2
  *     dropped inline ops on a plain pointer, so nothing better is safe here.
  *
  * The engine claims no guarantee in HELLO: not EXACT (block boundaries),

@@ -218,7 +218,7 @@ static int timer_install(qemu_plugin_id_t id, const qemu_info_t *info,
  * accel/tcg/tcg-accel-ops-icount.c, called from the round-robin loop
  * without the big lock). A warp in between reads a clock that lacks
  * them, so the clock lands that many instructions past our timer: the
- * "+10 ns" of notes/qemu-facts.md, 24 ns on the project's idle guest.
+ * idle race of docs/qemu-internals.md, 24 ns on the project's idle guest.
  * Folding the slice into QEMU's count here, before cpu->halted is set,
  * closes the window; TCG ends the block at the halting instruction, so
  * the count is final. Measured on 10.0.2 (idle guest, 100 us quanta):
