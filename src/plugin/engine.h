@@ -1,6 +1,6 @@
 /*
  * An engine is the part of the plugin that makes the guest stop at a
- * deadline. The channel (channel.h) does the talking; an engine only
+ * deadline. The personality (personality.h) does the talking; an engine only
  * instruments the guest, says where it is, and arms the next deadline.
  *
  * Engines: timer (QEMU's own virtual-clock timer; needs QEMU internals),

@@ -62,7 +62,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "channel.h"
+#include "runtime.h"
 #include "log.h"
 #include "qemu_probe.h"
 
@@ -199,7 +199,7 @@ static void on_block(unsigned int vcpu_index, void *udata)
         mark_vcpu = vcpu_index;
     }
     if (total >= target)
-        qsync__channel_stop(vcpu_index); /* arms a new target, or never returns */
+        qsync__runtime_stop(vcpu_index); /* arms a new target, or never returns */
     if (mode == MODE_BLOCK_CB) {
         total += len;
         if (vcpu_index < QSYNC__WIRE_MAX_VCPUS)
@@ -211,7 +211,7 @@ static void on_block(unsigned int vcpu_index, void *udata)
 static void on_reached(unsigned int vcpu_index, void *udata)
 {
     (void)udata;
-    qsync__channel_stop(vcpu_index);
+    qsync__runtime_stop(vcpu_index);
 }
 
 static void block_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)

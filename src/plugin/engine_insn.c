@@ -54,7 +54,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "channel.h"
+#include "runtime.h"
 #include "halt.h"
 #include "log.h"
 #include "qemu_internals.h"
@@ -124,7 +124,7 @@ static bool insn_usable(const qemu_info_t *info, const struct qsync__options *op
 
 static void on_guard(void)
 {
-    qsync__channel_stop(0);
+    qsync__runtime_stop(0);
 }
 
 static int insn_install(qemu_plugin_id_t id, const qemu_info_t *info,
@@ -174,7 +174,7 @@ static uint32_t insn_guarantees(void)
 static void on_deadline(unsigned int vcpu_index, void *udata)
 {
     (void)udata;
-    qsync__channel_stop(vcpu_index);
+    qsync__runtime_stop(vcpu_index);
 }
 
 /* Right before a halting instruction: see the top comment, and on_halt

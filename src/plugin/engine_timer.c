@@ -71,7 +71,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "channel.h"
+#include "runtime.h"
 #include "halt.h"
 #include "log.h"
 #include "qemu_internals.h"
@@ -169,7 +169,7 @@ static bool timer_usable(const qemu_info_t *info, const struct qsync__options *o
 
 static void on_stop(void)
 {
-    qsync__channel_stop(0);
+    qsync__runtime_stop(0);
 }
 
 static int timer_install(qemu_plugin_id_t id, const qemu_info_t *info,

@@ -57,7 +57,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "channel.h"
+#include "runtime.h"
 #include "fdio.h"
 #include "legacy.h"
 #include "log.h"
@@ -77,7 +77,7 @@ static atomic_flag removed = ATOMIC_FLAG_INIT;
 /* Tells the library that this plugin takes the keys (legacy.h). */
 __attribute__((used)) static const char keys_marker[] = QSYNC__FIFO_KEYS_MARKER;
 
-/* Stop state: belongs to the thread in a stop (channel.c). Quantum k
+/* Stop state: belongs to the thread in a stop (runtime.c). Quantum k
  * (from 1) ends at k * quantum_ns; this is the last k begun. */
 static uint64_t quanta_begun;
 
@@ -131,7 +131,7 @@ int qsync__fifo_cleanup_setup(const struct qsync__options *opt)
     }
     remove_fifos = opt->remove_fifos;
     if (remove_fifos)
-        qsync__channel_on_end(remove_names);
+        qsync__runtime_on_end(remove_names);
     return 0;
 }
 
@@ -172,7 +172,7 @@ static void signal_done(void)
  * read before any writer has come would say end of file, poll does not. */
 static void wait_go(void)
 {
-    qsync__channel_reading(true);
+    qsync__runtime_reading(true);
     for (;;) {
         struct pollfd p = {.fd = h2g, .events = POLLIN};
         if (poll(&p, 1, -1) < 0) {
@@ -184,7 +184,7 @@ static void wait_go(void)
         char byte;
         ssize_t n = read(h2g, &byte, 1);
         if (n == 1) {
-            qsync__channel_reading(false);
+            qsync__runtime_reading(false);
             /* The controller has both its ends open now: the names have
              * done their work. */
             remove_names();
@@ -219,7 +219,7 @@ static void fifo_stop(unsigned int vcpu_index)
 
 static int fifo_watch(void)
 {
-    return qsync__watch_hangup(h2g, "HostToGuestPipe fd", GONE);
+    return qsync__watch_hangup(h2g, "HostToGuestPipe fd", GONE, NULL);
 }
 
 const struct qsync__personality qsync__personality_fifo = {

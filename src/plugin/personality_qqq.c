@@ -45,7 +45,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "channel.h"
+#include "runtime.h"
 #include "fdio.h"
 #include "log.h"
 
@@ -56,7 +56,7 @@ static int fd_out = -1; /* answers, -qqq's write=   */
 static const struct qsync__engine *engine;
 static unsigned shift;
 
-/* Stop state: belongs to the thread in a stop (channel.c). */
+/* Stop state: belongs to the thread in a stop (runtime.c). */
 static bool started;      /* the first stop has happened             */
 static uint64_t clock_us; /* see the top comment                     */
 static uint64_t target_ns; /* T: where the current request ends       */
@@ -130,9 +130,9 @@ static int read_request(void)
 {
     int us;
     size_t got = 0;
-    qsync__channel_reading(true);
+    qsync__runtime_reading(true);
     int rc = qsync__read_full(fd_in, &us, sizeof us, &got);
-    qsync__channel_reading(false);
+    qsync__runtime_reading(false);
     if (rc == -EPIPE && got == 0)
         qsync__end_qemu(0, GONE);
     if (rc == -EPIPE)
@@ -215,7 +215,7 @@ static void qqq_stop(unsigned int vcpu_index)
 
 static int qqq_watch(void)
 {
-    return qsync__watch_hangup(fd_in, "fd_in", GONE);
+    return qsync__watch_hangup(fd_in, "fd_in", GONE, NULL);
 }
 
 const struct qsync__personality qsync__personality_qqq = {

@@ -15,7 +15,7 @@
  * This file is the entry point: it checks the options and the QEMU it runs
  * in, picks the engine and the personality, and lets the personality greet
  * its controller and say goodbye when QEMU exits on its own. The stops live
- * in channel.c (native) and personality_*.c, the instrumentation in
+ * in personality_*.c, the instrumentation in
  * engine_*.c. Only qemu_plugin_version and qemu_plugin_install are
  * exported.
  *
@@ -28,7 +28,7 @@
 #include <signal.h>
 #include <string.h>
 
-#include "channel.h"
+#include "runtime.h"
 #include "controller.h"
 #include "engine.h"
 #include "fdio.h"
@@ -267,7 +267,7 @@ QSYNC_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info
         return 1;
     /* Before the engine can stop (its first stop precedes the guest's
      * first instruction). */
-    qsync__channel_use(personality);
+    qsync__runtime_use(personality);
     if (engine->install(id, info, &opt) < 0)
         return 1;
     if (personality->started != NULL && personality->started(info, &opt) < 0)

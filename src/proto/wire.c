@@ -150,8 +150,29 @@ long qsync__wire_encode(const struct qsync__wire_msg *msg, uint8_t *buf, size_t 
     return (long)(QSYNC__WIRE_HEADER_SIZE + len);
 }
 
-int qsync__wire_decode(const uint8_t *buf, size_t len, struct qsync__wire_msg *msg,
-                       size_t *used)
+/* Whether plen is a payload length that a frame of this type can have. */
+static int payload_len_ok(uint16_t type, uint32_t plen)
+{
+    switch (type) {
+    case QSYNC__MSG_HELLO:
+        return plen == HELLO_SIZE;
+    case QSYNC__MSG_GRANT:
+        return plen == GRANT_SIZE;
+    case QSYNC__MSG_REPORT:
+        return plen >= REPORT_FIXED && (plen - REPORT_FIXED) % 8 == 0 &&
+               (plen - REPORT_FIXED) / 8 <= QSYNC__WIRE_MAX_VCPUS;
+    case QSYNC__MSG_ERROR:
+        return plen >= ERROR_FIXED && plen <= ERROR_FIXED + QSYNC__WIRE_MAX_TEXT - 1;
+    case QSYNC__MSG_EXIT:
+        return plen == EXIT_SIZE;
+    case QSYNC__MSG_INPUT:
+        return plen > INPUT_FIXED;
+    default:
+        return 0;
+    }
+}
+
+int qsync__wire_frame_len(const uint8_t *buf, size_t len, size_t *frame_len)
 {
     if (len < QSYNC__WIRE_HEADER_SIZE)
         return QSYNC__WIRE_NEED_MORE;
@@ -166,109 +187,117 @@ int qsync__wire_decode(const uint8_t *buf, size_t len, struct qsync__wire_msg *m
         return QSYNC__WIRE_EBADLEN;
     /* Check the length against the type before waiting for the payload, so
      * a wrong length is reported at once rather than as a stall. */
-    switch (type) {
-    case QSYNC__MSG_HELLO:
-        if (plen != HELLO_SIZE)
-            return QSYNC__WIRE_EBADLEN;
-        break;
-    case QSYNC__MSG_GRANT:
-        if (plen != GRANT_SIZE)
-            return QSYNC__WIRE_EBADLEN;
-        break;
-    case QSYNC__MSG_REPORT:
-        if (plen < REPORT_FIXED || (plen - REPORT_FIXED) % 8 != 0 ||
-            (plen - REPORT_FIXED) / 8 > QSYNC__WIRE_MAX_VCPUS)
-            return QSYNC__WIRE_EBADLEN;
-        break;
-    case QSYNC__MSG_ERROR:
-        if (plen < ERROR_FIXED || plen > ERROR_FIXED + QSYNC__WIRE_MAX_TEXT - 1)
-            return QSYNC__WIRE_EBADLEN;
-        break;
-    case QSYNC__MSG_EXIT:
-        if (plen != EXIT_SIZE)
-            return QSYNC__WIRE_EBADLEN;
-        break;
-    case QSYNC__MSG_INPUT:
-        if (plen <= INPUT_FIXED)
-            return QSYNC__WIRE_EBADLEN;
-        break;
-    }
-    if (len < QSYNC__WIRE_HEADER_SIZE + plen)
+    if (!payload_len_ok(type, plen))
+        return QSYNC__WIRE_EBADLEN;
+    *frame_len = QSYNC__WIRE_HEADER_SIZE + plen;
+    return QSYNC__WIRE_OK;
+}
+
+static int decode_hello(const uint8_t *p, struct qsync__wire_hello *h)
+{
+    h->major = get16(p);
+    h->minor = get16(p + 2);
+    h->plugin_version = get32(p + 4);
+    h->n_vcpus = get32(p + 8);
+    h->engine = p[12];
+    h->icount_shift = p[13];
+    h->api_version = get16(p + 14);
+    h->guarantees = get32(p + 16);
+    memcpy(h->target, p + 20, 64);
+    /* NUL-terminated and NUL-padded: one encoding for one value. */
+    size_t tl = bounded_len(h->target, sizeof h->target);
+    if (tl == sizeof h->target)
+        return QSYNC__WIRE_EBADFIELD;
+    for (size_t i = tl; i < sizeof h->target; i++)
+        if (h->target[i] != '\0')
+            return QSYNC__WIRE_EBADFIELD;
+    if (h->n_vcpus == 0 || h->n_vcpus > QSYNC__WIRE_MAX_VCPUS)
+        return QSYNC__WIRE_EBADFIELD;
+    if (h->engine < QSYNC__WIRE_ENGINE_INSN || h->engine > QSYNC__WIRE_ENGINE_BLOCK)
+        return QSYNC__WIRE_EBADFIELD;
+    if (h->icount_shift > 10)
+        return QSYNC__WIRE_EBADFIELD;
+    return QSYNC__WIRE_OK;
+}
+
+static int decode_report(const uint8_t *p, uint32_t plen, struct qsync__wire_report *r)
+{
+    r->seq = get64(p);
+    r->deadline_ns = get64(p + 8);
+    r->virtual_ns = get64(p + 16);
+    r->instructions = get64(p + 24);
+    r->overshoot = (int64_t)get64(p + 32);
+    r->flags = get32(p + 40);
+    r->n_vcpus = get32(p + 44);
+    if (r->n_vcpus != (plen - REPORT_FIXED) / 8)
+        return QSYNC__WIRE_EBADFIELD;
+    for (uint32_t i = 0; i < r->n_vcpus; i++)
+        r->vcpu_insns[i] = get64(p + REPORT_FIXED + 8u * i);
+    return QSYNC__WIRE_OK;
+}
+
+static int decode_error(const uint8_t *p, uint32_t plen, struct qsync__wire_error *e)
+{
+    uint16_t tl = get16(p + 4);
+    e->code = (int32_t)get32(p);
+    if ((size_t)tl != plen - ERROR_FIXED)
+        return QSYNC__WIRE_EBADFIELD;
+    if (memchr(p + ERROR_FIXED, '\0', tl))
+        return QSYNC__WIRE_EBADFIELD; /* text, not bytes */
+    memcpy(e->text, p + ERROR_FIXED, tl);
+    e->text[tl] = '\0';
+    return QSYNC__WIRE_OK;
+}
+
+static int decode_input(const uint8_t *p, uint32_t plen, struct qsync__wire_input *in)
+{
+    in->port = get32(p);
+    if (in->port != 0)
+        return QSYNC__WIRE_EBADFIELD; /* only serial0 so far */
+    in->len = plen - INPUT_FIXED;
+    memcpy(in->data, p + INPUT_FIXED, in->len);
+    return QSYNC__WIRE_OK;
+}
+
+int qsync__wire_decode(const uint8_t *buf, size_t len, struct qsync__wire_msg *msg,
+                       size_t *used)
+{
+    size_t frame = 0;
+    int st = qsync__wire_frame_len(buf, len, &frame);
+    if (st != QSYNC__WIRE_OK)
+        return st;
+    if (len < frame)
         return QSYNC__WIRE_NEED_MORE;
 
     const uint8_t *p = buf + QSYNC__WIRE_HEADER_SIZE;
+    uint32_t plen = (uint32_t)(frame - QSYNC__WIRE_HEADER_SIZE);
     memset(msg, 0, sizeof *msg);
-    msg->type = type;
-    switch (type) {
-    case QSYNC__MSG_HELLO: {
-        struct qsync__wire_hello *h = &msg->u.hello;
-        h->major = get16(p);
-        h->minor = get16(p + 2);
-        h->plugin_version = get32(p + 4);
-        h->n_vcpus = get32(p + 8);
-        h->engine = p[12];
-        h->icount_shift = p[13];
-        h->api_version = get16(p + 14);
-        h->guarantees = get32(p + 16);
-        memcpy(h->target, p + 20, 64);
-        /* NUL-terminated and NUL-padded: one encoding for one value. */
-        size_t tl = bounded_len(h->target, sizeof h->target);
-        if (tl == sizeof h->target)
-            return QSYNC__WIRE_EBADFIELD;
-        for (size_t i = tl; i < sizeof h->target; i++)
-            if (h->target[i] != '\0')
-                return QSYNC__WIRE_EBADFIELD;
-        if (h->n_vcpus == 0 || h->n_vcpus > QSYNC__WIRE_MAX_VCPUS)
-            return QSYNC__WIRE_EBADFIELD;
-        if (h->engine < QSYNC__WIRE_ENGINE_INSN || h->engine > QSYNC__WIRE_ENGINE_BLOCK)
-            return QSYNC__WIRE_EBADFIELD;
-        if (h->icount_shift > 10)
-            return QSYNC__WIRE_EBADFIELD;
+    msg->type = get16(buf);
+    switch (msg->type) {
+    case QSYNC__MSG_HELLO:
+        st = decode_hello(p, &msg->u.hello);
         break;
-    }
     case QSYNC__MSG_GRANT:
         msg->u.grant.seq = get64(p);
         msg->u.grant.deadline_ns = get64(p + 8);
         break;
-    case QSYNC__MSG_REPORT: {
-        struct qsync__wire_report *r = &msg->u.report;
-        r->seq = get64(p);
-        r->deadline_ns = get64(p + 8);
-        r->virtual_ns = get64(p + 16);
-        r->instructions = get64(p + 24);
-        r->overshoot = (int64_t)get64(p + 32);
-        r->flags = get32(p + 40);
-        r->n_vcpus = get32(p + 44);
-        if (r->n_vcpus != (plen - REPORT_FIXED) / 8)
-            return QSYNC__WIRE_EBADFIELD;
-        for (uint32_t i = 0; i < r->n_vcpus; i++)
-            r->vcpu_insns[i] = get64(p + REPORT_FIXED + 8u * i);
+    case QSYNC__MSG_REPORT:
+        st = decode_report(p, plen, &msg->u.report);
         break;
-    }
-    case QSYNC__MSG_ERROR: {
-        uint16_t tl = get16(p + 4);
-        msg->u.error.code = (int32_t)get32(p);
-        if ((size_t)tl != plen - ERROR_FIXED)
-            return QSYNC__WIRE_EBADFIELD;
-        if (memchr(p + ERROR_FIXED, '\0', tl))
-            return QSYNC__WIRE_EBADFIELD; /* text, not bytes */
-        memcpy(msg->u.error.text, p + ERROR_FIXED, tl);
-        msg->u.error.text[tl] = '\0';
+    case QSYNC__MSG_ERROR:
+        st = decode_error(p, plen, &msg->u.error);
         break;
-    }
     case QSYNC__MSG_EXIT:
         msg->u.exit.virtual_ns = get64(p);
         msg->u.exit.instructions = get64(p + 8);
         break;
     case QSYNC__MSG_INPUT:
-        msg->u.input.port = get32(p);
-        if (msg->u.input.port != 0)
-            return QSYNC__WIRE_EBADFIELD; /* only serial0 so far */
-        msg->u.input.len = plen - INPUT_FIXED;
-        memcpy(msg->u.input.data, p + INPUT_FIXED, msg->u.input.len);
+        st = decode_input(p, plen, &msg->u.input);
         break;
     }
-    *used = QSYNC__WIRE_HEADER_SIZE + plen;
+    if (st != QSYNC__WIRE_OK)
+        return st;
+    *used = frame;
     return QSYNC__WIRE_OK;
 }
 

@@ -135,6 +135,15 @@ long qsync__wire_encode(const struct qsync__wire_msg *msg, uint8_t *buf, size_t 
 int qsync__wire_decode(const uint8_t *buf, size_t len, struct qsync__wire_msg *msg,
                        size_t *used);
 
+/*
+ * The length of the frame that starts buf, from its header alone: checks
+ * the type, the reserved field and the payload's length for that type, as
+ * qsync__wire_decode() does. Returns QSYNC__WIRE_OK and sets *frame_len
+ * (header included), QSYNC__WIRE_NEED_MORE (fewer than
+ * QSYNC__WIRE_HEADER_SIZE bytes), or a negative status.
+ */
+int qsync__wire_frame_len(const uint8_t *buf, size_t len, size_t *frame_len);
+
 /* A short name for a decoder status, for error messages. */
 const char *qsync__wire_status_text(int status);
 const char *qsync__wire_engine_name(unsigned engine);

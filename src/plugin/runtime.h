@@ -1,31 +1,22 @@
 /*
- * The plugin's end of the native protocol (src/proto/wire.h): HELLO at
- * install, a blocking stop at every deadline (REPORT, then wait for the
- * next GRANT), EXIT when QEMU exits by itself, and the rule that QEMU
- * never outlives its controller.
- *
- * It also holds what every personality (personality.h) shares: the entry
- * point of the engines' stops, which passes each stop to the active
- * personality, the one way of ending QEMU, the watcher thread, and the
- * check of an inherited descriptor.
+ * The stop runtime: what every personality (personality.h) shares. The
+ * entry point of the engines' stops, which passes each stop to the active
+ * personality; the one way of ending QEMU; the watcher thread, which ends
+ * QEMU when the controller goes; and the check of an inherited
+ * descriptor. runtime.c says who may touch what.
  */
-#ifndef QSYNC_PLUGIN_CHANNEL_H
-#define QSYNC_PLUGIN_CHANNEL_H
+#ifndef QSYNC_PLUGIN_RUNTIME_H
+#define QSYNC_PLUGIN_RUNTIME_H
 
 #include <stdbool.h>
 
-#include "engine.h"
-#include "wire.h"
-
 struct qsync__personality;
 
-/* ---- Shared by the personalities ------------------------------------- */
-
 /*
- * Makes p the personality whose stop qsync__channel_stop runs (the native
+ * Makes p the personality whose stop qsync__runtime_stop runs (the native
  * one until then). Install thread, before the engine can stop.
  */
-void qsync__channel_use(const struct qsync__personality *p);
+void qsync__runtime_use(const struct qsync__personality *p);
 
 /*
  * The stop. Called by the engine in the vCPU thread that reached the
@@ -34,7 +25,7 @@ void qsync__channel_use(const struct qsync__personality *p);
  * deadline and returns. Never returns if the controller is gone or
  * misbehaves: QEMU ends there.
  */
-void qsync__channel_stop(unsigned int vcpu_index);
+void qsync__runtime_stop(unsigned int vcpu_index);
 
 /*
  * Ends QEMU at once with _exit(status), after printing the message on
@@ -48,20 +39,22 @@ _Noreturn void qsync__end_qemu(int status, const char *fmt, ...)
  * hook runs in qsync__end_qemu just before QEMU ends (any thread; it must
  * not block or end QEMU itself). NULL: none. Install thread.
  */
-void qsync__channel_on_end(void (*hook)(void));
+void qsync__runtime_on_end(void (*hook)(void));
 
 /*
  * Starts the watcher thread: it polls fd for hang-up only (never reads)
  * and ends QEMU with status 0 and the message gone as soon as the
  * controller's end is closed, even while the guest runs mid-quantum. key
- * names the descriptor in messages ("fd_in"). It also watches the
+ * names the descriptor in messages ("fd_in"). wake (may be NULL) is called
+ * on the hang-up first, for a stop that waits where no end of file
+ * reaches it (the shared-memory transport). It also watches the
  * controller's process and the termination signals (controller.h): QEMU
  * ends when the controller dies, and when a SIGTERM, SIGINT or SIGHUP
  * comes while the guest waits at a stop.
  * Returns 0, or -1 after printing a message. Call last in install: once it
  * runs, QEMU must not unload the plugin. At most once.
  */
-int qsync__watch_hangup(int fd, const char *key, const char *gone);
+int qsync__watch_hangup(int fd, const char *key, const char *gone, void (*wake)(void));
 
 /*
  * A stop calls this with true before it blocks reading its controller's
@@ -72,7 +65,7 @@ int qsync__watch_hangup(int fd, const char *key, const char *gone);
  * message saying so). Any other time the watcher ends QEMU itself. The
  * thread in a stop only.
  */
-void qsync__channel_reading(bool reading);
+void qsync__runtime_reading(bool reading);
 
 /*
  * Checks that an inherited descriptor (named key=fd in messages) is open
@@ -81,26 +74,5 @@ void qsync__channel_reading(bool reading);
  * alive). Returns 0, or -1 after printing a message. Install thread.
  */
 int qsync__inherited_fd(const char *key, int fd, int want_write);
-
-/* ---- The native protocol ----------------------------------------------- */
-
-/*
- * Checks that fd_in is open for reading and fd_out for writing (as
- * qsync__inherited_fd), and remembers the engine whose stops this channel
- * serves. Returns 0, or -1 after printing a message that names the option.
- * Install thread.
- */
-int qsync__channel_open(int fd_in, int fd_out, const struct qsync__engine *engine);
-
-/* Sends one message; frames from different threads never interleave.
- * Returns 0 or -errno (-EPIPE when the controller is gone). Any thread. */
-int qsync__channel_send(const struct qsync__wire_msg *msg);
-
-/* Starts the watcher on fd_in (qsync__watch_hangup). */
-int qsync__channel_start_watcher(void);
-
-/* Sends EXIT with the engine's final position, ignoring errors (the
- * controller may be gone). From the atexit callback. */
-void qsync__channel_exit(void);
 
 #endif
