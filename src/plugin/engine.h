@@ -29,9 +29,9 @@ struct qsync__engine {
     uint32_t guarantees; /* QSYNC__WIRE_G_*, carried in HELLO           */
 
     /*
-     * Checks that this QEMU can run the engine (API version, functions,
-     * vCPU count) and prepares its state. Returns 0, or -1 after printing
-     * a message. Called once from qemu_plugin_install (QEMU's main thread,
+     * Prepares the engine's state, in a QEMU that usable (below) has
+     * accepted: plugin.c asks it first. Returns 0, or -1 after printing a
+     * message. Called once from qemu_plugin_install (QEMU's main thread,
      * no vCPU exists yet); info is valid only during the call.
      */
     int (*install)(qemu_plugin_id_t id, const qemu_info_t *info,
@@ -58,8 +58,7 @@ struct qsync__engine {
     int (*arm)(unsigned int vcpu_index, uint64_t deadline_ns);
 
     /*
-     * Optional (NULL: always usable; install then has the last word).
-     * Says, without printing, whether this QEMU can run the engine: API
+     * Optional (NULL: always usable). Says, without printing, whether this QEMU can run the engine: API
      * version, internals, vCPU count. If not, writes the reason to why
      * (a phrase that fits "engine=NAME cannot run here: WHY"). engine=auto
      * tries the engines in order of preference with it. Install thread,

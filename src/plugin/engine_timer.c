@@ -27,7 +27,7 @@
  *   and 176,998 at -smp 4, at 100 us quanta). So QEMU's clock, not the
  *   instruction sum, is the time, and it depends on where timers cut the
  *   slices. Two ways to count, by plugin API:
- *   COUNT_GLOBAL (API 1, QEMU up to 8.2): API 1 has no per-vCPU inline
+ *   INLINE (vcpu_count.h; API 1, QEMU up to 8.2): API 1 has no per-vCPU inline
  *     op, only an add to a plain pointer, and translated blocks are
  *     shared by the vCPUs. So, as the block engine does: every
  *     instruction adds 1 to one global counter, and every block gets an
@@ -40,7 +40,7 @@
  *     guest's 2-instruction loop, one callback per 2 instructions: 1.11 s
  *     without it, 1.12-1.15 s with it, at 100 ms quanta; at 100 us
  *     quanta, pinned, -smp 2 ran in the same time as -smp 1).
- *   COUNT_BLOCKS (API 2+, QEMU 10): an exec callback per block adds the
+ *   BLOCKS (vcpu_count.h; API 2+, QEMU 10): an exec callback per block adds the
  *     block's length to its vCPU. Counting per instruction into per-vCPU
  *     scoreboards was tried and dropped: QEMU 10.0.2 crashes (SIGSEGV in
  *     generated code) with per-instruction per-vCPU inline ops at -smp 2
@@ -75,58 +75,23 @@
 #include "halt.h"
 #include "log.h"
 #include "qemu_internals.h"
-#include "qemu_probe.h"
+#include "qemu_api.h"
 #include "stop_timer.h"
-
-/* API 1's inline add on a plain pointer (dropped in API 2) and its block
- * exec callback, found at run time like the rest: one plugin loads on
- * QEMU 7.2 and 10.0. */
-typedef void (*insn_inline_ptr_fn)(struct qemu_plugin_insn *insn, enum qemu_plugin_op op,
-                                   void *ptr, uint64_t imm);
-typedef void (*tb_exec_cb_fn)(struct qemu_plugin_tb *tb, qemu_plugin_vcpu_udata_cb_t cb,
-                              enum qemu_plugin_cb_flags flags, void *userdata);
-
-static struct {
-    insn_inline_ptr_fn insn_inline_ptr;
-    tb_exec_cb_fn tb_exec_cb;
-} api;
+#include "vcpu_count.h"
 
 static unsigned shift;
 static uint32_t n_vcpus;
-/* How instructions are counted; see the top comment. */
-enum count_mode { COUNT_ICOUNT, COUNT_GLOBAL, COUNT_BLOCKS };
-static enum count_mode count_mode;
+/* How instructions are counted (see the top comment): by QEMU's icount
+ * (QSYNC__COUNT_NONE), or per vCPU by vcpu_count.h. */
+static enum qsync__count_mode count_mode;
 static bool sync_at_halt; /* the idle race fix is on */
 
-/*
- * COUNT_GLOBAL. Touched only by the one round-robin vCPU thread (inline
- * ops, block callbacks, stops), and read at exit. g_total: instructions
- * started, all vCPUs. A vCPU's share: g_vcpu[i], plus, for g_mark_vcpu
- * (the vCPU of the last block started), g_total - g_mark.
- */
-static uint64_t g_total;
-static uint64_t g_vcpu[QSYNC__WIRE_MAX_VCPUS];
-static uint64_t g_mark;
-static unsigned int g_mark_vcpu;
 static atomic_bool idle_seen;
 static int64_t quantum_bias; /* QEMU's clock bias when the quantum began */
 
 /* Last values read at a stop, for an exit that happens mid-block. */
 static uint64_t last_virtual_ns;
 static uint64_t last_instructions;
-
-/* How this QEMU lets the plugin count per vCPU, or COUNT_ICOUNT if it
- * does not. */
-static enum count_mode per_vcpu_mode(const qemu_info_t *info)
-{
-    if (info->version.cur >= 2 && qsync__qemu_sym("qemu_plugin_register_vcpu_tb_exec_cb") != NULL)
-        return COUNT_BLOCKS;
-    if (info->version.cur < 2 &&
-        qsync__qemu_sym("qemu_plugin_register_vcpu_insn_exec_inline") != NULL &&
-        qsync__qemu_sym("qemu_plugin_register_vcpu_tb_exec_cb") != NULL)
-        return COUNT_GLOBAL;
-    return COUNT_ICOUNT;
-}
 
 static bool timer_usable(const qemu_info_t *info, const struct qsync__options *opt,
                          char *why, size_t len)
@@ -154,7 +119,7 @@ static bool timer_usable(const qemu_info_t *info, const struct qsync__options *o
                      QSYNC__WIRE_MAX_VCPUS, info->system.max_vcpus);
             return false;
         }
-        if (per_vcpu_mode(info) == COUNT_ICOUNT) {
+        if (qsync__count_mode_for(info) == QSYNC__COUNT_NONE) {
             snprintf(why, len, "-smp %d needs per-vCPU counters (plugin API 1, QEMU up to "
                                "8.2, or API %d, QEMU 9.1 or later); this QEMU speaks "
                                "version %d",
@@ -165,8 +130,6 @@ static bool timer_usable(const qemu_info_t *info, const struct qsync__options *o
     return true;
 }
 
-#define RESOLVE(field, symbol) QSYNC_NEED("timer", api.field, symbol, NULL)
-
 static void on_stop(void)
 {
     qsync__runtime_stop(0);
@@ -175,24 +138,13 @@ static void on_stop(void)
 static int timer_install(qemu_plugin_id_t id, const qemu_info_t *info,
                          const struct qsync__options *opt)
 {
-    char why[256];
-    (void)id;
-
-    if (!timer_usable(info, opt, why, sizeof why)) {
-        qsync__log("engine=timer cannot run here: %s", why);
-        return -1;
-    }
+    (void)id; /* plugin.c has asked timer_usable */
     shift = opt->shift;
     n_vcpus = (uint32_t)info->system.smp_vcpus;
-    count_mode = COUNT_ICOUNT;
+    count_mode = QSYNC__COUNT_NONE;
     if (info->system.smp_vcpus > 1 || info->system.max_vcpus > 1)
-        count_mode = per_vcpu_mode(info); /* timer_usable: not COUNT_ICOUNT */
-    if (count_mode == COUNT_GLOBAL) {
-        RESOLVE(insn_inline_ptr, qemu_plugin_register_vcpu_insn_exec_inline);
-        RESOLVE(tb_exec_cb, qemu_plugin_register_vcpu_tb_exec_cb);
-    } else if (count_mode == COUNT_BLOCKS) {
-        RESOLVE(tb_exec_cb, qemu_plugin_register_vcpu_tb_exec_cb);
-    }
+        count_mode = qsync__count_mode_for(info); /* timer_usable: not NONE */
+    qsync__count_init(count_mode);
 
     (void)qsync__halt_setup(info);
     sync_at_halt = qsync__qemu_can_sync_icount();
@@ -233,23 +185,12 @@ static void on_halt(unsigned int vcpu_index, void *udata)
         (void)qsync__qemu_icount_sync(vcpu_index);
 }
 
-/* COUNT_GLOBAL: the start of every block, before its instructions'
- * inline adds. What ran since the previous block start was that block's
- * vCPU's. */
+/* Counting per vCPU: a block starts, before its instructions' inline
+ * adds; udata is its length. */
 static void on_block(unsigned int vcpu_index, void *udata)
 {
-    (void)udata;
-    if (g_mark_vcpu < QSYNC__WIRE_MAX_VCPUS)
-        g_vcpu[g_mark_vcpu] += g_total - g_mark;
-    g_mark = g_total;
-    g_mark_vcpu = vcpu_index;
-}
-
-/* COUNT_BLOCKS: a block starts; its length goes to its vCPU. */
-static void on_block_len(unsigned int vcpu_index, void *udata)
-{
-    if (vcpu_index < QSYNC__WIRE_MAX_VCPUS)
-        g_vcpu[vcpu_index] += (uint64_t)(uintptr_t)udata;
+    qsync__count_block_start(vcpu_index);
+    qsync__count_block_len(vcpu_index, (uint64_t)(uintptr_t)udata);
 }
 
 static void timer_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
@@ -257,14 +198,9 @@ static void timer_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
     size_t n = qemu_plugin_tb_n_insns(tb);
     (void)id;
     qsync__stop_timer_instrument_tb(tb);
-    if (count_mode == COUNT_GLOBAL && n > 0)
-        api.tb_exec_cb(tb, on_block, QEMU_PLUGIN_CB_NO_REGS, NULL);
-    if (count_mode == COUNT_BLOCKS && n > 0)
-        api.tb_exec_cb(tb, on_block_len, QEMU_PLUGIN_CB_NO_REGS, (void *)(uintptr_t)n);
+    qsync__count_instrument(tb, on_block);
     for (size_t i = 0; i < n; i++) {
         struct qemu_plugin_insn *insn = qemu_plugin_tb_get_insn(tb, i);
-        if (count_mode == COUNT_GLOBAL)
-            api.insn_inline_ptr(insn, QEMU_PLUGIN_INLINE_ADD_U64, &g_total, 1);
         if (qsync__halt_match(insn)) {
             qemu_plugin_register_vcpu_insn_exec_cb(insn, on_halt, QEMU_PLUGIN_CB_NO_REGS, NULL);
             qsync__stop_timer_instrument_halt(insn);
@@ -279,25 +215,16 @@ static int64_t clock_bias(int64_t vclock)
     return vclock - (qsync__qemu_icount() << shift);
 }
 
-/* Instructions, total and per vCPU. COUNT_ICOUNT needs a safe point. */
+/* Instructions, total and per vCPU. QEMU's own count needs a safe point. */
 static uint64_t count_insns(struct qsync__wire_report *out, bool safe)
 {
-    uint64_t total = 0;
-    if (count_mode == COUNT_ICOUNT) {
-        total = safe ? (uint64_t)qsync__qemu_icount() : last_instructions;
+    if (count_mode == QSYNC__COUNT_NONE) {
+        uint64_t total = safe ? (uint64_t)qsync__qemu_icount() : last_instructions;
         if (out != NULL)
             out->vcpu_insns[0] = total;
         return total;
     }
-    for (uint32_t i = 0; i < n_vcpus; i++) {
-        uint64_t v = g_vcpu[i];
-        if (count_mode == COUNT_GLOBAL && i == g_mark_vcpu)
-            v += g_total - g_mark;
-        if (out != NULL)
-            out->vcpu_insns[i] = v;
-        total += v;
-    }
-    return total;
+    return qsync__count_vcpus(out != NULL ? out->vcpu_insns : NULL, n_vcpus);
 }
 
 static void timer_sample(uint64_t deadline_ns, struct qsync__wire_report *out)

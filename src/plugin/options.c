@@ -121,16 +121,6 @@ static int parse_time_us(const char *key, const char *value, unsigned long long 
     return 0;
 }
 
-const char *qsync__proto_name(enum qsync__proto proto)
-{
-    switch (proto) {
-    case QSYNC_PROTO_NATIVE: return "native";
-    case QSYNC_PROTO_QQQ: return "qqq";
-    case QSYNC_PROTO_FIFO: return "FIFO";
-    }
-    return "?";
-}
-
 enum key {
     K_PROTO,
     K_FD_IN,

@@ -107,7 +107,4 @@ struct qsync__options {
  */
 int qsync__options_parse(int argc, char **argv, struct qsync__options *opt);
 
-/* The personality's name, as in messages ("native", "qqq", "FIFO"). */
-const char *qsync__proto_name(enum qsync__proto proto);
-
 #endif

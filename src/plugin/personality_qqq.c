@@ -114,8 +114,7 @@ static void close_controller_ends(void)
 
 static int qqq_open(const struct qsync__options *opt, const struct qsync__engine *eng)
 {
-    if (qsync__inherited_fd("fd_in", opt->fd_in, 0) < 0 ||
-        qsync__inherited_fd("fd_out", opt->fd_out, 1) < 0)
+    if (qsync__inherited_pipes(opt->fd_in, opt->fd_out) < 0)
         return -1;
     fd_in = opt->fd_in;
     fd_out = opt->fd_out;

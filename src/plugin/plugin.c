@@ -37,7 +37,7 @@
 #include "personality.h"
 #include "qemu_abi.h"
 #include "qemu_internals.h"
-#include "qemu_probe.h"
+#include "qemu_api.h"
 
 QSYNC_PLUGIN_EXPORT int qemu_plugin_version = QSYNC_PLUGIN_API_VERSION;
 
@@ -45,13 +45,14 @@ QSYNC_PLUGIN_EXPORT int qemu_plugin_version = QSYNC_PLUGIN_API_VERSION;
  * One module loads on QEMU 10 (plugin API 2..4) and on QEMU 7.2 (API 0..1):
  * QEMU reads qemu_plugin_version after dlopen, when this constructor has
  * run, so it can declare version 1 where the newer API is missing. Every
- * function newer than API 1 is therefore resolved at run time, never
- * linked (QEMU binds a plugin's symbols at load: a missing one would fail
+ * function newer than API 1 is therefore resolved at run time, here, into
+ * the one table of qemu_api.h, never linked (QEMU binds a plugin's symbols at load: a missing one would fail
  * the load with a linker message instead of ours).
  */
 __attribute__((constructor)) static void choose_api_version(void)
 {
-    if (qsync__qemu_sym("qemu_plugin_register_vcpu_insn_exec_cond_cb") == NULL)
+    qsync__qemu_api_resolve();
+    if (qsync__qemu_api.insn_cond_cb == NULL)
         qemu_plugin_version = 1;
 }
 

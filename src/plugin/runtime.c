@@ -123,7 +123,7 @@ _Noreturn void qsync__end_qemu(int status, const char *fmt, ...)
     _exit(status);
 }
 
-int qsync__inherited_fd(const char *key, int fd, int want_write)
+static int inherited_fd(const char *key, int fd, int want_write)
 {
     int fl = fcntl(fd, F_GETFD);
     if (fl < 0) {
@@ -144,6 +144,13 @@ int qsync__inherited_fd(const char *key, int fd, int want_write)
         qsync__log("%s=%d: cannot set its flags: %s", key, fd, strerror(errno));
         return -1;
     }
+    return 0;
+}
+
+int qsync__inherited_pipes(int fd_in, int fd_out)
+{
+    if (inherited_fd("fd_in", fd_in, 0) < 0 || inherited_fd("fd_out", fd_out, 1) < 0)
+        return -1;
     return 0;
 }
 

@@ -68,11 +68,11 @@ int qsync__watch_hangup(int fd, const char *key, const char *gone, void (*wake)(
 void qsync__runtime_reading(bool reading);
 
 /*
- * Checks that an inherited descriptor (named key=fd in messages) is open
- * for reading (want_write 0) or writing, and makes it blocking and
- * close-on-exec (so nothing QEMU spawns keeps the controller's pipes
- * alive). Returns 0, or -1 after printing a message. Install thread.
+ * Checks that the controller's pipes are inherited: fd_in open for
+ * reading, fd_out for writing; and makes them blocking and close-on-exec
+ * (so nothing QEMU spawns keeps the controller's pipes alive). Returns 0,
+ * or -1 after printing a message that names the option. Install thread.
  */
-int qsync__inherited_fd(const char *key, int fd, int want_write);
+int qsync__inherited_pipes(int fd_in, int fd_out);
 
 #endif

@@ -136,7 +136,7 @@ int qsync__shm_futex_wake(const struct qsync__shm_ring *r)
 
 /* ---- Consumer -------------------------------------------------------- */
 
-uint32_t qsync__shm_head(const struct qsync__shm_ring *r)
+static uint32_t load_head(const struct qsync__shm_ring *r)
 {
     return atomic_load_explicit(&r->ctl->head, memory_order_acquire);
 }
@@ -144,7 +144,7 @@ uint32_t qsync__shm_head(const struct qsync__shm_ring *r)
 uint32_t qsync__shm_avail(const struct qsync__shm_ring *r)
 {
     uint32_t tail = atomic_load_explicit(&r->ctl->tail, memory_order_relaxed);
-    uint32_t used = qsync__shm_head(r) - tail;
+    uint32_t used = load_head(r) - tail;
     /* A producer never publishes more than the ring holds; if a corrupt
      * one did, hand out at most a ring's worth (the decoder rejects it). */
     return used > r->size ? r->size : used;
@@ -182,7 +182,7 @@ void qsync__shm_disarm(const struct qsync__shm_ring *r)
     atomic_store_explicit(&r->ctl->waiting, 0, memory_order_relaxed);
 }
 
-int qsync__shm_futex_wait(const struct qsync__shm_ring *r, uint32_t seen_head, uint64_t timeout_ns)
+static int futex_wait(const struct qsync__shm_ring *r, uint32_t seen_head, uint64_t timeout_ns)
 {
     struct timespec ts, *tp = NULL;
     if (timeout_ns) {
@@ -241,7 +241,7 @@ void qsync__shm_spin_result(struct qsync__shm_spinner *s, int hit)
         s->backoff = QSYNC__SHM_MAX_SKIP;
 }
 
-int qsync__shm_poll(const struct qsync__shm_ring *r, uint32_t need, uint64_t budget_ns)
+static int poll_ring(const struct qsync__shm_ring *r, uint32_t need, uint64_t budget_ns)
 {
     if (qsync__shm_avail(r) >= need)
         return 1;
@@ -266,16 +266,16 @@ int qsync__shm_wait(const struct qsync__shm_ring *r, uint32_t need,
         return 0;
     uint64_t budget = sp ? qsync__shm_spin_budget(sp) : 0;
     if (budget) {
-        int hit = qsync__shm_poll(r, need, budget);
+        int hit = poll_ring(r, need, budget);
         qsync__shm_spin_result(sp, hit);
         if (hit)
             return 0;
     }
     for (;;) {
-        uint32_t seen = qsync__shm_head(r);
+        uint32_t seen = load_head(r);
         if (qsync__shm_arm(r) >= need)
             break;
-        int rc = qsync__shm_futex_wait(r, seen, slice_ns);
+        int rc = futex_wait(r, seen, slice_ns);
         if (qsync__shm_avail(r) >= need)
             break;
         /* Woken without the bytes: time out, signal, a third party's wake,

@@ -112,8 +112,8 @@ int qsync__shm_write(const struct qsync__shm_ring *r, const void *buf, size_t le
 /* Bytes free for the producer. */
 uint32_t qsync__shm_room(const struct qsync__shm_ring *r);
 
-/* Wakes a consumer sleeping in qsync__shm_futex_wait() (a futex shared
- * between processes). Returns 0 or -errno. */
+/* Wakes a consumer sleeping on the ring's futex (shared between
+ * processes; qsync__shm_wait() sleeps there). Returns 0 or -errno. */
 int qsync__shm_futex_wake(const struct qsync__shm_ring *r);
 
 /* ---- Consumer -------------------------------------------------------- */
@@ -132,16 +132,6 @@ size_t qsync__shm_read(const struct qsync__shm_ring *r, void *buf, size_t cap);
  */
 uint32_t qsync__shm_arm(const struct qsync__shm_ring *r);
 void qsync__shm_disarm(const struct qsync__shm_ring *r);
-
-/*
- * Sleeps on the ring's futex while `head` still equals seen_head, for at
- * most timeout_ns (0: no limit). Returns 0 when woken, -EAGAIN when head
- * had already moved, -ETIMEDOUT, -EINTR, or another -errno.
- */
-int qsync__shm_futex_wait(const struct qsync__shm_ring *r, uint32_t seen_head, uint64_t timeout_ns);
-
-/* The producer's position, as the consumer sees it now. */
-uint32_t qsync__shm_head(const struct qsync__shm_ring *r);
 
 /*
  * How long a waiter polls before it sleeps, adapted to whether polling
@@ -185,10 +175,6 @@ void qsync__shm_spin_result(struct qsync__shm_spinner *s, int hit);
 int qsync__shm_wait(const struct qsync__shm_ring *r, uint32_t need,
                     struct qsync__shm_spinner *sp, uint64_t slice_ns, int (*stop)(void *arg),
                     void *arg);
-
-/* Polls until at least need bytes are waiting or budget_ns has passed.
- * Returns 1 when they are there. */
-int qsync__shm_poll(const struct qsync__shm_ring *r, uint32_t need, uint64_t budget_ns);
 
 /* A monotonic clock in ns, and one pause of a spin loop. */
 uint64_t qsync__shm_now_ns(void);
