@@ -35,48 +35,28 @@
 static void watchdog_cb(uv_timer_t *t);
 static void maybe_finish_exit(qsync_ctx *ctx);
 
-int qsync_ctx_new(uv_loop_t *loop, const qsync_options *opts, const qsync_callbacks *cbs,
-                  qsync_ctx **out, char *errbuf, size_t errbuf_len)
-{
-    if (!out) {
-        if (errbuf && errbuf_len)
-            snprintf(errbuf, errbuf_len, "out: must not be NULL");
-        return QSYNC_EARG;
-    }
-    *out = NULL;
-    if (cbs && (cbs->size == 0 || cbs->size > sizeof(qsync_callbacks))) {
-        if (errbuf && errbuf_len)
-            snprintf(errbuf, errbuf_len, "qsync_callbacks: size %zu is not from "
-                                         "qsync_callbacks_init()",
-                     cbs->size);
-        return QSYNC_EARG;
-    }
-    qsync_ctx *ctx = calloc(1, sizeof *ctx);
-    if (!ctx) {
-        if (errbuf && errbuf_len)
-            snprintf(errbuf, errbuf_len, "qsync_ctx_new: out of memory");
-        return -ENOMEM;
-    }
-    qsync__transport_init(ctx);
-    ctx->next_seq = 1;
-    qsync_callbacks_init(&ctx->cbs);
-    if (cbs)
-        memcpy(&ctx->cbs, cbs, cbs->size);
-    ctx->cbs.size = sizeof ctx->cbs;
+/* Writes a message for qsync_ctx_new()'s caller, who has no context. */
+static int new_error(char *errbuf, size_t errbuf_len, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
-    int rc = qsync__options_copy(ctx, opts, errbuf, errbuf_len);
-    if (rc) {
-        qsync__free_ctx(ctx);
-        return rc;
+static int new_error(char *errbuf, size_t errbuf_len, int code, const char *fmt, ...)
+{
+    if (errbuf && errbuf_len) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(errbuf, errbuf_len, fmt, ap);
+        va_end(ap);
     }
+    return code;
+}
+
+/* The loop (a private one when loop is NULL) and the mode. */
+static int new_loop_and_mode(qsync_ctx *ctx, uv_loop_t *loop, char *errbuf, size_t errbuf_len)
+{
     if (!loop) {
-        rc = uv_loop_init(&ctx->private_loop);
-        if (rc) {
-            if (errbuf && errbuf_len)
-                snprintf(errbuf, errbuf_len, "uv_loop_init: %s", uv_strerror(rc));
-            qsync__free_ctx(ctx);
-            return rc;
-        }
+        int rc = uv_loop_init(&ctx->private_loop);
+        if (rc)
+            return new_error(errbuf, errbuf_len, rc, "uv_loop_init: %s", uv_strerror(rc));
         ctx->has_private_loop = 1;
         loop = &ctx->private_loop;
     }
@@ -92,26 +72,59 @@ int qsync_ctx_new(uv_loop_t *loop, const qsync_options *opts, const qsync_callba
         ctx->mode = &qsync__mode_plugin;
         break;
     }
-    /* The transport's and the mode's state; the mode's may hold handles,
-     * so it comes last. */
-    rc = qsync__transport_new(ctx);
+    return 0;
+}
+
+/* The transport's and the mode's state (the mode's may hold handles, so
+ * it comes last), then the context's own timers and the child's. */
+static int new_parts(qsync_ctx *ctx, char *errbuf, size_t errbuf_len)
+{
+    int rc = qsync__transport_new(ctx);
     if (rc == 0 && ctx->mode->init)
         rc = ctx->mode->init(ctx);
-    if (rc) {
-        if (errbuf && errbuf_len)
-            snprintf(errbuf, errbuf_len, "qsync_ctx_new: out of memory");
-        if (ctx->has_private_loop)
-            uv_loop_close(&ctx->private_loop);
-        qsync__free_ctx(ctx);
-        return rc;
-    }
-    uv_timer_init(loop, &ctx->watchdog);
-    uv_timer_init(loop, &ctx->drain_timer);
+    if (rc)
+        return new_error(errbuf, errbuf_len, rc, "qsync_ctx_new: out of memory");
+    uv_timer_init(ctx->loop, &ctx->watchdog);
+    uv_timer_init(ctx->loop, &ctx->drain_timer);
     qsync__handle_opened(ctx, (uv_handle_t *)&ctx->watchdog);
     qsync__handle_opened(ctx, (uv_handle_t *)&ctx->drain_timer);
     qsync__child_init(ctx);
     /* Timers must not keep a caller's loop alive on their own. */
     uv_unref((uv_handle_t *)&ctx->drain_timer);
+    return 0;
+}
+
+int qsync_ctx_new(uv_loop_t *loop, const qsync_options *opts, const qsync_callbacks *cbs,
+                  qsync_ctx **out, char *errbuf, size_t errbuf_len)
+{
+    if (!out)
+        return new_error(errbuf, errbuf_len, QSYNC_EARG, "out: must not be NULL");
+    *out = NULL;
+    if (cbs && (cbs->size == 0 || cbs->size > sizeof(qsync_callbacks)))
+        return new_error(errbuf, errbuf_len, QSYNC_EARG,
+                         "qsync_callbacks: size %zu is not from qsync_callbacks_init()",
+                         cbs->size);
+    qsync_ctx *ctx = calloc(1, sizeof *ctx);
+    if (!ctx)
+        return new_error(errbuf, errbuf_len, -ENOMEM, "qsync_ctx_new: out of memory");
+    qsync__transport_init(ctx);
+    ctx->next_seq = 1;
+    qsync_callbacks_init(&ctx->cbs);
+    if (cbs)
+        memcpy(&ctx->cbs, cbs, cbs->size);
+    ctx->cbs.size = sizeof ctx->cbs;
+
+    int rc = qsync__options_copy(ctx, opts, errbuf, errbuf_len);
+    if (rc == 0)
+        rc = new_loop_and_mode(ctx, loop, errbuf, errbuf_len);
+    if (rc == 0)
+        rc = new_parts(ctx, errbuf, errbuf_len);
+    if (rc) {
+        if (ctx->has_private_loop)
+            uv_loop_close(&ctx->private_loop);
+        qsync__free_ctx(ctx);
+        return rc;
+    }
     *out = ctx;
     return 0;
 }

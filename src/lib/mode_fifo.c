@@ -120,18 +120,12 @@ static int plugin_takes_our_keys(const char *path)
     return found;
 }
 
-static int fifo_prepare(qsync_ctx *ctx, const char *const argv[], struct qsync__launch *l)
+/* The private directory with the two FIFOs, and our non-blocking
+ * read-write end of GuestToHost; returns it, or an error (set). */
+static int make_fifos(qsync_ctx *ctx, int *fd_out)
 {
     struct fifo_state *f = state(ctx);
-    int rc = qsync__find_plugin(ctx);
-    if (rc)
-        return rc;
-    int ours = plugin_takes_our_keys(ctx->plugin_path);
-    if (!ours && ctx->opts.fifo_done_bytes)
-        return qsync__set_error(ctx, QSYNC_EARG,
-                                "fifo_done_bytes: plugin_path '%s' is not our plugin (it does "
-                                "not take done_bytes=); leave fifo_done_bytes at 0",
-                                ctx->plugin_path);
+    int rc;
     /* QEMU's option parser splits on commas, so the directory must not
      * contain any: fall back to /tmp when $TMPDIR does. */
     const char *base = getenv("TMPDIR");
@@ -164,21 +158,45 @@ static int fifo_prepare(qsync_ctx *ctx, const char *const argv[], struct qsync__
         fifo_remove_names(ctx);
         return rc;
     }
-    l->our_in = fd;
+    *fd_out = fd;
+    return 0;
+}
 
-    /* The Time Sync Plugin's keys, with the names the user chose; and to
-     * our plugin also the controller to watch (it ends QEMU when we die,
-     * even before we have opened HostToGuest), that the FIFOs are private
-     * (so that it removes them if we die), and the done signal's width. */
-    char rest[8192];
-    int n = snprintf(rest, sizeof rest, "%s=%s,%s=%s,%s=%llu", ctx->fifo_keys[0], f->h2g,
+/* The plugin's options: the Time Sync Plugin's keys, with the names the
+ * user chose; and to our plugin (ours) also the controller to watch (it
+ * ends QEMU when we die, even before we have opened HostToGuest), that
+ * the FIFOs are private (so that it removes them if we die), and the done
+ * signal's width. */
+static void plugin_keys(const qsync_ctx *ctx, int ours, char *rest, size_t cap)
+{
+    const struct fifo_state *f = state(ctx);
+    int n = snprintf(rest, cap, "%s=%s,%s=%s,%s=%llu", ctx->fifo_keys[0], f->h2g,
                      ctx->fifo_keys[1], f->g2h, ctx->fifo_keys[2],
                      (unsigned long long)ctx->opts.fifo_quantum_us);
-    if (ours && n > 0 && (size_t)n < sizeof rest)
-        n += snprintf(rest + n, sizeof rest - (size_t)n, ",parent=%d,remove_fifos=1",
-                      (int)getpid());
-    if (ours && ctx->opts.fifo_done_bytes && n > 0 && (size_t)n < sizeof rest)
-        snprintf(rest + n, sizeof rest - (size_t)n, ",done_bytes=%d", ctx->opts.fifo_done_bytes);
+    if (ours && n > 0 && (size_t)n < cap)
+        n += snprintf(rest + n, cap - (size_t)n, ",parent=%d,remove_fifos=1", (int)getpid());
+    if (ours && ctx->opts.fifo_done_bytes && n > 0 && (size_t)n < cap)
+        snprintf(rest + n, cap - (size_t)n, ",done_bytes=%d", ctx->opts.fifo_done_bytes);
+}
+
+static int fifo_prepare(qsync_ctx *ctx, const char *const argv[], struct qsync__launch *l)
+{
+    int rc = qsync__find_plugin(ctx);
+    if (rc)
+        return rc;
+    int ours = plugin_takes_our_keys(ctx->plugin_path);
+    if (!ours && ctx->opts.fifo_done_bytes)
+        return qsync__set_error(ctx, QSYNC_EARG,
+                                "fifo_done_bytes: plugin_path '%s' is not our plugin (it does "
+                                "not take done_bytes=); leave fifo_done_bytes at 0",
+                                ctx->plugin_path);
+    int fd = -1;
+    rc = make_fifos(ctx, &fd);
+    if (rc)
+        return rc;
+    l->our_in = fd;
+    char rest[8192];
+    plugin_keys(ctx, ours, rest, sizeof rest);
     rc = qsync__launch_plugin(ctx, l, rest);
     if (rc == 0 && !qsync__argv_has(argv, "-icount") &&
         (qsync__launch_add(l, "-icount") || qsync__launch_add(l, "shift=0,sleep=off")))

@@ -59,95 +59,116 @@ static size_t bounded_len(const char *s, size_t cap)
     return n;
 }
 
+/* The encoders of the payloads: each writes its message's payload at p
+ * and returns its length, or QSYNC__WIRE_EBADFIELD (never send what the
+ * decoder would refuse); room is the space at p. */
+static long encode_hello(const struct qsync__wire_hello *h, uint8_t *p, size_t room)
+{
+    size_t tl = bounded_len(h->target, sizeof h->target - 1);
+    if (h->n_vcpus == 0 || h->n_vcpus > QSYNC__WIRE_MAX_VCPUS ||
+        h->engine < QSYNC__WIRE_ENGINE_INSN || h->engine > QSYNC__WIRE_ENGINE_BLOCK ||
+        h->icount_shift > 10)
+        return QSYNC__WIRE_EBADFIELD;
+    if (room < HELLO_SIZE)
+        return QSYNC__WIRE_ESPACE;
+    put16(p, h->major);
+    put16(p + 2, h->minor);
+    put32(p + 4, h->plugin_version);
+    put32(p + 8, h->n_vcpus);
+    p[12] = h->engine;
+    p[13] = h->icount_shift;
+    put16(p + 14, h->api_version);
+    put32(p + 16, h->guarantees);
+    memset(p + 20, 0, 64);
+    memcpy(p + 20, h->target, tl);
+    return HELLO_SIZE;
+}
+
+static long encode_report(const struct qsync__wire_report *r, uint8_t *p, size_t room)
+{
+    if (r->n_vcpus > QSYNC__WIRE_MAX_VCPUS)
+        return QSYNC__WIRE_EBADFIELD;
+    size_t len = REPORT_FIXED + 8u * r->n_vcpus;
+    if (room < len)
+        return QSYNC__WIRE_ESPACE;
+    put64(p, r->seq);
+    put64(p + 8, r->deadline_ns);
+    put64(p + 16, r->virtual_ns);
+    put64(p + 24, r->instructions);
+    put64(p + 32, (uint64_t)r->overshoot);
+    put32(p + 40, r->flags);
+    put32(p + 44, r->n_vcpus);
+    for (uint32_t i = 0; i < r->n_vcpus; i++)
+        put64(p + REPORT_FIXED + 8u * i, r->vcpu_insns[i]);
+    return (long)len;
+}
+
+static long encode_error(const struct qsync__wire_error *e, uint8_t *p, size_t room)
+{
+    size_t tl = bounded_len(e->text, QSYNC__WIRE_MAX_TEXT - 1);
+    if (room < ERROR_FIXED + tl)
+        return QSYNC__WIRE_ESPACE;
+    put32(p, (uint32_t)e->code);
+    put16(p + 4, (uint16_t)tl);
+    memcpy(p + ERROR_FIXED, e->text, tl);
+    return (long)(ERROR_FIXED + tl);
+}
+
+static long encode_input(const struct qsync__wire_input *in, uint8_t *p, size_t room)
+{
+    if (in->len == 0 || in->len > QSYNC__WIRE_MAX_INPUT || in->port != 0)
+        return QSYNC__WIRE_EBADFIELD;
+    if (room < INPUT_FIXED + in->len)
+        return QSYNC__WIRE_ESPACE;
+    put32(p, in->port);
+    memcpy(p + INPUT_FIXED, in->data, in->len);
+    return (long)(INPUT_FIXED + in->len);
+}
+
+/* Two 64-bit fields: GRANT and EXIT. */
+static long encode_pair(uint64_t a, uint64_t b, uint8_t *p, size_t room)
+{
+    if (room < 16)
+        return QSYNC__WIRE_ESPACE;
+    put64(p, a);
+    put64(p + 8, b);
+    return 16;
+}
+
 long qsync__wire_encode(const struct qsync__wire_msg *msg, uint8_t *buf, size_t cap)
 {
     uint8_t *p = buf + QSYNC__WIRE_HEADER_SIZE;
-    size_t len;
+    size_t room = cap > QSYNC__WIRE_HEADER_SIZE ? cap - QSYNC__WIRE_HEADER_SIZE : 0;
+    long len;
 
     switch (msg->type) {
-    case QSYNC__MSG_HELLO: {
-        const struct qsync__wire_hello *h = &msg->u.hello;
-        size_t tl = bounded_len(h->target, sizeof h->target - 1);
-        /* Never send what the decoder would refuse. */
-        if (h->n_vcpus == 0 || h->n_vcpus > QSYNC__WIRE_MAX_VCPUS ||
-            h->engine < QSYNC__WIRE_ENGINE_INSN || h->engine > QSYNC__WIRE_ENGINE_BLOCK ||
-            h->icount_shift > 10)
-            return QSYNC__WIRE_EBADFIELD;
-        len = HELLO_SIZE;
-        if (cap < QSYNC__WIRE_HEADER_SIZE + len)
-            return QSYNC__WIRE_ESPACE;
-        put16(p, h->major);
-        put16(p + 2, h->minor);
-        put32(p + 4, h->plugin_version);
-        put32(p + 8, h->n_vcpus);
-        p[12] = h->engine;
-        p[13] = h->icount_shift;
-        put16(p + 14, h->api_version);
-        put32(p + 16, h->guarantees);
-        memset(p + 20, 0, 64);
-        memcpy(p + 20, h->target, tl);
+    case QSYNC__MSG_HELLO:
+        len = encode_hello(&msg->u.hello, p, room);
         break;
-    }
     case QSYNC__MSG_GRANT:
-        len = GRANT_SIZE;
-        if (cap < QSYNC__WIRE_HEADER_SIZE + len)
-            return QSYNC__WIRE_ESPACE;
-        put64(p, msg->u.grant.seq);
-        put64(p + 8, msg->u.grant.deadline_ns);
+        len = encode_pair(msg->u.grant.seq, msg->u.grant.deadline_ns, p, room);
         break;
-    case QSYNC__MSG_REPORT: {
-        const struct qsync__wire_report *r = &msg->u.report;
-        if (r->n_vcpus > QSYNC__WIRE_MAX_VCPUS)
-            return QSYNC__WIRE_EBADFIELD;
-        len = REPORT_FIXED + 8u * r->n_vcpus;
-        if (cap < QSYNC__WIRE_HEADER_SIZE + len)
-            return QSYNC__WIRE_ESPACE;
-        put64(p, r->seq);
-        put64(p + 8, r->deadline_ns);
-        put64(p + 16, r->virtual_ns);
-        put64(p + 24, r->instructions);
-        put64(p + 32, (uint64_t)r->overshoot);
-        put32(p + 40, r->flags);
-        put32(p + 44, r->n_vcpus);
-        for (uint32_t i = 0; i < r->n_vcpus; i++)
-            put64(p + REPORT_FIXED + 8u * i, r->vcpu_insns[i]);
+    case QSYNC__MSG_REPORT:
+        len = encode_report(&msg->u.report, p, room);
         break;
-    }
-    case QSYNC__MSG_ERROR: {
-        size_t tl = bounded_len(msg->u.error.text, QSYNC__WIRE_MAX_TEXT - 1);
-        len = ERROR_FIXED + tl;
-        if (cap < QSYNC__WIRE_HEADER_SIZE + len)
-            return QSYNC__WIRE_ESPACE;
-        put32(p, (uint32_t)msg->u.error.code);
-        put16(p + 4, (uint16_t)tl);
-        memcpy(p + ERROR_FIXED, msg->u.error.text, tl);
+    case QSYNC__MSG_ERROR:
+        len = encode_error(&msg->u.error, p, room);
         break;
-    }
     case QSYNC__MSG_EXIT:
-        len = EXIT_SIZE;
-        if (cap < QSYNC__WIRE_HEADER_SIZE + len)
-            return QSYNC__WIRE_ESPACE;
-        put64(p, msg->u.exit.virtual_ns);
-        put64(p + 8, msg->u.exit.instructions);
+        len = encode_pair(msg->u.exit.virtual_ns, msg->u.exit.instructions, p, room);
         break;
-    case QSYNC__MSG_INPUT: {
-        const struct qsync__wire_input *in = &msg->u.input;
-        if (in->len == 0 || in->len > QSYNC__WIRE_MAX_INPUT || in->port != 0)
-            return QSYNC__WIRE_EBADFIELD;
-        len = INPUT_FIXED + in->len;
-        if (cap < QSYNC__WIRE_HEADER_SIZE + len)
-            return QSYNC__WIRE_ESPACE;
-        put32(p, in->port);
-        memcpy(p + INPUT_FIXED, in->data, in->len);
+    case QSYNC__MSG_INPUT:
+        len = encode_input(&msg->u.input, p, room);
         break;
-    }
     default:
         return QSYNC__WIRE_EBADFIELD;
     }
+    if (len < 0)
+        return len;
     put16(buf, msg->type);
     put16(buf + 2, 0);
     put32(buf + 4, (uint32_t)len);
-    return (long)(QSYNC__WIRE_HEADER_SIZE + len);
+    return (long)QSYNC__WIRE_HEADER_SIZE + len;
 }
 
 /* Whether plen is a payload length that a frame of this type can have. */
