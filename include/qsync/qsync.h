@@ -20,6 +20,12 @@
  *   returns; pointers handed to callbacks are valid only during the callback.
  * - Callbacks: the object comes first, then the status. If a call returns an
  *   error, the callback it would have caused never fires.
+ * - Every call on a context that returns an error sets qsync_last_error()
+ *   (qsync_get_info(), which takes a const context, excepted); whether
+ *   the context still works is qsync_failed(). A function whose comment
+ *   names no error code cannot fail.
+ * This header is the reference for every function; docs/api.md is the
+ * guide (concepts, patterns, examples).
  */
 #ifndef QSYNC_QSYNC_H
 #define QSYNC_QSYNC_H

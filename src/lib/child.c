@@ -244,17 +244,22 @@ int qsync__child_read_start(qsync_ctx *ctx)
     return rc;
 }
 
-void qsync__child_abort_start(qsync_ctx *ctx)
+/* Closes the stdio pipes that are open, with close. */
+static void close_stdio(struct qsync__child *c, void (*close)(uv_handle_t *h))
 {
-    struct qsync__child *c = &ctx->child;
     if (c->err_open) {
         c->err_open = 0;
-        qsync__handle_close_failed_start((uv_handle_t *)&c->err_pipe);
+        close((uv_handle_t *)&c->err_pipe);
     }
     if (c->out_open) {
         c->out_open = 0;
-        qsync__handle_close_failed_start((uv_handle_t *)&c->out_pipe);
+        close((uv_handle_t *)&c->out_pipe);
     }
+}
+
+void qsync__child_abort_start(qsync_ctx *ctx)
+{
+    close_stdio(&ctx->child, qsync__handle_close_failed_start);
 }
 
 static void kill_cb(uv_timer_t *t)
@@ -316,14 +321,7 @@ const char *qsync__child_tail_text(qsync_ctx *ctx)
 void qsync__child_close(qsync_ctx *ctx)
 {
     struct qsync__child *c = &ctx->child;
-    if (c->err_open) {
-        c->err_open = 0;
-        qsync__handle_close((uv_handle_t *)&c->err_pipe);
-    }
-    if (c->out_open) {
-        c->out_open = 0;
-        qsync__handle_close((uv_handle_t *)&c->out_pipe);
-    }
+    close_stdio(c, qsync__handle_close);
     if (c->alive) {
         c->alive = 0;
         qsync__handle_close((uv_handle_t *)&c->proc);
