@@ -90,8 +90,8 @@ double qsync_bench_pingpong(enum qsync_bench_kind k, long rounds, int one_core)
         return -1;
     qsync__shm_init(region);
     struct qsync__shm_ring to_child, to_parent;
-    qsync__shm_ring(region, QSYNC_SHM_TO_PLUGIN, &to_child);
-    qsync__shm_ring(region, QSYNC_SHM_TO_LIBRARY, &to_parent);
+    qsync__shm_ring(region, QSYNC__SHM_TO_PLUGIN, &to_child);
+    qsync__shm_ring(region, QSYNC__SHM_TO_LIBRARY, &to_parent);
     qsync__shm_disarm(&to_parent); /* both sides sleep on the futex here */
     struct qsync__shm_spinner spinner;
     qsync__shm_spinner_init(&spinner, one_core ? 0 : QSYNC_BENCH_SHM_SPIN_NS);

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The determinism report, in the spirit of seed 001's first table: boots the
+# The determinism report, in the spirit of the usual period table: boots the
 # Linux demo guest in lockstep at -smp 1, 2 and 4, several times each, and
 # compares the instruction totals and virtual times across runs. The RTC
 # starts at a fixed date and follows the virtual clock: started from the

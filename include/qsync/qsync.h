@@ -20,6 +20,12 @@
  *   returns; pointers handed to callbacks are valid only during the callback.
  * - Callbacks: the object comes first, then the status. If a call returns an
  *   error, the callback it would have caused never fires.
+ * - Every call on a context that returns an error sets qsync_last_error()
+ *   (qsync_get_info(), which takes a const context, excepted); whether
+ *   the context still works is qsync_failed(). A function whose comment
+ *   names no error code cannot fail.
+ * This header is the reference for every function; docs/api.md is the
+ * guide (concepts, patterns, examples).
  */
 #ifndef QSYNC_QSYNC_H
 #define QSYNC_QSYNC_H
@@ -63,7 +69,9 @@ extern "C" {
     XX(RECURSE, -30010, "not allowed from inside a callback")                       \
     XX(NOPLUGIN, -30011, "the qsync plugin module was not found")                   \
     XX(RANGE, -30012, "the deadline is out of range")                               \
-    XX(NOTSUP, -30013, "not supported by this mode or this QEMU")
+    XX(NOTSUP, -30013, "not supported by this mode or this QEMU")                   \
+    XX(FULL, -30014, "the channel to QEMU is full")                                 \
+    XX(CLEANUP, -30015, "a failed start is still being cleaned up; run the loop")
 
 typedef enum {
 #define QSYNC_ERR_ENUM_(name, value, text) QSYNC_E##name = value,
@@ -82,11 +90,15 @@ QSYNC_EXPORT const char *qsync_strerror(int code);
 QSYNC_EXPORT const char *qsync_err_name(int code);
 
 /*
- * Whether an error reported by a callback or returned by an advance leaves
- * the context unusable (QEMU gone, channel corrupt, watchdog fired). After
- * a fatal error the only useful call is qsync_close(). Two returns are not
- * fatal whatever their code: a failed qsync_start() (fix the cause and call
- * it again) and qsync_wait_exit_ms()'s QSYNC_ETIMEDOUT (QEMU still runs).
+ * Whether a code always means a broken context: QSYNC_EPROTO,
+ * QSYNC_EVERSION, QSYNC_EEXITED, QSYNC_ETIMEDOUT, QSYNC_EPLUGIN and
+ * QSYNC_ECANCELED. Every other code, a -errno included, is 0 here: a code
+ * alone cannot say (-ENOMEM from qsync_send_input() leaves the context
+ * intact; -EPIPE from a FIFO grant breaks it). The context itself is the
+ * authority: qsync_failed(). Two returns of the codes above do not break
+ * the context either: a failed qsync_start() (fix the cause and call it
+ * again) and qsync_wait_exit_ms()'s QSYNC_ETIMEDOUT (QEMU still runs).
+ * Thread-safe.
  */
 QSYNC_EXPORT int qsync_is_fatal(int code);
 
@@ -97,8 +109,8 @@ QSYNC_EXPORT int qsync_is_fatal(int code);
 typedef enum {
     QSYNC_MODE_PLUGIN = 0, /* our plugin, the native protocol: exact, reports
                               instructions per stop (the default)          */
-    QSYNC_MODE_QQQ = 1,    /* seed 002's -qqq pipes: native int microseconds */
-    QSYNC_MODE_FIFO = 2    /* seed 000's two named FIFOs, a fixed quantum    */
+    QSYNC_MODE_QQQ = 1,    /* The adevs -qqq protocol's pipes: native int microseconds */
+    QSYNC_MODE_FIFO = 2    /* The Time Sync Plugin's two named FIFOs, a fixed quantum    */
 } qsync_mode;
 
 /* Where the guest's standard output (QEMU's stdout) goes. */
@@ -144,7 +156,11 @@ typedef struct qsync_options {
     const char *plugin_path;
 
     /* Extra comma-separated key=value options for the plugin, e.g.
-     * "engine=insn". NULL for none. */
+     * "engine=insn". NULL for none. Every item must be key=value, and the
+     * keys the library sets itself are refused (QSYNC_EARG at
+     * qsync_ctx_new()): fd_in, fd_out, shift, proto, quantum_ns, parent,
+     * shm, efd, HostToGuestPipe, GuestToHostPipe, TimeInMicroSeconds,
+     * TimeinMicroseconds, done_bytes and remove_fifos. */
     const char *plugin_args;
 
     /* QEMU's stdout; its stderr is always captured (see exited's tail) and
@@ -181,7 +197,7 @@ typedef struct qsync_options {
 
     /* QSYNC_MODE_FIFO: the quantum, fixed at start, passed to the plugin
      * as TimeinMicroseconds (fifo_quantum_key). Required in that mode (1..10^9). The plugin is
-     * plugin_path (seed 000's own, or ours, the default); the library adds
+     * plugin_path (the Time Sync Plugin's own, or ours, the default); the library adds
      * -icount shift=0,sleep=off unless argv has its own -icount. */
     uint64_t fifo_quantum_us;
 
@@ -296,7 +312,8 @@ typedef struct qsync_info {
 /*
  * Callbacks. Any may be NULL. Filled with qsync_callbacks_init() so that the
  * struct can grow. Every callback runs on the context's loop thread, and may
- * call any function of this API, qsync_close() included.
+ * call any function of the asynchronous API, qsync_close() included; the
+ * blocking helpers refuse with QSYNC_ERECURSE there.
  */
 typedef struct qsync_callbacks {
     size_t size; /* set by qsync_callbacks_init() */
@@ -379,11 +396,11 @@ QSYNC_EXPORT uv_loop_t *qsync_get_loop(const qsync_ctx *ctx);
  * descriptors, so argv must not contain -icount; the other modes append
  * their own arguments (see qsync_options.mode).
  * After a failed start, fix the cause and call it again; if the failure
- * came from the spawn itself, run the loop once first (QSYNC_EBUSY until
- * libuv has released the failed attempt's handles).
+ * came from the spawn itself, run the loop once first (QSYNC_ECLEANUP
+ * until libuv has released the failed attempt's handles).
  * Returns 0, QSYNC_EARG (argv empty, or containing -icount in plugin mode:
  * the message names it), QSYNC_ESTATE (already started, or closing),
- * QSYNC_EBUSY (the failed start is still being cleaned up),
+ * QSYNC_ECLEANUP (the failed start is still being cleaned up),
  * QSYNC_ENOPLUGIN, or -errno from pipe, mkdtemp, mkfifo, memfd_create or
  * eventfd (channel QSYNC_CHANNEL_SHM only; AUTO then uses the pipes) or
  * spawn (-ENOENT: no such QEMU binary).
@@ -401,8 +418,9 @@ QSYNC_EXPORT int qsync_start(qsync_ctx *ctx, const char *const argv[]);
  * Returns 0, QSYNC_EBUSY (an advance is pending), QSYNC_ESTATE (not started,
  * or closing), QSYNC_EEXITED (QEMU is gone or closed the channel),
  * QSYNC_ERANGE (the deadline overflows, or is past QSYNC_DEADLINE_MAX),
- * QSYNC_EPROTO (the channel is full), -errno from writing the grant, or the fatal error that broke the
- * context.
+ * QSYNC_EFULL (the channel cannot take the grant now; not expected, with
+ * one grant in flight), -errno from writing the grant, or the fatal error
+ * that broke the context (qsync_failed()).
  */
 QSYNC_EXPORT int qsync_advance(qsync_ctx *ctx, uint64_t us);
 
@@ -472,6 +490,16 @@ QSYNC_EXPORT int qsync_get_info(const qsync_ctx *ctx, qsync_info *info);
 QSYNC_EXPORT const char *qsync_last_error(const qsync_ctx *ctx);
 
 /*
+ * The error that broke the context, or 0 while it works. Once it is set,
+ * QEMU is gone or being ended, every call that needs QEMU returns it, and
+ * the only useful call is qsync_close() (qsync_close_wait()). This, not
+ * the code a call returned, says whether the context is still usable: a
+ * refused call (QSYNC_EBUSY, QSYNC_EARG, -ENOMEM from qsync_send_input()
+ * or qsync_group_add(), ...) leaves it as it was. Thread: the loop's.
+ */
+QSYNC_EXPORT int qsync_failed(const qsync_ctx *ctx);
+
+/*
  * Closes the context: closes the channel (which ends QEMU at once), sends
  * SIGKILL if QEMU is still alive after kill_grace_ms, fails a pending
  * advance with QSYNC_ECANCELED, fires exited if QEMU was running, then
@@ -492,8 +520,9 @@ typedef struct qsync_group qsync_group;
 /* Fires once, when every member has finished the group's advance. status is
  * 0 when all reached the deadline, else the first member's failure (each
  * member's own reached callback says which). deadline_ns is the advance's
- * deadline. Runs on the loop thread; may call any function here,
- * qsync_group_free() and qsync_group_remove() included. */
+ * deadline. Runs on the loop thread; may call the asynchronous API,
+ * qsync_group_free() and qsync_group_remove() included (the blocking
+ * helpers refuse with QSYNC_ERECURSE). */
 typedef void (*qsync_group_cb)(qsync_group *group, int status, uint64_t deadline_ns);
 
 /* Creates an empty group. Returns 0, QSYNC_EARG or -ENOMEM. */

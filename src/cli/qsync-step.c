@@ -11,6 +11,7 @@
 #include <limits.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,7 +47,9 @@ struct step {
     int quiet;
     int progress; /* 1: on, 0: off, -1: on when stderr is a terminal */
     int timestamps;
-
+    const char *quantum_arg;       /* --quantum as given, for messages */
+    const char *const *qemu_argv;  /* after '--'                       */
+    char engine_arg[64];           /* "engine=NAME" for --engine       */
 
     /* Per-quantum records. */
     FILE *csv;
@@ -88,10 +91,12 @@ static void usage(FILE *f)
             "                  (default: until the guest exits)\n"
             "  --shift N       icount shift, 0..10: one instruction = 2^N ns (default 0)\n"
             "  --plugin PATH   plugin module (default: the one built or installed with\n"
-            "                  this tool; in fifo mode, e.g. seed 000's own plugin)\n"
+            "                  this tool; in fifo mode, e.g. the SIL Kit Time Sync\n"
+            "                  Plugin itself)\n"
             "  --engine NAME   the plugin's engine: auto, timer, insn or block (default auto)\n"
-            "  --mode MODE     plugin (default), qqq (seed 002's protocol) or fifo (seed\n"
-            "                  000's named FIFOs; --quantum is then fixed at start)\n"
+            "  --mode MODE     plugin (default), qqq (the adevs -qqq protocol) or fifo\n"
+            "                  (the SIL Kit Time Sync Plugin FIFO protocol; --quantum\n"
+            "                  is then fixed at start)\n"
             "  --qqq-native    in qqq mode, pass -qqq to a QEMU that has it, instead of\n"
             "                  speaking the protocol through our plugin\n"
             "  --plugin-args A extra key=value,... options for the plugin\n"
@@ -394,7 +399,162 @@ static int write_json(const struct step *s)
     return 0;
 }
 
-int main(int argc, char **argv)
+/* ---- parse: the command line ------------------------------------------ */
+
+/* A duration flag: positive, in the units qsync__parse_duration takes. */
+static int parse_positive_duration(const char *flag, const char *arg, uint64_t *out)
+{
+    char err[256] = "";
+    if (qsync__parse_duration(arg, out, err, sizeof err) || *out == 0) {
+        fprintf(stderr, "qsync-step: --%s '%s': %s\n", flag, arg,
+                *out == 0 && !err[0] ? "must be positive" : err);
+        return EXIT_USAGE;
+    }
+    return 0;
+}
+
+static int parse_shift(struct step *s, const char *arg)
+{
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(arg, &end, 10);
+    if (errno || end == arg || *end || v > 10) {
+        fprintf(stderr, "qsync-step: --shift '%s': expected an integer 0..10\n", arg);
+        return EXIT_USAGE;
+    }
+    s->shift = (unsigned)v;
+    return 0;
+}
+
+static int parse_engine(struct step *s, const char *arg)
+{
+    if (strcmp(arg, "auto") && strcmp(arg, "timer") && strcmp(arg, "insn") &&
+        strcmp(arg, "block")) {
+        fprintf(stderr, "qsync-step: --engine '%s': expected auto, timer, insn or block\n", arg);
+        return EXIT_USAGE;
+    }
+    s->engine_opt = arg;
+    return 0;
+}
+
+static int parse_mode(struct step *s, const char *arg)
+{
+    if (strcmp(arg, "plugin") == 0)
+        s->mode = QSYNC_MODE_PLUGIN;
+    else if (strcmp(arg, "qqq") == 0)
+        s->mode = QSYNC_MODE_QQQ;
+    else if (strcmp(arg, "fifo") == 0)
+        s->mode = QSYNC_MODE_FIFO;
+    else {
+        fprintf(stderr, "qsync-step: --mode '%s': expected plugin, qqq or fifo\n", arg);
+        return EXIT_USAGE;
+    }
+    return 0;
+}
+
+/* Three names, comma-separated; the library checks each. */
+static int parse_fifo_keys(struct step *s, const char *arg)
+{
+    const char *p = arg;
+    int k = 0;
+    for (; k < 3; k++) {
+        size_t n = strcspn(p, ",");
+        if (n == 0 || n >= sizeof s->fifo_keys[k])
+            break;
+        memcpy(s->fifo_keys[k], p, n);
+        s->fifo_keys[k][n] = '\0';
+        p += n;
+        if (k < 2 && *p++ != ',')
+            break;
+    }
+    if (k != 3 || *p != '\0') {
+        fprintf(stderr, "qsync-step: --fifo-keys '%s': give three option names, "
+                        "HostToGuest's,GuestToHost's,the quantum's (e.g. "
+                        "HostToGuestPipe,GuestToHostPipe,TimeInMicroSeconds)\n",
+                arg);
+        return EXIT_USAGE;
+    }
+    return 0;
+}
+
+static int parse_done_bytes(struct step *s, const char *arg)
+{
+    if (strcmp(arg, "1") != 0 && strcmp(arg, "2") != 0) {
+        fprintf(stderr, "qsync-step: --fifo-done-bytes '%s': 1 or 2\n", arg);
+        return EXIT_USAGE;
+    }
+    s->fifo_done_bytes = arg[0] - '0';
+    return 0;
+}
+
+static int parse_pin(struct step *s, const char *arg)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(arg, &end, 10);
+    if (errno || end == arg || *end || v < 0 || v >= CPU_SETSIZE) {
+        fprintf(stderr, "qsync-step: --pin '%s': expected a CPU number\n", arg);
+        return EXIT_USAGE;
+    }
+    s->pin_cpu = (int)v;
+    return 0;
+}
+
+static int parse_channel(struct step *s, const char *arg)
+{
+    if (strcmp(arg, "auto") == 0) {
+        s->channel = QSYNC_CHANNEL_AUTO;
+    } else if (strcmp(arg, "shm") == 0) {
+        s->channel = QSYNC_CHANNEL_SHM;
+    } else if (strcmp(arg, "pipe") == 0) {
+        s->channel = QSYNC_CHANNEL_PIPE;
+    } else {
+        fprintf(stderr, "qsync-step: --channel '%s': expected auto, shm or pipe\n", arg);
+        return EXIT_USAGE;
+    }
+    return 0;
+}
+
+/* One flag. Returns 0 to go on, or the exit code (-1 for a clean exit 0,
+ * after --help or --version). */
+static int parse_flag(struct step *s, int c, const char *arg)
+{
+    switch (c) {
+    case 'q':
+        s->quantum_arg = arg;
+        return parse_positive_duration("quantum", arg, &s->quantum_ns);
+    case 'u': return parse_positive_duration("until", arg, &s->until_ns);
+    case 's': return parse_shift(s, arg);
+    case 'e': return parse_engine(s, arg);
+    case 'm': return parse_mode(s, arg);
+    case 'K': return parse_fifo_keys(s, arg);
+    case 'B': return parse_done_bytes(s, arg);
+    case 'C': return parse_pin(s, arg);
+    case 'H': return parse_channel(s, arg);
+    case 'p': s->plugin = arg; return 0;
+    case 'j': s->json_path = arg; return 0;
+    case 'N': s->qqq_native = 1; return 0;
+    case 'a': s->plugin_args = arg; return 0;
+    case 'c': s->csv_path = arg; return 0;
+    case 'S': s->stats = 1; return 0;
+    case 'Q': s->quiet = 1; return 0;
+    case 'P': s->progress = 1; return 0;
+    case 'T': s->timestamps = 1; return 0;
+    case 'h':
+        usage(stdout);
+        return -1;
+    case 'V':
+        printf("qsync-step %s\n", qsync_version_string());
+        return -1;
+    default:
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+}
+
+/* The flags, then the QEMU command; returns 0 to go on, or the exit code
+ * (-1 for a clean exit 0). */
+static int parse_args(struct step *s, int argc, char **argv)
 {
     static const struct option longopts[] = {
         {"quantum", required_argument, NULL, 'q'}, {"until", required_argument, NULL, 'u'},
@@ -409,158 +569,12 @@ int main(int argc, char **argv)
         {"fifo-keys", required_argument, NULL, 'K'},
         {"fifo-done-bytes", required_argument, NULL, 'B'},
         {NULL, 0, NULL, 0}};
-    struct step s;
-    memset(&s, 0, sizeof s);
-    s.quantum_ns = 1000000;
-    s.progress = -1;
-    s.pin_cpu = -1;
-    char err[256];
-    const char *quantum_arg = "1ms";
     int c;
-
     /* '+' stops at the first non-option, so QEMU's own options are left alone. */
     while ((c = getopt_long(argc, argv, "+", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'q':
-            quantum_arg = optarg;
-            if (qsync__parse_duration(optarg, &s.quantum_ns, err, sizeof err) ||
-                s.quantum_ns == 0) {
-                fprintf(stderr, "qsync-step: --quantum '%s': %s\n", optarg,
-                        s.quantum_ns == 0 && !err[0] ? "must be positive" : err);
-                return EXIT_USAGE;
-            }
-            break;
-        case 'u':
-            if (qsync__parse_duration(optarg, &s.until_ns, err, sizeof err) || s.until_ns == 0) {
-                fprintf(stderr, "qsync-step: --until '%s': %s\n", optarg,
-                        s.until_ns == 0 && !err[0] ? "must be positive" : err);
-                return EXIT_USAGE;
-            }
-            break;
-        case 's': {
-            char *end;
-            errno = 0;
-            unsigned long v = strtoul(optarg, &end, 10);
-            if (errno || end == optarg || *end || v > 10) {
-                fprintf(stderr, "qsync-step: --shift '%s': expected an integer 0..10\n", optarg);
-                return EXIT_USAGE;
-            }
-            s.shift = (unsigned)v;
-            break;
-        }
-        case 'p':
-            s.plugin = optarg;
-            break;
-        case 'j':
-            s.json_path = optarg;
-            break;
-        case 'e':
-            if (strcmp(optarg, "auto") && strcmp(optarg, "timer") && strcmp(optarg, "insn") &&
-                strcmp(optarg, "block")) {
-                fprintf(stderr, "qsync-step: --engine '%s': expected auto, timer, insn or block\n",
-                        optarg);
-                return EXIT_USAGE;
-            }
-            s.engine_opt = optarg;
-            break;
-        case 'm':
-            if (strcmp(optarg, "plugin") == 0)
-                s.mode = QSYNC_MODE_PLUGIN;
-            else if (strcmp(optarg, "qqq") == 0)
-                s.mode = QSYNC_MODE_QQQ;
-            else if (strcmp(optarg, "fifo") == 0)
-                s.mode = QSYNC_MODE_FIFO;
-            else {
-                fprintf(stderr, "qsync-step: --mode '%s': expected plugin, qqq or fifo\n", optarg);
-                return EXIT_USAGE;
-            }
-            break;
-        case 'N':
-            s.qqq_native = 1;
-            break;
-        case 'K': {
-            /* Three names, comma-separated; the library checks each. */
-            const char *p = optarg;
-            int k = 0;
-            for (; k < 3; k++) {
-                size_t n = strcspn(p, ",");
-                if (n == 0 || n >= sizeof s.fifo_keys[k])
-                    break;
-                memcpy(s.fifo_keys[k], p, n);
-                s.fifo_keys[k][n] = '\0';
-                p += n;
-                if (k < 2 && *p++ != ',')
-                    break;
-            }
-            if (k != 3 || *p != '\0') {
-                fprintf(stderr, "qsync-step: --fifo-keys '%s': give three option names, "
-                                "HostToGuest's,GuestToHost's,the quantum's (e.g. "
-                                "HostToGuestPipe,GuestToHostPipe,TimeInMicroSeconds)\n",
-                        optarg);
-                return EXIT_USAGE;
-            }
-            break;
-        }
-        case 'B':
-            if (strcmp(optarg, "1") != 0 && strcmp(optarg, "2") != 0) {
-                fprintf(stderr, "qsync-step: --fifo-done-bytes '%s': 1 or 2\n", optarg);
-                return EXIT_USAGE;
-            }
-            s.fifo_done_bytes = optarg[0] - '0';
-            break;
-        case 'a':
-            s.plugin_args = optarg;
-            break;
-        case 'c':
-            s.csv_path = optarg;
-            break;
-        case 'S':
-            s.stats = 1;
-            break;
-        case 'Q':
-            s.quiet = 1;
-            break;
-        case 'P':
-            s.progress = 1;
-            break;
-        case 'T':
-            s.timestamps = 1;
-            break;
-        case 'C': {
-            char *end;
-            errno = 0;
-            long v = strtol(optarg, &end, 10);
-            if (errno || end == optarg || *end || v < 0 || v >= CPU_SETSIZE) {
-                fprintf(stderr, "qsync-step: --pin '%s': expected a CPU number\n", optarg);
-                return EXIT_USAGE;
-            }
-            s.pin_cpu = (int)v;
-            break;
-        }
-        case 'H':
-            if (strcmp(optarg, "auto") == 0) {
-                s.channel = QSYNC_CHANNEL_AUTO;
-            } else if (strcmp(optarg, "shm") == 0) {
-                s.channel = QSYNC_CHANNEL_SHM;
-            } else if (strcmp(optarg, "pipe") == 0) {
-                s.channel = QSYNC_CHANNEL_PIPE;
-            } else {
-                fprintf(stderr, "qsync-step: --channel '%s': expected auto, shm or pipe\n",
-                        optarg);
-                return EXIT_USAGE;
-            }
-            break;
-        case 'h':
-            usage(stdout);
-            return 0;
-        case 'V':
-            printf("qsync-step %s\n", qsync_version_string());
-            return 0;
-        default:
-            usage(stderr);
-            return EXIT_USAGE;
-        }
-        err[0] = '\0';
+        int rc = parse_flag(s, c, optarg);
+        if (rc)
+            return rc;
     }
     if (optind < argc && strcmp(argv[optind], "--") == 0)
         optind++;
@@ -569,190 +583,246 @@ int main(int argc, char **argv)
         usage(stderr);
         return EXIT_USAGE;
     }
+    s->qemu_argv = (const char *const *)(argv + optind);
+    return 0;
+}
 
-    if (s.mode != QSYNC_MODE_PLUGIN && s.engine_opt) {
-        fprintf(stderr, "qsync-step: --engine applies to --mode plugin only; use --plugin-args\n");
-        return EXIT_USAGE;
-    }
-    if (s.mode != QSYNC_MODE_PLUGIN && s.channel == QSYNC_CHANNEL_SHM) {
-        fprintf(stderr, "qsync-step: --channel shm applies to --mode plugin only (the qqq and "
-                        "fifo protocols run on their own pipes or FIFOs)\n");
-        return EXIT_USAGE;
-    }
-    if ((s.fifo_keys[0][0] || s.fifo_done_bytes) && s.mode != QSYNC_MODE_FIFO) {
-        fprintf(stderr, "qsync-step: --%s needs --mode fifo\n",
-                s.fifo_keys[0][0] ? "fifo-keys" : "fifo-done-bytes");
-        return EXIT_USAGE;
-    }
-    if (s.qqq_native && s.mode != QSYNC_MODE_QQQ) {
-        fprintf(stderr, "qsync-step: --qqq-native needs --mode qqq\n");
-        return EXIT_USAGE;
-    }
-    if (s.mode == QSYNC_MODE_QQQ && s.quantum_ns % 1000) {
-        fprintf(stderr, "qsync-step: --quantum: qqq mode grants whole microseconds\n");
-        return EXIT_USAGE;
-    }
-    if (s.mode == QSYNC_MODE_FIFO && s.quantum_ns % 1000) {
-        fprintf(stderr, "qsync-step: --quantum: fifo mode's quantum is whole microseconds\n");
-        return EXIT_USAGE;
-    }
-    /* The plugin takes a quantum hint of at most 10^15 ns, and a FIFO
-     * quantum of at most 10^9 us; seed 002's protocol grants a native int
-     * of microseconds. Refused here, naming the flag, rather than by the
-     * library or the plugin, naming an option the user never gave. */
-    if (s.quantum_ns > QSYNC_QUANTUM_HINT_MAX_NS) {
-        fprintf(stderr,
-                "qsync-step: --quantum '%s': at most 1000000s (10^15 ns, the plugin's limit)\n",
-                quantum_arg);
-        return EXIT_USAGE;
-    }
-    if (s.mode == QSYNC_MODE_FIFO && s.quantum_ns / 1000 > 1000000000u) {
-        fprintf(stderr,
-                "qsync-step: --quantum '%s': fifo mode's quantum is at most 1000s (the "
-                "plugin's TimeInMicroSeconds takes up to 10^9)\n",
-                quantum_arg);
-        return EXIT_USAGE;
-    }
-    if (s.mode == QSYNC_MODE_QQQ && s.quantum_ns / 1000 > INT_MAX) {
-        fprintf(stderr,
-                "qsync-step: --quantum '%s': qqq mode grants at most %dus (2147.483647s, "
-                "a native int of microseconds)\n",
-                quantum_arg, INT_MAX);
-        return EXIT_USAGE;
-    }
-    if (s.pin_cpu >= 0) {
+/* ---- validate: flags that do not go together -------------------------- */
+
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static int usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    fputs("qsync-step: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return EXIT_USAGE;
+}
+
+/* Which flags apply to which mode. */
+static int validate_modes(const struct step *s)
+{
+    if (s->mode != QSYNC_MODE_PLUGIN && s->engine_opt)
+        return usage_error("--engine applies to --mode plugin only; use --plugin-args");
+    if (s->mode != QSYNC_MODE_PLUGIN && s->channel == QSYNC_CHANNEL_SHM)
+        return usage_error("--channel shm applies to --mode plugin only (the qqq and "
+                           "fifo protocols run on their own pipes or FIFOs)");
+    if ((s->fifo_keys[0][0] || s->fifo_done_bytes) && s->mode != QSYNC_MODE_FIFO)
+        return usage_error("--%s needs --mode fifo",
+                           s->fifo_keys[0][0] ? "fifo-keys" : "fifo-done-bytes");
+    if (s->qqq_native && s->mode != QSYNC_MODE_QQQ)
+        return usage_error("--qqq-native needs --mode qqq");
+    if (s->mode == QSYNC_MODE_QQQ && s->quantum_ns % 1000)
+        return usage_error("--quantum: qqq mode grants whole microseconds");
+    if (s->mode == QSYNC_MODE_FIFO && s->quantum_ns % 1000)
+        return usage_error("--quantum: fifo mode's quantum is whole microseconds");
+    return 0;
+}
+
+/* The plugin takes a quantum hint of at most 10^15 ns, and a FIFO quantum
+ * of at most 10^9 us; the adevs -qqq protocol grants a native int of
+ * microseconds. Refused here, naming the flag, rather than by the library
+ * or the plugin, naming an option the user never gave. */
+static int validate_quantum(const struct step *s)
+{
+    if (s->quantum_ns > QSYNC_QUANTUM_HINT_MAX_NS)
+        return usage_error("--quantum '%s': at most 1000000s (10^15 ns, the plugin's limit)",
+                           s->quantum_arg);
+    if (s->mode == QSYNC_MODE_FIFO && s->quantum_ns / 1000 > 1000000000u)
+        return usage_error("--quantum '%s': fifo mode's quantum is at most 1000s (the "
+                           "plugin's TimeInMicroSeconds takes up to 10^9)",
+                           s->quantum_arg);
+    if (s->mode == QSYNC_MODE_QQQ && s->quantum_ns / 1000 > INT_MAX)
+        return usage_error("--quantum '%s': qqq mode grants at most %dus (2147.483647s, "
+                           "a native int of microseconds)",
+                           s->quantum_arg, INT_MAX);
+    return 0;
+}
+
+static int validate(const struct step *s)
+{
+    int rc = validate_modes(s);
+    if (rc == 0)
+        rc = validate_quantum(s);
+    if (rc)
+        return rc;
+    if (s->pin_cpu >= 0) {
         cpu_set_t allowed;
         if (sched_getaffinity(0, sizeof allowed, &allowed) == 0 &&
-            !CPU_ISSET(s.pin_cpu, &allowed)) {
-            fprintf(stderr,
-                    "qsync-step: --pin '%d': CPU %d is not one this process may run on "
-                    "(it may use %d CPUs)\n",
-                    s.pin_cpu, s.pin_cpu, CPU_COUNT(&allowed));
-            return EXIT_USAGE;
-        }
+            !CPU_ISSET(s->pin_cpu, &allowed))
+            return usage_error("--pin '%d': CPU %d is not one this process may run on "
+                               "(it may use %d CPUs)",
+                               s->pin_cpu, s->pin_cpu, CPU_COUNT(&allowed));
     }
-    if (s.mode != QSYNC_MODE_PLUGIN && s.until_ns % s.quantum_ns) {
-        fprintf(stderr, "qsync-step: --until must be a multiple of --quantum in %s mode\n",
-                s.mode == QSYNC_MODE_QQQ ? "qqq" : "fifo");
-        return EXIT_USAGE;
+    if (s->mode != QSYNC_MODE_PLUGIN && s->until_ns % s->quantum_ns)
+        return usage_error("--until must be a multiple of --quantum in %s mode",
+                           s->mode == QSYNC_MODE_QQQ ? "qqq" : "fifo");
+    if (s->mode != QSYNC_MODE_PLUGIN && s->shift)
+        return usage_error("--shift applies to --mode plugin only (give -icount yourself)");
+    if (s->engine_opt && s->plugin_args)
+        return usage_error("give the engine either with --engine or in --plugin-args");
+    if (s->quiet && (s->progress == 1 || s->stats))
+        return usage_error("--quiet cannot be combined with --progress or --stats");
+    return 0;
+}
+
+/* ---- options: the library's options from the flags --------------------- */
+
+static void make_options(struct step *s, qsync_options *o)
+{
+    qsync_options_init(o);
+    o->icount_shift = s->shift;
+    o->plugin_path = s->plugin;
+    o->mode = s->mode;
+    o->qqq_use_plugin = !s->qqq_native;
+    o->fifo_quantum_us = s->quantum_ns / 1000;
+    if (s->fifo_keys[0][0]) {
+        o->fifo_h2g_key = s->fifo_keys[0];
+        o->fifo_g2h_key = s->fifo_keys[1];
+        o->fifo_quantum_key = s->fifo_keys[2];
     }
-    if (s.mode != QSYNC_MODE_PLUGIN && s.shift) {
-        fprintf(stderr, "qsync-step: --shift applies to --mode plugin only (give -icount yourself)\n");
-        return EXIT_USAGE;
+    o->fifo_done_bytes = s->fifo_done_bytes;
+    o->quantum_hint_ns = s->quantum_ns;
+    o->pin_cpu = s->pin_cpu;
+    o->channel = s->channel;
+    o->plugin_args = s->plugin_args;
+    if (s->timestamps)
+        o->stdout_mode = QSYNC_OUTPUT_LINES; /* otherwise QEMU writes to ours */
+    if (s->engine_opt) {
+        snprintf(s->engine_arg, sizeof s->engine_arg, "engine=%s", s->engine_opt);
+        o->plugin_args = s->engine_arg;
     }
-    char engine_arg[64];
+}
+
+/* ---- run: the context on the default loop ------------------------------ */
+
+static int open_csv(struct step *s)
+{
+    if (!s->csv_path)
+        return 0;
+    /* "e": close-on-exec, so that QEMU does not inherit it. */
+    s->csv = strcmp(s->csv_path, "-") == 0 ? stdout : fopen(s->csv_path, "we");
+    if (!s->csv)
+        return usage_error("--csv '%s': %s", s->csv_path, strerror(errno));
+    fprintf(s->csv, "quantum,deadline_ns,virtual_ns,instructions,idle,wall_ns\n");
+    return 0;
+}
+
+static void watch_signals_and_progress(struct step *s)
+{
+    uv_signal_init(s->loop, &s->sigint);
+    uv_signal_init(s->loop, &s->sigterm);
+    s->sigint.data = s->sigterm.data = s;
+    uv_signal_start(&s->sigint, on_signal, SIGINT);
+    uv_signal_start(&s->sigterm, on_signal, SIGTERM);
+    if (s->progress == 1 || (s->progress == -1 && !s->quiet && isatty(STDERR_FILENO))) {
+        uv_timer_init(s->loop, &s->progress_timer);
+        s->progress_timer.data = s;
+        uv_timer_start(&s->progress_timer, progress_cb, 200, 200);
+        s->progress_on = 1;
+    }
+}
+
+/* Creates the context, starts QEMU and runs the loop until all is done.
+ * Returns 0, or EXIT_USAGE when QEMU could not be set up. */
+static int run(struct step *s)
+{
     qsync_options o;
-    qsync_options_init(&o);
-    o.icount_shift = s.shift;
-    o.plugin_path = s.plugin;
-    o.mode = s.mode;
-    o.qqq_use_plugin = !s.qqq_native;
-    o.fifo_quantum_us = s.quantum_ns / 1000;
-    if (s.fifo_keys[0][0]) {
-        o.fifo_h2g_key = s.fifo_keys[0];
-        o.fifo_g2h_key = s.fifo_keys[1];
-        o.fifo_quantum_key = s.fifo_keys[2];
-    }
-    o.fifo_done_bytes = s.fifo_done_bytes;
-    o.quantum_hint_ns = s.quantum_ns;
-    o.pin_cpu = s.pin_cpu;
-    o.channel = s.channel;
-    o.plugin_args = s.plugin_args;
-    if (s.timestamps)
-        o.stdout_mode = QSYNC_OUTPUT_LINES; /* otherwise QEMU writes to ours */
-    if (s.engine_opt) {
-        if (s.plugin_args) {
-            fprintf(stderr, "qsync-step: give the engine either with --engine or in --plugin-args\n");
-            return EXIT_USAGE;
-        }
-        snprintf(engine_arg, sizeof engine_arg, "engine=%s", s.engine_opt);
-        o.plugin_args = engine_arg;
-    }
     qsync_callbacks cb;
+    char err[256];
+    make_options(s, &o);
     qsync_callbacks_init(&cb);
     cb.ready = on_ready;
     cb.reached = on_reached;
     cb.exited = on_exited;
     cb.error = on_error;
     cb.output_line = on_output_line;
-
-    if (s.quiet && (s.progress == 1 || s.stats)) {
-        fprintf(stderr, "qsync-step: --quiet cannot be combined with --progress or --stats\n");
-        return EXIT_USAGE;
-    }
-    if (s.csv_path) {
-        /* "e": close-on-exec, so that QEMU does not inherit it. */
-        s.csv = strcmp(s.csv_path, "-") == 0 ? stdout : fopen(s.csv_path, "we");
-        if (!s.csv) {
-            fprintf(stderr, "qsync-step: --csv '%s': %s\n", s.csv_path, strerror(errno));
-            return EXIT_USAGE;
-        }
-        fprintf(s.csv, "quantum,deadline_ns,virtual_ns,instructions,idle,wall_ns\n");
-    }
-    s.loop = uv_default_loop();
-    int rc = qsync_ctx_new(s.loop, &o, &cb, &s.ctx, err, sizeof err);
-    if (rc) {
+    int rc = open_csv(s);
+    if (rc)
+        return rc;
+    s->loop = uv_default_loop();
+    if (qsync_ctx_new(s->loop, &o, &cb, &s->ctx, err, sizeof err)) {
         setup_message(err);
         return EXIT_USAGE;
     }
-    qsync_set_data(s.ctx, &s);
-    uv_signal_init(s.loop, &s.sigint);
-    uv_signal_init(s.loop, &s.sigterm);
-    s.sigint.data = s.sigterm.data = &s;
-    uv_signal_start(&s.sigint, on_signal, SIGINT);
-    uv_signal_start(&s.sigterm, on_signal, SIGTERM);
-
-    if (s.progress == 1 || (s.progress == -1 && !s.quiet && isatty(STDERR_FILENO))) {
-        uv_timer_init(s.loop, &s.progress_timer);
-        s.progress_timer.data = &s;
-        uv_timer_start(&s.progress_timer, progress_cb, 200, 200);
-        s.progress_on = 1;
-    }
-    s.t0 = uv_hrtime();
-    rc = qsync_start(s.ctx, (const char *const *)(argv + optind));
-    if (rc) {
-        setup_message(qsync_last_error(s.ctx));
-        finish(&s);
-        uv_run(s.loop, UV_RUN_DEFAULT);
-        uv_loop_close(s.loop);
+    qsync_set_data(s->ctx, s);
+    watch_signals_and_progress(s);
+    s->t0 = uv_hrtime();
+    if (qsync_start(s->ctx, s->qemu_argv)) {
+        setup_message(qsync_last_error(s->ctx));
+        finish(s);
+        uv_run(s->loop, UV_RUN_DEFAULT);
+        uv_loop_close(s->loop);
         return EXIT_USAGE;
     }
-    grant_next(&s);
-    uv_run(s.loop, UV_RUN_DEFAULT);
-    s.wall_s = (double)(uv_hrtime() - s.t0) / 1e9;
-    uv_loop_close(s.loop);
+    grant_next(s);
+    uv_run(s->loop, UV_RUN_DEFAULT);
+    s->wall_s = (double)(uv_hrtime() - s->t0) / 1e9;
+    uv_loop_close(s->loop);
+    return 0;
+}
 
-    int code = 0;
-    if (s.setup_error)
-        code = EXIT_USAGE;
-    else if (s.run_error)
-        code = 1;
-    else if (s.interrupted)
-        code = 128 + s.interrupted;
-    else if (s.exited_by_itself)
-        code = s.term_signal ? 128 + s.term_signal : (int)s.exit_status;
-    if (s.stats) {
+/* ---- report: the exit code, the statistics, the files ------------------ */
+
+static int exit_code(const struct step *s)
+{
+    if (s->setup_error)
+        return EXIT_USAGE;
+    if (s->run_error)
+        return 1;
+    if (s->interrupted)
+        return 128 + s->interrupted;
+    if (s->exited_by_itself)
+        return s->term_signal ? 128 + s->term_signal : (int)s->exit_status;
+    return 0;
+}
+
+static int report(struct step *s)
+{
+    int code = exit_code(s);
+    if (s->stats) {
         struct qsync__summary per, wall;
-        if (qsync__summarize(&s.periods, &per) || qsync__summarize(&s.walls, &wall)) {
+        if (qsync__summarize(&s->periods, &per) || qsync__summarize(&s->walls, &wall)) {
             fprintf(stderr, "qsync-step: out of memory for the statistics\n");
         } else {
-            qsync__print_period_table(stderr, s.quantum_ns, &per);
+            qsync__print_period_table(stderr, s->quantum_ns, &per);
             qsync__print_wall_line(stderr, &wall);
         }
     }
-    if (s.csv) {
-        int bad = ferror(s.csv);
-        bad |= (s.csv == stdout ? fflush(s.csv) : fclose(s.csv)) != 0;
+    if (s->csv) {
+        int bad = ferror(s->csv);
+        bad |= (s->csv == stdout ? fflush(s->csv) : fclose(s->csv)) != 0;
         if (bad) {
-            fprintf(stderr, "qsync-step: --csv '%s': write failed: %s\n", s.csv_path,
+            fprintf(stderr, "qsync-step: --csv '%s': write failed: %s\n", s->csv_path,
                     strerror(errno));
             if (code == 0)
                 code = 1;
         }
     }
-    qsync__series_free(&s.periods);
-    qsync__series_free(&s.walls);
-    if (s.json_path && write_json(&s) && code == 0)
+    qsync__series_free(&s->periods);
+    qsync__series_free(&s->walls);
+    if (s->json_path && write_json(s) && code == 0)
         code = 1;
     return code;
+}
+
+int main(int argc, char **argv)
+{
+    struct step s;
+    memset(&s, 0, sizeof s);
+    s.quantum_ns = 1000000;
+    s.quantum_arg = "1ms";
+    s.progress = -1;
+    s.pin_cpu = -1;
+    int rc = parse_args(&s, argc, argv);
+    if (rc == 0)
+        rc = validate(&s);
+    if (rc == 0)
+        rc = run(&s);
+    if (rc)
+        return rc < 0 ? 0 : rc;
+    return report(&s);
 }

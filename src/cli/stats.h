@@ -1,5 +1,5 @@
 /*
- * The statistics qsync-step prints: seed 001's period table (Period, Mean,
+ * The statistics qsync-step prints: the period table (Period, Mean,
  * Median, Min, Max, Count, Outliers) over the virtual time between stops,
  * and the wall time each quantum took.
  */

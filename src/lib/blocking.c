@@ -4,7 +4,7 @@
  * the context's private loop, never a caller's.
  *
  * On the shared-memory transport an advance first polls the ring for the
- * plugin's answer for a bounded time (qsync__shm_spin): the calling thread
+ * plugin's answer for a bounded time (qsync__transport_spin): the calling thread
  * waits anyway, and an answer seen by polling costs no system call and no
  * wake-up of a sleeping thread.
  */
@@ -40,7 +40,7 @@ static int wait_outcome(qsync_ctx *ctx, const char *what, qsync_stop *stop)
         /* The watchdog counts from here: the time the caller spent on its
          * own work since the advance is not QEMU's. */
         qsync__watchdog_arm(ctx);
-        qsync__shm_spin(ctx, &ctx->wait_done);
+        qsync__transport_spin(ctx, &ctx->wait_done);
         run_until_flag(ctx, &ctx->wait_done);
     }
     ctx->wait_owed = 0;
@@ -132,7 +132,7 @@ int qsync_wait_exit_ms(qsync_ctx *ctx, uint64_t timeout_ms, int64_t *exit_status
                                 "qsync_wait_exit_ms: QEMU still running after %llu ms",
                                 (unsigned long long)timeout_ms);
     if (exit_status)
-        *exit_status = ctx->exit_status;
+        *exit_status = ctx->child.exit_status;
     return 0;
 }
 

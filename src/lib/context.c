@@ -14,6 +14,12 @@
  * - exited fires once, after the pending advance has been failed;
  * - memory is freed only from a handle's close callback (or by
  *   qsync_close_wait()), never while a user callback is on the stack.
+ *
+ * This file alone decides that a context has failed: the layers below
+ * (child.c, transport_*.c, channel.c, the modes) report what happened
+ * through the qsync__on_*() events, with a code and a message, and the
+ * failure policy (end QEMU, fail the pending advance or call error) is
+ * here. It also keeps the count of open handles, which the close waits for.
  */
 #include "internal.h"
 
@@ -27,50 +33,30 @@
 #define DRAIN_MS 500
 
 static void watchdog_cb(uv_timer_t *t);
+static void maybe_finish_exit(qsync_ctx *ctx);
 
-int qsync_ctx_new(uv_loop_t *loop, const qsync_options *opts, const qsync_callbacks *cbs,
-                  qsync_ctx **out, char *errbuf, size_t errbuf_len)
+/* Writes a message for qsync_ctx_new()'s caller, who has no context. */
+static int new_error(char *errbuf, size_t errbuf_len, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int new_error(char *errbuf, size_t errbuf_len, int code, const char *fmt, ...)
 {
-    if (!out) {
-        if (errbuf && errbuf_len)
-            snprintf(errbuf, errbuf_len, "out: must not be NULL");
-        return QSYNC_EARG;
+    if (errbuf && errbuf_len) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(errbuf, errbuf_len, fmt, ap);
+        va_end(ap);
     }
-    *out = NULL;
-    if (cbs && (cbs->size == 0 || cbs->size > sizeof(qsync_callbacks))) {
-        if (errbuf && errbuf_len)
-            snprintf(errbuf, errbuf_len, "qsync_callbacks: size %zu is not from "
-                                         "qsync_callbacks_init()",
-                     cbs->size);
-        return QSYNC_EARG;
-    }
-    qsync_ctx *ctx = calloc(1, sizeof *ctx);
-    if (!ctx) {
-        if (errbuf && errbuf_len)
-            snprintf(errbuf, errbuf_len, "qsync_ctx_new: out of memory");
-        return -ENOMEM;
-    }
-    ctx->grant_fd = -1;
-    ctx->grant_reader_fd = -1;
-    ctx->next_seq = 1;
-    qsync_callbacks_init(&ctx->cbs);
-    if (cbs)
-        memcpy(&ctx->cbs, cbs, cbs->size);
-    ctx->cbs.size = sizeof ctx->cbs;
+    return code;
+}
 
-    int rc = qsync__options_copy(ctx, opts, errbuf, errbuf_len);
-    if (rc) {
-        qsync__free_ctx(ctx);
-        return rc;
-    }
+/* The loop (a private one when loop is NULL) and the mode. */
+static int new_loop_and_mode(qsync_ctx *ctx, uv_loop_t *loop, char *errbuf, size_t errbuf_len)
+{
     if (!loop) {
-        rc = uv_loop_init(&ctx->private_loop);
-        if (rc) {
-            if (errbuf && errbuf_len)
-                snprintf(errbuf, errbuf_len, "uv_loop_init: %s", uv_strerror(rc));
-            qsync__free_ctx(ctx);
-            return rc;
-        }
+        int rc = uv_loop_init(&ctx->private_loop);
+        if (rc)
+            return new_error(errbuf, errbuf_len, rc, "uv_loop_init: %s", uv_strerror(rc));
         ctx->has_private_loop = 1;
         loop = &ctx->private_loop;
     }
@@ -86,15 +72,59 @@ int qsync_ctx_new(uv_loop_t *loop, const qsync_options *opts, const qsync_callba
         ctx->mode = &qsync__mode_plugin;
         break;
     }
-    uv_timer_init(loop, &ctx->watchdog);
-    uv_timer_init(loop, &ctx->kill_timer);
-    uv_timer_init(loop, &ctx->drain_timer);
-    uv_timer_init(loop, &ctx->fifo_open_timer);
-    ctx->watchdog.data = ctx->kill_timer.data = ctx->drain_timer.data = ctx;
-    ctx->fifo_open_timer.data = ctx;
-    ctx->handles_open = 4;
+    return 0;
+}
+
+/* The transport's and the mode's state (the mode's may hold handles, so
+ * it comes last), then the context's own timers and the child's. */
+static int new_parts(qsync_ctx *ctx, char *errbuf, size_t errbuf_len)
+{
+    int rc = qsync__transport_new(ctx);
+    if (rc == 0 && ctx->mode->init)
+        rc = ctx->mode->init(ctx);
+    if (rc)
+        return new_error(errbuf, errbuf_len, rc, "qsync_ctx_new: out of memory");
+    uv_timer_init(ctx->loop, &ctx->watchdog);
+    uv_timer_init(ctx->loop, &ctx->drain_timer);
+    qsync__handle_opened(ctx, (uv_handle_t *)&ctx->watchdog);
+    qsync__handle_opened(ctx, (uv_handle_t *)&ctx->drain_timer);
+    qsync__child_init(ctx);
     /* Timers must not keep a caller's loop alive on their own. */
     uv_unref((uv_handle_t *)&ctx->drain_timer);
+    return 0;
+}
+
+int qsync_ctx_new(uv_loop_t *loop, const qsync_options *opts, const qsync_callbacks *cbs,
+                  qsync_ctx **out, char *errbuf, size_t errbuf_len)
+{
+    if (!out)
+        return new_error(errbuf, errbuf_len, QSYNC_EARG, "out: must not be NULL");
+    *out = NULL;
+    if (cbs && (cbs->size == 0 || cbs->size > sizeof(qsync_callbacks)))
+        return new_error(errbuf, errbuf_len, QSYNC_EARG,
+                         "qsync_callbacks: size %zu is not from qsync_callbacks_init()",
+                         cbs->size);
+    qsync_ctx *ctx = calloc(1, sizeof *ctx);
+    if (!ctx)
+        return new_error(errbuf, errbuf_len, -ENOMEM, "qsync_ctx_new: out of memory");
+    qsync__transport_init(ctx);
+    ctx->next_seq = 1;
+    qsync_callbacks_init(&ctx->cbs);
+    if (cbs)
+        memcpy(&ctx->cbs, cbs, cbs->size);
+    ctx->cbs.size = sizeof ctx->cbs;
+
+    int rc = qsync__options_copy(ctx, opts, errbuf, errbuf_len);
+    if (rc == 0)
+        rc = new_loop_and_mode(ctx, loop, errbuf, errbuf_len);
+    if (rc == 0)
+        rc = new_parts(ctx, errbuf, errbuf_len);
+    if (rc) {
+        if (ctx->has_private_loop)
+            uv_loop_close(&ctx->private_loop);
+        qsync__free_ctx(ctx);
+        return rc;
+    }
     *out = ctx;
     return 0;
 }
@@ -121,14 +151,14 @@ uint64_t qsync_now_ns(const qsync_ctx *ctx)
 
 int qsync_pid(const qsync_ctx *ctx)
 {
-    return (ctx->proc_alive && !ctx->proc_exited) ? ctx->proc.pid : 0;
+    return (ctx->child.alive && !ctx->child.exited) ? ctx->child.proc.pid : 0;
 }
 
 int qsync_get_info(const qsync_ctx *ctx, qsync_info *info)
 {
     if (!ctx->have_hello)
         return QSYNC_ESTATE;
-    const struct qsync_wire_hello *h = &ctx->hello;
+    const struct qsync__wire_hello *h = &ctx->hello;
     memset(info, 0, sizeof *info);
     info->proto_major = h->major;
     info->proto_minor = h->minor;
@@ -138,11 +168,11 @@ int qsync_get_info(const qsync_ctx *ctx, qsync_info *info)
     info->icount_shift = h->icount_shift;
     info->engine = qsync__wire_engine_name(h->engine);
     info->target = h->target;
-    info->exact = (h->guarantees & QSYNC_WIRE_G_EXACT) != 0;
-    info->never_ahead_idle = (h->guarantees & QSYNC_WIRE_G_NEVER_AHEAD_IDLE) != 0;
+    info->exact = (h->guarantees & QSYNC__WIRE_G_EXACT) != 0;
+    info->never_ahead_idle = (h->guarantees & QSYNC__WIRE_G_NEVER_AHEAD_IDLE) != 0;
     info->mode = ctx->mode->name;
-    info->vclock = (h->guarantees & QSYNC_WIRE_G_VCLOCK) != 0;
-    info->input = ctx->mode->input != NULL && (h->guarantees & QSYNC_WIRE_G_INPUT) != 0;
+    info->vclock = (h->guarantees & QSYNC__WIRE_G_VCLOCK) != 0;
+    info->input = ctx->mode->input != NULL && (h->guarantees & QSYNC__WIRE_G_INPUT) != 0;
     return 0;
 }
 
@@ -173,34 +203,91 @@ static void watchdog_cb(uv_timer_t *t)
 {
     qsync_ctx *ctx = t->data;
     if (!ctx->have_hello)
-        qsync__set_error(ctx, QSYNC_ETIMEDOUT,
-                         "QEMU %s within %llu ms of its start "
-                         "(is the plugin loading? see QEMU's stderr)",
-                         ctx->mode->not_ready, (unsigned long long)ctx->opts.start_timeout_ms);
+        qsync__on_failure(ctx, QSYNC_ETIMEDOUT,
+                          "QEMU %s within %llu ms of its start "
+                          "(is the plugin loading? see QEMU's stderr)",
+                          ctx->mode->not_ready, (unsigned long long)ctx->opts.start_timeout_ms);
     else
-        qsync__set_error(ctx, QSYNC_ETIMEDOUT,
-                         "QEMU did not reach the deadline %llu ns within %llu ms",
-                         (unsigned long long)ctx->pending_deadline,
-                         (unsigned long long)advance_budget_ms(ctx));
-    qsync__fail(ctx, QSYNC_ETIMEDOUT);
+        qsync__on_failure(ctx, QSYNC_ETIMEDOUT,
+                          "QEMU did not reach the deadline %llu ns within %llu ms",
+                          (unsigned long long)ctx->pending_deadline,
+                          (unsigned long long)advance_budget_ms(ctx));
+}
+
+static void terminate(qsync_ctx *ctx);
+
+/* A start that failed before QEMU ran: what its steps made is undone. */
+static int start_failed(qsync_ctx *ctx, struct qsync__launch *l, int rc)
+{
+    qsync__launch_free(l);
+    if (ctx->mode->cleanup)
+        ctx->mode->cleanup(ctx);
+    qsync__transport_release(ctx);
+    qsync__child_abort_start(ctx);
+    return rc;
+}
+
+/* The steps of a start: the mode prepares QEMU's arguments and the
+ * channel's descriptors, the child is spawned, the transport starts, the
+ * child's stdio is read, and the mode is told that QEMU runs. */
+static int start_steps(qsync_ctx *ctx, const char *const argv[])
+{
+    size_t argc = 0;
+    int rc = qsync__argv_check(ctx, argv, &argc);
+    if (rc)
+        return rc;
+    struct qsync__launch *l = NULL;
+    const char **args = NULL;
+    rc = qsync__launch_new(ctx, &l);
+    if (rc == 0)
+        rc = ctx->mode->prepare(ctx, argv, l);
+    if (rc == 0)
+        rc = qsync__launch_argv(ctx, argv, argc, l, &args);
+    if (rc == 0)
+        rc = qsync__child_spawn(ctx, args, l);
+    free(args);
+    if (rc)
+        return start_failed(ctx, l, rc);
+    rc = qsync__transport_start(ctx, l);
+    if (rc == 0)
+        rc = qsync__child_read_start(ctx);
+    qsync__launch_free(l);
+    if (rc) {
+        /* QEMU is running but we cannot listen to it: end it. */
+        qsync__set_error(ctx, rc, "cannot read from QEMU: %s", uv_strerror(rc));
+        terminate(ctx);
+        return rc;
+    }
+    ctx->mode->started(ctx);
+    return 0;
 }
 
 int qsync_start(qsync_ctx *ctx, const char *const argv[])
 {
     if (ctx->closing)
         return qsync__set_error(ctx, QSYNC_ESTATE, "qsync_start: the context is closing");
-    if (ctx->started || ctx->proc_alive)
+    if (ctx->started || ctx->child.alive)
         return qsync__set_error(ctx, QSYNC_ESTATE, "qsync_start: already started");
     if (ctx->start_cleanup)
-        return qsync__set_error(ctx, QSYNC_EBUSY,
+        return qsync__set_error(ctx, QSYNC_ECLEANUP,
                                 "qsync_start: the failed start is still being cleaned up; "
                                 "run the loop once, then retry");
-    int rc = qsync__spawn(ctx, argv);
+    int rc = start_steps(ctx, argv);
     if (rc)
         return rc;
     ctx->started = 1;
     qsync__watchdog_arm(ctx);
     return 0;
+}
+
+/* The fatal error, for a call refused because of it. qsync_last_error()
+ * keeps the failure's own detail when that is still what it says. */
+static int refuse_failed(qsync_ctx *ctx, const char *what)
+{
+    if (ctx->errcode == ctx->fatal)
+        return ctx->fatal;
+    return qsync__set_error(ctx, ctx->fatal, "%s: the context has failed (%s: %s); close it",
+                            what, qsync_err_name(ctx->fatal), qsync_strerror(ctx->fatal));
 }
 
 /* Records the outcome for a blocking waiter, then tells the user. */
@@ -214,8 +301,7 @@ static void deliver_reached(qsync_ctx *ctx, int status, const qsync_stop *stop)
     }
     /* The group learns the outcome after the member's own callback, even
      * if that callback took the member out of the group. */
-    qsync_group *g = ctx->group_pending ? ctx->group : NULL;
-    ctx->group_pending = 0;
+    qsync_group *g = qsync__group_take(ctx);
     QSYNC__CALL(ctx, reached, status, stop);
     if (g)
         qsync__group_done(g, status);
@@ -228,11 +314,11 @@ int qsync_send_input(qsync_ctx *ctx, const void *data, size_t len)
     if (ctx->closing)
         return qsync__set_error(ctx, QSYNC_ESTATE, "qsync_send_input: the context is closing");
     if (ctx->fatal)
-        return ctx->fatal;
+        return refuse_failed(ctx, "qsync_send_input");
     if (!ctx->started || !ctx->have_hello)
         return qsync__set_error(ctx, QSYNC_ESTATE,
                                 "qsync_send_input: QEMU is not started or not ready yet");
-    if (ctx->mode->input == NULL || !(ctx->hello.guarantees & QSYNC_WIRE_G_INPUT))
+    if (ctx->mode->input == NULL || !(ctx->hello.guarantees & QSYNC__WIRE_G_INPUT))
         return qsync__set_error(ctx, QSYNC_ENOTSUP,
                                 ctx->mode->input == NULL
                                     ? "qsync_send_input: only plugin mode can deliver input"
@@ -254,8 +340,22 @@ int qsync_send_input(qsync_ctx *ctx, const void *data, size_t len)
     return 0;
 }
 
-int qsync__check_deadline(qsync_ctx *ctx, uint64_t deadline, const char *what)
+int qsync_failed(const qsync_ctx *ctx)
 {
+    return ctx->fatal;
+}
+
+int qsync__check_advance(qsync_ctx *ctx, uint64_t deadline, const char *what)
+{
+    if (ctx->closing)
+        return qsync__set_error(ctx, QSYNC_ESTATE, "%s: the context is closing", what);
+    if (!ctx->started)
+        return qsync__set_error(ctx, QSYNC_ESTATE, "%s: QEMU is not started", what);
+    if (ctx->fatal)
+        return refuse_failed(ctx, what);
+    if (ctx->pending_seq)
+        return qsync__set_error(ctx, QSYNC_EBUSY, "%s: the advance to %llu ns is still pending",
+                                what, (unsigned long long)ctx->pending_deadline);
     if (deadline < ctx->now_ns)
         return qsync__set_error(ctx, QSYNC_ERANGE, "%s: deadline %llu ns is before the current %llu ns",
                                 what, (unsigned long long)deadline,
@@ -271,19 +371,14 @@ int qsync__check_deadline(qsync_ctx *ctx, uint64_t deadline, const char *what)
     return 0;
 }
 
+int qsync__ctx_done(const qsync_ctx *ctx)
+{
+    return ctx->fatal || ctx->closing;
+}
+
 int qsync_advance_to_ns(qsync_ctx *ctx, uint64_t deadline)
 {
-    if (ctx->closing)
-        return qsync__set_error(ctx, QSYNC_ESTATE, "qsync_advance: the context is closing");
-    if (!ctx->started)
-        return qsync__set_error(ctx, QSYNC_ESTATE, "qsync_advance: QEMU is not started");
-    if (ctx->fatal)
-        return ctx->fatal;
-    if (ctx->pending_seq)
-        return qsync__set_error(ctx, QSYNC_EBUSY,
-                                "qsync_advance: the advance to %llu ns is still pending",
-                                (unsigned long long)ctx->pending_deadline);
-    int rc = qsync__check_deadline(ctx, deadline, "qsync_advance");
+    int rc = qsync__check_advance(ctx, deadline, "qsync_advance");
     if (rc)
         return rc;
     rc = ctx->mode->grant(ctx, ctx->next_seq, deadline, deadline - ctx->now_ns);
@@ -316,31 +411,28 @@ int qsync_advance(qsync_ctx *ctx, uint64_t us)
     return qsync_advance_to_ns(ctx, ctx->now_ns + us * 1000);
 }
 
-void qsync__on_hello(qsync_ctx *ctx, const struct qsync_wire_hello *h)
+void qsync__on_hello(qsync_ctx *ctx, const struct qsync__wire_hello *h)
 {
     if (ctx->have_hello) {
-        qsync__set_error(ctx, QSYNC_EPROTO, "protocol error: a second HELLO from the plugin");
-        qsync__fail(ctx, QSYNC_EPROTO);
+        qsync__on_failure(ctx, QSYNC_EPROTO, "protocol error: a second HELLO from the plugin");
         return;
     }
-    if (h->major != QSYNC_WIRE_MAJOR) {
-        qsync__set_error(ctx, QSYNC_EVERSION,
-                         "the plugin speaks protocol %u.%u; this library speaks %d.%d",
-                         h->major, h->minor, QSYNC_WIRE_MAJOR, QSYNC_WIRE_MINOR);
-        qsync__fail(ctx, QSYNC_EVERSION);
+    if (h->major != QSYNC__WIRE_MAJOR) {
+        qsync__on_failure(ctx, QSYNC_EVERSION,
+                          "the plugin speaks protocol %u.%u; this library speaks %d.%d",
+                          h->major, h->minor, QSYNC__WIRE_MAJOR, QSYNC__WIRE_MINOR);
         return;
     }
     if (h->icount_shift != ctx->opts.icount_shift) {
-        qsync__set_error(ctx, QSYNC_EPROTO, "the plugin runs with shift %u, not the %u asked for",
-                         h->icount_shift, ctx->opts.icount_shift);
-        qsync__fail(ctx, QSYNC_EPROTO);
+        qsync__on_failure(ctx, QSYNC_EPROTO, "the plugin runs with shift %u, not the %u asked for",
+                          h->icount_shift, ctx->opts.icount_shift);
         return;
     }
     ctx->hello = *h;
-    qsync__ready(ctx);
+    qsync__on_ready(ctx);
 }
 
-void qsync__ready(qsync_ctx *ctx)
+void qsync__on_ready(qsync_ctx *ctx)
 {
     ctx->have_hello = 1;
     qsync__watchdog_arm(ctx);
@@ -351,7 +443,7 @@ void qsync__ready(qsync_ctx *ctx)
     }
 }
 
-void qsync__complete(qsync_ctx *ctx, const qsync_stop *stop, uint64_t next_now)
+void qsync__on_complete(qsync_ctx *ctx, const qsync_stop *stop, uint64_t next_now)
 {
     /* What the guest printed during the quantum is in the output pipe
      * already (QEMU writes it from the vCPU thread before the stop): hand
@@ -372,23 +464,21 @@ void qsync__complete(qsync_ctx *ctx, const qsync_stop *stop, uint64_t next_now)
     deliver_reached(ctx, 0, stop);
 }
 
-void qsync__on_report(qsync_ctx *ctx, const struct qsync_wire_report *r)
+void qsync__on_report(qsync_ctx *ctx, const struct qsync__wire_report *r)
 {
     if (!ctx->have_hello || !ctx->pending_seq || r->seq != ctx->pending_seq ||
         r->deadline_ns != ctx->pending_deadline) {
-        qsync__set_error(ctx, QSYNC_EPROTO,
-                         "protocol error: REPORT seq %llu deadline %llu does not match the "
-                         "pending grant (seq %llu deadline %llu)",
-                         (unsigned long long)r->seq, (unsigned long long)r->deadline_ns,
-                         (unsigned long long)ctx->pending_seq,
-                         (unsigned long long)ctx->pending_deadline);
-        qsync__fail(ctx, QSYNC_EPROTO);
+        qsync__on_failure(ctx, QSYNC_EPROTO,
+                          "protocol error: REPORT seq %llu deadline %llu does not match the "
+                          "pending grant (seq %llu deadline %llu)",
+                          (unsigned long long)r->seq, (unsigned long long)r->deadline_ns,
+                          (unsigned long long)ctx->pending_seq,
+                          (unsigned long long)ctx->pending_deadline);
         return;
     }
     if (r->n_vcpus != ctx->hello.n_vcpus) {
-        qsync__set_error(ctx, QSYNC_EPROTO, "protocol error: REPORT for %u vCPUs, HELLO said %u",
-                         r->n_vcpus, ctx->hello.n_vcpus);
-        qsync__fail(ctx, QSYNC_EPROTO);
+        qsync__on_failure(ctx, QSYNC_EPROTO, "protocol error: REPORT for %u vCPUs, HELLO said %u",
+                          r->n_vcpus, ctx->hello.n_vcpus);
         return;
     }
     /* A stop may fall short of its deadline by rounding only: with shift N
@@ -398,16 +488,15 @@ void qsync__on_report(qsync_ctx *ctx, const struct qsync_wire_report *r)
     if (r->virtual_ns < r->deadline_ns) {
         uint64_t short_by = r->deadline_ns - r->virtual_ns;
         uint64_t rounding = (uint64_t)1 << ctx->hello.icount_shift;
-        if (!(r->flags & QSYNC_WIRE_R_DEVIATION) || short_by >= rounding) {
-            qsync__set_error(ctx, QSYNC_EPROTO,
-                             "protocol error: REPORT seq %llu claims deadline %llu ns at virtual "
-                             "time %llu ns, %llu ns short%s",
-                             (unsigned long long)r->seq, (unsigned long long)r->deadline_ns,
-                             (unsigned long long)r->virtual_ns, (unsigned long long)short_by,
-                             (r->flags & QSYNC_WIRE_R_DEVIATION)
-                                 ? ", more than icount rounding can explain"
-                                 : " without flagging a deviation");
-            qsync__fail(ctx, QSYNC_EPROTO);
+        if (!(r->flags & QSYNC__WIRE_R_DEVIATION) || short_by >= rounding) {
+            qsync__on_failure(ctx, QSYNC_EPROTO,
+                              "protocol error: REPORT seq %llu claims deadline %llu ns at "
+                              "virtual time %llu ns, %llu ns short%s",
+                              (unsigned long long)r->seq, (unsigned long long)r->deadline_ns,
+                              (unsigned long long)r->virtual_ns, (unsigned long long)short_by,
+                              (r->flags & QSYNC__WIRE_R_DEVIATION)
+                                  ? ", more than icount rounding can explain"
+                                  : " without flagging a deviation");
             return;
         }
     }
@@ -418,18 +507,18 @@ void qsync__on_report(qsync_ctx *ctx, const struct qsync_wire_report *r)
     stop.instructions = r->instructions;
     stop.overshoot_insns = r->overshoot;
     stop.flags = 0;
-    if (r->flags & QSYNC_WIRE_R_IDLE)
+    if (r->flags & QSYNC__WIRE_R_IDLE)
         stop.flags |= QSYNC_STOP_IDLE;
-    if ((r->flags & QSYNC_WIRE_R_DEVIATION) || r->virtual_ns != r->deadline_ns)
+    if ((r->flags & QSYNC__WIRE_R_DEVIATION) || r->virtual_ns != r->deadline_ns)
         stop.flags |= QSYNC_STOP_DEVIATION;
-    if (r->flags & QSYNC_WIRE_R_INPUT_WAITING)
+    if (r->flags & QSYNC__WIRE_R_INPUT_WAITING)
         stop.flags |= QSYNC_STOP_INPUT_WAITING;
     stop.n_vcpus = r->n_vcpus;
     stop.vcpu_instructions = r->vcpu_insns;
-    qsync__complete(ctx, &stop, r->deadline_ns);
+    qsync__on_complete(ctx, &stop, r->deadline_ns);
 }
 
-void qsync__on_exit_msg(qsync_ctx *ctx, const struct qsync_wire_exit *e)
+void qsync__on_exit_msg(qsync_ctx *ctx, const struct qsync__wire_exit *e)
 {
     ctx->exit_msg_seen = 1;
     ctx->last_virtual_ns = e->virtual_ns;
@@ -446,17 +535,45 @@ static int fail_pending(qsync_ctx *ctx, int code)
     return 1;
 }
 
-void qsync__fail(qsync_ctx *ctx, int code)
+/* Ends QEMU: closing the grant pipe makes the plugin exit at once (it
+ * watches for the hang-up even mid-quantum). SIGKILL follows after the
+ * grace period, for a QEMU that hangs or has no working plugin. */
+static void terminate(qsync_ctx *ctx)
+{
+    if (ctx->terminating)
+        return;
+    ctx->terminating = 1;
+    qsync__transport_hangup(ctx);
+    qsync__child_kill_later(ctx);
+}
+
+/* The failure policy: the context is broken for good, QEMU is ended, and
+ * the user hears of it once, through the pending advance or error. */
+static void fail(qsync_ctx *ctx, int code)
 {
     if (ctx->fatal)
         return;
     ctx->fatal = code;
     uv_timer_stop(&ctx->watchdog);
-    qsync__terminate(ctx);
+    terminate(ctx);
     if (ctx->closing)
         return; /* the close path cancels and reports */
     if (!fail_pending(ctx, code))
         QSYNC__CALL(ctx, error, code, ctx->errmsg);
+}
+
+void qsync__on_failure(qsync_ctx *ctx, int code, const char *fmt, ...)
+{
+    if (ctx->fatal)
+        return;
+    if (fmt) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(ctx->errmsg, sizeof ctx->errmsg, fmt, ap);
+        va_end(ap);
+        ctx->errcode = code;
+    }
+    fail(ctx, code);
 }
 
 /* QEMU is ending: in line mode, the lines of the quantum that no stop
@@ -468,26 +585,6 @@ static void output_at_end(qsync_ctx *ctx)
         return;
     qsync__drain_output(ctx);
     qsync__lines_at_end(ctx);
-}
-
-/* The last non-empty line of QEMU's stderr read so far, into out. */
-static void tail_last_line(const qsync_ctx *ctx, char *out, size_t cap)
-{
-    size_t n = ctx->tail_len, end = n, len = 0;
-    out[0] = '\0';
-    if (!ctx->tail || cap == 0)
-        return;
-    size_t first = (ctx->tail_pos + ctx->tail_cap - n) % ctx->tail_cap;
-#define TAIL_AT(i) (ctx->tail[(first + (i)) % ctx->tail_cap])
-    while (end > 0 && (TAIL_AT(end - 1) == '\n' || TAIL_AT(end - 1) == '\r'))
-        end--;
-    size_t b = end;
-    while (b > 0 && TAIL_AT(b - 1) != '\n')
-        b--;
-    for (size_t i = b; i < end && len + 1 < cap; i++)
-        out[len++] = TAIL_AT(i);
-#undef TAIL_AT
-    out[len] = '\0';
 }
 
 void qsync__on_channel_eof(qsync_ctx *ctx)
@@ -502,7 +599,7 @@ void qsync__on_channel_eof(qsync_ctx *ctx)
             /* QEMU's reason, if it has given one yet (the exit adds its
              * status and the whole last line). */
             char last[256];
-            tail_last_line(ctx, last, sizeof last);
+            qsync__child_last_line(ctx, last, sizeof last);
             qsync__set_error(ctx, QSYNC_EEXITED, "QEMU closed the channel%s%s%s%s",
                              ctx->have_hello ? "" : " before ",
                              ctx->have_hello ? "" : ctx->mode->ready_moment,
@@ -513,63 +610,39 @@ void qsync__on_channel_eof(qsync_ctx *ctx)
     }
     /* The plugin is gone; make sure QEMU follows (a QEMU whose plugin
      * failed to load may still be running without one). */
-    qsync__terminate(ctx);
-    qsync__maybe_finish_exit(ctx);
+    terminate(ctx);
+    maybe_finish_exit(ctx);
 }
 
 static void drain_cb(uv_timer_t *t)
 {
     qsync_ctx *ctx = t->data;
-    ctx->ch_eof = ctx->err_eof = 1;
-    qsync__maybe_finish_exit(ctx);
-}
-
-/* Both ends of the grant pipe that the library holds. */
-static void close_grant_fds(qsync_ctx *ctx)
-{
-    if (ctx->grant_fd >= 0) {
-        close(ctx->grant_fd);
-        ctx->grant_fd = -1;
-    }
-    if (ctx->grant_reader_fd >= 0) {
-        close(ctx->grant_reader_fd);
-        ctx->grant_reader_fd = -1;
-    }
+    ctx->transport.eof = ctx->child.err_eof = 1;
+    maybe_finish_exit(ctx);
 }
 
 void qsync__on_proc_exit(qsync_ctx *ctx, int64_t status, int signal)
 {
-    ctx->proc_exited = 1;
-    ctx->exit_status = signal ? -1 : status;
-    ctx->term_signal = signal;
-    uv_timer_stop(&ctx->kill_timer);
-    close_grant_fds(ctx);
+    qsync__child_exited(ctx, status, signal);
+    qsync__transport_close_fds(ctx);
     /* QEMU's pipes normally end with it; do not wait for ever if a
      * grandchild holds them. */
     qsync__timer_start(&ctx->drain_timer, drain_cb, DRAIN_MS, 0);
     if (ctx->mode->exited)
         ctx->mode->exited(ctx);
-    qsync__maybe_finish_exit(ctx);
+    maybe_finish_exit(ctx);
 }
 
-static char *linear_tail(qsync_ctx *ctx)
+void qsync__on_stdio_eof(qsync_ctx *ctx)
 {
-    free(ctx->tail_text);
-    ctx->tail_text = malloc(ctx->tail_len + 1);
-    if (!ctx->tail_text)
-        return NULL;
-    size_t start = (ctx->tail_pos + ctx->tail_cap - ctx->tail_len) % (ctx->tail_cap ? ctx->tail_cap : 1);
-    for (size_t i = 0; i < ctx->tail_len; i++)
-        ctx->tail_text[i] = ctx->tail[(start + i) % ctx->tail_cap];
-    ctx->tail_text[ctx->tail_len] = '\0';
-    return ctx->tail_text;
+    maybe_finish_exit(ctx);
 }
 
 static void close_handles(qsync_ctx *ctx);
 
-void qsync__maybe_finish_exit(qsync_ctx *ctx)
+static void maybe_finish_exit(qsync_ctx *ctx)
 {
-    if (ctx->exited_fired || !ctx->proc_exited || !ctx->ch_eof || !ctx->err_eof)
+    if (ctx->exited_fired || !ctx->child.exited || !ctx->transport.eof || !ctx->child.err_eof)
         return;
     ctx->exited_fired = 1;
     uv_timer_stop(&ctx->drain_timer);
@@ -577,7 +650,7 @@ void qsync__maybe_finish_exit(qsync_ctx *ctx)
     int code = ctx->closing ? QSYNC_ECANCELED : QSYNC_EEXITED;
     if (!ctx->fatal)
         ctx->fatal = QSYNC_EEXITED;
-    const char *tail = linear_tail(ctx);
+    const char *tail = qsync__child_tail_text(ctx);
     if (!ctx->closing && ctx->fatal == QSYNC_EEXITED) {
         /* Keep the most useful detail: the last line QEMU printed. */
         const char *last = "";
@@ -592,19 +665,19 @@ void qsync__maybe_finish_exit(qsync_ctx *ctx)
             last = tail + b;
             len = n - b;
         }
-        if (ctx->term_signal)
+        if (ctx->child.term_signal)
             qsync__set_error(ctx, QSYNC_EEXITED, "QEMU was killed by signal %d%s%.*s",
-                             ctx->term_signal, len ? ": " : "", (int)len, last);
+                             ctx->child.term_signal, len ? ": " : "", (int)len, last);
         else
             qsync__set_error(ctx, QSYNC_EEXITED, "QEMU exited with status %lld%s%.*s",
-                             (long long)ctx->exit_status, len ? ": " : "", (int)len, last);
+                             (long long)ctx->child.exit_status, len ? ": " : "", (int)len, last);
     }
     output_at_end(ctx);
     fail_pending(ctx, code);
     if (ctx->started) {
         qsync_exit ex;
-        ex.exit_status = ctx->exit_status;
-        ex.term_signal = ctx->term_signal;
+        ex.exit_status = ctx->child.exit_status;
+        ex.term_signal = ctx->child.term_signal;
         ex.by_close = ctx->by_close;
         ex.stderr_tail = tail ? tail : "";
         ex.virtual_ns = ctx->last_virtual_ns;
@@ -617,16 +690,18 @@ void qsync__maybe_finish_exit(qsync_ctx *ctx)
 
 void qsync__free_ctx(qsync_ctx *ctx)
 {
-    qsync__group_remove(ctx);
+    qsync__group_leave(ctx);
+    if (ctx->mode && ctx->mode->fini)
+        ctx->mode->fini(ctx);
+    qsync__transport_free(ctx);
+    qsync__child_free(ctx);
+    qsync__lines_free(ctx);
     free(ctx->plugin_path);
     free(ctx->plugin_args);
-    free(ctx->tail);
-    free(ctx->tail_text);
-    qsync__lines_free(ctx);
     free(ctx);
 }
 
-void qsync__handle_closed(uv_handle_t *h)
+static void handle_closed(uv_handle_t *h)
 {
     qsync_ctx *ctx = h->data;
     if (--ctx->handles_open > 0 || !ctx->closing)
@@ -640,50 +715,61 @@ void qsync__handle_closed(uv_handle_t *h)
         qsync__free_ctx(ctx);
 }
 
-static void close_one(qsync_ctx *ctx, uv_handle_t *h, int *open_flag)
+void qsync__handle_opened(qsync_ctx *ctx, uv_handle_t *h)
 {
-    if (open_flag) {
-        if (!*open_flag)
-            return;
-        *open_flag = 0;
-    }
-    (void)ctx;
+    h->data = ctx;
+    ctx->handles_open++;
+}
+
+void qsync__handle_close(uv_handle_t *h)
+{
     if (!uv_is_closing(h))
-        uv_close(h, qsync__handle_closed);
+        uv_close(h, handle_closed);
+}
+
+/* A failed start's handles: the next qsync_start() may reuse their memory
+ * only once libuv is done closing them. */
+static void failed_start_closed(uv_handle_t *h)
+{
+    qsync_ctx *ctx = h->data;
+    ctx->start_cleanup--;
+    handle_closed(h);
+}
+
+void qsync__handle_close_failed_start(uv_handle_t *h)
+{
+    qsync_ctx *ctx = h->data;
+    ctx->start_cleanup++;
+    uv_close(h, failed_start_closed);
 }
 
 static void close_handles(qsync_ctx *ctx)
 {
-    close_grant_fds(ctx);
-    close_one(ctx, (uv_handle_t *)&ctx->ch_in, &ctx->ch_in_open);
-    close_one(ctx, (uv_handle_t *)&ctx->err_pipe, &ctx->err_open);
-    close_one(ctx, (uv_handle_t *)&ctx->out_pipe, &ctx->out_open);
-    if (ctx->proc_alive) {
-        ctx->proc_alive = 0;
-        close_one(ctx, (uv_handle_t *)&ctx->proc, NULL);
-    }
-    close_one(ctx, (uv_handle_t *)&ctx->watchdog, NULL);
-    close_one(ctx, (uv_handle_t *)&ctx->kill_timer, NULL);
-    close_one(ctx, (uv_handle_t *)&ctx->drain_timer, NULL);
-    close_one(ctx, (uv_handle_t *)&ctx->fifo_open_timer, NULL);
-    ctx->mode->cleanup(ctx);
+    qsync__transport_close(ctx);
+    qsync__child_close(ctx);
+    qsync__handle_close((uv_handle_t *)&ctx->watchdog);
+    qsync__handle_close((uv_handle_t *)&ctx->drain_timer);
+    if (ctx->mode->close)
+        ctx->mode->close(ctx);
+    if (ctx->mode->cleanup)
+        ctx->mode->cleanup(ctx);
 }
 
 int qsync__close(qsync_ctx *ctx, qsync_close_cb cb)
 {
     if (ctx->closing)
-        return QSYNC_ESTATE;
+        return qsync__set_error(ctx, QSYNC_ESTATE, "qsync_close: already closing");
     ctx->closing = 1;
     ctx->close_cb = cb;
     uv_timer_stop(&ctx->watchdog);
-    if (ctx->proc_alive && !ctx->exited_fired) {
+    if (ctx->child.alive && !ctx->exited_fired) {
         /* QEMU first; the handles close once it is gone and reported. The
          * close ends it only if it was still running: not when it had
          * exited, closed the channel, or said that the guest ends. */
-        if (!ctx->proc_exited && !ctx->ch_eof && !ctx->exit_msg_seen && !ctx->fatal)
+        if (!ctx->child.exited && !ctx->transport.eof && !ctx->exit_msg_seen && !ctx->fatal)
             ctx->by_close = 1;
-        qsync__terminate(ctx);
-        qsync__maybe_finish_exit(ctx);
+        terminate(ctx);
+        maybe_finish_exit(ctx);
         return 0;
     }
     close_handles(ctx);

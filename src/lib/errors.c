@@ -50,17 +50,18 @@ const char *qsync_err_name(int code)
 
 int qsync_is_fatal(int code)
 {
+    /* The codes that only a broken context gives. Anything else, a -errno
+     * included, may or may not have broken it: qsync_failed() knows. */
     switch (code) {
-    case 0:
-    case QSYNC_EARG:
-    case QSYNC_ESTATE:
-    case QSYNC_EBUSY:
-    case QSYNC_ERECURSE:
-    case QSYNC_ERANGE:
-    case QSYNC_ENOTSUP:
-        return 0;
-    default:
+    case QSYNC_EPROTO:
+    case QSYNC_EVERSION:
+    case QSYNC_EEXITED:
+    case QSYNC_ETIMEDOUT:
+    case QSYNC_EPLUGIN:
+    case QSYNC_ECANCELED:
         return 1;
+    default:
+        return 0;
     }
 }
 
@@ -70,6 +71,7 @@ int qsync__set_error(qsync_ctx *ctx, int code, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(ctx->errmsg, sizeof ctx->errmsg, fmt, ap);
     va_end(ap);
+    ctx->errcode = code;
     return code;
 }
 

@@ -111,22 +111,22 @@ void qsync__forward_stderr(qsync_ctx *ctx, const char *p, size_t n)
     pthread_sigmask(SIG_BLOCK, &pipe_set, &old_set);
 
     int ok = 1;
-    if (ctx->stderr_dropped_unsaid) {
+    if (ctx->child.stderr_dropped_unsaid) {
         /* Room again: say what was lost before going on. */
         char note[160];
         int len = snprintf(note, sizeof note,
                            "libqsync: %llu bytes of QEMU's stderr were dropped here "
                            "(this stderr was full or closed)\n",
-                           (unsigned long long)ctx->stderr_dropped_unsaid);
+                           (unsigned long long)ctx->child.stderr_dropped_unsaid);
         ok = write_stderr(note, (size_t)len) > 0;
         if (ok)
-            ctx->stderr_dropped_unsaid = 0;
+            ctx->child.stderr_dropped_unsaid = 0;
     }
     size_t written = 0;
     if (ok)
         written = write_stderr(p, n);
-    ctx->stderr_dropped += n - written;
-    ctx->stderr_dropped_unsaid += n - written;
+    ctx->child.stderr_dropped += n - written;
+    ctx->child.stderr_dropped_unsaid += n - written;
 
     sigpending(&pending);
     if (!was_pending && sigismember(&pending, SIGPIPE)) {
@@ -139,5 +139,5 @@ void qsync__forward_stderr(qsync_ctx *ctx, const char *p, size_t n)
 
 uint64_t qsync_stderr_dropped(const qsync_ctx *ctx)
 {
-    return ctx->stderr_dropped;
+    return ctx->child.stderr_dropped;
 }

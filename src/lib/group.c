@@ -2,15 +2,26 @@
  * Groups: several contexts advanced to one common deadline, with a single
  * callback when every one of them is there (a barrier). The members keep
  * their own reached callbacks; the group's fires after the last of them.
+ *
+ * A group drives its members through the public API; the one internal
+ * call it makes is the advance check (qsync__check_advance), so that a
+ * refusal advances none of them. The context tells the group of a
+ * member's outcome through qsync__group_take() and qsync__group_done().
  */
 #include "internal.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+struct member {
+    qsync_ctx *ctx;
+    int pending; /* its part of the group's advance is still out */
+};
+
 struct qsync_group {
-    qsync_ctx **members;
+    struct member *members;
     size_t n, cap;
     size_t pending; /* members whose group advance is still out */
     int status;     /* the first failure among them, or 0         */
@@ -39,6 +50,14 @@ void *qsync_group_get_data(const qsync_group *g)
     return g->data;
 }
 
+static struct member *find(qsync_group *g, const qsync_ctx *ctx)
+{
+    for (size_t i = 0; i < g->n; i++)
+        if (g->members[i].ctx == ctx)
+            return &g->members[i];
+    return NULL;
+}
+
 int qsync_group_add(qsync_group *g, qsync_ctx *ctx)
 {
     if (ctx->group == g)
@@ -49,38 +68,46 @@ int qsync_group_add(qsync_group *g, qsync_ctx *ctx)
         return qsync__set_error(ctx, QSYNC_ESTATE, "qsync_group_add: the context is closing");
     if (g->pending)
         return qsync__set_error(ctx, QSYNC_EBUSY, "qsync_group_add: the group's advance is pending");
-    if (g->n > 0 && g->members[0]->loop != ctx->loop)
+    if (g->n > 0 && qsync_get_loop(g->members[0].ctx) != qsync_get_loop(ctx))
         return qsync__set_error(ctx, QSYNC_EARG,
                                 "qsync_group_add: the group's contexts must share one loop");
     if (g->n == g->cap) {
         size_t cap = g->cap ? g->cap * 2 : 8;
-        qsync_ctx **m = realloc(g->members, cap * sizeof *m);
+        struct member *m = realloc(g->members, cap * sizeof *m);
         if (!m)
             return qsync__nomem(ctx, "qsync_group_add");
         g->members = m;
         g->cap = cap;
     }
-    g->members[g->n++] = ctx;
+    g->members[g->n].ctx = ctx;
+    g->members[g->n].pending = 0;
+    g->n++;
     ctx->group = g;
     return 0;
 }
 
-void qsync__group_remove(qsync_ctx *ctx)
+qsync_group *qsync__group_take(qsync_ctx *ctx)
+{
+    qsync_group *g = ctx->group;
+    struct member *m = g ? find(g, ctx) : NULL;
+    if (!m || !m->pending)
+        return NULL;
+    m->pending = 0;
+    return g;
+}
+
+void qsync__group_leave(qsync_ctx *ctx)
 {
     qsync_group *g = ctx->group;
     if (!g)
         return;
-    for (size_t i = 0; i < g->n; i++) {
-        if (g->members[i] == ctx) {
-            g->members[i] = g->members[--g->n];
-            break;
-        }
-    }
+    struct member *m = find(g, ctx);
+    int pending = m && m->pending;
+    if (m)
+        *m = g->members[--g->n];
     ctx->group = NULL;
-    if (ctx->group_pending) {
-        ctx->group_pending = 0;
+    if (pending)
         qsync__group_done(g, QSYNC_ECANCELED);
-    }
 }
 
 size_t qsync_group_size(const qsync_group *g)
@@ -92,11 +119,11 @@ int qsync_group_remove(qsync_group *g, qsync_ctx *ctx)
 {
     if (ctx->group != g)
         return qsync__set_error(ctx, QSYNC_EARG, "qsync_group_remove: not a member of this group");
-    if (ctx->group_pending)
+    if (find(g, ctx)->pending)
         return qsync__set_error(ctx, QSYNC_EBUSY,
                                 "qsync_group_remove: its part of the group's advance is pending; "
                                 "remove it from its reached callback or after the group's");
-    qsync__group_remove(ctx);
+    qsync__group_leave(ctx);
     return 0;
 }
 
@@ -104,17 +131,15 @@ uint64_t qsync_group_now_ns(const qsync_group *g)
 {
     uint64_t now = 0;
     for (size_t i = 0; i < g->n; i++)
-        if (g->members[i]->now_ns > now)
-            now = g->members[i]->now_ns;
+        if (qsync_now_ns(g->members[i].ctx) > now)
+            now = qsync_now_ns(g->members[i].ctx);
     return now;
 }
 
 static void group_free_now(qsync_group *g)
 {
-    for (size_t i = 0; i < g->n; i++) {
-        g->members[i]->group = NULL;
-        g->members[i]->group_pending = 0;
-    }
+    for (size_t i = 0; i < g->n; i++)
+        g->members[i].ctx->group = NULL;
     free(g->members);
     free(g);
 }
@@ -140,32 +165,20 @@ int qsync_group_advance_to_ns(qsync_group *g, uint64_t deadline_ns, qsync_group_
         return QSYNC_ESTATE;
     if (g->pending)
         return QSYNC_EBUSY;
-    if (deadline_ns > QSYNC_DEADLINE_MAX)
-        return qsync__check_deadline(g->members[0], deadline_ns, "group advance");
     /* Check every member first, so that a refusal advances none of them. */
     for (size_t i = 0; i < g->n; i++) {
-        qsync_ctx *c = g->members[i];
-        if (c->closing || !c->started)
-            return qsync__set_error(c, QSYNC_ESTATE, "group advance: member %zu is %s", i,
-                                    c->closing ? "closing" : "not started");
-        if (c->fatal)
-            return c->fatal;
-        if (c->pending_seq)
-            return qsync__set_error(c, QSYNC_EBUSY,
-                                    "group advance: member %zu has its own advance pending", i);
-        if (deadline_ns < c->now_ns)
-            return qsync__set_error(c, QSYNC_ERANGE,
-                                    "group advance: deadline %llu ns is before member %zu's %llu ns",
-                                    (unsigned long long)deadline_ns, i,
-                                    (unsigned long long)c->now_ns);
+        char what[64];
+        snprintf(what, sizeof what, "group advance: member %zu", i);
+        int rc = qsync__check_advance(g->members[i].ctx, deadline_ns, what);
+        if (rc)
+            return rc;
     }
     g->status = 0;
     g->cb = cb;
     g->deadline = deadline_ns;
     g->pending = g->n + 1; /* +1: held until every member has been asked */
     for (size_t i = 0; i < g->n; i++) {
-        qsync_ctx *c = g->members[i];
-        int rc = qsync_advance_to_ns(c, deadline_ns);
+        int rc = qsync_advance_to_ns(g->members[i].ctx, deadline_ns);
         if (rc) {
             /* Refused after the checks (the channel broke just now): that
              * member is done, with its error. */
@@ -173,12 +186,12 @@ int qsync_group_advance_to_ns(qsync_group *g, uint64_t deadline_ns, qsync_group_
                 g->status = rc;
             g->pending--;
         } else {
-            c->group_pending = 1;
+            g->members[i].pending = 1;
         }
     }
-    /* Callbacks never run from inside this call: members answer on the loop. */
+    /* Callbacks never run from inside this call: members answer on the
+     * loop. If every member failed at once, the call's result says so. */
     if (g->pending == 1) {
-        /* Every member failed at once: report on the loop, not from here. */
         g->pending = 0;
         return g->status;
     }

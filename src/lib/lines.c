@@ -20,19 +20,19 @@
 
 int qsync__lines_init(qsync_ctx *ctx)
 {
-    free(ctx->lines);
-    ctx->lines_len = 0;
-    ctx->lines = malloc(LINES_HELD + 1);
-    if (!ctx->lines)
+    free(ctx->lines.buf);
+    ctx->lines.len = 0;
+    ctx->lines.buf = malloc(LINES_HELD + 1);
+    if (!ctx->lines.buf)
         return qsync__nomem(ctx, "qsync_start");
     return 0;
 }
 
 void qsync__lines_free(qsync_ctx *ctx)
 {
-    free(ctx->lines);
-    ctx->lines = NULL;
-    ctx->lines_len = 0;
+    free(ctx->lines.buf);
+    ctx->lines.buf = NULL;
+    ctx->lines.len = 0;
 }
 
 /* Hands over the complete lines held (all of it when all is set), each
@@ -40,9 +40,9 @@ void qsync__lines_free(qsync_ctx *ctx)
 static void deliver(qsync_ctx *ctx, uint64_t v, int all)
 {
     size_t done = 0;
-    while (done < ctx->lines_len && ctx->lines) {
-        char *line = ctx->lines + done;
-        size_t left = ctx->lines_len - done;
+    while (done < ctx->lines.len && ctx->lines.buf) {
+        char *line = ctx->lines.buf + done;
+        size_t left = ctx->lines.len - done;
         size_t max = left < QSYNC_LINE_MAX ? left : QSYNC_LINE_MAX;
         char *nl = memchr(line, '\n', max);
         size_t n, used;
@@ -59,28 +59,28 @@ static void deliver(qsync_ctx *ctx, uint64_t v, int all)
         char saved = line[n];
         line[n] = '\0';
         QSYNC__CALL(ctx, output_line, line, n, v);
-        if (!ctx->lines)
+        if (!ctx->lines.buf)
             return; /* freed meanwhile: the context is gone */
         line[n] = saved;
         done += used;
     }
     if (done) {
-        memmove(ctx->lines, ctx->lines + done, ctx->lines_len - done);
-        ctx->lines_len -= done;
+        memmove(ctx->lines.buf, ctx->lines.buf + done, ctx->lines.len - done);
+        ctx->lines.len -= done;
     }
 }
 
 void qsync__lines_add(qsync_ctx *ctx, const char *data, size_t len)
 {
-    while (len > 0 && ctx->lines) {
-        if (ctx->lines_len == LINES_HELD)
+    while (len > 0 && ctx->lines.buf) {
+        if (ctx->lines.len == LINES_HELD)
             deliver(ctx, ctx->pending_seq ? ctx->pending_deadline : ctx->last_virtual_ns, 1);
-        if (!ctx->lines)
+        if (!ctx->lines.buf)
             return;
-        size_t room = LINES_HELD - ctx->lines_len;
+        size_t room = LINES_HELD - ctx->lines.len;
         size_t n = len < room ? len : room;
-        memcpy(ctx->lines + ctx->lines_len, data, n);
-        ctx->lines_len += n;
+        memcpy(ctx->lines.buf + ctx->lines.len, data, n);
+        ctx->lines.len += n;
         data += n;
         len -= n;
     }

@@ -11,9 +11,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#define CHILD_GRANT_FD 3
-#define CHILD_REPORT_FD 4
-
 static int plugin_prepare(qsync_ctx *ctx, const char *const argv[], struct qsync__launch *l)
 {
     for (size_t i = 0; argv[i]; i++) {
@@ -30,8 +27,8 @@ static int plugin_prepare(qsync_ctx *ctx, const char *const argv[], struct qsync
     /* The shared-memory transport where asked for; AUTO falls back to
      * the pipes when the memfd or the eventfd cannot be made. */
     char shm[32] = "";
-    if (qsync__shm_wanted(ctx)) {
-        rc = qsync__shm_launch(ctx, l);
+    if (qsync__transport_shm_wanted(ctx)) {
+        rc = qsync__transport_shm_prepare(ctx, l);
         if (rc && ctx->opts.channel == QSYNC_CHANNEL_SHM)
             return rc;
         if (rc)
@@ -40,8 +37,8 @@ static int plugin_prepare(qsync_ctx *ctx, const char *const argv[], struct qsync
             snprintf(shm, sizeof shm, ",shm=%d,efd=%d", QSYNC__CHILD_SHM_FD, QSYNC__CHILD_EFD);
     }
     char rest[192];
-    int n = snprintf(rest, sizeof rest, "fd_in=%d,fd_out=%d%s,shift=%u,parent=%d", CHILD_GRANT_FD,
-                     CHILD_REPORT_FD, shm, ctx->opts.icount_shift, (int)getpid());
+    int n = snprintf(rest, sizeof rest, "fd_in=%d,fd_out=%d%s,shift=%u,parent=%d", QSYNC__CHILD_GRANT_FD,
+                     QSYNC__CHILD_REPORT_FD, shm, ctx->opts.icount_shift, (int)getpid());
     if (ctx->opts.quantum_hint_ns)
         snprintf(rest + n, sizeof rest - (size_t)n, ",quantum_ns=%llu",
                  (unsigned long long)ctx->opts.quantum_hint_ns);
@@ -51,7 +48,7 @@ static int plugin_prepare(qsync_ctx *ctx, const char *const argv[], struct qsync
     rc = qsync__launch_plugin(ctx, l, rest);
     if (rc)
         return rc;
-    return qsync__launch_pipes(ctx, l);
+    return qsync__transport_pipes(ctx, l);
 }
 
 static void plugin_started(qsync_ctx *ctx)
@@ -61,19 +58,19 @@ static void plugin_started(qsync_ctx *ctx)
 
 static int plugin_grant(qsync_ctx *ctx, uint64_t seq, uint64_t deadline_ns, uint64_t delta_ns)
 {
-    struct qsync_wire_msg m;
-    uint8_t frame[QSYNC_WIRE_HEADER_SIZE + 16];
+    struct qsync__wire_msg m;
+    uint8_t frame[QSYNC__WIRE_HEADER_SIZE + 16];
     (void)delta_ns;
     /* Only the header and the grant: the whole message is 4 KiB, and this
      * runs at every quantum. */
-    memset(&m, 0, offsetof(struct qsync_wire_msg, u) + sizeof m.u.grant);
-    m.type = QSYNC_MSG_GRANT;
+    memset(&m, 0, offsetof(struct qsync__wire_msg, u) + sizeof m.u.grant);
+    m.type = QSYNC__MSG_GRANT;
     m.u.grant.seq = seq;
     m.u.grant.deadline_ns = deadline_ns;
     long n = qsync__wire_encode(&m, frame, sizeof frame);
     if (n < 0)
         return qsync__set_error(ctx, QSYNC_EPROTO, "cannot encode a grant");
-    return qsync__write_grant(ctx, frame, (size_t)n);
+    return qsync__transport_send(ctx, frame, (size_t)n);
 }
 
 static int plugin_input(qsync_ctx *ctx, const void *data, size_t len)
@@ -81,23 +78,23 @@ static int plugin_input(qsync_ctx *ctx, const void *data, size_t len)
     /* Frames go the grant's way, before it: the plugin reads them while
      * the guest is stopped and feeds them in when the grant lets it run. */
     /* 4 KiB each, and contexts may live on several threads: on the heap. */
-    struct qsync_wire_msg *m = malloc(sizeof *m);
-    uint8_t *frame = malloc(QSYNC_WIRE_MAX_FRAME);
+    struct qsync__wire_msg *m = malloc(sizeof *m);
+    uint8_t *frame = malloc(QSYNC__WIRE_MAX_FRAME);
     const uint8_t *p = data;
     int rc = 0;
     if (!m || !frame)
         rc = qsync__set_error(ctx, -ENOMEM, "qsync_send_input: out of memory");
     while (rc == 0 && len > 0) {
-        size_t n = len < QSYNC_WIRE_MAX_INPUT ? len : QSYNC_WIRE_MAX_INPUT;
+        size_t n = len < QSYNC__WIRE_MAX_INPUT ? len : QSYNC__WIRE_MAX_INPUT;
         memset(m, 0, sizeof *m);
-        m->type = QSYNC_MSG_INPUT;
+        m->type = QSYNC__MSG_INPUT;
         m->u.input.len = (uint32_t)n;
         memcpy(m->u.input.data, p, n);
-        long fl = qsync__wire_encode(m, frame, QSYNC_WIRE_MAX_FRAME);
+        long fl = qsync__wire_encode(m, frame, QSYNC__WIRE_MAX_FRAME);
         if (fl < 0)
             rc = qsync__set_error(ctx, QSYNC_EPROTO, "cannot encode guest input");
         else
-            rc = qsync__write_grant(ctx, frame, (size_t)fl);
+            rc = qsync__transport_send(ctx, frame, (size_t)fl);
         p += n;
         len -= n;
     }
@@ -106,25 +103,23 @@ static int plugin_input(qsync_ctx *ctx, const void *data, size_t len)
     return rc;
 }
 
-static void dispatch(qsync_ctx *ctx, const struct qsync_wire_msg *m)
+static void dispatch(qsync_ctx *ctx, const struct qsync__wire_msg *m)
 {
     switch (m->type) {
-    case QSYNC_MSG_HELLO:
+    case QSYNC__MSG_HELLO:
         qsync__on_hello(ctx, &m->u.hello);
         break;
-    case QSYNC_MSG_REPORT:
+    case QSYNC__MSG_REPORT:
         qsync__on_report(ctx, &m->u.report);
         break;
-    case QSYNC_MSG_EXIT:
+    case QSYNC__MSG_EXIT:
         qsync__on_exit_msg(ctx, &m->u.exit);
         break;
-    case QSYNC_MSG_ERROR:
-        qsync__set_error(ctx, QSYNC_EPLUGIN, "qsync plugin: %s", m->u.error.text);
-        qsync__fail(ctx, QSYNC_EPLUGIN);
+    case QSYNC__MSG_ERROR:
+        qsync__on_failure(ctx, QSYNC_EPLUGIN, "qsync plugin: %s", m->u.error.text);
         break;
     default: /* GRANT: only the library sends it. */
-        qsync__set_error(ctx, QSYNC_EPROTO, "protocol error: the plugin sent a GRANT");
-        qsync__fail(ctx, QSYNC_EPROTO);
+        qsync__on_failure(ctx, QSYNC_EPROTO, "protocol error: the plugin sent a GRANT");
         break;
     }
 }
@@ -132,32 +127,26 @@ static void dispatch(qsync_ctx *ctx, const struct qsync_wire_msg *m)
 static size_t plugin_consume(qsync_ctx *ctx, const uint8_t *buf, size_t len)
 {
     size_t off = 0;
-    while (!ctx->fatal && !ctx->closing) {
-        struct qsync_wire_msg m;
+    while (!qsync__ctx_done(ctx)) {
+        struct qsync__wire_msg m;
         size_t used = 0;
         int st = qsync__wire_decode(buf + off, len - off, &m, &used);
-        if (st == QSYNC_WIRE_NEED_MORE)
+        if (st == QSYNC__WIRE_NEED_MORE)
             break;
-        if (st != QSYNC_WIRE_OK) {
+        if (st != QSYNC__WIRE_OK) {
             const uint8_t *b = buf + off;
             size_t have = len - off;
-            qsync__set_error(ctx, QSYNC_EPROTO,
-                             "protocol error: %s in a frame from the plugin "
-                             "(first bytes %02x %02x %02x %02x)",
-                             qsync__wire_status_text(st), have > 0 ? b[0] : 0,
-                             have > 1 ? b[1] : 0, have > 2 ? b[2] : 0, have > 3 ? b[3] : 0);
-            qsync__fail(ctx, QSYNC_EPROTO);
+            qsync__on_failure(ctx, QSYNC_EPROTO,
+                              "protocol error: %s in a frame from the plugin "
+                              "(first bytes %02x %02x %02x %02x)",
+                              qsync__wire_status_text(st), have > 0 ? b[0] : 0,
+                              have > 1 ? b[1] : 0, have > 2 ? b[2] : 0, have > 3 ? b[3] : 0);
             break;
         }
         off += used;
         dispatch(ctx, &m);
     }
     return off;
-}
-
-static void plugin_cleanup(qsync_ctx *ctx)
-{
-    qsync__shm_release(ctx);
 }
 
 const struct qsync__mode qsync__mode_plugin = {
@@ -168,6 +157,5 @@ const struct qsync__mode qsync__mode_plugin = {
     .started = plugin_started,
     .grant = plugin_grant,
     .consume = plugin_consume,
-    .cleanup = plugin_cleanup,
     .input = plugin_input,
 };

@@ -1,5 +1,5 @@
 /*
- * qqq mode: seed 002's protocol, byte for byte. The simulator writes a
+ * qqq mode: the adevs -qqq protocol, byte for byte. The simulator writes a
  * native int of microseconds that QEMU may advance; QEMU answers with the
  * native int of microseconds it did advance, at least the request. Closing
  * the pipes ends QEMU.
@@ -10,14 +10,34 @@
 #include "internal.h"
 #include "legacy.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#define CHILD_GRANT_FD 3
-#define CHILD_REPORT_FD 4
+/* The mode's state: the grant in flight, in microseconds. */
+struct qqq_state {
+    int32_t req_us;
+};
+
+static struct qqq_state *state(const qsync_ctx *ctx)
+{
+    return ctx->mode_state;
+}
+
+static int qqq_init(qsync_ctx *ctx)
+{
+    ctx->mode_state = calloc(1, sizeof(struct qqq_state));
+    return ctx->mode_state ? 0 : -ENOMEM;
+}
+
+static void qqq_fini(qsync_ctx *ctx)
+{
+    free(ctx->mode_state);
+    ctx->mode_state = NULL;
+}
 
 /* The icount shift of the user's own -icount (N or shift=N), or -1. */
 static int user_shift(const char *const argv[])
@@ -49,7 +69,7 @@ static int qqq_prepare(qsync_ctx *ctx, const char *const argv[], struct qsync__l
         return qsync__set_error(ctx, QSYNC_EARG, "qqq mode: -icount shift %d is out of range 0..10",
                                 shift);
     if (shift < 0) {
-        shift = 1; /* seed 002's recommended -icount 1,sleep=off */
+        shift = 1; /* The adevs -qqq protocol's -icount 1,sleep=off */
         if (qsync__launch_add(l, "-icount") || qsync__launch_add(l, "1,sleep=off"))
             return qsync__set_error(ctx, QSYNC_EARG, "too many arguments");
     }
@@ -62,23 +82,24 @@ static int qqq_prepare(qsync_ctx *ctx, const char *const argv[], struct qsync__l
             return rc;
         char rest[128];
         snprintf(rest, sizeof rest, "proto=qqq,fd_in=%d,fd_out=%d,shift=%d,parent=%d",
-                 CHILD_GRANT_FD, CHILD_REPORT_FD, shift, (int)getpid());
+                 QSYNC__CHILD_GRANT_FD, QSYNC__CHILD_REPORT_FD, shift, (int)getpid());
         rc = qsync__launch_plugin(ctx, l, rest);
         if (rc)
             return rc;
     } else if (qsync__launch_add(l, "-qqq") ||
-               qsync__launch_add(l, "write=%d,read=%d", CHILD_REPORT_FD, CHILD_GRANT_FD)) {
+               qsync__launch_add(l, "write=%d,read=%d", QSYNC__CHILD_REPORT_FD,
+                                 QSYNC__CHILD_GRANT_FD)) {
         return qsync__set_error(ctx, QSYNC_EARG, "too many arguments");
     }
     ctx->hello.icount_shift = (uint8_t)shift;
 
-    return qsync__launch_pipes(ctx, l);
+    return qsync__transport_pipes(ctx, l);
 }
 
 static void qqq_started(qsync_ctx *ctx)
 {
     /* The protocol has no handshake: QEMU is ready when it reads. */
-    qsync__ready(ctx);
+    qsync__on_ready(ctx);
 }
 
 static int qqq_grant(qsync_ctx *ctx, uint64_t seq, uint64_t deadline_ns, uint64_t delta_ns)
@@ -95,33 +116,31 @@ static int qqq_grant(qsync_ctx *ctx, uint64_t seq, uint64_t deadline_ns, uint64_
                                 "qqq mode: %llu us does not fit the protocol's int (max %d us)",
                                 (unsigned long long)(delta_ns / 1000), INT_MAX);
     int us = (int)(delta_ns / 1000);
-    int rc = qsync__write_grant(ctx, &us, sizeof us);
+    int rc = qsync__transport_send(ctx, &us, sizeof us);
     if (rc == 0)
-        ctx->qqq_req_us = us;
+        state(ctx)->req_us = us;
     return rc;
 }
 
 static size_t qqq_consume(qsync_ctx *ctx, const uint8_t *buf, size_t len)
 {
     size_t off = 0;
-    while (len - off >= sizeof(int) && !ctx->fatal && !ctx->closing) {
+    while (len - off >= sizeof(int) && !qsync__ctx_done(ctx)) {
         int got;
         memcpy(&got, buf + off, sizeof got);
         off += sizeof got;
-        enum qsync_qqq_verdict v = qsync__qqq_judge(ctx->pending_seq != 0, ctx->qqq_req_us, got);
-        if (v == QSYNC_QQQ_UNASKED) {
-            qsync__set_error(ctx, QSYNC_EPROTO,
-                             "qqq protocol error: QEMU answered %d us with no advance pending",
-                             got);
-            qsync__fail(ctx, QSYNC_EPROTO);
+        enum qsync__qqq_verdict v = qsync__qqq_judge(ctx->pending_seq != 0, state(ctx)->req_us, got);
+        if (v == QSYNC__QQQ_UNASKED) {
+            qsync__on_failure(ctx, QSYNC_EPROTO,
+                              "qqq protocol error: QEMU answered %d us with no advance pending",
+                              got);
             break;
         }
-        if (v == QSYNC_QQQ_SHORT) {
-            qsync__set_error(ctx, QSYNC_EPROTO,
-                             "qqq protocol error: QEMU advanced %d us of the %d requested "
-                             "(it must be at least the request)",
-                             got, ctx->qqq_req_us);
-            qsync__fail(ctx, QSYNC_EPROTO);
+        if (v == QSYNC__QQQ_SHORT) {
+            qsync__on_failure(ctx, QSYNC_EPROTO,
+                              "qqq protocol error: QEMU advanced %d us of the %d requested "
+                              "(it must be at least the request)",
+                              got, state(ctx)->req_us);
             break;
         }
         uint64_t reached = ctx->now_ns + (uint64_t)got * 1000u;
@@ -131,16 +150,11 @@ static size_t qqq_consume(qsync_ctx *ctx, const uint8_t *buf, size_t len)
         stop.deadline_ns = ctx->pending_deadline;
         stop.virtual_ns = reached;
         stop.overshoot_insns = 0; /* the protocol carries no instruction count */
-        stop.flags = got != ctx->qqq_req_us ? QSYNC_STOP_DEVIATION : 0;
+        stop.flags = got != state(ctx)->req_us ? QSYNC_STOP_DEVIATION : 0;
         /* QEMU's clock is where it says; the next request starts there. */
-        qsync__complete(ctx, &stop, reached);
+        qsync__on_complete(ctx, &stop, reached);
     }
     return off;
-}
-
-static void qqq_cleanup(qsync_ctx *ctx)
-{
-    (void)ctx;
 }
 
 const struct qsync__mode qsync__mode_qqq = {
@@ -152,5 +166,6 @@ const struct qsync__mode qsync__mode_qqq = {
     .started = qqq_started,
     .grant = qqq_grant,
     .consume = qqq_consume,
-    .cleanup = qqq_cleanup,
+    .init = qqq_init,
+    .fini = qqq_fini,
 };

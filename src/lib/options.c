@@ -81,64 +81,68 @@ static int check_plugin_args(const char *args, char *errbuf, size_t len)
     return 0;
 }
 
-int qsync__options_copy(qsync_ctx *ctx, const qsync_options *in, char *errbuf, size_t len)
+/* The numbers and enums; QSYNC_EARG with errbuf naming the first bad one. */
+static int check_values(const qsync_options *o, char *errbuf, size_t len)
 {
-    qsync_options o;
-    qsync_options_init(&o);
-    if (in) {
-        if (in->size == 0 || in->size > sizeof o)
-            return opt_error(errbuf, len, "%s: size %lld is not from qsync_options_init()",
-                             "qsync_options", (long long)in->size);
-        memcpy(&o, in, in->size);
-        o.size = sizeof o;
-    }
-    if (o.icount_shift > 10)
+    if (o->icount_shift > 10)
         return opt_error(errbuf, len, "%s: %lld is out of range 0..10", "icount_shift",
-                         (long long)o.icount_shift);
-    if (o.stdout_mode != QSYNC_OUTPUT_INHERIT && o.stdout_mode != QSYNC_OUTPUT_CALLBACK &&
-        o.stdout_mode != QSYNC_OUTPUT_DISCARD && o.stdout_mode != QSYNC_OUTPUT_LINES)
+                         (long long)o->icount_shift);
+    if (o->stdout_mode != QSYNC_OUTPUT_INHERIT && o->stdout_mode != QSYNC_OUTPUT_CALLBACK &&
+        o->stdout_mode != QSYNC_OUTPUT_DISCARD && o->stdout_mode != QSYNC_OUTPUT_LINES)
         return opt_error(errbuf, len, "%s: %lld is not a qsync_output_mode", "stdout_mode",
-                         (long long)o.stdout_mode);
-    if (o.stderr_tail_bytes == 0 || o.stderr_tail_bytes > (1u << 24))
+                         (long long)o->stdout_mode);
+    if (o->stderr_tail_bytes == 0 || o->stderr_tail_bytes > (1u << 24))
         return opt_error(errbuf, len, "%s: %lld is out of range 1..16777216",
-                         "stderr_tail_bytes", (long long)o.stderr_tail_bytes);
-    if (o.mode != QSYNC_MODE_PLUGIN && o.mode != QSYNC_MODE_QQQ && o.mode != QSYNC_MODE_FIFO)
-        return opt_error(errbuf, len, "%s: %lld is not a qsync_mode", "mode", (long long)o.mode);
-    if (o.mode == QSYNC_MODE_FIFO && (o.fifo_quantum_us == 0 || o.fifo_quantum_us > 1000000000u))
+                         "stderr_tail_bytes", (long long)o->stderr_tail_bytes);
+    if (o->mode != QSYNC_MODE_PLUGIN && o->mode != QSYNC_MODE_QQQ && o->mode != QSYNC_MODE_FIFO)
+        return opt_error(errbuf, len, "%s: %lld is not a qsync_mode", "mode", (long long)o->mode);
+    if (o->mode == QSYNC_MODE_FIFO && (o->fifo_quantum_us == 0 || o->fifo_quantum_us > 1000000000u))
         return opt_error(errbuf, len, "%s: %lld is out of range 1..1000000000 (FIFO mode needs it)",
-                         "fifo_quantum_us", (long long)o.fifo_quantum_us);
+                         "fifo_quantum_us", (long long)o->fifo_quantum_us);
     /* The plugin's own limit for quantum_ns= (src/plugin/options.c): refused
      * here, naming the option the user set, not there, naming one the
      * library made up. */
-    if (o.quantum_hint_ns > QSYNC_QUANTUM_HINT_MAX_NS)
+    if (o->quantum_hint_ns > QSYNC_QUANTUM_HINT_MAX_NS)
         return opt_error(errbuf, len,
                          "%s: %lld ns is out of range 0..1000000000000000 (10^15 ns, the "
                          "plugin's limit; 0: no hint)",
-                         "quantum_hint_ns", (long long)o.quantum_hint_ns);
-    if (o.pin_cpu < -1 || o.pin_cpu >= CPU_SETSIZE)
+                         "quantum_hint_ns", (long long)o->quantum_hint_ns);
+    if (o->pin_cpu < -1 || o->pin_cpu >= CPU_SETSIZE)
         return opt_error(errbuf, len, "%s: %lld is not -1 or a CPU number", "pin_cpu",
-                         (long long)o.pin_cpu);
-    if (o.channel != QSYNC_CHANNEL_AUTO && o.channel != QSYNC_CHANNEL_PIPE &&
-        o.channel != QSYNC_CHANNEL_SHM)
+                         (long long)o->pin_cpu);
+    return 0;
+}
+
+/* The channel, and what it needs of the mode. */
+static int check_channel(const qsync_options *o, char *errbuf, size_t len)
+{
+    if (o->channel != QSYNC_CHANNEL_AUTO && o->channel != QSYNC_CHANNEL_PIPE &&
+        o->channel != QSYNC_CHANNEL_SHM)
         return opt_error(errbuf, len, "%s: %lld is not a qsync_channel", "channel",
-                         (long long)o.channel);
-    if (o.channel == QSYNC_CHANNEL_SHM && o.mode != QSYNC_MODE_PLUGIN) {
+                         (long long)o->channel);
+    if (o->channel == QSYNC_CHANNEL_SHM && o->mode != QSYNC_MODE_PLUGIN) {
         if (errbuf && len)
             snprintf(errbuf, len,
                      "channel: QSYNC_CHANNEL_SHM needs mode QSYNC_MODE_PLUGIN (the %s protocol "
                      "runs on its own %s); use QSYNC_CHANNEL_AUTO or _PIPE",
-                     o.mode == QSYNC_MODE_QQQ ? "qqq" : "legacy FIFO",
-                     o.mode == QSYNC_MODE_QQQ ? "pipes" : "named FIFOs");
+                     o->mode == QSYNC_MODE_QQQ ? "qqq" : "legacy FIFO",
+                     o->mode == QSYNC_MODE_QQQ ? "pipes" : "named FIFOs");
         return QSYNC_EARG;
     }
-    if (o.shm_poll_ns > 1000000000u)
+    if (o->shm_poll_ns > 1000000000u)
         return opt_error(errbuf, len, "%s: %lld is out of range 0..1000000000 (ns)",
-                         "shm_poll_ns", (long long)o.shm_poll_ns);
+                         "shm_poll_ns", (long long)o->shm_poll_ns);
+    return 0;
+}
+
+/* The FIFO plugin's option names, checked and copied to ctx->fifo_keys. */
+static int copy_fifo_keys(qsync_ctx *ctx, const qsync_options *o, char *errbuf, size_t len)
+{
     static const char *const fifo_key_names[3] = {"fifo_h2g_key", "fifo_g2h_key",
                                                   "fifo_quantum_key"};
     static const char *const fifo_key_defaults[3] = {"HostToGuestPipe", "GuestToHostPipe",
                                                      "TimeinMicroseconds"};
-    const char *fifo_keys[3] = {o.fifo_h2g_key, o.fifo_g2h_key, o.fifo_quantum_key};
+    const char *fifo_keys[3] = {o->fifo_h2g_key, o->fifo_g2h_key, o->fifo_quantum_key};
     for (int i = 0; i < 3; i++) {
         const char *k = fifo_keys[i] ? fifo_keys[i] : fifo_key_defaults[i];
         size_t n = strlen(k);
@@ -153,29 +157,58 @@ int qsync__options_copy(qsync_ctx *ctx, const qsync_options *in, char *errbuf, s
         }
         memcpy(ctx->fifo_keys[i], k, n + 1);
     }
-    if (o.fifo_done_bytes < 0 || o.fifo_done_bytes > 2)
+    if (o->fifo_done_bytes < 0 || o->fifo_done_bytes > 2)
         return opt_error(errbuf, len, "%s: %lld is not 0 (the plugin's default), 1 or 2",
-                         "fifo_done_bytes", (long long)o.fifo_done_bytes);
-    if (o.start_timeout_ms == 0)
-        return opt_error(errbuf, len, "%s: %lld; it must be positive", "start_timeout_ms", 0);
-    if (o.plugin_path && o.plugin_path[0] == '\0') {
+                         "fifo_done_bytes", (long long)o->fifo_done_bytes);
+    return 0;
+}
+
+/* The plugin's path and arguments, checked and copied. */
+static int copy_plugin_strings(qsync_ctx *ctx, const qsync_options *o, char *errbuf, size_t len)
+{
+    if (o->plugin_path && o->plugin_path[0] == '\0') {
         if (errbuf && len)
             snprintf(errbuf, len, "plugin_path: the path is empty");
         return QSYNC_EARG;
     }
-    if (o.plugin_args) {
-        int rc = check_plugin_args(o.plugin_args, errbuf, len);
+    if (o->plugin_args) {
+        int rc = check_plugin_args(o->plugin_args, errbuf, len);
         if (rc)
             return rc;
     }
-    ctx->plugin_path = o.plugin_path ? strdup(o.plugin_path) : NULL;
-    ctx->plugin_args = o.plugin_args && o.plugin_args[0] ? strdup(o.plugin_args) : NULL;
-    if ((o.plugin_path && !ctx->plugin_path) || (o.plugin_args && o.plugin_args[0] && !ctx->plugin_args))
-    {
+    ctx->plugin_path = o->plugin_path ? strdup(o->plugin_path) : NULL;
+    ctx->plugin_args = o->plugin_args && o->plugin_args[0] ? strdup(o->plugin_args) : NULL;
+    if ((o->plugin_path && !ctx->plugin_path) ||
+        (o->plugin_args && o->plugin_args[0] && !ctx->plugin_args)) {
         if (errbuf && len)
             snprintf(errbuf, len, "qsync_ctx_new: out of memory");
         return -ENOMEM;
     }
+    return 0;
+}
+
+int qsync__options_copy(qsync_ctx *ctx, const qsync_options *in, char *errbuf, size_t len)
+{
+    qsync_options o;
+    qsync_options_init(&o);
+    if (in) {
+        if (in->size == 0 || in->size > sizeof o)
+            return opt_error(errbuf, len, "%s: size %lld is not from qsync_options_init()",
+                             "qsync_options", (long long)in->size);
+        memcpy(&o, in, in->size);
+        o.size = sizeof o;
+    }
+    int rc = check_values(&o, errbuf, len);
+    if (rc == 0)
+        rc = check_channel(&o, errbuf, len);
+    if (rc == 0)
+        rc = copy_fifo_keys(ctx, &o, errbuf, len);
+    if (rc == 0 && o.start_timeout_ms == 0)
+        rc = opt_error(errbuf, len, "%s: %lld; it must be positive", "start_timeout_ms", 0);
+    if (rc == 0)
+        rc = copy_plugin_strings(ctx, &o, errbuf, len);
+    if (rc)
+        return rc;
     o.plugin_path = NULL;
     o.plugin_args = NULL;
     o.fifo_h2g_key = o.fifo_g2h_key = o.fifo_quantum_key = NULL; /* in ctx->fifo_keys */

@@ -15,7 +15,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "channel.h"
+#include "runtime.h"
 #include "log.h"
 
 #ifndef SYS_pidfd_open

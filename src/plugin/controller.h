@@ -2,7 +2,7 @@
  * The controller's life, seen from QEMU: QEMU never outlives the process
  * that drives it, and never stays stuck at a stop when it is told to end.
  *
- * The channel's hang-up (channel.h's watcher) is the first defence. This
+ * The channel's hang-up (runtime.h's watcher) is the first defence. This
  * file adds what the hang-up cannot see:
  *
  * - parent=PID. The controller's process, watched directly: it must be

@@ -1,6 +1,6 @@
 /*
  * An engine is the part of the plugin that makes the guest stop at a
- * deadline. The channel (channel.h) does the talking; an engine only
+ * deadline. The personality (personality.h) does the talking; an engine only
  * instruments the guest, says where it is, and arms the next deadline.
  *
  * Engines: timer (QEMU's own virtual-clock timer; needs QEMU internals),
@@ -25,13 +25,13 @@
 
 struct qsync__engine {
     const char *name;    /* as in engine=NAME                          */
-    uint8_t wire_id;     /* QSYNC_WIRE_ENGINE_*, carried in HELLO      */
-    uint32_t guarantees; /* QSYNC_WIRE_G_*, carried in HELLO           */
+    uint8_t wire_id;     /* QSYNC__WIRE_ENGINE_*, carried in HELLO      */
+    uint32_t guarantees; /* QSYNC__WIRE_G_*, carried in HELLO           */
 
     /*
-     * Checks that this QEMU can run the engine (API version, functions,
-     * vCPU count) and prepares its state. Returns 0, or -1 after printing
-     * a message. Called once from qemu_plugin_install (QEMU's main thread,
+     * Prepares the engine's state, in a QEMU that usable (below) has
+     * accepted: plugin.c asks it first. Returns 0, or -1 after printing a
+     * message. Called once from qemu_plugin_install (QEMU's main thread,
      * no vCPU exists yet); info is valid only during the call.
      */
     int (*install)(qemu_plugin_id_t id, const qemu_info_t *info,
@@ -47,7 +47,7 @@ struct qsync__engine {
      * vcpu_insns. Leaves seq and deadline_ns alone. Called at a stop (in
      * the stopped vCPU's thread) and at exit.
      */
-    void (*sample)(uint64_t deadline_ns, struct qsync_wire_report *out);
+    void (*sample)(uint64_t deadline_ns, struct qsync__wire_report *out);
 
     /*
      * Lets the guest run until deadline_ns, which the channel has checked
@@ -58,8 +58,7 @@ struct qsync__engine {
     int (*arm)(unsigned int vcpu_index, uint64_t deadline_ns);
 
     /*
-     * Optional (NULL: always usable; install then has the last word).
-     * Says, without printing, whether this QEMU can run the engine: API
+     * Optional (NULL: always usable). Says, without printing, whether this QEMU can run the engine: API
      * version, internals, vCPU count. If not, writes the reason to why
      * (a phrase that fits "engine=NAME cannot run here: WHY"). engine=auto
      * tries the engines in order of preference with it. Install thread,
@@ -69,7 +68,7 @@ struct qsync__engine {
                    size_t why_len);
 
     /*
-     * Optional (NULL: the guarantees member). The QSYNC_WIRE_G_* bits this
+     * Optional (NULL: the guarantees member). The QSYNC__WIRE_G_* bits this
      * engine can keep in this QEMU, when they depend on what install found
      * (e.g. the insn engine is never ahead when idle only with QEMU's
      * internals). Called after a successful install, for HELLO.

@@ -40,7 +40,7 @@
  *   block-count, callback (plugin API >= 2 with -smp > 1): the exec
  *     callback adds the block's length itself, with the drift above. Per-
  *     instruction inline adds on a scoreboard with -smp 2 and single-
- *     threaded TCG crash QEMU 10.0.2 (notes/qemu-facts.md), and API 2
+ *     threaded TCG crash QEMU 10.0.2 (docs/qemu-internals.md), and API 2
  *     dropped inline ops on a plain pointer, so nothing better is safe here.
  *
  * The engine claims no guarantee in HELLO: not EXACT (block boundaries),
@@ -62,37 +62,14 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "channel.h"
+#include "runtime.h"
 #include "log.h"
-#include "qemu_probe.h"
+#include "qemu_api.h"
+#include "vcpu_count.h"
 
-/*
- * Every API function this engine uses beyond API 1's common core is looked
- * up at run time, with its type spelled here: one plugin must load on
- * QEMU 7.2 and on 10.0, and QEMU binds a plugin's symbols immediately, so
- * a direct reference to a function one of them lacks fails the dlopen.
- */
-typedef void (*tb_exec_cb_fn)(struct qemu_plugin_tb *tb, qemu_plugin_vcpu_udata_cb_t cb,
-                              enum qemu_plugin_cb_flags flags, void *userdata);
-typedef void (*insn_inline_ptr_fn)(struct qemu_plugin_insn *insn, enum qemu_plugin_op op,
-                                   void *ptr, uint64_t imm);
-typedef void (*insn_inline_vcpu_fn)(struct qemu_plugin_insn *insn, enum qemu_plugin_op op,
-                                    qemu_plugin_u64 entry, uint64_t imm);
-typedef void (*tb_cond_cb_fn)(struct qemu_plugin_tb *tb, qemu_plugin_vcpu_udata_cb_t cb,
-                              enum qemu_plugin_cb_flags flags, enum qemu_plugin_cond cond,
-                              qemu_plugin_u64 entry, uint64_t imm, void *userdata);
-
-static struct {
-    tb_exec_cb_fn tb_exec_cb;          /* API 1 and later            */
-    insn_inline_ptr_fn insn_inline;    /* API 1 only (QEMU <= 8.2)   */
-    insn_inline_vcpu_fn insn_inline_vcpu; /* API 2 and later (9.0+)  */
-    tb_cond_cb_fn tb_cond_cb;          /* API 3 and later (9.1+)     */
-    __typeof__(&qemu_plugin_num_vcpus) num_vcpus;
-    __typeof__(&qemu_plugin_scoreboard_new) scoreboard_new;
-    __typeof__(&qemu_plugin_u64_get) u64_get;
-    __typeof__(&qemu_plugin_u64_set) u64_set;
-} api;
-
+/* Every API function this engine uses beyond API 1's common core comes
+ * from the run-time table (qemu_api.h): one plugin must load on QEMU 7.2
+ * and on 10.0. */
 static enum { MODE_COND, MODE_INSN_CB, MODE_BLOCK_CB } mode;
 static const char *const mode_name[] = {"insn-count conditional", "insn-count callback",
                                         "block-count callback"};
@@ -107,34 +84,20 @@ static uint64_t target; /* instructions; 0 until the first grant */
 /* MODE_COND: vCPU 0's c = executed - target. */
 static qemu_plugin_u64 slot;
 
-/*
- * The callback modes. total: instructions started, all vCPUs (bumped by
- * inline ops in MODE_INSN_CB, by the callback in MODE_BLOCK_CB). In
- * MODE_INSN_CB a vCPU's share is known only at block starts: what ran
- * since the previous block start belongs to that block's vCPU, because
- * round-robin switches vCPUs only between blocks.
- */
-static uint64_t total;
-static uint64_t vcpu_count[QSYNC_WIRE_MAX_VCPUS];
-static uint64_t mark;          /* total at the last block start */
-static unsigned int mark_vcpu; /* the vCPU that started that block */
-
-#define RESOLVE(field, name) (api.field = (__typeof__(api.field))qsync__qemu_sym(name))
+/* The callback modes count with vcpu_count.h: MODE_INSN_CB is its
+ * INLINE mode, MODE_BLOCK_CB its BLOCKS mode. */
 
 /* Tries MODE_COND; returns 0 when every piece is there. */
 static int setup_cond(const qemu_info_t *info)
 {
     if (info->version.cur < 3 || info->system.smp_vcpus != 1 || info->system.max_vcpus > 1)
         return -1;
-    if (!RESOLVE(tb_cond_cb, "qemu_plugin_register_vcpu_tb_exec_cond_cb") ||
-        !RESOLVE(insn_inline_vcpu, "qemu_plugin_register_vcpu_insn_exec_inline_per_vcpu") ||
-        !RESOLVE(num_vcpus, "qemu_plugin_num_vcpus") ||
-        !RESOLVE(scoreboard_new, "qemu_plugin_scoreboard_new") ||
-        !RESOLVE(u64_get, "qemu_plugin_u64_get") || !RESOLVE(u64_set, "qemu_plugin_u64_set"))
+    if (!qsync__qemu_api.tb_cond_cb || !qsync__qemu_api.insn_inline_vcpu || !qsync__qemu_api.num_vcpus || !qsync__qemu_api.scoreboard_new ||
+        !qsync__qemu_api.u64_get || !qsync__qemu_api.u64_set)
         return -1;
     /* Never freed: translated code writes to it until the process ends.
      * A new row is 0 (executed 0, target 0), so the first block stops. */
-    struct qemu_plugin_scoreboard *board = api.scoreboard_new(sizeof(uint64_t));
+    struct qemu_plugin_scoreboard *board = qsync__qemu_api.scoreboard_new(sizeof(uint64_t));
     if (board == NULL)
         return -1;
     slot = (qemu_plugin_u64){board, 0};
@@ -146,12 +109,12 @@ static bool block_usable(const qemu_info_t *info, const struct qsync__options *o
                          size_t len)
 {
     (void)opt;
-    if (info->system.max_vcpus > (int)QSYNC_WIRE_MAX_VCPUS) {
+    if (info->system.max_vcpus > (int)QSYNC__WIRE_MAX_VCPUS) {
         snprintf(why, len, "it supports at most %u vCPUs (QEMU runs with maxcpus=%d)",
-                 QSYNC_WIRE_MAX_VCPUS, info->system.max_vcpus);
+                 QSYNC__WIRE_MAX_VCPUS, info->system.max_vcpus);
         return false;
     }
-    if (qsync__qemu_sym("qemu_plugin_register_vcpu_tb_exec_cb") == NULL) {
+    if (qsync__qemu_api.tb_exec_cb == NULL) {
         snprintf(why, len, "this QEMU does not export qemu_plugin_register_vcpu_tb_exec_cb");
         return false;
     }
@@ -161,23 +124,17 @@ static bool block_usable(const qemu_info_t *info, const struct qsync__options *o
 static int block_install(qemu_plugin_id_t id, const qemu_info_t *info,
                          const struct qsync__options *opt)
 {
-    char why[256];
-
-    (void)id;
-    if (!block_usable(info, opt, why, sizeof why)) {
-        qsync__log("engine=block cannot run here: %s", why);
-        return -1;
-    }
+    (void)id; /* plugin.c has asked block_usable */
     shift = opt->shift;
     n_vcpus = (uint32_t)info->system.smp_vcpus;
-    RESOLVE(tb_exec_cb, "qemu_plugin_register_vcpu_tb_exec_cb"); /* block_usable saw it */
     if (setup_cond(info) == 0) {
         mode = MODE_COND;
-    } else if (info->version.cur < 2 &&
-               RESOLVE(insn_inline, "qemu_plugin_register_vcpu_insn_exec_inline")) {
+    } else if (info->version.cur < 2 && qsync__qemu_api.insn_inline_ptr != NULL) {
         mode = MODE_INSN_CB;
+        qsync__count_init(QSYNC__COUNT_INLINE);
     } else {
-        mode = MODE_BLOCK_CB;
+        mode = MODE_BLOCK_CB; /* block_usable saw the exec callback */
+        qsync__count_init(QSYNC__COUNT_BLOCKS);
     }
     /* One line, so a user can tell from QEMU's stderr how exact the
      * reports are (qemu_plugin_outs would need -d plugin). */
@@ -192,26 +149,17 @@ static void on_block(unsigned int vcpu_index, void *udata)
 {
     uint64_t len = (uint64_t)(uintptr_t)udata;
 
-    if (mode == MODE_INSN_CB) {
-        if (mark_vcpu < QSYNC_WIRE_MAX_VCPUS)
-            vcpu_count[mark_vcpu] += total - mark;
-        mark = total;
-        mark_vcpu = vcpu_index;
-    }
-    if (total >= target)
-        qsync__channel_stop(vcpu_index); /* arms a new target, or never returns */
-    if (mode == MODE_BLOCK_CB) {
-        total += len;
-        if (vcpu_index < QSYNC_WIRE_MAX_VCPUS)
-            vcpu_count[vcpu_index] += len;
-    }
+    qsync__count_block_start(vcpu_index);
+    if (qsync__count_total() >= target)
+        qsync__runtime_stop(vcpu_index); /* arms a new target, or never returns */
+    qsync__count_block_len(vcpu_index, len);
 }
 
 /* MODE_COND: the condition held at the start of a block. */
 static void on_reached(unsigned int vcpu_index, void *udata)
 {
     (void)udata;
-    qsync__channel_stop(vcpu_index);
+    qsync__runtime_stop(vcpu_index);
 }
 
 static void block_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
@@ -222,20 +170,15 @@ static void block_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
         return;
     switch (mode) {
     case MODE_COND:
-        api.tb_cond_cb(tb, on_reached, QEMU_PLUGIN_CB_NO_REGS, QEMU_PLUGIN_COND_LT, slot,
+        qsync__qemu_api.tb_cond_cb(tb, on_reached, QEMU_PLUGIN_CB_NO_REGS, QEMU_PLUGIN_COND_LT, slot,
                        REACHED_BELOW, NULL);
         for (size_t i = 0; i < len; i++)
-            api.insn_inline_vcpu(qemu_plugin_tb_get_insn(tb, i), QEMU_PLUGIN_INLINE_ADD_U64,
+            qsync__qemu_api.insn_inline_vcpu(qemu_plugin_tb_get_insn(tb, i), QEMU_PLUGIN_INLINE_ADD_U64,
                                  slot, 1);
         break;
     case MODE_INSN_CB:
-        api.tb_exec_cb(tb, on_block, QEMU_PLUGIN_CB_NO_REGS, (void *)(uintptr_t)len);
-        for (size_t i = 0; i < len; i++)
-            api.insn_inline(qemu_plugin_tb_get_insn(tb, i), QEMU_PLUGIN_INLINE_ADD_U64, &total,
-                            1);
-        break;
     case MODE_BLOCK_CB:
-        api.tb_exec_cb(tb, on_block, QEMU_PLUGIN_CB_NO_REGS, (void *)(uintptr_t)len);
+        qsync__count_instrument(tb, on_block);
         break;
     }
 }
@@ -244,14 +187,14 @@ static void block_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
 static uint64_t counted(void)
 {
     if (mode != MODE_COND)
-        return total;
+        return qsync__count_total();
     /* The scoreboard has rows only for the vCPUs created so far. */
-    if (api.num_vcpus() < 1)
+    if (qsync__qemu_api.num_vcpus() < 1)
         return 0;
-    return api.u64_get(slot, 0) + target;
+    return qsync__qemu_api.u64_get(slot, 0) + target;
 }
 
-static void block_sample(uint64_t deadline_ns, struct qsync_wire_report *out)
+static void block_sample(uint64_t deadline_ns, struct qsync__wire_report *out)
 {
     uint64_t now = counted();
 
@@ -260,18 +203,14 @@ static void block_sample(uint64_t deadline_ns, struct qsync_wire_report *out)
     out->overshoot = (int64_t)(now - (deadline_ns >> shift));
     /* With shift > 0 an exact stop still falls short of a deadline that is
      * not a multiple of 2^shift ns; that is a deviation too. */
-    out->flags = (out->overshoot != 0 || out->virtual_ns != deadline_ns) ? QSYNC_WIRE_R_DEVIATION : 0;
+    out->flags = (out->overshoot != 0 || out->virtual_ns != deadline_ns) ? QSYNC__WIRE_R_DEVIATION : 0;
     out->n_vcpus = n_vcpus;
-    for (uint32_t i = 0; i < n_vcpus; i++) {
-        if (mode == MODE_COND)
-            out->vcpu_insns[i] = i == 0 ? now : 0;
-        else
-            out->vcpu_insns[i] = vcpu_count[i];
+    if (mode != MODE_COND) {
+        (void)qsync__count_vcpus(out->vcpu_insns, n_vcpus);
+        return;
     }
-    /* MODE_INSN_CB: what ran since the last block start is not shared out
-     * yet (at a stop it is 0; at exit it is the last block's). */
-    if (mode == MODE_INSN_CB && mark_vcpu < n_vcpus)
-        out->vcpu_insns[mark_vcpu] += now - mark;
+    for (uint32_t i = 0; i < n_vcpus; i++)
+        out->vcpu_insns[i] = i == 0 ? now : 0;
 }
 
 static int block_arm(unsigned int vcpu_index, uint64_t deadline_ns)
@@ -289,7 +228,7 @@ static int block_arm(unsigned int vcpu_index, uint64_t deadline_ns)
          * instructions away (centuries) is brought just inside. */
         if (ahead > (uint64_t)INT64_MAX)
             ahead = (uint64_t)INT64_MAX;
-        api.u64_set(slot, vcpu_index, (uint64_t)0 - ahead); /* executed - target */
+        qsync__qemu_api.u64_set(slot, vcpu_index, (uint64_t)0 - ahead); /* executed - target */
         target = now + ahead;
         return 0;
     }
@@ -299,7 +238,7 @@ static int block_arm(unsigned int vcpu_index, uint64_t deadline_ns)
 
 const struct qsync__engine qsync__engine_block = {
     .name = "block",
-    .wire_id = QSYNC_WIRE_ENGINE_BLOCK,
+    .wire_id = QSYNC__WIRE_ENGINE_BLOCK,
     .guarantees = 0, /* bounded: see the top comment */
     .install = block_install,
     .usable = block_usable,

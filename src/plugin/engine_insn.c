@@ -54,11 +54,11 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "channel.h"
+#include "runtime.h"
 #include "halt.h"
 #include "log.h"
 #include "qemu_internals.h"
-#include "qemu_probe.h"
+#include "qemu_api.h"
 #include "stop_timer.h"
 
 /* One scoreboard element per vCPU; both counters share a cache line. */
@@ -66,17 +66,6 @@ struct vcpu_counters {
     uint64_t remaining; /* instructions this vCPU may still run       */
     uint64_t executed;  /* instructions it started since QEMU started */
 };
-
-/* The API functions newer than version 1, found at run time. */
-static struct {
-    __typeof__(&qemu_plugin_num_vcpus) num_vcpus;
-    __typeof__(&qemu_plugin_scoreboard_new) scoreboard_new;
-    __typeof__(&qemu_plugin_u64_get) u64_get;
-    __typeof__(&qemu_plugin_u64_set) u64_set;
-    __typeof__(&qemu_plugin_u64_sum) u64_sum;
-    __typeof__(&qemu_plugin_register_vcpu_insn_exec_inline_per_vcpu) insn_inline;
-    __typeof__(&qemu_plugin_register_vcpu_insn_exec_cond_cb) insn_cond_cb;
-} api;
 
 static unsigned shift;
 static uint32_t n_vcpus;
@@ -102,7 +91,7 @@ static bool insn_usable(const qemu_info_t *info, const struct qsync__options *op
 {
     (void)opt;
     if (info->version.cur < QSYNC_PLUGIN_API_VERSION ||
-        qsync__qemu_sym("qemu_plugin_register_vcpu_insn_exec_cond_cb") == NULL) {
+        qsync__qemu_api.insn_cond_cb == NULL) {
         snprintf(why, len, "it needs conditional callbacks (plugin API version %d, QEMU 9.1 "
                            "or later); this QEMU speaks version %d",
                  QSYNC_PLUGIN_API_VERSION, info->version.cur);
@@ -118,30 +107,25 @@ static bool insn_usable(const qemu_info_t *info, const struct qsync__options *op
     return true;
 }
 
-/* Resolves one API function; on failure names it. */
+/* Checks that one API function was found (qemu_api.h); if not, names it. */
 #define RESOLVE(field, symbol) \
-    QSYNC_NEED("insn", api.field, symbol, "QEMU 9.1 or later is required")
+    QSYNC_NEED("insn", field, symbol, "QEMU 9.1 or later is required")
 
 static void on_guard(void)
 {
-    qsync__channel_stop(0);
+    qsync__runtime_stop(0);
 }
 
 static int insn_install(qemu_plugin_id_t id, const qemu_info_t *info,
                         const struct qsync__options *opt)
 {
-    char why[256];
-    (void)id;
-    if (!insn_usable(info, opt, why, sizeof why)) {
-        qsync__log("engine=insn cannot run here: %s", why);
-        return -1;
-    }
+    (void)id; /* plugin.c has asked insn_usable */
     RESOLVE(num_vcpus, qemu_plugin_num_vcpus);
     RESOLVE(scoreboard_new, qemu_plugin_scoreboard_new);
     RESOLVE(u64_get, qemu_plugin_u64_get);
     RESOLVE(u64_set, qemu_plugin_u64_set);
     RESOLVE(u64_sum, qemu_plugin_u64_sum);
-    RESOLVE(insn_inline, qemu_plugin_register_vcpu_insn_exec_inline_per_vcpu);
+    RESOLVE(insn_inline_vcpu, qemu_plugin_register_vcpu_insn_exec_inline_per_vcpu);
     RESOLVE(insn_cond_cb, qemu_plugin_register_vcpu_insn_exec_cond_cb);
 
     n_vcpus = (uint32_t)info->system.smp_vcpus;
@@ -150,7 +134,7 @@ static int insn_install(qemu_plugin_id_t id, const qemu_info_t *info,
     /* Never freed: translated code keeps writing to it until the process
      * ends, even while atexit callbacks run in another thread. */
     struct qemu_plugin_scoreboard *board =
-        api.scoreboard_new(sizeof(struct vcpu_counters));
+        qsync__qemu_api.scoreboard_new(sizeof(struct vcpu_counters));
     if (board == NULL) {
         qsync__log("cannot allocate the per-vCPU counters");
         return -1;
@@ -168,13 +152,13 @@ static int insn_install(qemu_plugin_id_t id, const qemu_info_t *info,
 
 static uint32_t insn_guarantees(void)
 {
-    return QSYNC_WIRE_G_EXACT | (guard ? QSYNC_WIRE_G_NEVER_AHEAD_IDLE : 0u);
+    return QSYNC__WIRE_G_EXACT | (guard ? QSYNC__WIRE_G_NEVER_AHEAD_IDLE : 0u);
 }
 
 static void on_deadline(unsigned int vcpu_index, void *udata)
 {
     (void)udata;
-    qsync__channel_stop(vcpu_index);
+    qsync__runtime_stop(vcpu_index);
 }
 
 /* Right before a halting instruction: see the top comment, and on_halt
@@ -200,10 +184,10 @@ static void insn_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
     for (size_t i = 0; i < n; i++) {
         struct qemu_plugin_insn *insn = qemu_plugin_tb_get_insn(tb, i);
         /* The order is the engine's correctness; see the top comment. */
-        api.insn_cond_cb(insn, on_deadline, QEMU_PLUGIN_CB_NO_REGS, QEMU_PLUGIN_COND_EQ,
+        qsync__qemu_api.insn_cond_cb(insn, on_deadline, QEMU_PLUGIN_CB_NO_REGS, QEMU_PLUGIN_COND_EQ,
                          remaining, 0, NULL);
-        api.insn_inline(insn, QEMU_PLUGIN_INLINE_ADD_U64, remaining, UINT64_MAX);
-        api.insn_inline(insn, QEMU_PLUGIN_INLINE_ADD_U64, executed, 1);
+        qsync__qemu_api.insn_inline_vcpu(insn, QEMU_PLUGIN_INLINE_ADD_U64, remaining, UINT64_MAX);
+        qsync__qemu_api.insn_inline_vcpu(insn, QEMU_PLUGIN_INLINE_ADD_U64, executed, 1);
         if (qsync__halt_match(insn)) {
             qemu_plugin_register_vcpu_insn_exec_cb(insn, on_halt, QEMU_PLUGIN_CB_NO_REGS, NULL);
             if (guard)
@@ -235,11 +219,11 @@ static int64_t now_ns(uint64_t total)
     return counted + offset_ns;
 }
 
-static void insn_sample(uint64_t deadline, struct qsync_wire_report *out)
+static void insn_sample(uint64_t deadline, struct qsync__wire_report *out)
 {
     /* The scoreboard only has rows for vCPUs QEMU has created so far. */
-    uint32_t live = (uint32_t)api.num_vcpus();
-    uint64_t total = api.u64_sum(executed);
+    uint32_t live = (uint32_t)qsync__qemu_api.num_vcpus();
+    uint64_t total = qsync__qemu_api.u64_sum(executed);
     int64_t now = now_ns(total);
 
     out->virtual_ns = (uint64_t)now;
@@ -262,18 +246,18 @@ static void insn_sample(uint64_t deadline, struct qsync_wire_report *out)
     out->flags = 0;
     if (atomic_load_explicit(&idle_seen, memory_order_relaxed) ||
         (at_safe_point() && clock_bias() != quantum_bias))
-        out->flags |= QSYNC_WIRE_R_IDLE;
+        out->flags |= QSYNC__WIRE_R_IDLE;
     if (out->virtual_ns != deadline)
-        out->flags |= QSYNC_WIRE_R_DEVIATION;
+        out->flags |= QSYNC__WIRE_R_DEVIATION;
     out->n_vcpus = n_vcpus;
     for (uint32_t i = 0; i < n_vcpus; i++)
-        out->vcpu_insns[i] = i < live ? api.u64_get(executed, i) : 0;
+        out->vcpu_insns[i] = i < live ? qsync__qemu_api.u64_get(executed, i) : 0;
 }
 
 static int insn_arm(unsigned int vcpu_index, uint64_t deadline)
 {
     bool on_timer = guard && qsync__stop_timer_in_callback();
-    int64_t now = now_ns(api.u64_sum(executed));
+    int64_t now = now_ns(qsync__qemu_api.u64_sum(executed));
     /* Rounded down: the guest never passes the granted time, and since
      * deadlines are absolute the rounding never accumulates. */
     uint64_t budget = ((int64_t)deadline > now)
@@ -315,14 +299,14 @@ static int insn_arm(unsigned int vcpu_index, uint64_t deadline)
         return 1; /* remaining = 0 would wrap on the next instruction */
     /* Less than one instruction to go but halted: only the guard can
      * end this quantum, so the countdown must not. */
-    api.u64_set(remaining, vcpu_index, budget > 0 ? budget : UINT64_MAX / 2);
+    qsync__qemu_api.u64_set(remaining, vcpu_index, budget > 0 ? budget : UINT64_MAX / 2);
     return 0;
 }
 
 const struct qsync__engine qsync__engine_insn = {
     .name = "insn",
-    .wire_id = QSYNC_WIRE_ENGINE_INSN,
-    .guarantees = QSYNC_WIRE_G_EXACT,
+    .wire_id = QSYNC__WIRE_ENGINE_INSN,
+    .guarantees = QSYNC__WIRE_G_EXACT,
     .install = insn_install,
     .translate = insn_translate,
     .sample = insn_sample,

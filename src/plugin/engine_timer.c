@@ -27,7 +27,7 @@
  *   and 176,998 at -smp 4, at 100 us quanta). So QEMU's clock, not the
  *   instruction sum, is the time, and it depends on where timers cut the
  *   slices. Two ways to count, by plugin API:
- *   COUNT_GLOBAL (API 1, QEMU up to 8.2): API 1 has no per-vCPU inline
+ *   INLINE (vcpu_count.h; API 1, QEMU up to 8.2): API 1 has no per-vCPU inline
  *     op, only an add to a plain pointer, and translated blocks are
  *     shared by the vCPUs. So, as the block engine does: every
  *     instruction adds 1 to one global counter, and every block gets an
@@ -40,7 +40,7 @@
  *     guest's 2-instruction loop, one callback per 2 instructions: 1.11 s
  *     without it, 1.12-1.15 s with it, at 100 ms quanta; at 100 us
  *     quanta, pinned, -smp 2 ran in the same time as -smp 1).
- *   COUNT_BLOCKS (API 2+, QEMU 10): an exec callback per block adds the
+ *   BLOCKS (vcpu_count.h; API 2+, QEMU 10): an exec callback per block adds the
  *     block's length to its vCPU. Counting per instruction into per-vCPU
  *     scoreboards was tried and dropped: QEMU 10.0.2 crashes (SIGSEGV in
  *     generated code) with per-instruction per-vCPU inline ops at -smp 2
@@ -71,62 +71,27 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "channel.h"
+#include "runtime.h"
 #include "halt.h"
 #include "log.h"
 #include "qemu_internals.h"
-#include "qemu_probe.h"
+#include "qemu_api.h"
 #include "stop_timer.h"
-
-/* API 1's inline add on a plain pointer (dropped in API 2) and its block
- * exec callback, found at run time like the rest: one plugin loads on
- * QEMU 7.2 and 10.0. */
-typedef void (*insn_inline_ptr_fn)(struct qemu_plugin_insn *insn, enum qemu_plugin_op op,
-                                   void *ptr, uint64_t imm);
-typedef void (*tb_exec_cb_fn)(struct qemu_plugin_tb *tb, qemu_plugin_vcpu_udata_cb_t cb,
-                              enum qemu_plugin_cb_flags flags, void *userdata);
-
-static struct {
-    insn_inline_ptr_fn insn_inline_ptr;
-    tb_exec_cb_fn tb_exec_cb;
-} api;
+#include "vcpu_count.h"
 
 static unsigned shift;
 static uint32_t n_vcpus;
-/* How instructions are counted; see the top comment. */
-enum count_mode { COUNT_ICOUNT, COUNT_GLOBAL, COUNT_BLOCKS };
-static enum count_mode count_mode;
+/* How instructions are counted (see the top comment): by QEMU's icount
+ * (QSYNC__COUNT_NONE), or per vCPU by vcpu_count.h. */
+static enum qsync__count_mode count_mode;
 static bool sync_at_halt; /* the idle race fix is on */
 
-/*
- * COUNT_GLOBAL. Touched only by the one round-robin vCPU thread (inline
- * ops, block callbacks, stops), and read at exit. g_total: instructions
- * started, all vCPUs. A vCPU's share: g_vcpu[i], plus, for g_mark_vcpu
- * (the vCPU of the last block started), g_total - g_mark.
- */
-static uint64_t g_total;
-static uint64_t g_vcpu[QSYNC_WIRE_MAX_VCPUS];
-static uint64_t g_mark;
-static unsigned int g_mark_vcpu;
 static atomic_bool idle_seen;
 static int64_t quantum_bias; /* QEMU's clock bias when the quantum began */
 
 /* Last values read at a stop, for an exit that happens mid-block. */
 static uint64_t last_virtual_ns;
 static uint64_t last_instructions;
-
-/* How this QEMU lets the plugin count per vCPU, or COUNT_ICOUNT if it
- * does not. */
-static enum count_mode per_vcpu_mode(const qemu_info_t *info)
-{
-    if (info->version.cur >= 2 && qsync__qemu_sym("qemu_plugin_register_vcpu_tb_exec_cb") != NULL)
-        return COUNT_BLOCKS;
-    if (info->version.cur < 2 &&
-        qsync__qemu_sym("qemu_plugin_register_vcpu_insn_exec_inline") != NULL &&
-        qsync__qemu_sym("qemu_plugin_register_vcpu_tb_exec_cb") != NULL)
-        return COUNT_GLOBAL;
-    return COUNT_ICOUNT;
-}
 
 static bool timer_usable(const qemu_info_t *info, const struct qsync__options *opt,
                          char *why, size_t len)
@@ -149,12 +114,12 @@ static bool timer_usable(const qemu_info_t *info, const struct qsync__options *o
         return false;
     }
     if (info->system.smp_vcpus > 1 || info->system.max_vcpus > 1) {
-        if (info->system.max_vcpus > (int)QSYNC_WIRE_MAX_VCPUS) {
+        if (info->system.max_vcpus > (int)QSYNC__WIRE_MAX_VCPUS) {
             snprintf(why, len, "it supports at most %u vCPUs (QEMU runs with maxcpus=%d)",
-                     QSYNC_WIRE_MAX_VCPUS, info->system.max_vcpus);
+                     QSYNC__WIRE_MAX_VCPUS, info->system.max_vcpus);
             return false;
         }
-        if (per_vcpu_mode(info) == COUNT_ICOUNT) {
+        if (qsync__count_mode_for(info) == QSYNC__COUNT_NONE) {
             snprintf(why, len, "-smp %d needs per-vCPU counters (plugin API 1, QEMU up to "
                                "8.2, or API %d, QEMU 9.1 or later); this QEMU speaks "
                                "version %d",
@@ -165,34 +130,21 @@ static bool timer_usable(const qemu_info_t *info, const struct qsync__options *o
     return true;
 }
 
-#define RESOLVE(field, symbol) QSYNC_NEED("timer", api.field, symbol, NULL)
-
 static void on_stop(void)
 {
-    qsync__channel_stop(0);
+    qsync__runtime_stop(0);
 }
 
 static int timer_install(qemu_plugin_id_t id, const qemu_info_t *info,
                          const struct qsync__options *opt)
 {
-    char why[256];
-    (void)id;
-
-    if (!timer_usable(info, opt, why, sizeof why)) {
-        qsync__log("engine=timer cannot run here: %s", why);
-        return -1;
-    }
+    (void)id; /* plugin.c has asked timer_usable */
     shift = opt->shift;
     n_vcpus = (uint32_t)info->system.smp_vcpus;
-    count_mode = COUNT_ICOUNT;
+    count_mode = QSYNC__COUNT_NONE;
     if (info->system.smp_vcpus > 1 || info->system.max_vcpus > 1)
-        count_mode = per_vcpu_mode(info); /* timer_usable: not COUNT_ICOUNT */
-    if (count_mode == COUNT_GLOBAL) {
-        RESOLVE(insn_inline_ptr, qemu_plugin_register_vcpu_insn_exec_inline);
-        RESOLVE(tb_exec_cb, qemu_plugin_register_vcpu_tb_exec_cb);
-    } else if (count_mode == COUNT_BLOCKS) {
-        RESOLVE(tb_exec_cb, qemu_plugin_register_vcpu_tb_exec_cb);
-    }
+        count_mode = qsync__count_mode_for(info); /* timer_usable: not NONE */
+    qsync__count_init(count_mode);
 
     (void)qsync__halt_setup(info);
     sync_at_halt = qsync__qemu_can_sync_icount();
@@ -218,7 +170,7 @@ static int timer_install(qemu_plugin_id_t id, const qemu_info_t *info,
  * accel/tcg/tcg-accel-ops-icount.c, called from the round-robin loop
  * without the big lock). A warp in between reads a clock that lacks
  * them, so the clock lands that many instructions past our timer: the
- * "+10 ns" of notes/qemu-facts.md, 24 ns on the project's idle guest.
+ * idle race of docs/qemu-internals.md, 24 ns on the project's idle guest.
  * Folding the slice into QEMU's count here, before cpu->halted is set,
  * closes the window; TCG ends the block at the halting instruction, so
  * the count is final. Measured on 10.0.2 (idle guest, 100 us quanta):
@@ -233,23 +185,12 @@ static void on_halt(unsigned int vcpu_index, void *udata)
         (void)qsync__qemu_icount_sync(vcpu_index);
 }
 
-/* COUNT_GLOBAL: the start of every block, before its instructions'
- * inline adds. What ran since the previous block start was that block's
- * vCPU's. */
+/* Counting per vCPU: a block starts, before its instructions' inline
+ * adds; udata is its length. */
 static void on_block(unsigned int vcpu_index, void *udata)
 {
-    (void)udata;
-    if (g_mark_vcpu < QSYNC_WIRE_MAX_VCPUS)
-        g_vcpu[g_mark_vcpu] += g_total - g_mark;
-    g_mark = g_total;
-    g_mark_vcpu = vcpu_index;
-}
-
-/* COUNT_BLOCKS: a block starts; its length goes to its vCPU. */
-static void on_block_len(unsigned int vcpu_index, void *udata)
-{
-    if (vcpu_index < QSYNC_WIRE_MAX_VCPUS)
-        g_vcpu[vcpu_index] += (uint64_t)(uintptr_t)udata;
+    qsync__count_block_start(vcpu_index);
+    qsync__count_block_len(vcpu_index, (uint64_t)(uintptr_t)udata);
 }
 
 static void timer_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
@@ -257,14 +198,9 @@ static void timer_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
     size_t n = qemu_plugin_tb_n_insns(tb);
     (void)id;
     qsync__stop_timer_instrument_tb(tb);
-    if (count_mode == COUNT_GLOBAL && n > 0)
-        api.tb_exec_cb(tb, on_block, QEMU_PLUGIN_CB_NO_REGS, NULL);
-    if (count_mode == COUNT_BLOCKS && n > 0)
-        api.tb_exec_cb(tb, on_block_len, QEMU_PLUGIN_CB_NO_REGS, (void *)(uintptr_t)n);
+    qsync__count_instrument(tb, on_block);
     for (size_t i = 0; i < n; i++) {
         struct qemu_plugin_insn *insn = qemu_plugin_tb_get_insn(tb, i);
-        if (count_mode == COUNT_GLOBAL)
-            api.insn_inline_ptr(insn, QEMU_PLUGIN_INLINE_ADD_U64, &g_total, 1);
         if (qsync__halt_match(insn)) {
             qemu_plugin_register_vcpu_insn_exec_cb(insn, on_halt, QEMU_PLUGIN_CB_NO_REGS, NULL);
             qsync__stop_timer_instrument_halt(insn);
@@ -279,28 +215,19 @@ static int64_t clock_bias(int64_t vclock)
     return vclock - (qsync__qemu_icount() << shift);
 }
 
-/* Instructions, total and per vCPU. COUNT_ICOUNT needs a safe point. */
-static uint64_t count_insns(struct qsync_wire_report *out, bool safe)
+/* Instructions, total and per vCPU. QEMU's own count needs a safe point. */
+static uint64_t count_insns(struct qsync__wire_report *out, bool safe)
 {
-    uint64_t total = 0;
-    if (count_mode == COUNT_ICOUNT) {
-        total = safe ? (uint64_t)qsync__qemu_icount() : last_instructions;
+    if (count_mode == QSYNC__COUNT_NONE) {
+        uint64_t total = safe ? (uint64_t)qsync__qemu_icount() : last_instructions;
         if (out != NULL)
             out->vcpu_insns[0] = total;
         return total;
     }
-    for (uint32_t i = 0; i < n_vcpus; i++) {
-        uint64_t v = g_vcpu[i];
-        if (count_mode == COUNT_GLOBAL && i == g_mark_vcpu)
-            v += g_total - g_mark;
-        if (out != NULL)
-            out->vcpu_insns[i] = v;
-        total += v;
-    }
-    return total;
+    return qsync__count_vcpus(out != NULL ? out->vcpu_insns : NULL, n_vcpus);
 }
 
-static void timer_sample(uint64_t deadline_ns, struct qsync_wire_report *out)
+static void timer_sample(uint64_t deadline_ns, struct qsync__wire_report *out)
 {
     /* At a stop we are in the timer callback; at exit, QEMU's main
      * thread, unless a vCPU called exit() (then keep the last stop's
@@ -323,10 +250,10 @@ static void timer_sample(uint64_t deadline_ns, struct qsync_wire_report *out)
     out->overshoot = ((int64_t)v - (int64_t)deadline_ns) / ((int64_t)1 << shift);
     out->flags = 0;
     if (v != deadline_ns)
-        out->flags |= QSYNC_WIRE_R_DEVIATION;
+        out->flags |= QSYNC__WIRE_R_DEVIATION;
     if (atomic_load_explicit(&idle_seen, memory_order_relaxed) ||
         (safe && clock_bias((int64_t)v) != quantum_bias))
-        out->flags |= QSYNC_WIRE_R_IDLE;
+        out->flags |= QSYNC__WIRE_R_IDLE;
 }
 
 static int timer_arm(unsigned int vcpu_index, uint64_t deadline_ns)
@@ -344,8 +271,8 @@ static int timer_arm(unsigned int vcpu_index, uint64_t deadline_ns)
 
 const struct qsync__engine qsync__engine_timer = {
     .name = "timer",
-    .wire_id = QSYNC_WIRE_ENGINE_TIMER,
-    .guarantees = QSYNC_WIRE_G_EXACT | QSYNC_WIRE_G_NEVER_AHEAD_IDLE | QSYNC_WIRE_G_VCLOCK,
+    .wire_id = QSYNC__WIRE_ENGINE_TIMER,
+    .guarantees = QSYNC__WIRE_G_EXACT | QSYNC__WIRE_G_NEVER_AHEAD_IDLE | QSYNC__WIRE_G_VCLOCK,
     .install = timer_install,
     .translate = timer_translate,
     .sample = timer_sample,

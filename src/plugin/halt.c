@@ -8,7 +8,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "qemu_probe.h"
+#include "qemu_api.h"
 
 /* The instruction's bytes, as QEMU gives them: version 3 of the plugin
  * API (QEMU 9.1) changed qemu_plugin_insn_data from returning a pointer
@@ -16,11 +16,10 @@
 typedef size_t (*insn_data_copy_fn)(const struct qemu_plugin_insn *insn, void *dest,
                                     size_t len);
 typedef const void *(*insn_data_ptr_fn)(const struct qemu_plugin_insn *insn);
-typedef size_t (*insn_size_fn)(const struct qemu_plugin_insn *insn);
 
 static insn_data_copy_fn data_copy;
 static insn_data_ptr_fn data_ptr;
-static insn_size_fn insn_size;
+static size_t (*insn_size)(const struct qemu_plugin_insn *insn);
 
 /* Copies up to len bytes of insn into buf; returns how many. */
 static size_t insn_bytes(const struct qemu_plugin_insn *insn, uint8_t *buf, size_t len)
@@ -96,8 +95,8 @@ bool qsync__halt_setup(const qemu_info_t *info)
     target = NULL;
     if (info->target_name == NULL)
         return false;
-    insn_size = (insn_size_fn)qsync__qemu_sym("qemu_plugin_insn_size");
-    void *data = qsync__qemu_sym("qemu_plugin_insn_data");
+    insn_size = qsync__qemu_api.insn_size;
+    void *data = qsync__qemu_api.insn_data;
     if (insn_size == NULL || data == NULL)
         return false;
     if (info->version.cur >= 3) {
@@ -116,11 +115,6 @@ bool qsync__halt_setup(const qemu_info_t *info)
         }
     }
     return false;
-}
-
-const char *qsync__halt_names(void)
-{
-    return target != NULL ? target->what : "none";
 }
 
 bool qsync__halt_match(const struct qemu_plugin_insn *insn)

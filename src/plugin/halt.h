@@ -22,9 +22,6 @@
  */
 bool qsync__halt_setup(const qemu_info_t *info);
 
-/* The name of the halting instructions, for messages ("hlt", "wfi"). */
-const char *qsync__halt_names(void);
-
 /* Whether insn is a halting instruction. Translation time, any vCPU
  * thread. */
 bool qsync__halt_match(const struct qemu_plugin_insn *insn);

@@ -59,10 +59,10 @@ static int parse_engine(const char *value, enum qsync__engine_choice *out)
         const char *name;
         enum qsync__engine_choice id;
     } names[] = {
-        {"auto", QSYNC_ENGINE_AUTO},
-        {"insn", QSYNC_ENGINE_INSN},
-        {"timer", QSYNC_ENGINE_TIMER},
-        {"block", QSYNC_ENGINE_BLOCK},
+        {"auto", QSYNC__ENGINE_AUTO},
+        {"insn", QSYNC__ENGINE_INSN},
+        {"timer", QSYNC__ENGINE_TIMER},
+        {"block", QSYNC__ENGINE_BLOCK},
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         if (strcmp(value, names[i].name) == 0) {
@@ -113,22 +113,12 @@ static int parse_path(const char *key, const char *value, const char **out)
 static int parse_time_us(const char *key, const char *value, unsigned long long *out)
 {
     unsigned long long v;
-    if (!parse_uint(value, QSYNC_FIFO_MAX_QUANTUM_US, &v) || v == 0) {
+    if (!parse_uint(value, QSYNC__FIFO_MAX_QUANTUM_US, &v) || v == 0) {
         qsync__log("%s=%s is not a number of microseconds from 1 to 10^9", key, value);
         return -1;
     }
     *out = v;
     return 0;
-}
-
-const char *qsync__proto_name(enum qsync__proto proto)
-{
-    switch (proto) {
-    case QSYNC_PROTO_NATIVE: return "native";
-    case QSYNC_PROTO_QQQ: return "qqq";
-    case QSYNC_PROTO_FIFO: return "FIFO";
-    }
-    return "?";
 }
 
 enum key {
@@ -144,8 +134,8 @@ enum key {
     K_SPIN,
     K_H2G,
     K_G2H,
-    K_TIME,        /* seed 000's code */
-    K_TIME_README, /* seed 000's README */
+    K_TIME,        /* The Time Sync Plugin's code */
+    K_TIME_README, /* The Time Sync Plugin's README */
     K_DONE,
     K_REMOVE,
     K_COUNT
@@ -157,26 +147,137 @@ enum key {
 #define P_FIFO (1u << QSYNC_PROTO_FIFO)
 #define P_ALL (P_NATIVE | P_QQQ | P_FIFO)
 
+/* The value parsers of the table below: key=v into opt; 0, or -1 after a
+ * message that names the key. */
+static int set_none(const char *k, const char *v, struct qsync__options *o)
+{
+    (void)k, (void)v, (void)o; /* proto= is read first, to check the rest */
+    return 0;
+}
+
+static int set_fd_in(const char *k, const char *v, struct qsync__options *o)
+{
+    return parse_fd(k, v, &o->fd_in);
+}
+
+static int set_fd_out(const char *k, const char *v, struct qsync__options *o)
+{
+    return parse_fd(k, v, &o->fd_out);
+}
+
+static int set_shm(const char *k, const char *v, struct qsync__options *o)
+{
+    return parse_fd(k, v, &o->shm_fd);
+}
+
+static int set_efd(const char *k, const char *v, struct qsync__options *o)
+{
+    return parse_fd(k, v, &o->efd);
+}
+
+static int set_shift(const char *k, const char *v, struct qsync__options *o)
+{
+    (void)k;
+    o->shift_given = true;
+    return parse_shift(v, &o->shift);
+}
+
+static int set_engine(const char *k, const char *v, struct qsync__options *o)
+{
+    (void)k;
+    return parse_engine(v, &o->engine);
+}
+
+static int set_quantum(const char *k, const char *v, struct qsync__options *o)
+{
+    (void)k;
+    return parse_quantum(v, &o->quantum_ns);
+}
+
+static int set_parent(const char *k, const char *v, struct qsync__options *o)
+{
+    unsigned long long pid;
+    (void)k;
+    /* 1 too: a controller that is PID 1 of its container. */
+    if (!parse_uint(v, 4194304ull, &pid) || pid < 1) {
+        qsync__log("parent=%s is not a process id (1 to 4194304)", v);
+        return -1;
+    }
+    o->parent = (int)pid;
+    return 0;
+}
+
+static int set_spin(const char *k, const char *v, struct qsync__options *o)
+{
+    unsigned long long ns;
+    (void)k;
+    if (!parse_uint(v, 1000000000ull, &ns)) {
+        qsync__log("spin_ns=%s is not a number of ns from 0 to 10^9", v);
+        return -1;
+    }
+    o->spin_ns = (long long)ns;
+    return 0;
+}
+
+static int set_h2g(const char *k, const char *v, struct qsync__options *o)
+{
+    return parse_path(k, v, &o->host_to_guest);
+}
+
+static int set_g2h(const char *k, const char *v, struct qsync__options *o)
+{
+    return parse_path(k, v, &o->guest_to_host);
+}
+
+static int set_time(const char *k, const char *v, struct qsync__options *o)
+{
+    return parse_time_us(k, v, &o->fifo_quantum_us);
+}
+
+static int set_done(const char *k, const char *v, struct qsync__options *o)
+{
+    (void)k;
+    if (strcmp(v, "1") != 0 && strcmp(v, "2") != 0) {
+        qsync__log("done_bytes=%s: the bytes written after each quantum are 1 (as "
+                   "the Time Sync Plugin wrote) or 2 (what its README reads)", v);
+        return -1;
+    }
+    o->done_bytes = (unsigned)(v[0] - '0');
+    return 0;
+}
+
+static int set_remove(const char *k, const char *v, struct qsync__options *o)
+{
+    (void)k;
+    if (strcmp(v, "0") != 0 && strcmp(v, "1") != 0) {
+        qsync__log("remove_fifos=%s is not 0 or 1", v);
+        return -1;
+    }
+    o->remove_fifos = v[0] == '1';
+    return 0;
+}
+
 static const struct {
     const char *name;
     unsigned protos;
+    int (*set)(const char *key, const char *value, struct qsync__options *opt);
 } keys[K_COUNT] = {
-    [K_PROTO] = {"proto", P_ALL},
-    [K_FD_IN] = {"fd_in", P_NATIVE | P_QQQ},
-    [K_FD_OUT] = {"fd_out", P_NATIVE | P_QQQ},
-    [K_SHIFT] = {"shift", P_ALL},
-    [K_ENGINE] = {"engine", P_ALL},
-    [K_QUANTUM] = {"quantum_ns", P_NATIVE | P_QQQ},
-    [K_PARENT] = {"parent", P_ALL},
-    [K_SHM] = {"shm", P_NATIVE},
-    [K_EFD] = {"efd", P_NATIVE},
-    [K_SPIN] = {"spin_ns", P_NATIVE},
-    [K_H2G] = {"HostToGuestPipe", P_FIFO},
-    [K_G2H] = {"GuestToHostPipe", P_FIFO},
-    [K_TIME] = {"TimeInMicroSeconds", P_FIFO},
-    [K_TIME_README] = {"TimeinMicroseconds", P_FIFO},
-    [K_DONE] = {"done_bytes", P_FIFO},
-    [K_REMOVE] = {"remove_fifos", P_FIFO},
+    [K_PROTO] = {"proto", P_ALL, set_none},
+    [K_FD_IN] = {"fd_in", P_NATIVE | P_QQQ, set_fd_in},
+    [K_FD_OUT] = {"fd_out", P_NATIVE | P_QQQ, set_fd_out},
+    [K_SHIFT] = {"shift", P_ALL, set_shift},
+    [K_ENGINE] = {"engine", P_ALL, set_engine},
+    [K_QUANTUM] = {"quantum_ns", P_NATIVE | P_QQQ, set_quantum},
+    [K_PARENT] = {"parent", P_ALL, set_parent},
+    [K_SHM] = {"shm", P_NATIVE, set_shm},
+    [K_EFD] = {"efd", P_NATIVE, set_efd},
+    [K_SPIN] = {"spin_ns", P_NATIVE, set_spin},
+    [K_H2G] = {"HostToGuestPipe", P_FIFO, set_h2g},
+    [K_G2H] = {"GuestToHostPipe", P_FIFO, set_g2h},
+    [K_TIME] = {"TimeInMicroSeconds", P_FIFO, set_time},
+    [K_TIME_README] = {"TimeinMicroseconds", P_FIFO, set_time},
+    [K_DONE] = {"done_bytes", P_FIFO, set_done},
+    [K_REMOVE] = {"remove_fifos", P_FIFO, set_remove},
 };
 
 #define ALL_KEYS                                                                    \
@@ -196,32 +297,34 @@ static void refuse_key(enum key k, enum qsync__proto proto)
                    "TimeInMicroSeconds");
     } else if (keys[k].protos == P_FIFO) {
         /* Only reached with an explicit proto=: FIFO keys imply proto=fifo. */
-        qsync__log("option %s belongs to the FIFO personality (seed 000's protocol) and "
-                   "cannot be combined with proto=%s",
+        qsync__log("option %s belongs to the FIFO personality (the SIL Kit Time Sync Plugin "
+                   "FIFO protocol) and cannot be combined with proto=%s",
                    keys[k].name, proto == QSYNC_PROTO_QQQ ? "qqq" : "native");
     } else {
-        qsync__log("option %s does not apply to the FIFO personality (seed 000's protocol "
-                   "names its FIFOs with HostToGuestPipe and GuestToHostPipe)",
+        qsync__log("option %s does not apply to the FIFO personality (the SIL Kit Time Sync "
+                   "Plugin FIFO protocol names its FIFOs with HostToGuestPipe and "
+                   "GuestToHostPipe)",
                    keys[k].name);
     }
 }
 
-int qsync__options_parse(int argc, char **argv, struct qsync__options *opt)
+static void defaults(struct qsync__options *opt)
 {
-    const char *value[K_COUNT] = {NULL};
-
     memset(opt, 0, sizeof *opt);
     opt->proto = QSYNC_PROTO_NATIVE;
     opt->fd_in = -1;
     opt->fd_out = -1;
     opt->shift = 0;
-    opt->engine = QSYNC_ENGINE_AUTO;
+    opt->engine = QSYNC__ENGINE_AUTO;
     opt->shm_fd = -1;
     opt->efd = -1;
     opt->spin_ns = -1;
     opt->done_bytes = 2;
+}
 
-    /* First the syntax and duplicates, then the personality, then values. */
+/* The syntax, the keys and duplicates: value[k] is key k's value. */
+static int read_pairs(int argc, char **argv, const char *value[K_COUNT])
+{
     for (int i = 0; i < argc; i++) {
         const char *arg = argv[i];
         const char *eq = strchr(arg, '=');
@@ -245,7 +348,13 @@ int qsync__options_parse(int argc, char **argv, struct qsync__options *opt)
         }
         value[k] = eq + 1;
     }
+    return 0;
+}
 
+/* The personality (proto=, or implied by the FIFO keys), and that every
+ * key given fits it. */
+static int choose_proto(const char *value[K_COUNT], struct qsync__options *opt)
+{
     if (value[K_PROTO] != NULL) {
         if (parse_proto(value[K_PROTO], &opt->proto) < 0)
             return -1;
@@ -258,103 +367,43 @@ int qsync__options_parse(int argc, char **argv, struct qsync__options *opt)
             return -1;
         }
     }
+    return 0;
+}
 
-    for (int k = 0; k < K_COUNT; k++) {
-        const char *v = value[k];
-        int rc = 0;
-        if (v == NULL)
-            continue;
-        switch ((enum key)k) {
-        case K_PROTO: break;
-        case K_FD_IN: rc = parse_fd("fd_in", v, &opt->fd_in); break;
-        case K_FD_OUT: rc = parse_fd("fd_out", v, &opt->fd_out); break;
-        case K_SHIFT:
-            rc = parse_shift(v, &opt->shift);
-            opt->shift_given = true;
-            break;
-        case K_ENGINE: rc = parse_engine(v, &opt->engine); break;
-        case K_QUANTUM: rc = parse_quantum(v, &opt->quantum_ns); break;
-        case K_PARENT: {
-            unsigned long long pid;
-            /* 1 too: a controller that is PID 1 of its container. */
-            if (!parse_uint(v, 4194304ull, &pid) || pid < 1) {
-                qsync__log("parent=%s is not a process id (1 to 4194304)", v);
-                rc = -1;
-            } else {
-                opt->parent = (int)pid;
-            }
-            break;
-        }
-        case K_SHM: rc = parse_fd("shm", v, &opt->shm_fd); break;
-        case K_EFD: rc = parse_fd("efd", v, &opt->efd); break;
-        case K_SPIN: {
-            unsigned long long ns;
-            if (!parse_uint(v, 1000000000ull, &ns)) {
-                qsync__log("spin_ns=%s is not a number of ns from 0 to 10^9", v);
-                rc = -1;
-            } else {
-                opt->spin_ns = (long long)ns;
-            }
-            break;
-        }
-        case K_H2G: rc = parse_path("HostToGuestPipe", v, &opt->host_to_guest); break;
-        case K_G2H: rc = parse_path("GuestToHostPipe", v, &opt->guest_to_host); break;
-        case K_TIME: rc = parse_time_us("TimeInMicroSeconds", v, &opt->fifo_quantum_us); break;
-        case K_TIME_README:
-            rc = parse_time_us("TimeinMicroseconds", v, &opt->fifo_quantum_us);
-            break;
-        case K_DONE:
-            if (strcmp(v, "1") == 0 || strcmp(v, "2") == 0) {
-                opt->done_bytes = (unsigned)(v[0] - '0');
-            } else {
-                qsync__log("done_bytes=%s: the bytes written after each quantum are 1 (as "
-                           "seed 000's plugin wrote) or 2 (what its README reads)", v);
-                rc = -1;
-            }
-            break;
-        case K_REMOVE:
-            if (strcmp(v, "0") == 0 || strcmp(v, "1") == 0) {
-                opt->remove_fifos = v[0] == '1';
-            } else {
-                qsync__log("remove_fifos=%s is not 0 or 1", v);
-                rc = -1;
-            }
-            break;
-        case K_COUNT: break;
-        }
-        if (rc < 0)
-            return -1;
+/* The native and qqq personalities: what must come together. */
+static int check_pipes(const char *value[K_COUNT], const struct qsync__options *opt)
+{
+    const char *what = opt->proto == QSYNC_PROTO_QQQ ? "requests" : "grants";
+    const char *back = opt->proto == QSYNC_PROTO_QQQ ? "answers" : "reports";
+    if (value[K_FD_IN] == NULL) {
+        qsync__log("missing required option fd_in=N (the fd to read %s from)", what);
+        return -1;
     }
-
-    if (opt->proto != QSYNC_PROTO_FIFO) {
-        const char *what = opt->proto == QSYNC_PROTO_QQQ ? "requests" : "grants";
-        const char *back = opt->proto == QSYNC_PROTO_QQQ ? "answers" : "reports";
-        if (value[K_FD_IN] == NULL) {
-            qsync__log("missing required option fd_in=N (the fd to read %s from)", what);
-            return -1;
-        }
-        if (value[K_FD_OUT] == NULL) {
-            qsync__log("missing required option fd_out=N (the fd to write %s to)", back);
-            return -1;
-        }
-        if ((value[K_SHM] == NULL) != (value[K_EFD] == NULL)) {
-            qsync__log("option %s needs %s too: the shared-memory channel takes the memfd "
-                       "(shm=N) and the eventfd that wakes the controller (efd=N)",
-                       value[K_SHM] ? "shm" : "efd", value[K_SHM] ? "efd" : "shm");
-            return -1;
-        }
-        if (value[K_SPIN] != NULL && value[K_SHM] == NULL) {
-            qsync__log("spin_ns applies only to the shared-memory channel (shm=N,efd=N); "
-                       "a stop on pipes sleeps in read()");
-            return -1;
-        }
-        return 0;
+    if (value[K_FD_OUT] == NULL) {
+        qsync__log("missing required option fd_out=N (the fd to write %s to)", back);
+        return -1;
     }
+    if ((value[K_SHM] == NULL) != (value[K_EFD] == NULL)) {
+        qsync__log("option %s needs %s too: the shared-memory channel takes the memfd "
+                   "(shm=N) and the eventfd that wakes the controller (efd=N)",
+                   value[K_SHM] ? "shm" : "efd", value[K_SHM] ? "efd" : "shm");
+        return -1;
+    }
+    if (value[K_SPIN] != NULL && value[K_SHM] == NULL) {
+        qsync__log("spin_ns applies only to the shared-memory channel (shm=N,efd=N); "
+                   "a stop on pipes sleeps in read()");
+        return -1;
+    }
+    return 0;
+}
 
+/* The FIFO personality: its required keys, and its one shift. */
+static int check_fifo(const char *value[K_COUNT], struct qsync__options *opt)
+{
     if (value[K_TIME] && value[K_TIME_README]) {
         qsync__log("options TimeInMicroSeconds and TimeinMicroseconds are both given: they "
-                   "are the same option (seed 000's code and README spell it differently); "
-                   "give one");
+                   "are the same option (the Time Sync Plugin's code and README spell it "
+                   "differently); give one");
         return -1;
     }
     if (!value[K_TIME] && !value[K_TIME_README]) {
@@ -373,10 +422,25 @@ int qsync__options_parse(int argc, char **argv, struct qsync__options *opt)
         return -1;
     }
     if (opt->shift != 0) {
-        qsync__log("shift=%u: the FIFO personality runs under seed 000's -icount shift=0 "
-                   "(1 instruction = 1 ns) only", opt->shift);
+        qsync__log("shift=%u: the FIFO personality runs under the Time Sync Plugin's -icount "
+                   "shift=0 (1 instruction = 1 ns) only", opt->shift);
         return -1;
     }
     opt->quantum_ns = opt->fifo_quantum_us * 1000ull;
     return 0;
+}
+
+int qsync__options_parse(int argc, char **argv, struct qsync__options *opt)
+{
+    const char *value[K_COUNT] = {NULL};
+
+    defaults(opt);
+    /* First the syntax and duplicates, then the personality, then values. */
+    if (read_pairs(argc, argv, value) < 0 || choose_proto(value, opt) < 0)
+        return -1;
+    for (int k = 0; k < K_COUNT; k++) {
+        if (value[k] != NULL && keys[k].set(keys[k].name, value[k], opt) < 0)
+            return -1;
+    }
+    return opt->proto == QSYNC_PROTO_FIFO ? check_fifo(value, opt) : check_pipes(value, opt);
 }

@@ -16,21 +16,21 @@
  *                 grant before it sleeps on the futex (default: 50000, or
  *                 0 when QEMU may run on one CPU only)
  *
- *   proto=qqq: seed 002's protocol (native ints of microseconds)
+ *   proto=qqq: the adevs -qqq protocol (native ints of microseconds)
  *     fd_in=N     required  the fd to read requests from (-qqq's read=)
  *     fd_out=N    required  the fd to write answers to (-qqq's write=)
  *     shift=N     0..10, default: QEMU's own -icount shift
  *
- *   the FIFO personality: seed 000's protocol (named FIFOs, single bytes),
+ *   the FIFO personality: the SIL Kit Time Sync Plugin FIFO protocol (named FIFOs, single bytes),
  *   chosen by its own option names (proto=fifo may say so explicitly):
  *     HostToGuestPipe=PATH   required  the FIFO the controller writes to
  *     GuestToHostPipe=PATH   required  the FIFO the plugin writes to
  *     TimeInMicroSeconds=N   required, 1..10^9: the fixed quantum; the
  *                            README's spelling TimeinMicroseconds is the
  *                            same key (exactly one of the two)
- *     shift=0     the only shift seed 000 knows (-icount shift=0)
+ *     shift=0     the only shift the Time Sync Plugin knows (-icount shift=0)
  *     done_bytes=N 1 or 2 (default): the bytes written to GuestToHost after
- *                 each quantum; seed 000's plugin wrote 1, its README has
+ *                 each quantum; the Time Sync Plugin wrote 1, its README has
  *                 the controller read 2
  *     remove_fifos=1 the FIFOs are private to this run (libqsync's): the
  *                 plugin removes both and their directory (if empty) once
@@ -61,10 +61,10 @@
 #include <stdbool.h>
 
 enum qsync__engine_choice {
-    QSYNC_ENGINE_AUTO,
-    QSYNC_ENGINE_INSN,
-    QSYNC_ENGINE_TIMER,
-    QSYNC_ENGINE_BLOCK
+    QSYNC__ENGINE_AUTO,
+    QSYNC__ENGINE_INSN,
+    QSYNC__ENGINE_TIMER,
+    QSYNC__ENGINE_BLOCK
 };
 
 enum qsync__proto {
@@ -74,7 +74,7 @@ enum qsync__proto {
 };
 
 #define QSYNC_MAX_SHIFT 10u
-#define QSYNC_FIFO_MAX_QUANTUM_US 1000000000ull
+#define QSYNC__FIFO_MAX_QUANTUM_US 1000000000ull
 
 struct qsync__options {
     enum qsync__proto proto;
@@ -106,8 +106,5 @@ struct qsync__options {
  * at install.
  */
 int qsync__options_parse(int argc, char **argv, struct qsync__options *opt);
-
-/* The personality's name, as in messages ("native", "qqq", "FIFO"). */
-const char *qsync__proto_name(enum qsync__proto proto);
 
 #endif

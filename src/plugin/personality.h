@@ -1,20 +1,20 @@
 /*
  * A personality is the protocol the plugin speaks to its controller:
  *
- *   native  our protocol (docs/protocol.md), channel.c
- *   qqq     seed 002's -qqq protocol, personality_qqq.c
- *   fifo    seed 000's Time Sync Plugin protocol, personality_fifo.c
+ *   native  our protocol (docs/protocol.md), personality_native.c
+ *   qqq     the adevs -qqq protocol, personality_qqq.c
+ *   fifo    the SIL Kit Time Sync Plugin FIFO protocol, personality_fifo.c
  *
  * All three run on the same engines (engine.h). An engine knows nothing
- * of protocols: it calls qsync__channel_stop() when the guest reaches the
+ * of protocols: it calls qsync__runtime_stop() when the guest reaches the
  * deadline it was armed with (and once before the guest's first
- * instruction), and channel.c passes the call to the active personality.
+ * instruction), and runtime.c passes the call to the active personality.
  * The personality then talks to its controller and arms the engine with
  * the next deadline, in the stopped vCPU's thread, exactly as the native
- * stop does (see channel.c for who may touch what; it holds for every
+ * stop does (see runtime.c for who may touch what; it holds for every
  * personality).
  *
- * What every personality shares, from channel.h: qsync__end_qemu() (the
+ * What every personality shares, from runtime.h: qsync__end_qemu() (the
  * one way the plugin ends QEMU) and the watcher thread
  * (qsync__watch_hangup), which ends QEMU as soon as the controller's end
  * of the channel is closed, even mid-quantum.
@@ -41,7 +41,7 @@ struct qsync__personality {
      * (NULL: none). Returns 0 or -1 after a message. Install thread. */
     int (*started)(const qemu_info_t *info, const struct qsync__options *opt);
 
-    /* The stop; see qsync__channel_stop. Never returns when the
+    /* The stop; see qsync__runtime_stop. Never returns when the
      * controller is gone or misbehaves: QEMU ends there. */
     void (*stop)(unsigned int vcpu_index);
 

@@ -1,18 +1,18 @@
 /*
- * The FIFO personality: seed 000's Time Sync Plugin protocol, spoken by
- * our plugin, with seed 000's option names:
+ * The FIFO personality: the SIL Kit Time Sync Plugin FIFO protocol, spoken by
+ * our plugin, with the Time Sync Plugin's option names:
  *
  *   HostToGuestPipe=PATH,GuestToHostPipe=PATH,TimeInMicroSeconds=N
  *
  * The guest runs in quanta of N us of virtual time (-icount shift=0: one
  * instruction is one ns). The first quantum runs at once. After each one
- * the plugin writes two bytes, in one write(), to GuestToHost (seed 000's
+ * the plugin writes two bytes, in one write(), to GuestToHost (the Time Sync Plugin's
  * code writes one, its README has the controller read two: two in one
  * write satisfy both), and waits for one byte on HostToGuest before it
  * runs the next. Quanta are absolute: quantum k ends at k * N us, so an
  * engine's rounding or overshoot never accumulates.
  *
- * Opening. Seed 000's plugin opens the two FIFOs in its install with
+ * Opening. The Time Sync Plugin opens the two FIFOs in its install with
  * blocking opens, which wait for the controller's ends. A controller that
  * opens them in the other order than the plugin then deadlocks with it
  * (each waits in an open of a different FIFO), and QEMU hangs in its
@@ -26,14 +26,14 @@
  *     makes us a reader too, so a controller's blocking open for reading
  *     succeeds at once, and our two bytes wait in the FIFO until the
  *     controller reads them. We never read from it.
- * Any opening order on the controller's side then works: seed 000's
+ * Any opening order on the controller's side then works: the Time Sync Plugin's
  * README order, the reverse, and the library's (GuestToHost read-write at
  * once, HostToGuest retried without blocking until we are its reader).
  * The first quantum may run before the controller has opened anything; in
  * virtual time nothing changes, since the guest stops at N us and waits
  * there for its byte. A controller that never opens HostToGuest leaves
  * QEMU waiting at that first stop (Linux gives no hang-up for a writer
- * that never came), as seed 000's plugin leaves it waiting in its
+ * that never came), as the Time Sync Plugin leaves it waiting in its
  * install.
  *
  * Ending. The controller going away is end of file on HostToGuest (every
@@ -57,7 +57,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "channel.h"
+#include "runtime.h"
 #include "fdio.h"
 #include "legacy.h"
 #include "log.h"
@@ -70,14 +70,14 @@ static char *h2g_path;
 static char *g2h_path;
 static const struct qsync__engine *engine;
 static uint64_t quantum_ns;
-static unsigned done_bytes = 2; /* done_bytes=: 1 (seed 000's code) or 2 */
+static unsigned done_bytes = 2; /* done_bytes=: 1 (the Time Sync Plugin's code) or 2 */
 static bool remove_fifos;       /* remove_fifos=1: the names are private  */
 static atomic_flag removed = ATOMIC_FLAG_INIT;
 
 /* Tells the library that this plugin takes the keys (legacy.h). */
-__attribute__((used)) static const char keys_marker[] = QSYNC_FIFO_KEYS_MARKER;
+__attribute__((used)) static const char keys_marker[] = QSYNC__FIFO_KEYS_MARKER;
 
-/* Stop state: belongs to the thread in a stop (channel.c). Quantum k
+/* Stop state: belongs to the thread in a stop (runtime.c). Quantum k
  * (from 1) ends at k * quantum_ns; this is the last k begun. */
 static uint64_t quanta_begun;
 
@@ -131,7 +131,7 @@ int qsync__fifo_cleanup_setup(const struct qsync__options *opt)
     }
     remove_fifos = opt->remove_fifos;
     if (remove_fifos)
-        qsync__channel_on_end(remove_names);
+        qsync__runtime_on_end(remove_names);
     return 0;
 }
 
@@ -156,8 +156,8 @@ static int fifo_open(const struct qsync__options *opt, const struct qsync__engin
 }
 
 /* "Quantum done": by default two bytes in one write, so a controller that
- * reads one (seed 000's code) or two (its README) at a time and waits for
- * the next sees one signal; done_bytes=1 writes one, as seed 000's plugin
+ * reads one (the Time Sync Plugin's code) or two (its README) at a time and waits for
+ * the next sees one signal; done_bytes=1 writes one, as the Time Sync Plugin
  * did, for a controller that counts bytes. */
 static void signal_done(void)
 {
@@ -172,7 +172,7 @@ static void signal_done(void)
  * read before any writer has come would say end of file, poll does not. */
 static void wait_go(void)
 {
-    qsync__channel_reading(true);
+    qsync__runtime_reading(true);
     for (;;) {
         struct pollfd p = {.fd = h2g, .events = POLLIN};
         if (poll(&p, 1, -1) < 0) {
@@ -184,7 +184,7 @@ static void wait_go(void)
         char byte;
         ssize_t n = read(h2g, &byte, 1);
         if (n == 1) {
-            qsync__channel_reading(false);
+            qsync__runtime_reading(false);
             /* The controller has both its ends open now: the names have
              * done their work. */
             remove_names();
@@ -219,7 +219,7 @@ static void fifo_stop(unsigned int vcpu_index)
 
 static int fifo_watch(void)
 {
-    return qsync__watch_hangup(h2g, "HostToGuestPipe fd", GONE);
+    return qsync__watch_hangup(h2g, "HostToGuestPipe fd", GONE, NULL);
 }
 
 const struct qsync__personality qsync__personality_fifo = {

@@ -1,5 +1,5 @@
 /*
- * The qqq personality: seed 002's -qqq protocol, spoken by the plugin on
+ * The qqq personality: the adevs -qqq protocol, spoken by the plugin on
  * stock QEMU, byte for byte:
  *
  *   controller -> QEMU   a native int: the microseconds QEMU may advance
@@ -22,7 +22,7 @@
  * The answer must be at least r, so the stop must not land before T. The
  * engine is armed at T, where an exact engine stops exactly as it would
  * for the native protocol. With shift > 0 it may stop short: on the last
- * instruction boundary before T, when T is not on one (seed 002's shift 1
+ * instruction boundary before T, when T is not on one (the adevs -qqq protocol's shift 1
  * puts every microsecond on one, until an idle warp to a device timer
  * shifts the clock's phase; shift 4 and up do not). The plugin then lets
  * the guest on to the next boundary (arms T + 2^shift - 1), which lies in
@@ -45,7 +45,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "channel.h"
+#include "runtime.h"
 #include "fdio.h"
 #include "log.h"
 
@@ -56,7 +56,7 @@ static int fd_out = -1; /* answers, -qqq's write=   */
 static const struct qsync__engine *engine;
 static unsigned shift;
 
-/* Stop state: belongs to the thread in a stop (channel.c). */
+/* Stop state: belongs to the thread in a stop (runtime.c). */
 static bool started;      /* the first stop has happened             */
 static uint64_t clock_us; /* see the top comment                     */
 static uint64_t target_ns; /* T: where the current request ends       */
@@ -67,7 +67,7 @@ static bool same_pipe(const struct stat *a, const struct stat *b)
 }
 
 /*
- * Seed 002's controller forks QEMU right after pipe(), and its text only
+ * The adevs -qqq protocol's controller forks QEMU right after pipe(), and its text only
  * has the parent close the ends it gives away. A child that execs QEMU
  * without closing its copies of the controller's ends keeps a writer on
  * the request pipe, so QEMU would never see the controller close it (and
@@ -114,8 +114,7 @@ static void close_controller_ends(void)
 
 static int qqq_open(const struct qsync__options *opt, const struct qsync__engine *eng)
 {
-    if (qsync__inherited_fd("fd_in", opt->fd_in, 0) < 0 ||
-        qsync__inherited_fd("fd_out", opt->fd_out, 1) < 0)
+    if (qsync__inherited_pipes(opt->fd_in, opt->fd_out) < 0)
         return -1;
     fd_in = opt->fd_in;
     fd_out = opt->fd_out;
@@ -130,9 +129,9 @@ static int read_request(void)
 {
     int us;
     size_t got = 0;
-    qsync__channel_reading(true);
+    qsync__runtime_reading(true);
     int rc = qsync__read_full(fd_in, &us, sizeof us, &got);
-    qsync__channel_reading(false);
+    qsync__runtime_reading(false);
     if (rc == -EPIPE && got == 0)
         qsync__end_qemu(0, GONE);
     if (rc == -EPIPE)
@@ -143,7 +142,7 @@ static int read_request(void)
         qsync__end_qemu(1, "proto=qqq: cannot read a request from fd_in=%d: %s; ending QEMU",
                         fd_in, strerror(-rc));
     if (us <= 0)
-        qsync__end_qemu(1, "proto=qqq: the controller asked to advance by %d us; seed 002's "
+        qsync__end_qemu(1, "proto=qqq: the controller asked to advance by %d us; the adevs -qqq protocol's "
                            "protocol needs a positive number of microseconds; ending QEMU",
                         us);
     return us;
@@ -177,7 +176,7 @@ static void answer(uint64_t virtual_ns)
  */
 static bool at_target(unsigned int vcpu_index, uint64_t *virtual_ns)
 {
-    struct qsync_wire_report now;
+    struct qsync__wire_report now;
     engine->sample(target_ns, &now);
     *virtual_ns = now.virtual_ns;
     if (now.virtual_ns >= target_ns)
@@ -191,7 +190,7 @@ static void qqq_stop(unsigned int vcpu_index)
 
     if (!started) {
         /* Before the guest's first instruction: nothing to answer. */
-        struct qsync_wire_report now;
+        struct qsync__wire_report now;
         engine->sample(0, &now);
         clock_us = now.virtual_ns / 1000u;
         started = true;
@@ -215,7 +214,7 @@ static void qqq_stop(unsigned int vcpu_index)
 
 static int qqq_watch(void)
 {
-    return qsync__watch_hangup(fd_in, "fd_in", GONE);
+    return qsync__watch_hangup(fd_in, "fd_in", GONE, NULL);
 }
 
 const struct qsync__personality qsync__personality_qqq = {

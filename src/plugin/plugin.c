@@ -5,7 +5,7 @@
  *       -plugin .../libqsync-plugin.so,fd_in=R,fd_out=W[,shift=N][,engine=E]
  *               [,quantum_ns=Q]
  *
- * and, in the personalities that speak the seeds' protocols
+ * and, in the personalities that speak the two older protocols
  * (personality.h, options.h):
  *
  *   -icount 1,sleep=off -plugin ...,proto=qqq,fd_in=R,fd_out=W[,shift=N]...
@@ -15,7 +15,7 @@
  * This file is the entry point: it checks the options and the QEMU it runs
  * in, picks the engine and the personality, and lets the personality greet
  * its controller and say goodbye when QEMU exits on its own. The stops live
- * in channel.c (native) and personality_*.c, the instrumentation in
+ * in personality_*.c, the instrumentation in
  * engine_*.c. Only qemu_plugin_version and qemu_plugin_install are
  * exported.
  *
@@ -28,7 +28,7 @@
 #include <signal.h>
 #include <string.h>
 
-#include "channel.h"
+#include "runtime.h"
 #include "controller.h"
 #include "engine.h"
 #include "fdio.h"
@@ -37,7 +37,7 @@
 #include "personality.h"
 #include "qemu_abi.h"
 #include "qemu_internals.h"
-#include "qemu_probe.h"
+#include "qemu_api.h"
 
 QSYNC_PLUGIN_EXPORT int qemu_plugin_version = QSYNC_PLUGIN_API_VERSION;
 
@@ -45,13 +45,14 @@ QSYNC_PLUGIN_EXPORT int qemu_plugin_version = QSYNC_PLUGIN_API_VERSION;
  * One module loads on QEMU 10 (plugin API 2..4) and on QEMU 7.2 (API 0..1):
  * QEMU reads qemu_plugin_version after dlopen, when this constructor has
  * run, so it can declare version 1 where the newer API is missing. Every
- * function newer than API 1 is therefore resolved at run time, never
- * linked (QEMU binds a plugin's symbols at load: a missing one would fail
+ * function newer than API 1 is therefore resolved at run time, here, into
+ * the one table of qemu_api.h, never linked (QEMU binds a plugin's symbols at load: a missing one would fail
  * the load with a linker message instead of ours).
  */
 __attribute__((constructor)) static void choose_api_version(void)
 {
-    if (qsync__qemu_sym("qemu_plugin_register_vcpu_insn_exec_cond_cb") == NULL)
+    qsync__qemu_api_resolve();
+    if (qsync__qemu_api.insn_cond_cb == NULL)
         qemu_plugin_version = 1;
 }
 
@@ -100,7 +101,7 @@ static const struct qsync__engine *pick_engine(const qemu_info_t *info,
     char why[512];
 
     switch (opt->engine) {
-    case QSYNC_ENGINE_AUTO: {
+    case QSYNC__ENGINE_AUTO: {
         const struct qsync__engine *order[] = {&qsync__engine_timer, &qsync__engine_insn,
                                                &qsync__engine_block};
         uint64_t below = opt->shm_fd >= 0 ? AUTO_INSN_BELOW_NS_SHM : AUTO_INSN_BELOW_NS;
@@ -121,9 +122,9 @@ static const struct qsync__engine *pick_engine(const qemu_info_t *info,
         qsync__log("engine=auto found no engine that can run here (%s)", all);
         return NULL;
     }
-    case QSYNC_ENGINE_INSN: named = &qsync__engine_insn; break;
-    case QSYNC_ENGINE_TIMER: named = &qsync__engine_timer; break;
-    case QSYNC_ENGINE_BLOCK: named = &qsync__engine_block; break;
+    case QSYNC__ENGINE_INSN: named = &qsync__engine_insn; break;
+    case QSYNC__ENGINE_TIMER: named = &qsync__engine_timer; break;
+    case QSYNC__ENGINE_BLOCK: named = &qsync__engine_block; break;
     }
     if (named == NULL)
         return NULL;
@@ -140,9 +141,9 @@ static int check_icount(const struct qsync__options *opt)
 {
     unsigned want = opt->shift;
     unsigned shift = QSYNC_SHIFT_UNKNOWN;
-    /* The FIFO personality's rule is seed 000's: say so. */
+    /* The FIFO personality's rule is the Time Sync Plugin's: say so. */
     const char *who = opt->proto == QSYNC_PROTO_FIFO
-                          ? "the FIFO personality (seed 000's protocol, 1 instruction = 1 ns)"
+                          ? "the FIFO personality (the SIL Kit Time Sync Plugin FIFO protocol, 1 instruction = 1 ns)"
                           : "this plugin";
     switch (qsync__probe_icount(&shift)) {
     case QSYNC_ICOUNT_UNKNOWN:
@@ -169,7 +170,7 @@ static int check_icount(const struct qsync__options *opt)
 }
 
 /*
- * The qqq personality's shift defaults to QEMU's own: seed 002's
+ * The qqq personality's shift defaults to QEMU's own: the adevs -qqq protocol's
  * controller passes only the two descriptors. A QEMU that will not say
  * (or runs without a fixed -icount, which check_icount then reports)
  * needs shift=N.
@@ -192,11 +193,11 @@ static int default_shift(struct qsync__options *opt)
         }
         break;
     case QSYNC_ICOUNT_OFF:
-        qsync__log("proto=qqq needs a fixed -icount (seed 002 recommends "
+        qsync__log("proto=qqq needs a fixed -icount (the adevs -qqq protocol recommends "
                    "-icount 1,sleep=off); QEMU runs without -icount");
         return -1;
     case QSYNC_ICOUNT_ADAPTIVE:
-        qsync__log("proto=qqq needs a fixed -icount shift (seed 002 recommends "
+        qsync__log("proto=qqq needs a fixed -icount shift (the adevs -qqq protocol recommends "
                    "-icount 1,sleep=off), not shift=auto");
         return -1;
     case QSYNC_ICOUNT_UNKNOWN:
@@ -267,7 +268,7 @@ QSYNC_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info
         return 1;
     /* Before the engine can stop (its first stop precedes the guest's
      * first instruction). */
-    qsync__channel_use(personality);
+    qsync__runtime_use(personality);
     if (engine->install(id, info, &opt) < 0)
         return 1;
     if (personality->started != NULL && personality->started(info, &opt) < 0)

@@ -4,7 +4,7 @@
  * Why this file exists: Debian (and most distributions) ship no
  * qemu-plugin.h, yet the QEMU binaries export the plugin API. So the
  * project keeps its own declaration of what it uses, written from the
- * measured facts in notes/qemu-facts.md and checked against QEMU's
+ * measured facts in docs/qemu-internals.md and checked against QEMU's
  * behaviour, never copied from QEMU's header. Where CMake finds a usable
  * system qemu-plugin.h (API version 3 or later) it is included instead,
  * and this file only adds the few names of our own.
@@ -139,7 +139,7 @@ void qemu_plugin_register_vcpu_insn_exec_cond_cb(struct qemu_plugin_insn *insn,
                                                  void *userdata);
 
 #if defined(__x86_64__) && defined(__LP64__)
-_Static_assert(sizeof(qemu_info_t) == 32, "qemu_info_t layout (notes/qemu-facts.md)");
+_Static_assert(sizeof(qemu_info_t) == 32, "qemu_info_t layout (docs/qemu-internals.md)");
 _Static_assert(offsetof(qemu_info_t, system.smp_vcpus) == 20, "qemu_info_t layout");
 _Static_assert(sizeof(qemu_plugin_u64) == 16, "qemu_plugin_u64 is passed by value");
 #endif

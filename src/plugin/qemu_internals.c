@@ -11,8 +11,8 @@
  *     idle, shift 3). cpu_has_work is an inline there, so it is absent
  *     (optional: the fallback is all_cpu_threads_idle). The big lock is
  *     qemu_mutex_lock_iothread_impl/qemu_mutex_unlock_iothread, which is
- *     why both spellings are resolved (no engine takes it yet). The
- *     icount prototypes were read in QEMU 7.x's softmmu/icount.c.
+ *     why both spellings are resolved (guest input takes it). The icount
+ *     prototypes were read in QEMU 7.x's softmmu/icount.c.
  * Update this list when a version is checked; a QEMU whose binary lacks
  * a symbol (a build without modules exports none of them) simply gets
  * the plugin-API engines.
@@ -36,6 +36,9 @@
  *   void    qemu_mutex_lock_iothread_impl(const char *, int) /
  *           qemu_mutex_unlock_iothread(void)                           7.2
  *   bool    bql_locked(void) / qemu_mutex_iothread_locked(void)  10.0 / 7.2
+ * The icount mode and shift (qsync__probe_icount; 7.2 to 10.0):
+ *   int     use_icount;                 a variable: 0 off, 1 fixed, 2 adaptive
+ *   int64_t icount_to_ns(int64_t icount);   2^shift for icount 1
  * For guest input (optional; checked exported on 10.0.2 and 7.2.22, from
  * include/chardev/char.h and include/sysemu|system/sysemu.h):
  *   Chardev *serial_hd(int i);                  NULL when there is none
@@ -58,11 +61,12 @@
 #include "qemu_internals.h"
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "qemu_probe.h"
+#include "qemu_api.h"
 
 #define CLOCK_VIRTUAL 1
 #define SCALE_NS 1
@@ -227,12 +231,12 @@ bool qsync__qemu_icount_sync(unsigned int vcpu_index)
     return true;
 }
 
-void qsync__qemu_lock(void)
+static void lock_bql(void)
 {
     q.lock(__FILE__, __LINE__);
 }
 
-void qsync__qemu_unlock(void)
+static void unlock_bql(void)
 {
     q.unlock();
 }
@@ -256,7 +260,7 @@ long qsync__qemu_feed_serial(const uint8_t *buf, size_t len)
      * the timer engine stops with it held, the insn engine without. */
     bool take = !q.locked();
     if (take)
-        qsync__qemu_lock();
+        lock_bql();
     long done = 0;
     void *chr = q.serial_hd(0);
     if (chr == NULL) {
@@ -274,6 +278,38 @@ long qsync__qemu_feed_serial(const uint8_t *buf, size_t len)
         }
     }
     if (take)
-        qsync__qemu_unlock();
+        unlock_bql();
     return done;
+}
+
+/*
+ * QEMU (7.2 to 10.0 at least) keeps the icount mode in an exported int-sized
+ * variable, use_icount: 0 off, 1 fixed shift, 2 adaptive. Its shift is
+ * private, but icount_to_ns(1) is 2^shift. Both are set while QEMU parses
+ * its command line, before plugins are installed (checked on 10.0.2).
+ */
+enum qsync__icount_state qsync__probe_icount(unsigned *shift)
+{
+    const int *use_icount = qsync__qemu_sym("use_icount");
+    int64_t (*to_ns)(int64_t);
+
+    if (use_icount == NULL)
+        return QSYNC_ICOUNT_UNKNOWN;
+    switch (*use_icount) {
+    case 0: return QSYNC_ICOUNT_OFF;
+    case 1: break;
+    case 2: return QSYNC_ICOUNT_ADAPTIVE;
+    default: return QSYNC_ICOUNT_UNKNOWN;
+    }
+
+    *shift = QSYNC_SHIFT_UNKNOWN;
+    to_ns = (int64_t (*)(int64_t))qsync__qemu_sym("icount_to_ns");
+    if (to_ns != NULL) {
+        int64_t ns = to_ns(1);
+        for (unsigned s = 0; s < 63; s++) {
+            if (ns == (int64_t)1 << s)
+                *shift = s;
+        }
+    }
+    return QSYNC_ICOUNT_FIXED;
 }

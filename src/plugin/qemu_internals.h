@@ -85,10 +85,6 @@ bool qsync__qemu_in_vcpu_thread(void);
  */
 bool qsync__qemu_icount_sync(unsigned int vcpu_index);
 
-/* The big QEMU lock, under either of its names. */
-void qsync__qemu_lock(void);
-void qsync__qemu_unlock(void);
-
 /* Whether QEMU exports what qsync__qemu_feed_serial needs. */
 bool qsync__qemu_can_feed_serial(void);
 
@@ -105,5 +101,20 @@ bool qsync__qemu_has_serial0(void);
  * safe point: the device reads the virtual clock.
  */
 long qsync__qemu_feed_serial(const uint8_t *buf, size_t len);
+
+/* What QEMU says about -icount, from its internals. */
+enum qsync__icount_state {
+    QSYNC_ICOUNT_UNKNOWN,  /* this QEMU does not export what we need     */
+    QSYNC_ICOUNT_OFF,      /* no -icount: time follows the host clock    */
+    QSYNC_ICOUNT_FIXED,    /* -icount shift=N; *shift is N, or           */
+                           /* QSYNC_SHIFT_UNKNOWN if QEMU won't tell     */
+    QSYNC_ICOUNT_ADAPTIVE  /* -icount shift=auto                         */
+};
+
+#define QSYNC_SHIFT_UNKNOWN (~0u)
+
+/* Reads QEMU's icount mode and shift. Valid from qemu_plugin_install on
+ * (QEMU configures icount before it loads plugins). */
+enum qsync__icount_state qsync__probe_icount(unsigned *shift);
 
 #endif

@@ -14,7 +14,7 @@
 
 #include "log.h"
 #include "qemu_internals.h"
-#include "qemu_probe.h"
+#include "qemu_api.h"
 
 static struct qsync__vtimer timer;
 static void (*on_stop)(void);
@@ -29,12 +29,6 @@ static _Thread_local bool in_callback;
  * with plugin API 3). */
 static bool have_flags;
 static qemu_plugin_u64 ran;
-static struct {
-    __typeof__(&qemu_plugin_num_vcpus) num_vcpus;
-    __typeof__(&qemu_plugin_u64_get) u64_get;
-    void (*tb_inline)(struct qemu_plugin_tb *, enum qemu_plugin_op, qemu_plugin_u64, uint64_t);
-    __typeof__(&qemu_plugin_register_vcpu_insn_exec_inline_per_vcpu) insn_inline;
-} api;
 
 /* Whether every vCPU is halted and will stay so until a timer or an
  * external event wakes it. Big lock held. */
@@ -42,9 +36,9 @@ static bool guest_halted(void)
 {
     if (!have_flags)
         return qsync__qemu_all_vcpus_idle();
-    unsigned n = (unsigned)api.num_vcpus();
+    unsigned n = (unsigned)qsync__qemu_api.num_vcpus();
     for (unsigned i = 0; i < n; i++) {
-        if (api.u64_get(ran, i) != 0)
+        if (qsync__qemu_api.u64_get(ran, i) != 0)
             return false;
         int work = qsync__qemu_vcpu_has_work(i);
         if (work < 0)
@@ -86,19 +80,11 @@ int qsync__stop_timer_init(const qemu_info_t *info, unsigned shift, void (*cb)(v
     have_flags = false;
     if (slack == 0 || info->version.cur < 3 || qsync__qemu_vcpu_has_work(0) < 0)
         return 0;
-    __typeof__(&qemu_plugin_scoreboard_new) scoreboard_new =
-        (__typeof__(scoreboard_new))qsync__qemu_sym("qemu_plugin_scoreboard_new");
-    api.num_vcpus = (__typeof__(api.num_vcpus))qsync__qemu_sym("qemu_plugin_num_vcpus");
-    api.u64_get = (__typeof__(api.u64_get))qsync__qemu_sym("qemu_plugin_u64_get");
-    api.tb_inline = (__typeof__(api.tb_inline))qsync__qemu_sym(
-        "qemu_plugin_register_vcpu_tb_exec_inline_per_vcpu");
-    api.insn_inline = (__typeof__(api.insn_inline))qsync__qemu_sym(
-        "qemu_plugin_register_vcpu_insn_exec_inline_per_vcpu");
-    if (scoreboard_new == NULL || api.num_vcpus == NULL || api.u64_get == NULL ||
-        api.tb_inline == NULL || api.insn_inline == NULL)
+    if (qsync__qemu_api.scoreboard_new == NULL || qsync__qemu_api.num_vcpus == NULL || qsync__qemu_api.u64_get == NULL ||
+        qsync__qemu_api.tb_inline_vcpu == NULL || qsync__qemu_api.insn_inline_vcpu == NULL)
         return 0;
     /* Never freed: translated code writes to it until the process ends. */
-    struct qemu_plugin_scoreboard *board = scoreboard_new(sizeof(uint64_t));
+    struct qemu_plugin_scoreboard *board = qsync__qemu_api.scoreboard_new(sizeof(uint64_t));
     if (board == NULL) {
         qsync__log("cannot allocate the per-vCPU halt flags");
         return -1;
@@ -111,13 +97,13 @@ int qsync__stop_timer_init(const qemu_info_t *info, unsigned shift, void (*cb)(v
 void qsync__stop_timer_instrument_tb(struct qemu_plugin_tb *tb)
 {
     if (have_flags)
-        api.tb_inline(tb, QEMU_PLUGIN_INLINE_STORE_U64, ran, 1);
+        qsync__qemu_api.tb_inline_vcpu(tb, QEMU_PLUGIN_INLINE_STORE_U64, ran, 1);
 }
 
 void qsync__stop_timer_instrument_halt(struct qemu_plugin_insn *insn)
 {
     if (have_flags)
-        api.insn_inline(insn, QEMU_PLUGIN_INLINE_STORE_U64, ran, 0);
+        qsync__qemu_api.insn_inline_vcpu(insn, QEMU_PLUGIN_INLINE_STORE_U64, ran, 0);
 }
 
 void qsync__stop_timer_arm_first(void)

@@ -1,11 +1,29 @@
 /*
- * See transport_shm.h. Who touches what:
+ * The plugin's end of the shared-memory transport (transport.h;
+ * src/proto/shm.h, docs/protocol.md "Shared-memory transport"). When the
+ * controller passes shm=N,efd=N, the native personality moves its frames
+ * here:
+ *
+ * - receiving: a stop polls the ring to the plugin for spin_ns, then
+ *   sleeps on its futex; the watcher thread wakes it when the controller
+ *   hangs up (shm_hangup);
+ * - sending: a frame goes into the ring to the library, and the eventfd
+ *   is written only when the library has said it is waiting.
+ *
+ * fd_in and fd_out stay open: fd_in's hang-up is still how the plugin
+ * learns that the controller is gone, and fd_out's end of file is how the
+ * controller learns that QEMU is.
+ *
+ * Who touches what:
  * - the ring to the plugin is read only by the thread in a stop (as fd_in
  *   is on pipes); the watcher only wakes its futex;
- * - the ring to the library is written under channel.c's send_lock;
+ * - the ring to the library is written under the native personality's
+ *   send lock;
  * - hung_up is set once, by the watcher.
  */
-#include "transport_shm.h"
+#include "transport.h"
+
+#include <stdbool.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -41,11 +59,6 @@ static int efd = -1;
 static struct qsync__shm_spinner spinner; /* the thread in a stop */
 static atomic_bool hung_up;
 
-bool qsync__shm_transport_active(void)
-{
-    return region != NULL;
-}
-
 /* Whether this process may run on one CPU only: spinning would then take
  * the very CPU the controller needs to answer. */
 static bool one_cpu(void)
@@ -73,7 +86,7 @@ static int check_eventfd(int fd)
     return 0;
 }
 
-int qsync__shm_transport_open(int shm_fd, int ev_fd, long long spin)
+static int shm_open_region(int shm_fd, int ev_fd, long long spin)
 {
     struct stat st;
     char why[160];
@@ -123,8 +136,8 @@ int qsync__shm_transport_open(int shm_fd, int ev_fd, long long spin)
         munmap(base, size);
         return -1;
     }
-    qsync__shm_ring(base, QSYNC_SHM_TO_PLUGIN, &to_plugin);
-    qsync__shm_ring(base, QSYNC_SHM_TO_LIBRARY, &to_library);
+    qsync__shm_ring(base, QSYNC__SHM_TO_PLUGIN, &to_plugin);
+    qsync__shm_ring(base, QSYNC__SHM_TO_LIBRARY, &to_library);
     efd = ev_fd;
     qsync__shm_spinner_init(&spinner, spin >= 0 ? (uint64_t)spin
                                       : one_cpu() ? 0
@@ -142,7 +155,7 @@ static void kick_library(void)
     }
 }
 
-int qsync__shm_transport_send(const void *buf, size_t len)
+static int shm_send(const void *buf, size_t len)
 {
     int rc;
     /* A ring of 64 KiB with one grant in flight never fills; should the
@@ -166,7 +179,7 @@ static int gone(void *arg)
     return atomic_load(&hung_up) ? -EPIPE : 0;
 }
 
-int qsync__shm_transport_read(void *buf, size_t len, size_t *got)
+static int shm_read(void *buf, size_t len, size_t *got)
 {
     *got = 0;
     int rc = qsync__shm_wait(&to_plugin, (uint32_t)len, &spinner, SLICE_NS, gone, NULL);
@@ -176,10 +189,22 @@ int qsync__shm_transport_read(void *buf, size_t len, size_t *got)
     return 0;
 }
 
-void qsync__shm_transport_hangup(void)
+static void shm_hangup(void)
 {
     if (region == NULL)
         return;
     atomic_store(&hung_up, true);
     (void)qsync__shm_futex_wake(&to_plugin);
+}
+
+static const struct qsync__transport shm_transport = {
+    .name = "shm",
+    .send = shm_send,
+    .read = shm_read,
+    .hangup = shm_hangup,
+};
+
+const struct qsync__transport *qsync__transport_shm_open(int shm_fd, int ev_fd, long long spin)
+{
+    return shm_open_region(shm_fd, ev_fd, spin) == 0 ? &shm_transport : NULL;
 }

@@ -13,28 +13,28 @@
  * lock-free atomics, never a library's hidden lock. */
 _Static_assert(ATOMIC_INT_LOCK_FREE == 2, "32-bit atomics must be lock-free");
 _Static_assert(sizeof(_Atomic uint32_t) == sizeof(uint32_t), "a futex word is 32 bits");
-_Static_assert(offsetof(struct qsync_shm_header, ctl) == 64, "header layout");
-_Static_assert(sizeof(struct qsync_shm_ctl) == 128, "ring control layout");
+_Static_assert(offsetof(struct qsync__shm_header, ctl) == 64, "header layout");
+_Static_assert(sizeof(struct qsync__shm_ctl) == 128, "ring control layout");
 
 /* The data start on the page after the header. */
 #define DATA_START 4096u
-_Static_assert(sizeof(struct qsync_shm_header) <= DATA_START, "header fits its page");
+_Static_assert(sizeof(struct qsync__shm_header) <= DATA_START, "header fits its page");
 
 size_t qsync__shm_region_size(void)
 {
-    return DATA_START + 2 * (size_t)QSYNC_SHM_RING_BYTES;
+    return DATA_START + 2 * (size_t)QSYNC__SHM_RING_BYTES;
 }
 
 void qsync__shm_init(void *base)
 {
-    struct qsync_shm_header *h = base;
+    struct qsync__shm_header *h = base;
     memset(h, 0, sizeof *h);
-    h->magic = QSYNC_SHM_MAGIC;
-    h->version = QSYNC_SHM_VERSION;
+    h->magic = QSYNC__SHM_MAGIC;
+    h->version = QSYNC__SHM_VERSION;
     h->region_bytes = (uint32_t)qsync__shm_region_size();
-    h->ring_bytes = QSYNC_SHM_RING_BYTES;
-    h->data_off[QSYNC_SHM_TO_PLUGIN] = DATA_START;
-    h->data_off[QSYNC_SHM_TO_LIBRARY] = DATA_START + QSYNC_SHM_RING_BYTES;
+    h->ring_bytes = QSYNC__SHM_RING_BYTES;
+    h->data_off[QSYNC__SHM_TO_PLUGIN] = DATA_START;
+    h->data_off[QSYNC__SHM_TO_LIBRARY] = DATA_START + QSYNC__SHM_RING_BYTES;
     for (int i = 0; i < 2; i++) {
         atomic_init(&h->ctl[i].head, 0);
         atomic_init(&h->ctl[i].tail, 0);
@@ -42,23 +42,23 @@ void qsync__shm_init(void *base)
     }
     /* The library waits for the plugin in its loop (epoll on the eventfd)
      * until it says otherwise. */
-    atomic_store(&h->ctl[QSYNC_SHM_TO_LIBRARY].waiting, 1);
+    atomic_store(&h->ctl[QSYNC__SHM_TO_LIBRARY].waiting, 1);
 }
 
 int qsync__shm_check(const void *base, size_t size, char *why, size_t why_len)
 {
-    const struct qsync_shm_header *h = base;
+    const struct qsync__shm_header *h = base;
     if (size < sizeof *h) {
         snprintf(why, why_len, "the region is %zu bytes, too small for a header", size);
         return -1;
     }
-    if (h->magic != QSYNC_SHM_MAGIC) {
+    if (h->magic != QSYNC__SHM_MAGIC) {
         snprintf(why, why_len, "no qsync shared-memory header (magic %#x)", (unsigned)h->magic);
         return -1;
     }
-    if (h->version != QSYNC_SHM_VERSION) {
+    if (h->version != QSYNC__SHM_VERSION) {
         snprintf(why, why_len, "layout version %u; this plugin knows version %u",
-                 (unsigned)h->version, QSYNC_SHM_VERSION);
+                 (unsigned)h->version, QSYNC__SHM_VERSION);
         return -1;
     }
     uint32_t rb = h->ring_bytes;
@@ -90,7 +90,7 @@ int qsync__shm_check(const void *base, size_t size, char *why, size_t why_len)
 
 void qsync__shm_ring(void *base, int which, struct qsync__shm_ring *out)
 {
-    struct qsync_shm_header *h = base;
+    struct qsync__shm_header *h = base;
     out->ctl = &h->ctl[which];
     out->data = (uint8_t *)base + h->data_off[which];
     out->size = h->ring_bytes;
@@ -136,7 +136,7 @@ int qsync__shm_futex_wake(const struct qsync__shm_ring *r)
 
 /* ---- Consumer -------------------------------------------------------- */
 
-uint32_t qsync__shm_head(const struct qsync__shm_ring *r)
+static uint32_t load_head(const struct qsync__shm_ring *r)
 {
     return atomic_load_explicit(&r->ctl->head, memory_order_acquire);
 }
@@ -144,7 +144,7 @@ uint32_t qsync__shm_head(const struct qsync__shm_ring *r)
 uint32_t qsync__shm_avail(const struct qsync__shm_ring *r)
 {
     uint32_t tail = atomic_load_explicit(&r->ctl->tail, memory_order_relaxed);
-    uint32_t used = qsync__shm_head(r) - tail;
+    uint32_t used = load_head(r) - tail;
     /* A producer never publishes more than the ring holds; if a corrupt
      * one did, hand out at most a ring's worth (the decoder rejects it). */
     return used > r->size ? r->size : used;
@@ -182,7 +182,7 @@ void qsync__shm_disarm(const struct qsync__shm_ring *r)
     atomic_store_explicit(&r->ctl->waiting, 0, memory_order_relaxed);
 }
 
-int qsync__shm_futex_wait(const struct qsync__shm_ring *r, uint32_t seen_head, uint64_t timeout_ns)
+static int futex_wait(const struct qsync__shm_ring *r, uint32_t seen_head, uint64_t timeout_ns)
 {
     struct timespec ts, *tp = NULL;
     if (timeout_ns) {
@@ -237,11 +237,11 @@ void qsync__shm_spin_result(struct qsync__shm_spinner *s, int hit)
     }
     s->skip = s->backoff;
     s->backoff = s->backoff == 0 ? 1 : s->backoff * 2;
-    if (s->backoff > QSYNC_SHM_MAX_SKIP)
-        s->backoff = QSYNC_SHM_MAX_SKIP;
+    if (s->backoff > QSYNC__SHM_MAX_SKIP)
+        s->backoff = QSYNC__SHM_MAX_SKIP;
 }
 
-int qsync__shm_poll(const struct qsync__shm_ring *r, uint32_t need, uint64_t budget_ns)
+static int poll_ring(const struct qsync__shm_ring *r, uint32_t need, uint64_t budget_ns)
 {
     if (qsync__shm_avail(r) >= need)
         return 1;
@@ -266,16 +266,16 @@ int qsync__shm_wait(const struct qsync__shm_ring *r, uint32_t need,
         return 0;
     uint64_t budget = sp ? qsync__shm_spin_budget(sp) : 0;
     if (budget) {
-        int hit = qsync__shm_poll(r, need, budget);
+        int hit = poll_ring(r, need, budget);
         qsync__shm_spin_result(sp, hit);
         if (hit)
             return 0;
     }
     for (;;) {
-        uint32_t seen = qsync__shm_head(r);
+        uint32_t seen = load_head(r);
         if (qsync__shm_arm(r) >= need)
             break;
-        int rc = qsync__shm_futex_wait(r, seen, slice_ns);
+        int rc = futex_wait(r, seen, slice_ns);
         if (qsync__shm_avail(r) >= need)
             break;
         /* Woken without the bytes: time out, signal, a third party's wake,

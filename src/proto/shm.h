@@ -44,17 +44,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define QSYNC_SHM_MAGIC 0x4d485351u /* "QSHM" in memory order */
-#define QSYNC_SHM_VERSION 1u
+#define QSYNC__SHM_MAGIC 0x4d485351u /* "QSHM" in memory order */
+#define QSYNC__SHM_VERSION 1u
 /* Each ring holds 64 KiB, as much as a Linux pipe buffers by default. */
-#define QSYNC_SHM_RING_BYTES 65536u
+#define QSYNC__SHM_RING_BYTES 65536u
 /* Ring indices. */
-#define QSYNC_SHM_TO_PLUGIN 0
-#define QSYNC_SHM_TO_LIBRARY 1
+#define QSYNC__SHM_TO_PLUGIN 0
+#define QSYNC__SHM_TO_LIBRARY 1
 
 /* The control words of one ring: each on its own cache line, grouped by
  * writer, so that the two sides do not bounce a line they both write. */
-struct qsync_shm_ctl {
+struct qsync__shm_ctl {
     _Alignas(64) _Atomic uint32_t head; /* producer; bytes written, mod 2^32; the futex word */
     _Alignas(64) _Atomic uint32_t tail; /* consumer; bytes read, mod 2^32        */
     _Atomic uint32_t waiting;           /* consumer: 1 = may sleep, wake me       */
@@ -63,19 +63,19 @@ struct qsync_shm_ctl {
 /* The start of the region. The data of ring i is at data_off[i], size
  * ring_bytes each. Written by the library before QEMU starts, read-only
  * afterwards. */
-struct qsync_shm_header {
+struct qsync__shm_header {
     uint32_t magic;
     uint32_t version;
     uint32_t region_bytes;
     uint32_t ring_bytes;
     uint32_t data_off[2];
     uint32_t reserved[10];
-    struct qsync_shm_ctl ctl[2];
+    struct qsync__shm_ctl ctl[2];
 };
 
 /* One ring as seen by one side: pointers into its own mapping. */
 struct qsync__shm_ring {
-    struct qsync_shm_ctl *ctl;
+    struct qsync__shm_ctl *ctl;
     uint8_t *data;
     uint32_t size; /* a power of two */
 };
@@ -95,7 +95,7 @@ void qsync__shm_init(void *base);
  */
 int qsync__shm_check(const void *base, size_t size, char *why, size_t why_len);
 
-/* The view of ring `which` (QSYNC_SHM_TO_*) of a checked region. */
+/* The view of ring `which` (QSYNC__SHM_TO_*) of a checked region. */
 void qsync__shm_ring(void *base, int which, struct qsync__shm_ring *out);
 
 /* ---- Producer -------------------------------------------------------- */
@@ -112,8 +112,8 @@ int qsync__shm_write(const struct qsync__shm_ring *r, const void *buf, size_t le
 /* Bytes free for the producer. */
 uint32_t qsync__shm_room(const struct qsync__shm_ring *r);
 
-/* Wakes a consumer sleeping in qsync__shm_futex_wait() (a futex shared
- * between processes). Returns 0 or -errno. */
+/* Wakes a consumer sleeping on the ring's futex (shared between
+ * processes; qsync__shm_wait() sleeps there). Returns 0 or -errno. */
 int qsync__shm_futex_wake(const struct qsync__shm_ring *r);
 
 /* ---- Consumer -------------------------------------------------------- */
@@ -134,16 +134,6 @@ uint32_t qsync__shm_arm(const struct qsync__shm_ring *r);
 void qsync__shm_disarm(const struct qsync__shm_ring *r);
 
 /*
- * Sleeps on the ring's futex while `head` still equals seen_head, for at
- * most timeout_ns (0: no limit). Returns 0 when woken, -EAGAIN when head
- * had already moved, -ETIMEDOUT, -EINTR, or another -errno.
- */
-int qsync__shm_futex_wait(const struct qsync__shm_ring *r, uint32_t seen_head, uint64_t timeout_ns);
-
-/* The producer's position, as the consumer sees it now. */
-uint32_t qsync__shm_head(const struct qsync__shm_ring *r);
-
-/*
  * How long a waiter polls before it sleeps, adapted to whether polling
  * pays. Polling saves a sleep and a wake-up (a system call each side, and
  * tens of microseconds when a VM must wake an idle core), but only when
@@ -152,10 +142,10 @@ uint32_t qsync__shm_head(const struct qsync__shm_ring *r);
  * controller), every poll is a budget of CPU thrown away, taken from
  * whoever needs that core. So: after a poll that missed, the next one is
  * skipped, and each further miss doubles the number of waits that go
- * straight to sleep (up to QSYNC_SHM_MAX_SKIP), until a poll that hits
+ * straight to sleep (up to QSYNC__SHM_MAX_SKIP), until a poll that hits
  * brings polling back at every wait. One isolated miss costs nothing.
  */
-#define QSYNC_SHM_MAX_SKIP 1024u
+#define QSYNC__SHM_MAX_SKIP 1024u
 struct qsync__shm_spinner {
     uint64_t max_ns; /* the budget; 0: never poll                */
     unsigned skip;   /* waits left that go straight to sleep    */
@@ -185,10 +175,6 @@ void qsync__shm_spin_result(struct qsync__shm_spinner *s, int hit);
 int qsync__shm_wait(const struct qsync__shm_ring *r, uint32_t need,
                     struct qsync__shm_spinner *sp, uint64_t slice_ns, int (*stop)(void *arg),
                     void *arg);
-
-/* Polls until at least need bytes are waiting or budget_ns has passed.
- * Returns 1 when they are there. */
-int qsync__shm_poll(const struct qsync__shm_ring *r, uint32_t need, uint64_t budget_ns);
 
 /* A monotonic clock in ns, and one pause of a spin loop. */
 uint64_t qsync__shm_now_ns(void);

@@ -59,228 +59,278 @@ static size_t bounded_len(const char *s, size_t cap)
     return n;
 }
 
-long qsync__wire_encode(const struct qsync_wire_msg *msg, uint8_t *buf, size_t cap)
+/* The encoders of the payloads: each writes its message's payload at p
+ * and returns its length, or QSYNC__WIRE_EBADFIELD (never send what the
+ * decoder would refuse); room is the space at p. */
+static long encode_hello(const struct qsync__wire_hello *h, uint8_t *p, size_t room)
 {
-    uint8_t *p = buf + QSYNC_WIRE_HEADER_SIZE;
-    size_t len;
+    size_t tl = bounded_len(h->target, sizeof h->target - 1);
+    if (h->n_vcpus == 0 || h->n_vcpus > QSYNC__WIRE_MAX_VCPUS ||
+        h->engine < QSYNC__WIRE_ENGINE_INSN || h->engine > QSYNC__WIRE_ENGINE_BLOCK ||
+        h->icount_shift > 10)
+        return QSYNC__WIRE_EBADFIELD;
+    if (room < HELLO_SIZE)
+        return QSYNC__WIRE_ESPACE;
+    put16(p, h->major);
+    put16(p + 2, h->minor);
+    put32(p + 4, h->plugin_version);
+    put32(p + 8, h->n_vcpus);
+    p[12] = h->engine;
+    p[13] = h->icount_shift;
+    put16(p + 14, h->api_version);
+    put32(p + 16, h->guarantees);
+    memset(p + 20, 0, 64);
+    memcpy(p + 20, h->target, tl);
+    return HELLO_SIZE;
+}
+
+static long encode_report(const struct qsync__wire_report *r, uint8_t *p, size_t room)
+{
+    if (r->n_vcpus > QSYNC__WIRE_MAX_VCPUS)
+        return QSYNC__WIRE_EBADFIELD;
+    size_t len = REPORT_FIXED + 8u * r->n_vcpus;
+    if (room < len)
+        return QSYNC__WIRE_ESPACE;
+    put64(p, r->seq);
+    put64(p + 8, r->deadline_ns);
+    put64(p + 16, r->virtual_ns);
+    put64(p + 24, r->instructions);
+    put64(p + 32, (uint64_t)r->overshoot);
+    put32(p + 40, r->flags);
+    put32(p + 44, r->n_vcpus);
+    for (uint32_t i = 0; i < r->n_vcpus; i++)
+        put64(p + REPORT_FIXED + 8u * i, r->vcpu_insns[i]);
+    return (long)len;
+}
+
+static long encode_error(const struct qsync__wire_error *e, uint8_t *p, size_t room)
+{
+    size_t tl = bounded_len(e->text, QSYNC__WIRE_MAX_TEXT - 1);
+    if (room < ERROR_FIXED + tl)
+        return QSYNC__WIRE_ESPACE;
+    put32(p, (uint32_t)e->code);
+    put16(p + 4, (uint16_t)tl);
+    memcpy(p + ERROR_FIXED, e->text, tl);
+    return (long)(ERROR_FIXED + tl);
+}
+
+static long encode_input(const struct qsync__wire_input *in, uint8_t *p, size_t room)
+{
+    if (in->len == 0 || in->len > QSYNC__WIRE_MAX_INPUT || in->port != 0)
+        return QSYNC__WIRE_EBADFIELD;
+    if (room < INPUT_FIXED + in->len)
+        return QSYNC__WIRE_ESPACE;
+    put32(p, in->port);
+    memcpy(p + INPUT_FIXED, in->data, in->len);
+    return (long)(INPUT_FIXED + in->len);
+}
+
+/* Two 64-bit fields: GRANT and EXIT. */
+static long encode_pair(uint64_t a, uint64_t b, uint8_t *p, size_t room)
+{
+    if (room < 16)
+        return QSYNC__WIRE_ESPACE;
+    put64(p, a);
+    put64(p + 8, b);
+    return 16;
+}
+
+long qsync__wire_encode(const struct qsync__wire_msg *msg, uint8_t *buf, size_t cap)
+{
+    uint8_t *p = buf + QSYNC__WIRE_HEADER_SIZE;
+    size_t room = cap > QSYNC__WIRE_HEADER_SIZE ? cap - QSYNC__WIRE_HEADER_SIZE : 0;
+    long len;
 
     switch (msg->type) {
-    case QSYNC_MSG_HELLO: {
-        const struct qsync_wire_hello *h = &msg->u.hello;
-        size_t tl = bounded_len(h->target, sizeof h->target - 1);
-        /* Never send what the decoder would refuse. */
-        if (h->n_vcpus == 0 || h->n_vcpus > QSYNC_WIRE_MAX_VCPUS ||
-            h->engine < QSYNC_WIRE_ENGINE_INSN || h->engine > QSYNC_WIRE_ENGINE_BLOCK ||
-            h->icount_shift > 10)
-            return QSYNC_WIRE_EBADFIELD;
-        len = HELLO_SIZE;
-        if (cap < QSYNC_WIRE_HEADER_SIZE + len)
-            return QSYNC_WIRE_ESPACE;
-        put16(p, h->major);
-        put16(p + 2, h->minor);
-        put32(p + 4, h->plugin_version);
-        put32(p + 8, h->n_vcpus);
-        p[12] = h->engine;
-        p[13] = h->icount_shift;
-        put16(p + 14, h->api_version);
-        put32(p + 16, h->guarantees);
-        memset(p + 20, 0, 64);
-        memcpy(p + 20, h->target, tl);
+    case QSYNC__MSG_HELLO:
+        len = encode_hello(&msg->u.hello, p, room);
         break;
-    }
-    case QSYNC_MSG_GRANT:
-        len = GRANT_SIZE;
-        if (cap < QSYNC_WIRE_HEADER_SIZE + len)
-            return QSYNC_WIRE_ESPACE;
-        put64(p, msg->u.grant.seq);
-        put64(p + 8, msg->u.grant.deadline_ns);
+    case QSYNC__MSG_GRANT:
+        len = encode_pair(msg->u.grant.seq, msg->u.grant.deadline_ns, p, room);
         break;
-    case QSYNC_MSG_REPORT: {
-        const struct qsync_wire_report *r = &msg->u.report;
-        if (r->n_vcpus > QSYNC_WIRE_MAX_VCPUS)
-            return QSYNC_WIRE_EBADFIELD;
-        len = REPORT_FIXED + 8u * r->n_vcpus;
-        if (cap < QSYNC_WIRE_HEADER_SIZE + len)
-            return QSYNC_WIRE_ESPACE;
-        put64(p, r->seq);
-        put64(p + 8, r->deadline_ns);
-        put64(p + 16, r->virtual_ns);
-        put64(p + 24, r->instructions);
-        put64(p + 32, (uint64_t)r->overshoot);
-        put32(p + 40, r->flags);
-        put32(p + 44, r->n_vcpus);
-        for (uint32_t i = 0; i < r->n_vcpus; i++)
-            put64(p + REPORT_FIXED + 8u * i, r->vcpu_insns[i]);
+    case QSYNC__MSG_REPORT:
+        len = encode_report(&msg->u.report, p, room);
         break;
-    }
-    case QSYNC_MSG_ERROR: {
-        size_t tl = bounded_len(msg->u.error.text, QSYNC_WIRE_MAX_TEXT - 1);
-        len = ERROR_FIXED + tl;
-        if (cap < QSYNC_WIRE_HEADER_SIZE + len)
-            return QSYNC_WIRE_ESPACE;
-        put32(p, (uint32_t)msg->u.error.code);
-        put16(p + 4, (uint16_t)tl);
-        memcpy(p + ERROR_FIXED, msg->u.error.text, tl);
+    case QSYNC__MSG_ERROR:
+        len = encode_error(&msg->u.error, p, room);
         break;
-    }
-    case QSYNC_MSG_EXIT:
-        len = EXIT_SIZE;
-        if (cap < QSYNC_WIRE_HEADER_SIZE + len)
-            return QSYNC_WIRE_ESPACE;
-        put64(p, msg->u.exit.virtual_ns);
-        put64(p + 8, msg->u.exit.instructions);
+    case QSYNC__MSG_EXIT:
+        len = encode_pair(msg->u.exit.virtual_ns, msg->u.exit.instructions, p, room);
         break;
-    case QSYNC_MSG_INPUT: {
-        const struct qsync_wire_input *in = &msg->u.input;
-        if (in->len == 0 || in->len > QSYNC_WIRE_MAX_INPUT || in->port != 0)
-            return QSYNC_WIRE_EBADFIELD;
-        len = INPUT_FIXED + in->len;
-        if (cap < QSYNC_WIRE_HEADER_SIZE + len)
-            return QSYNC_WIRE_ESPACE;
-        put32(p, in->port);
-        memcpy(p + INPUT_FIXED, in->data, in->len);
+    case QSYNC__MSG_INPUT:
+        len = encode_input(&msg->u.input, p, room);
         break;
-    }
     default:
-        return QSYNC_WIRE_EBADFIELD;
+        return QSYNC__WIRE_EBADFIELD;
     }
+    if (len < 0)
+        return len;
     put16(buf, msg->type);
     put16(buf + 2, 0);
     put32(buf + 4, (uint32_t)len);
-    return (long)(QSYNC_WIRE_HEADER_SIZE + len);
+    return (long)QSYNC__WIRE_HEADER_SIZE + len;
 }
 
-int qsync__wire_decode(const uint8_t *buf, size_t len, struct qsync_wire_msg *msg,
-                       size_t *used)
+/* Whether plen is a payload length that a frame of this type can have. */
+static int payload_len_ok(uint16_t type, uint32_t plen)
 {
-    if (len < QSYNC_WIRE_HEADER_SIZE)
-        return QSYNC_WIRE_NEED_MORE;
+    switch (type) {
+    case QSYNC__MSG_HELLO:
+        return plen == HELLO_SIZE;
+    case QSYNC__MSG_GRANT:
+        return plen == GRANT_SIZE;
+    case QSYNC__MSG_REPORT:
+        return plen >= REPORT_FIXED && (plen - REPORT_FIXED) % 8 == 0 &&
+               (plen - REPORT_FIXED) / 8 <= QSYNC__WIRE_MAX_VCPUS;
+    case QSYNC__MSG_ERROR:
+        return plen >= ERROR_FIXED && plen <= ERROR_FIXED + QSYNC__WIRE_MAX_TEXT - 1;
+    case QSYNC__MSG_EXIT:
+        return plen == EXIT_SIZE;
+    case QSYNC__MSG_INPUT:
+        return plen > INPUT_FIXED;
+    default:
+        return 0;
+    }
+}
+
+int qsync__wire_frame_len(const uint8_t *buf, size_t len, size_t *frame_len)
+{
+    if (len < QSYNC__WIRE_HEADER_SIZE)
+        return QSYNC__WIRE_NEED_MORE;
     uint16_t type = get16(buf);
     uint16_t reserved = get16(buf + 2);
     uint32_t plen = get32(buf + 4);
-    if (type < QSYNC_MSG_HELLO || type > QSYNC_MSG_INPUT)
-        return QSYNC_WIRE_EBADTYPE;
+    if (type < QSYNC__MSG_HELLO || type > QSYNC__MSG_INPUT)
+        return QSYNC__WIRE_EBADTYPE;
     if (reserved != 0)
-        return QSYNC_WIRE_EBADFIELD;
-    if (plen > QSYNC_WIRE_MAX_PAYLOAD)
-        return QSYNC_WIRE_EBADLEN;
+        return QSYNC__WIRE_EBADFIELD;
+    if (plen > QSYNC__WIRE_MAX_PAYLOAD)
+        return QSYNC__WIRE_EBADLEN;
     /* Check the length against the type before waiting for the payload, so
      * a wrong length is reported at once rather than as a stall. */
-    switch (type) {
-    case QSYNC_MSG_HELLO:
-        if (plen != HELLO_SIZE)
-            return QSYNC_WIRE_EBADLEN;
-        break;
-    case QSYNC_MSG_GRANT:
-        if (plen != GRANT_SIZE)
-            return QSYNC_WIRE_EBADLEN;
-        break;
-    case QSYNC_MSG_REPORT:
-        if (plen < REPORT_FIXED || (plen - REPORT_FIXED) % 8 != 0 ||
-            (plen - REPORT_FIXED) / 8 > QSYNC_WIRE_MAX_VCPUS)
-            return QSYNC_WIRE_EBADLEN;
-        break;
-    case QSYNC_MSG_ERROR:
-        if (plen < ERROR_FIXED || plen > ERROR_FIXED + QSYNC_WIRE_MAX_TEXT - 1)
-            return QSYNC_WIRE_EBADLEN;
-        break;
-    case QSYNC_MSG_EXIT:
-        if (plen != EXIT_SIZE)
-            return QSYNC_WIRE_EBADLEN;
-        break;
-    case QSYNC_MSG_INPUT:
-        if (plen <= INPUT_FIXED)
-            return QSYNC_WIRE_EBADLEN;
-        break;
-    }
-    if (len < QSYNC_WIRE_HEADER_SIZE + plen)
-        return QSYNC_WIRE_NEED_MORE;
+    if (!payload_len_ok(type, plen))
+        return QSYNC__WIRE_EBADLEN;
+    *frame_len = QSYNC__WIRE_HEADER_SIZE + plen;
+    return QSYNC__WIRE_OK;
+}
 
-    const uint8_t *p = buf + QSYNC_WIRE_HEADER_SIZE;
+static int decode_hello(const uint8_t *p, struct qsync__wire_hello *h)
+{
+    h->major = get16(p);
+    h->minor = get16(p + 2);
+    h->plugin_version = get32(p + 4);
+    h->n_vcpus = get32(p + 8);
+    h->engine = p[12];
+    h->icount_shift = p[13];
+    h->api_version = get16(p + 14);
+    h->guarantees = get32(p + 16);
+    memcpy(h->target, p + 20, 64);
+    /* NUL-terminated and NUL-padded: one encoding for one value. */
+    size_t tl = bounded_len(h->target, sizeof h->target);
+    if (tl == sizeof h->target)
+        return QSYNC__WIRE_EBADFIELD;
+    for (size_t i = tl; i < sizeof h->target; i++)
+        if (h->target[i] != '\0')
+            return QSYNC__WIRE_EBADFIELD;
+    if (h->n_vcpus == 0 || h->n_vcpus > QSYNC__WIRE_MAX_VCPUS)
+        return QSYNC__WIRE_EBADFIELD;
+    if (h->engine < QSYNC__WIRE_ENGINE_INSN || h->engine > QSYNC__WIRE_ENGINE_BLOCK)
+        return QSYNC__WIRE_EBADFIELD;
+    if (h->icount_shift > 10)
+        return QSYNC__WIRE_EBADFIELD;
+    return QSYNC__WIRE_OK;
+}
+
+static int decode_report(const uint8_t *p, uint32_t plen, struct qsync__wire_report *r)
+{
+    r->seq = get64(p);
+    r->deadline_ns = get64(p + 8);
+    r->virtual_ns = get64(p + 16);
+    r->instructions = get64(p + 24);
+    r->overshoot = (int64_t)get64(p + 32);
+    r->flags = get32(p + 40);
+    r->n_vcpus = get32(p + 44);
+    if (r->n_vcpus != (plen - REPORT_FIXED) / 8)
+        return QSYNC__WIRE_EBADFIELD;
+    for (uint32_t i = 0; i < r->n_vcpus; i++)
+        r->vcpu_insns[i] = get64(p + REPORT_FIXED + 8u * i);
+    return QSYNC__WIRE_OK;
+}
+
+static int decode_error(const uint8_t *p, uint32_t plen, struct qsync__wire_error *e)
+{
+    uint16_t tl = get16(p + 4);
+    e->code = (int32_t)get32(p);
+    if ((size_t)tl != plen - ERROR_FIXED)
+        return QSYNC__WIRE_EBADFIELD;
+    if (memchr(p + ERROR_FIXED, '\0', tl))
+        return QSYNC__WIRE_EBADFIELD; /* text, not bytes */
+    memcpy(e->text, p + ERROR_FIXED, tl);
+    e->text[tl] = '\0';
+    return QSYNC__WIRE_OK;
+}
+
+static int decode_input(const uint8_t *p, uint32_t plen, struct qsync__wire_input *in)
+{
+    in->port = get32(p);
+    if (in->port != 0)
+        return QSYNC__WIRE_EBADFIELD; /* only serial0 so far */
+    in->len = plen - INPUT_FIXED;
+    memcpy(in->data, p + INPUT_FIXED, in->len);
+    return QSYNC__WIRE_OK;
+}
+
+int qsync__wire_decode(const uint8_t *buf, size_t len, struct qsync__wire_msg *msg,
+                       size_t *used)
+{
+    size_t frame = 0;
+    int st = qsync__wire_frame_len(buf, len, &frame);
+    if (st != QSYNC__WIRE_OK)
+        return st;
+    if (len < frame)
+        return QSYNC__WIRE_NEED_MORE;
+
+    const uint8_t *p = buf + QSYNC__WIRE_HEADER_SIZE;
+    uint32_t plen = (uint32_t)(frame - QSYNC__WIRE_HEADER_SIZE);
     memset(msg, 0, sizeof *msg);
-    msg->type = type;
-    switch (type) {
-    case QSYNC_MSG_HELLO: {
-        struct qsync_wire_hello *h = &msg->u.hello;
-        h->major = get16(p);
-        h->minor = get16(p + 2);
-        h->plugin_version = get32(p + 4);
-        h->n_vcpus = get32(p + 8);
-        h->engine = p[12];
-        h->icount_shift = p[13];
-        h->api_version = get16(p + 14);
-        h->guarantees = get32(p + 16);
-        memcpy(h->target, p + 20, 64);
-        /* NUL-terminated and NUL-padded: one encoding for one value. */
-        size_t tl = bounded_len(h->target, sizeof h->target);
-        if (tl == sizeof h->target)
-            return QSYNC_WIRE_EBADFIELD;
-        for (size_t i = tl; i < sizeof h->target; i++)
-            if (h->target[i] != '\0')
-                return QSYNC_WIRE_EBADFIELD;
-        if (h->n_vcpus == 0 || h->n_vcpus > QSYNC_WIRE_MAX_VCPUS)
-            return QSYNC_WIRE_EBADFIELD;
-        if (h->engine < QSYNC_WIRE_ENGINE_INSN || h->engine > QSYNC_WIRE_ENGINE_BLOCK)
-            return QSYNC_WIRE_EBADFIELD;
-        if (h->icount_shift > 10)
-            return QSYNC_WIRE_EBADFIELD;
+    msg->type = get16(buf);
+    switch (msg->type) {
+    case QSYNC__MSG_HELLO:
+        st = decode_hello(p, &msg->u.hello);
         break;
-    }
-    case QSYNC_MSG_GRANT:
+    case QSYNC__MSG_GRANT:
         msg->u.grant.seq = get64(p);
         msg->u.grant.deadline_ns = get64(p + 8);
         break;
-    case QSYNC_MSG_REPORT: {
-        struct qsync_wire_report *r = &msg->u.report;
-        r->seq = get64(p);
-        r->deadline_ns = get64(p + 8);
-        r->virtual_ns = get64(p + 16);
-        r->instructions = get64(p + 24);
-        r->overshoot = (int64_t)get64(p + 32);
-        r->flags = get32(p + 40);
-        r->n_vcpus = get32(p + 44);
-        if (r->n_vcpus != (plen - REPORT_FIXED) / 8)
-            return QSYNC_WIRE_EBADFIELD;
-        for (uint32_t i = 0; i < r->n_vcpus; i++)
-            r->vcpu_insns[i] = get64(p + REPORT_FIXED + 8u * i);
+    case QSYNC__MSG_REPORT:
+        st = decode_report(p, plen, &msg->u.report);
         break;
-    }
-    case QSYNC_MSG_ERROR: {
-        uint16_t tl = get16(p + 4);
-        msg->u.error.code = (int32_t)get32(p);
-        if ((size_t)tl != plen - ERROR_FIXED)
-            return QSYNC_WIRE_EBADFIELD;
-        if (memchr(p + ERROR_FIXED, '\0', tl))
-            return QSYNC_WIRE_EBADFIELD; /* text, not bytes */
-        memcpy(msg->u.error.text, p + ERROR_FIXED, tl);
-        msg->u.error.text[tl] = '\0';
+    case QSYNC__MSG_ERROR:
+        st = decode_error(p, plen, &msg->u.error);
         break;
-    }
-    case QSYNC_MSG_EXIT:
+    case QSYNC__MSG_EXIT:
         msg->u.exit.virtual_ns = get64(p);
         msg->u.exit.instructions = get64(p + 8);
         break;
-    case QSYNC_MSG_INPUT:
-        msg->u.input.port = get32(p);
-        if (msg->u.input.port != 0)
-            return QSYNC_WIRE_EBADFIELD; /* only serial0 so far */
-        msg->u.input.len = plen - INPUT_FIXED;
-        memcpy(msg->u.input.data, p + INPUT_FIXED, msg->u.input.len);
+    case QSYNC__MSG_INPUT:
+        st = decode_input(p, plen, &msg->u.input);
         break;
     }
-    *used = QSYNC_WIRE_HEADER_SIZE + plen;
-    return QSYNC_WIRE_OK;
+    if (st != QSYNC__WIRE_OK)
+        return st;
+    *used = frame;
+    return QSYNC__WIRE_OK;
 }
 
 const char *qsync__wire_status_text(int status)
 {
     switch (status) {
-    case QSYNC_WIRE_OK: return "ok";
-    case QSYNC_WIRE_NEED_MORE: return "incomplete frame";
-    case QSYNC_WIRE_EBADTYPE: return "unknown message type";
-    case QSYNC_WIRE_EBADLEN: return "bad frame length";
-    case QSYNC_WIRE_EBADFIELD: return "bad field value";
-    case QSYNC_WIRE_ESPACE: return "buffer too small";
+    case QSYNC__WIRE_OK: return "ok";
+    case QSYNC__WIRE_NEED_MORE: return "incomplete frame";
+    case QSYNC__WIRE_EBADTYPE: return "unknown message type";
+    case QSYNC__WIRE_EBADLEN: return "bad frame length";
+    case QSYNC__WIRE_EBADFIELD: return "bad field value";
+    case QSYNC__WIRE_ESPACE: return "buffer too small";
     default: return "unknown status";
     }
 }
@@ -288,9 +338,9 @@ const char *qsync__wire_status_text(int status)
 const char *qsync__wire_engine_name(unsigned engine)
 {
     switch (engine) {
-    case QSYNC_WIRE_ENGINE_INSN: return "insn";
-    case QSYNC_WIRE_ENGINE_TIMER: return "timer";
-    case QSYNC_WIRE_ENGINE_BLOCK: return "block";
+    case QSYNC__WIRE_ENGINE_INSN: return "insn";
+    case QSYNC__WIRE_ENGINE_TIMER: return "timer";
+    case QSYNC__WIRE_ENGINE_BLOCK: return "block";
     default: return "unknown";
     }
 }

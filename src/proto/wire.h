@@ -15,125 +15,134 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define QSYNC_WIRE_MAJOR 1
-#define QSYNC_WIRE_MINOR 2 /* 1: INPUT and QSYNC_WIRE_G_INPUT; 2: R_INPUT_WAITING */
+#define QSYNC__WIRE_MAJOR 1
+#define QSYNC__WIRE_MINOR 2 /* 1: INPUT and QSYNC__WIRE_G_INPUT; 2: R_INPUT_WAITING */
 
-#define QSYNC_WIRE_HEADER_SIZE 8u
+#define QSYNC__WIRE_HEADER_SIZE 8u
 /* Bounds every frame, so a garbage length can never make a reader allocate. */
-#define QSYNC_WIRE_MAX_PAYLOAD 4096u
-#define QSYNC_WIRE_MAX_FRAME (QSYNC_WIRE_HEADER_SIZE + QSYNC_WIRE_MAX_PAYLOAD)
-#define QSYNC_WIRE_MAX_TEXT 1024u
-#define QSYNC_WIRE_MAX_VCPUS 256u
+#define QSYNC__WIRE_MAX_PAYLOAD 4096u
+#define QSYNC__WIRE_MAX_FRAME (QSYNC__WIRE_HEADER_SIZE + QSYNC__WIRE_MAX_PAYLOAD)
+#define QSYNC__WIRE_MAX_TEXT 1024u
+#define QSYNC__WIRE_MAX_VCPUS 256u
 /* Bytes of guest input one INPUT frame carries at most. */
-#define QSYNC_WIRE_MAX_INPUT (QSYNC_WIRE_MAX_PAYLOAD - 4u)
+#define QSYNC__WIRE_MAX_INPUT (QSYNC__WIRE_MAX_PAYLOAD - 4u)
 
-enum qsync_wire_type {
-    QSYNC_MSG_HELLO = 1,  /* plugin -> library, once, at install          */
-    QSYNC_MSG_GRANT = 2,  /* library -> plugin: run until an absolute time  */
-    QSYNC_MSG_REPORT = 3, /* plugin -> library: stopped at the deadline     */
-    QSYNC_MSG_ERROR = 4,  /* either way: a fatal error with text            */
-    QSYNC_MSG_EXIT = 5,   /* plugin -> library: QEMU is exiting by itself   */
-    QSYNC_MSG_INPUT = 6   /* library -> plugin, while stopped: bytes for a
+enum qsync__wire_type {
+    QSYNC__MSG_HELLO = 1,  /* plugin -> library, once, at install          */
+    QSYNC__MSG_GRANT = 2,  /* library -> plugin: run until an absolute time  */
+    QSYNC__MSG_REPORT = 3, /* plugin -> library: stopped at the deadline     */
+    QSYNC__MSG_ERROR = 4,  /* either way: a fatal error with text            */
+    QSYNC__MSG_EXIT = 5,   /* plugin -> library: QEMU is exiting by itself   */
+    QSYNC__MSG_INPUT = 6   /* library -> plugin, while stopped: bytes for a
                              guest serial port, delivered at this stop      */
 };
 
 /* Engines, as carried in HELLO. */
-enum qsync_wire_engine {
-    QSYNC_WIRE_ENGINE_INSN = 1,
-    QSYNC_WIRE_ENGINE_TIMER = 2,
-    QSYNC_WIRE_ENGINE_BLOCK = 3
+enum qsync__wire_engine {
+    QSYNC__WIRE_ENGINE_INSN = 1,
+    QSYNC__WIRE_ENGINE_TIMER = 2,
+    QSYNC__WIRE_ENGINE_BLOCK = 3
 };
 
 /* Guarantee bits, as carried in HELLO. */
-#define QSYNC_WIRE_G_EXACT 0x1u           /* every stop lands on the deadline    */
-#define QSYNC_WIRE_G_NEVER_AHEAD_IDLE 0x2u /* idle warps never pass a deadline   */
-#define QSYNC_WIRE_G_VCLOCK 0x4u          /* virtual_ns is QEMU's own clock      */
-#define QSYNC_WIRE_G_INPUT 0x8u           /* INPUT is delivered (minor >= 1)     */
+#define QSYNC__WIRE_G_EXACT 0x1u           /* every stop lands on the deadline    */
+#define QSYNC__WIRE_G_NEVER_AHEAD_IDLE 0x2u /* idle warps never pass a deadline   */
+#define QSYNC__WIRE_G_VCLOCK 0x4u          /* virtual_ns is QEMU's own clock      */
+#define QSYNC__WIRE_G_INPUT 0x8u           /* INPUT is delivered (minor >= 1)     */
 
 /* Report flag bits. */
-#define QSYNC_WIRE_R_IDLE 0x1u      /* the guest was halted at some point    */
-#define QSYNC_WIRE_R_DEVIATION 0x2u /* reached != deadline; see the fields   */
-#define QSYNC_WIRE_R_INPUT_WAITING 0x4u /* input bytes the UART has not taken yet */
+#define QSYNC__WIRE_R_IDLE 0x1u      /* the guest was halted at some point    */
+#define QSYNC__WIRE_R_DEVIATION 0x2u /* reached != deadline; see the fields   */
+#define QSYNC__WIRE_R_INPUT_WAITING 0x4u /* input bytes the UART has not taken yet */
 
-struct qsync_wire_hello {
+struct qsync__wire_hello {
     uint16_t major, minor;   /* protocol version                          */
     uint32_t plugin_version; /* (major << 16) | (minor << 8) | patch       */
     uint32_t n_vcpus;
-    uint8_t engine;      /* enum qsync_wire_engine                         */
+    uint8_t engine;      /* enum qsync__wire_engine                         */
     uint8_t icount_shift;
     uint16_t api_version; /* the plugin API version QEMU reported          */
-    uint32_t guarantees;  /* QSYNC_WIRE_G_*                                 */
+    uint32_t guarantees;  /* QSYNC__WIRE_G_*                                 */
     char target[64];      /* NUL-terminated, e.g. "x86_64"                  */
 };
 
-struct qsync_wire_grant {
+struct qsync__wire_grant {
     uint64_t seq;         /* 1, 2, 3, ...                                   */
     uint64_t deadline_ns; /* absolute virtual time                          */
 };
 
-struct qsync_wire_report {
+struct qsync__wire_report {
     uint64_t seq;
     uint64_t deadline_ns;
     uint64_t virtual_ns;   /* the virtual time reached                       */
     uint64_t instructions; /* total executed, all vCPUs, since start         */
     int64_t overshoot;     /* instructions past the deadline (0 when exact)  */
-    uint32_t flags;        /* QSYNC_WIRE_R_*                                  */
+    uint32_t flags;        /* QSYNC__WIRE_R_*                                  */
     uint32_t n_vcpus;
-    uint64_t vcpu_insns[QSYNC_WIRE_MAX_VCPUS];
+    uint64_t vcpu_insns[QSYNC__WIRE_MAX_VCPUS];
 };
 
-struct qsync_wire_error {
+struct qsync__wire_error {
     int32_t code;
-    char text[QSYNC_WIRE_MAX_TEXT]; /* NUL-terminated */
+    char text[QSYNC__WIRE_MAX_TEXT]; /* NUL-terminated */
 };
 
-struct qsync_wire_exit {
+struct qsync__wire_exit {
     uint64_t virtual_ns;
     uint64_t instructions;
 };
 
-struct qsync_wire_input {
+struct qsync__wire_input {
     uint32_t port; /* 0: the guest's first serial port (serial0)           */
-    uint32_t len;  /* 1..QSYNC_WIRE_MAX_INPUT; carried as the frame length */
-    uint8_t data[QSYNC_WIRE_MAX_INPUT];
+    uint32_t len;  /* 1..QSYNC__WIRE_MAX_INPUT; carried as the frame length */
+    uint8_t data[QSYNC__WIRE_MAX_INPUT];
 };
 
-struct qsync_wire_msg {
+struct qsync__wire_msg {
     uint16_t type;
     union {
-        struct qsync_wire_hello hello;
-        struct qsync_wire_grant grant;
-        struct qsync_wire_report report;
-        struct qsync_wire_error error;
-        struct qsync_wire_exit exit;
-        struct qsync_wire_input input;
+        struct qsync__wire_hello hello;
+        struct qsync__wire_grant grant;
+        struct qsync__wire_report report;
+        struct qsync__wire_error error;
+        struct qsync__wire_exit exit;
+        struct qsync__wire_input input;
     } u;
 };
 
 /* Decoder results. Negative values are errors. */
-enum qsync_wire_status {
-    QSYNC_WIRE_OK = 0,
-    QSYNC_WIRE_NEED_MORE = 1,   /* a frame is not complete yet               */
-    QSYNC_WIRE_EBADTYPE = -1,   /* unknown message type                      */
-    QSYNC_WIRE_EBADLEN = -2,    /* length too large, or wrong for the type   */
-    QSYNC_WIRE_EBADFIELD = -3,  /* a field holds an impossible value         */
-    QSYNC_WIRE_ESPACE = -4      /* the output buffer is too small            */
+enum qsync__wire_status {
+    QSYNC__WIRE_OK = 0,
+    QSYNC__WIRE_NEED_MORE = 1,   /* a frame is not complete yet               */
+    QSYNC__WIRE_EBADTYPE = -1,   /* unknown message type                      */
+    QSYNC__WIRE_EBADLEN = -2,    /* length too large, or wrong for the type   */
+    QSYNC__WIRE_EBADFIELD = -3,  /* a field holds an impossible value         */
+    QSYNC__WIRE_ESPACE = -4      /* the output buffer is too small            */
 };
 
 /*
- * Encodes msg into buf. Returns the frame size in bytes, or QSYNC_WIRE_ESPACE
- * or QSYNC_WIRE_EBADFIELD.
+ * Encodes msg into buf. Returns the frame size in bytes, or QSYNC__WIRE_ESPACE
+ * or QSYNC__WIRE_EBADFIELD.
  */
-long qsync__wire_encode(const struct qsync_wire_msg *msg, uint8_t *buf, size_t cap);
+long qsync__wire_encode(const struct qsync__wire_msg *msg, uint8_t *buf, size_t cap);
 
 /*
- * Decodes one frame from the start of buf. On QSYNC_WIRE_OK, *used is the
- * number of bytes consumed. QSYNC_WIRE_NEED_MORE means the frame is not
+ * Decodes one frame from the start of buf. On QSYNC__WIRE_OK, *used is the
+ * number of bytes consumed. QSYNC__WIRE_NEED_MORE means the frame is not
  * complete yet (nothing is consumed). A negative result means the stream is
  * corrupt and cannot be resynchronised.
  */
-int qsync__wire_decode(const uint8_t *buf, size_t len, struct qsync_wire_msg *msg,
+int qsync__wire_decode(const uint8_t *buf, size_t len, struct qsync__wire_msg *msg,
                        size_t *used);
+
+/*
+ * The length of the frame that starts buf, from its header alone: checks
+ * the type, the reserved field and the payload's length for that type, as
+ * qsync__wire_decode() does. Returns QSYNC__WIRE_OK and sets *frame_len
+ * (header included), QSYNC__WIRE_NEED_MORE (fewer than
+ * QSYNC__WIRE_HEADER_SIZE bytes), or a negative status.
+ */
+int qsync__wire_frame_len(const uint8_t *buf, size_t len, size_t *frame_len);
 
 /* A short name for a decoder status, for error messages. */
 const char *qsync__wire_status_text(int status);

@@ -1,6 +1,6 @@
 # The plugin's qqq and FIFO personalities end to end: real QEMU, the real
 # plugin, the project's guest, driven by controllers written from the
-# seeds' texts, by the library, and by qsync-step. Included from
+# protocols' own descriptions, by the library, and by qsync-step. Included from
 # tests/e2e/CMakeLists.txt.
 qsync_e2e_executable(test_personalities ${CMAKE_CURRENT_LIST_DIR}/test_personalities.c)
 add_test(NAME e2e.personalities COMMAND test_personalities)

@@ -41,7 +41,7 @@ same() {
     grep -q "\"mode\": \"$5\"" "$work/$2.json" || fail "$2: mode is not $5"
 }
 
-# 1. qqq through our plugin, seed 002's -icount 1,sleep=off -rtc clock=vm
+# 1. qqq through our plugin, the adevs -qqq protocol's -icount 1,sleep=off -rtc clock=vm
 #    (added by the library), against plugin mode on the same time base
 #    (where the firmware alone takes 11 ms).
 run plugin1 --quantum 10us --until 20ms --shift 1 -- "$qemu" $guest_args -rtc clock=vm

@@ -2,12 +2,12 @@
  * End to end: the plugin's two other personalities, on real QEMU with the
  * project's guest.
  *
- * - qqq (seed 002): a controller written only from seed 002's text: pipe()
+ * - qqq (the adevs -qqq protocol): a controller written only from the adevs -qqq protocol's description: pipe()
  *   twice, fork and exec QEMU, write an int, read an int, close the pipes
- *   to end. The child closes nothing: seed 002's text only has the parent
+ *   to end. The child closes nothing: the adevs -qqq protocol's description only has the parent
  *   close the ends it gives away.
- * - FIFO (seed 000): a controller written only from seed 000's README:
- *   mkfifo, start QEMU with the plugin's seed-000 options, open the pipes,
+ * - FIFO (the Time Sync Plugin): a controller written only from the Time Sync Plugin's README:
+ *   mkfifo, start QEMU with the plugin's Time Sync Plugin options, open the pipes,
  *   read exactly two bytes, write exactly one.
  * - The library in QSYNC_MODE_QQQ (qqq_use_plugin) and QSYNC_MODE_FIFO
  *   drives our plugin to the same stops as in its native mode, and the
@@ -64,7 +64,7 @@ static uint64_t now_ms(void)
 }
 
 /* ---------------------------------------------------------------------- */
-/* A QEMU started by hand, as the seeds' controllers start it              */
+/* A QEMU started by hand, as the protocols' own controllers start it              */
 
 struct qemu {
     pid_t pid;
@@ -149,7 +149,7 @@ static void make_dir(char *dir, size_t len)
 
 /* Starts QEMU with the project's guest; its stdout and stderr go to files
  * in q->dir. extra: arguments before -append, NULL-terminated. The child
- * keeps every descriptor the caller has (seed 002's controller closes
+ * keeps every descriptor the caller has (the adevs -qqq protocol's controller closes
  * nothing in the child). */
 static void qemu_start(struct qemu *q, const char *const extra[], const char *append)
 {
@@ -309,7 +309,7 @@ static uint64_t guest_view(const char *out, uint64_t max_ns, int *lines)
 }
 
 /* ---------------------------------------------------------------------- */
-/* qqq: a controller from seed 002's text                                  */
+/* qqq: a controller from the adevs -qqq protocol's description                                  */
 
 /* The k-th request, in microseconds: varied, 20..199. */
 static int request_us(int k)
@@ -325,7 +325,7 @@ struct qqq_session {
     int pipefd2[2]; /* us -> QEMU */
 };
 
-/* Steps 1 to 3 of seed 002: two pipes, fork QEMU, close the ends it got. */
+/* Steps 1 to 3 of the adevs -qqq protocol: two pipes, fork QEMU, close the ends it got. */
 static void qqq_start(struct qqq_session *s, const char *plugin_extra, const char *icount,
                       const char *append)
 {
@@ -352,14 +352,14 @@ static void qqq_close(struct qqq_session *s)
  * the guest's own clock agrees with the sum of the answers, and closing
  * the pipes ends QEMU within 1 s.
  */
-static void check_qqq_seed002(const char *engine, bool exact)
+static void check_qqq_adevs(const char *engine, bool exact)
 {
     struct qqq_session s;
     char extra[64] = "";
     memset(&s, 0, sizeof s);
     if (engine != NULL)
         snprintf(extra, sizeof extra, "engine=%s", engine);
-    /* Seed 002's recommended time base; the plugin reads the shift. */
+    /* The adevs -qqq protocol's recommended time base; the plugin reads the shift. */
     qqq_start(&s, extra, "1,sleep=off", TIME_GUEST);
 
     usleep(200000);
@@ -415,29 +415,29 @@ static void check_qqq_seed002(const char *engine, bool exact)
     qemu_cleanup(&s.q);
 }
 
-static void test_qqq_seed002_auto(void **state)
+static void test_qqq_adevs_auto(void **state)
 {
     (void)state;
-    check_qqq_seed002(NULL, true);
+    check_qqq_adevs(NULL, true);
 }
 
-static void test_qqq_seed002_insn(void **state)
+static void test_qqq_adevs_insn(void **state)
 {
     (void)state;
-    check_qqq_seed002("insn", true);
+    check_qqq_adevs("insn", true);
 }
 
-static void test_qqq_seed002_block(void **state)
+static void test_qqq_adevs_block(void **state)
 {
     (void)state;
-    check_qqq_seed002("block", false);
+    check_qqq_adevs("block", false);
 }
 
 /*
  * Every answer is exactly the request, also where a microsecond is not on
  * an instruction boundary: with shift 5 (32 ns an instruction), and on the
  * idle guest, whose idle warps to its timer's deadlines move the clock's
- * phase off even nanoseconds under seed 002's shift 1. The guest never
+ * phase off even nanoseconds under the adevs -qqq protocol's shift 1. The guest never
  * sees more than the total plus the one instruction the plugin runs past
  * an unreachable microsecond.
  *
@@ -516,7 +516,7 @@ static void test_qqq_shift5_insn(void **state)
 
 /* The block engine at shift 7 (128 ns an instruction): a block that runs
  * past a request's end crosses into the next microsecond, so some answers
- * are above their requests (seed 002's shift 1 rarely gets there). The
+ * are above their requests (the adevs -qqq protocol's shift 1 rarely gets there). The
  * firmware takes ~0.73 s of virtual time here: requests of 2.4 to 24 ms. */
 static void test_qqq_shift7_block(void **state)
 {
@@ -670,7 +670,7 @@ static void test_qqq_refusals(void **state)
 }
 
 /* ---------------------------------------------------------------------- */
-/* FIFO: a controller from seed 000's README                               */
+/* FIFO: a controller from the Time Sync Plugin's README                               */
 
 static void on_alarm(int sig)
 {
@@ -719,7 +719,7 @@ struct fifo_session {
     int w, r; /* our ends: HostToGuest for writing, GuestToHost for reading */
 };
 
-/* mkfifo both in a private directory, start QEMU with seed 000's options
+/* mkfifo both in a private directory, start QEMU with the Time Sync Plugin's options
  * (and, from the caller, its "-icount 0"). */
 static void fifo_start(struct fifo_session *s, const char *plugin_opts, const char *icount,
                        const char *append)
@@ -852,7 +852,7 @@ static void test_fifo_close_mid_quantum(void **state)
 }
 
 /*
- * done_bytes=1: one byte per quantum, as seed 000's plugin wrote, for a
+ * done_bytes=1: one byte per quantum, as the Time Sync Plugin wrote, for a
  * controller that reads one byte per stop and would otherwise count each
  * stop twice. Everything the plugin wrote for a stop is waiting when the
  * controller reads it (the plugin then waits for its byte), so one read
@@ -905,7 +905,7 @@ static void test_fifo_refusals(void **state)
     check_fifo_refused("TimeInMicroSeconds=10", "shift=1,sleep=off",
                        "needs -icount shift=0; QEMU runs with -icount shift=1");
     check_fifo_refused("TimeInMicroSeconds=10", NULL,
-                       "the FIFO personality (seed 000's protocol, 1 instruction = 1 ns) "
+                       "the FIFO personality (the SIL Kit Time Sync Plugin FIFO protocol, 1 instruction = 1 ns) "
                        "needs -icount shift=0");
 
     /* A path that is not there, or not a FIFO. */
@@ -1118,7 +1118,7 @@ static void check_library_qqq(const char *engine)
     uint64_t deltas[QQQ_REQUESTS];
     for (int k = 0; k < QQQ_REQUESTS; k++)
         deltas[k] = (uint64_t)request_us(k) * US;
-    /* qqq mode runs seed 002's -icount 1,sleep=off: the native run too. */
+    /* qqq mode runs the adevs -qqq protocol's -icount 1,sleep=off: the native run too. */
     native_run = (struct lib_run){.mode = QSYNC_MODE_PLUGIN, .shift = 1, .engine = engine,
                                   .deltas_ns = deltas, .n_deltas = QQQ_REQUESTS};
     other_run = (struct lib_run){.mode = QSYNC_MODE_QQQ, .engine = engine, .deltas_ns = deltas,
@@ -1178,12 +1178,12 @@ static void test_library_fifo_insn(void **state)
 
 int main(void)
 {
-    /* Seed 002: "causes SIGPIPE to be generated"; a controller handles it. */
+    /* The adevs -qqq protocol: "causes SIGPIPE to be generated"; a controller handles it. */
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_teardown(test_qqq_seed002_auto, teardown),
-        cmocka_unit_test_teardown(test_qqq_seed002_insn, teardown),
-        cmocka_unit_test_teardown(test_qqq_seed002_block, teardown),
+        cmocka_unit_test_teardown(test_qqq_adevs_auto, teardown),
+        cmocka_unit_test_teardown(test_qqq_adevs_insn, teardown),
+        cmocka_unit_test_teardown(test_qqq_adevs_block, teardown),
         cmocka_unit_test_teardown(test_qqq_shift5_timer, teardown),
         cmocka_unit_test_teardown(test_qqq_shift5_insn, teardown),
         cmocka_unit_test_teardown(test_qqq_shift7_block, teardown),

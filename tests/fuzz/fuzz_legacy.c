@@ -45,12 +45,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;
         case 1: { /* qqq: QEMU answers */
             int answered = take_int(&p, end);
-            enum qsync_qqq_verdict v = qsync__qqq_judge(pending, requested, answered);
-            if (v == QSYNC_QQQ_OK && !(pending && answered > 0 && answered >= requested))
+            enum qsync__qqq_verdict v = qsync__qqq_judge(pending, requested, answered);
+            if (v == QSYNC__QQQ_OK && !(pending && answered > 0 && answered >= requested))
                 __builtin_trap();
-            if (v == QSYNC_QQQ_UNASKED && pending)
+            if (v == QSYNC__QQQ_UNASKED && pending)
                 __builtin_trap();
-            if (v == QSYNC_QQQ_OK)
+            if (v == QSYNC__QQQ_OK)
                 pending = 0;
             else
                 return 0; /* the library fails the context here */
@@ -58,25 +58,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         case 2: { /* FIFO: a chunk of bytes from the plugin */
             size_t n = (size_t)((op >> 2) & 7) + 1;
-            enum qsync_fifo_event e = qsync__fifo_classify(running, signal_bytes, n);
+            enum qsync__fifo_event e = qsync__fifo_classify(running, signal_bytes, n);
             switch (e) {
-            case QSYNC_FIFO_DONE:
+            case QSYNC__FIFO_DONE:
                 if (!running || n > 2)
                     __builtin_trap();
                 running = 0;
                 signal_bytes = (int)n;
                 frozen_quanta++;
                 break;
-            case QSYNC_FIFO_SECOND:
+            case QSYNC__FIFO_SECOND:
                 if (running || signal_bytes != 1 || n != 1)
                     __builtin_trap();
                 signal_bytes = 2;
                 break;
-            case QSYNC_FIFO_TOO_MANY:
+            case QSYNC__FIFO_TOO_MANY:
                 if (!running || n <= 2)
                     __builtin_trap();
                 return 0;
-            case QSYNC_FIFO_UNEXPECTED:
+            case QSYNC__FIFO_UNEXPECTED:
                 if (running)
                     __builtin_trap();
                 return 0;

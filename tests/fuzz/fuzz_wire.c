@@ -16,15 +16,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     size_t off = 0;
     while (off < size) {
-        struct qsync_wire_msg m;
+        struct qsync__wire_msg m;
         size_t used = 0;
         int st = qsync__wire_decode(data + off, size - off, &m, &used);
-        if (st != QSYNC_WIRE_OK)
+        if (st != QSYNC__WIRE_OK)
             break;
-        if (used < QSYNC_WIRE_HEADER_SIZE || used > size - off)
+        if (used < QSYNC__WIRE_HEADER_SIZE || used > size - off)
             __builtin_trap();
         /* A frame that decodes encodes back to itself. */
-        uint8_t again[QSYNC_WIRE_MAX_FRAME];
+        uint8_t again[QSYNC__WIRE_MAX_FRAME];
         long n = qsync__wire_encode(&m, again, sizeof again);
         if (n != (long)used || memcmp(again, data + off, used) != 0)
             __builtin_trap();

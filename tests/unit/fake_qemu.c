@@ -51,7 +51,7 @@
  * 50 us, 0 on one CPU), then sleeps on the futex, and writes the eventfd
  * only when the library waits.
  *
- * With -qqq write=4,read=3 it is a QEMU with seed 002's option instead:
+ * With -qqq write=4,read=3 it is a QEMU with the adevs -qqq protocol's option instead:
  *   qqq-good, qqq-slow-start (sleeps 400 ms before it reads), qqq-split (answers in two short writes), qqq-more (answers 3 us
  *   more), qqq-less, qqq-negative, qqq-half (half an answer, then exits),
  *   qqq-eof-start, qqq-eof-mid (dies inside the second advance),
@@ -59,7 +59,7 @@
  *   "closed\n" on stdout, and stays alive answering nothing until the
  *   controller's end of the answer pipe is gone)
  * With -plugin ...,HostToGuestPipe=,GuestToHostPipe=,TimeinMicroseconds= (the
- * README's spelling, and no key of our plugin's) it is seed 000's plugin:
+ * README's spelling, and no key of our plugin's) it is the Time Sync Plugin:
  *   fifo-one (one byte per quantum), fifo-two (two), fifo-garbage (five at
  *   once), fifo-extra (bytes while frozen), fifo-eof-mid (dies after two
  *   quanta), fifo-never-open, fifo-die-before-open, fifo-close-read (opens
@@ -105,8 +105,8 @@ static void shm_setup(const char *shm_fd, const char *efd, const char *spin, con
                 base == MAP_FAILED ? strerror(errno) : why);
         exit(66);
     }
-    qsync__shm_ring(base, QSYNC_SHM_TO_PLUGIN, &to_plugin);
-    qsync__shm_ring(base, QSYNC_SHM_TO_LIBRARY, &to_library);
+    qsync__shm_ring(base, QSYNC__SHM_TO_PLUGIN, &to_plugin);
+    qsync__shm_ring(base, QSYNC__SHM_TO_LIBRARY, &to_library);
     shm_efd = atoi(efd);
     cpu_set_t set;
     uint64_t spin_ns = 50000;
@@ -169,9 +169,9 @@ static int in_read(void *buf, size_t len, size_t *got)
     return 0;
 }
 
-static void send_msg(const struct qsync_wire_msg *m)
+static void send_msg(const struct qsync__wire_msg *m)
 {
-    uint8_t buf[QSYNC_WIRE_MAX_FRAME];
+    uint8_t buf[QSYNC__WIRE_MAX_FRAME];
     long n = qsync__wire_encode(m, buf, sizeof buf);
     if (n < 0 || out_write(buf, (size_t)n)) {
         fprintf(stderr, "fake-qemu: write failed\n");
@@ -183,31 +183,31 @@ static uint32_t extra_guarantees; /* scenario "input" */
 
 static void send_hello(unsigned major, unsigned shift)
 {
-    struct qsync_wire_msg m;
+    struct qsync__wire_msg m;
     memset(&m, 0, sizeof m);
-    m.type = QSYNC_MSG_HELLO;
+    m.type = QSYNC__MSG_HELLO;
     m.u.hello.major = (uint16_t)major;
     m.u.hello.minor = 0;
     m.u.hello.plugin_version = 0x000100;
     m.u.hello.n_vcpus = 1;
-    m.u.hello.engine = QSYNC_WIRE_ENGINE_INSN;
+    m.u.hello.engine = QSYNC__WIRE_ENGINE_INSN;
     m.u.hello.icount_shift = (uint8_t)shift;
     m.u.hello.api_version = 4;
-    m.u.hello.guarantees = QSYNC_WIRE_G_EXACT | extra_guarantees;
+    m.u.hello.guarantees = QSYNC__WIRE_G_EXACT | extra_guarantees;
     snprintf(m.u.hello.target, sizeof m.u.hello.target, "fake");
     send_msg(&m);
 }
 
 /* Returns 0 and the grant, or -1 at EOF. */
-static int read_grant(struct qsync_wire_grant *g)
+static int read_grant(struct qsync__wire_grant *g)
 {
-    uint8_t buf[QSYNC_WIRE_HEADER_SIZE + 16];
+    uint8_t buf[QSYNC__WIRE_HEADER_SIZE + 16];
     size_t got = 0;
     if (in_read(buf, sizeof buf, &got))
         return -1;
-    struct qsync_wire_msg m;
+    struct qsync__wire_msg m;
     size_t used;
-    if (qsync__wire_decode(buf, sizeof buf, &m, &used) != QSYNC_WIRE_OK || m.type != QSYNC_MSG_GRANT) {
+    if (qsync__wire_decode(buf, sizeof buf, &m, &used) != QSYNC__WIRE_OK || m.type != QSYNC__MSG_GRANT) {
         fprintf(stderr, "fake-qemu: bad grant\n");
         exit(71);
     }
@@ -219,7 +219,7 @@ static int stamp_output; /* scenario "stamped" */
 static int stamp_stderr; /* scenario "stderr-each" */
 static int check_prompt; /* scenario "prompt"  */
 
-static void send_report(const struct qsync_wire_grant *g, uint64_t seq)
+static void send_report(const struct qsync__wire_grant *g, uint64_t seq)
 {
     if (stamp_output) {
         printf("q%llu\n", (unsigned long long)seq);
@@ -227,9 +227,9 @@ static void send_report(const struct qsync_wire_grant *g, uint64_t seq)
     }
     if (stamp_stderr)
         fprintf(stderr, "fake-qemu: quantum %llu\n", (unsigned long long)seq);
-    struct qsync_wire_msg m;
+    struct qsync__wire_msg m;
     memset(&m, 0, sizeof m);
-    m.type = QSYNC_MSG_REPORT;
+    m.type = QSYNC__MSG_REPORT;
     m.u.report.seq = seq;
     m.u.report.deadline_ns = g->deadline_ns;
     m.u.report.virtual_ns = g->deadline_ns;
@@ -241,14 +241,14 @@ static void send_report(const struct qsync_wire_grant *g, uint64_t seq)
 
 static int serve(int max_grants, int exit_code_after)
 {
-    struct qsync_wire_grant g;
+    struct qsync__wire_grant g;
     int n = 0;
     slices_slept = 0;
     while (read_grant(&g) == 0) {
         if (check_prompt && slices_slept > 0) {
-            struct qsync_wire_msg m;
+            struct qsync__wire_msg m;
             memset(&m, 0, sizeof m);
-            m.type = QSYNC_MSG_ERROR;
+            m.type = QSYNC__MSG_ERROR;
             m.u.error.code = 1;
             snprintf(m.u.error.text, sizeof m.u.error.text,
                      "grant %llu came only after a time-out slice of %llu ns",
@@ -260,9 +260,9 @@ static int serve(int max_grants, int exit_code_after)
             return 0;
         }
         if (max_grants >= 0 && n == max_grants) {
-            struct qsync_wire_msg m;
+            struct qsync__wire_msg m;
             memset(&m, 0, sizeof m);
-            m.type = QSYNC_MSG_EXIT;
+            m.type = QSYNC__MSG_EXIT;
             m.u.exit.virtual_ns = 4242;
             m.u.exit.instructions = 4242;
             send_msg(&m);
@@ -278,29 +278,29 @@ static int serve(int max_grants, int exit_code_after)
 /* Like serve(-1, 0), taking INPUT frames before each grant. */
 static int serve_input(void)
 {
-    static uint8_t buf[QSYNC_WIRE_MAX_FRAME];
-    static struct qsync_wire_msg m;
+    static uint8_t buf[QSYNC__WIRE_MAX_FRAME];
+    static struct qsync__wire_msg m;
     size_t bytes = 0, frames = 0, used;
     uint32_t sum = 0;
     for (;;) {
-        if (in_read(buf, QSYNC_WIRE_HEADER_SIZE, NULL))
+        if (in_read(buf, QSYNC__WIRE_HEADER_SIZE, NULL))
             return 0;
         uint32_t plen = (uint32_t)buf[4] | (uint32_t)buf[5] << 8 | (uint32_t)buf[6] << 16 |
                         (uint32_t)buf[7] << 24;
-        if (plen > QSYNC_WIRE_MAX_PAYLOAD ||
-            in_read(buf + QSYNC_WIRE_HEADER_SIZE, plen, NULL) ||
-            qsync__wire_decode(buf, QSYNC_WIRE_HEADER_SIZE + plen, &m, &used) != QSYNC_WIRE_OK) {
+        if (plen > QSYNC__WIRE_MAX_PAYLOAD ||
+            in_read(buf + QSYNC__WIRE_HEADER_SIZE, plen, NULL) ||
+            qsync__wire_decode(buf, QSYNC__WIRE_HEADER_SIZE + plen, &m, &used) != QSYNC__WIRE_OK) {
             fprintf(stderr, "fake-qemu: bad frame\n");
             exit(71);
         }
-        if (m.type == QSYNC_MSG_INPUT) {
+        if (m.type == QSYNC__MSG_INPUT) {
             frames++;
             bytes += m.u.input.len;
             for (uint32_t i = 0; i < m.u.input.len; i++)
                 sum += m.u.input.data[i];
             continue;
         }
-        struct qsync_wire_grant g = m.u.grant;
+        struct qsync__wire_grant g = m.u.grant;
         printf("in %zu %zu %u\n", bytes, frames, (unsigned)sum);
         fflush(stdout);
         bytes = frames = 0;
@@ -309,7 +309,7 @@ static int serve_input(void)
     }
 }
 
-/* ---- seed 002's -qqq protocol: native ints of microseconds ---------- */
+/* ---- the adevs -qqq protocol: native ints of microseconds ---------- */
 
 static int read_int(int *v)
 {
@@ -373,7 +373,7 @@ static int qqq_main(const char *sc)
     return 0; /* the controller closed its pipes: end, as -qqq does */
 }
 
-/* ---- seed 000's legacy FIFOs --------------------------------------- */
+/* ---- the Time Sync Plugin's legacy FIFOs --------------------------------------- */
 
 static const char *plugin_opt(int argc, char **argv, const char *key, char *out, size_t cap)
 {
@@ -409,7 +409,7 @@ static int fifo_main(const char *sc, const char *h2g, const char *g2h)
         for (;;)
             pause();
     }
-    /* As seed 000's plugin: both opens block until the controller's ends exist. */
+    /* As the Time Sync Plugin: both opens block until the controller's ends exist. */
     int in = open(h2g, O_RDONLY);
     int out = open(g2h, O_WRONLY);
     if (in < 0 || out < 0) {
@@ -467,14 +467,14 @@ int main(int argc, char **argv)
     }
     if (plugin_opt(argc, argv, "HostToGuestPipe=", h2g, sizeof h2g) &&
         plugin_opt(argc, argv, "GuestToHostPipe=", g2h, sizeof g2h)) {
-        /* Seed 000's README spells the quantum so, and its plugin is not
+        /* The Time Sync Plugin's README spells the quantum so, and its plugin is not
          * ours: the library must pass its keys alone. */
         char q[64];
         if (!plugin_opt(argc, argv, ",TimeinMicroseconds=", q, sizeof q) ||
             plugin_opt(argc, argv, "TimeInMicroSeconds=", q, sizeof q) ||
             plugin_opt(argc, argv, "parent=", q, sizeof q) ||
             plugin_opt(argc, argv, "remove_fifos=", q, sizeof q)) {
-            fprintf(stderr, "fake-qemu: the FIFO keys are not seed 000's README's alone\n");
+            fprintf(stderr, "fake-qemu: the FIFO keys are not the Time Sync Plugin's README's alone\n");
             return 67;
         }
         return fifo_main(argv[1], h2g, g2h);
@@ -503,38 +503,38 @@ int main(int argc, char **argv)
         shm_setup(shm_fd, efd, plugin_opt(argc, argv, ",spin_ns=", spin, sizeof spin),
                   plugin_opt(argc, argv, ",slice_ns=", slice, sizeof slice));
     const char *sc = argv[1];
-    struct qsync_wire_grant g;
+    struct qsync__wire_grant g;
 
     if (strcmp(sc, "good") == 0) {
-        send_hello(QSYNC_WIRE_MAJOR, shift);
+        send_hello(QSYNC__WIRE_MAJOR, shift);
         return serve(-1, 0);
     }
     if (strcmp(sc, "stdout") == 0) {
         printf("hello from the guest\n");
         fflush(stdout);
-        send_hello(QSYNC_WIRE_MAJOR, shift);
+        send_hello(QSYNC__WIRE_MAJOR, shift);
         return serve(-1, 0);
     }
     if (strcmp(sc, "input") == 0) {
-        extra_guarantees = QSYNC_WIRE_G_INPUT;
-        send_hello(QSYNC_WIRE_MAJOR, shift);
+        extra_guarantees = QSYNC__WIRE_G_INPUT;
+        send_hello(QSYNC__WIRE_MAJOR, shift);
         return serve_input();
     }
     if (strcmp(sc, "prompt") == 0) {
         check_prompt = 1;
-        send_hello(QSYNC_WIRE_MAJOR, shift);
+        send_hello(QSYNC__WIRE_MAJOR, shift);
         return serve(-1, 0);
     }
     if (strcmp(sc, "stamped") == 0) {
         stamp_output = 1;
-        send_hello(QSYNC_WIRE_MAJOR, shift);
+        send_hello(QSYNC__WIRE_MAJOR, shift);
         return serve(-1, 0);
     }
     if (strcmp(sc, "chatty") == 0 || strcmp(sc, "chatty-exit") == 0) {
         for (int i = 0; i < 1024; i++)
             fprintf(stderr, "%099d\n", i);
         fprintf(stderr, "fake-qemu: last words\n");
-        send_hello(QSYNC_WIRE_MAJOR, shift);
+        send_hello(QSYNC__WIRE_MAJOR, shift);
         return strcmp(sc, "chatty") == 0 ? serve(-1, 0) : serve(20, 0);
     }
     if (strcmp(sc, "fds") == 0) {
@@ -552,26 +552,26 @@ int main(int argc, char **argv)
         }
         if (dir)
             closedir(dir);
-        send_hello(QSYNC_WIRE_MAJOR, shift);
+        send_hello(QSYNC__WIRE_MAJOR, shift);
         return serve(-1, 0);
     }
     if (strcmp(sc, "stderr-each") == 0) {
         stamp_stderr = 1;
-        send_hello(QSYNC_WIRE_MAJOR, shift);
+        send_hello(QSYNC__WIRE_MAJOR, shift);
         return serve(-1, 0);
     }
     if (strcmp(sc, "lines") == 0) {
         /* Before report k: "x<k>-", a newline after even k, 5000 'L' and
          * a newline at k = 5; at grant 7, a last line with no newline,
          * then EXIT and status 9. */
-        send_hello(QSYNC_WIRE_MAJOR, shift);
+        send_hello(QSYNC__WIRE_MAJOR, shift);
         for (int n = 1; read_grant(&g) == 0; n++) {
             if (n == 7) {
                 printf("end-without-newline");
                 fflush(stdout);
-                struct qsync_wire_msg m;
+                struct qsync__wire_msg m;
                 memset(&m, 0, sizeof m);
-                m.type = QSYNC_MSG_EXIT;
+                m.type = QSYNC__MSG_EXIT;
                 m.u.exit.virtual_ns = 4242;
                 send_msg(&m);
                 return 9;
@@ -588,7 +588,7 @@ int main(int argc, char **argv)
         return 0;
     }
     if (strcmp(sc, "poweroff") == 0) {
-        send_hello(QSYNC_WIRE_MAJOR, shift);
+        send_hello(QSYNC__WIRE_MAJOR, shift);
         int rc = serve(2, 7);
         fprintf(stderr, "fake-qemu: the guest powered off\n");
         return rc;
@@ -605,7 +605,7 @@ int main(int argc, char **argv)
         send_hello(99, shift);
         return serve(-1, 0);
     }
-    send_hello(QSYNC_WIRE_MAJOR, shift);
+    send_hello(QSYNC__WIRE_MAJOR, shift);
     if (read_grant(&g))
         return 0;
     if (strcmp(sc, "die-mid") == 0) {
@@ -621,28 +621,28 @@ int main(int argc, char **argv)
          * or flagged but far more than shift 0's rounding (as an engine
          * that read a deadline past 2^63 as negative did: it stopped at
          * once, where it was). */
-        struct qsync_wire_msg m;
+        struct qsync__wire_msg m;
         memset(&m, 0, sizeof m);
-        m.type = QSYNC_MSG_REPORT;
+        m.type = QSYNC__MSG_REPORT;
         m.u.report.seq = g.seq;
         m.u.report.deadline_ns = g.deadline_ns;
         int far = strcmp(sc, "short-far") == 0;
         m.u.report.virtual_ns = far ? 0 : g.deadline_ns - 1;
-        m.u.report.flags = far ? QSYNC_WIRE_R_DEVIATION : 0;
+        m.u.report.flags = far ? QSYNC__WIRE_R_DEVIATION : 0;
         m.u.report.n_vcpus = 1;
         send_msg(&m);
     } else if (strcmp(sc, "plugin-err") == 0) {
-        struct qsync_wire_msg m;
+        struct qsync__wire_msg m;
         memset(&m, 0, sizeof m);
-        m.type = QSYNC_MSG_ERROR;
+        m.type = QSYNC__MSG_ERROR;
         m.u.error.code = 1;
         snprintf(m.u.error.text, sizeof m.u.error.text, "grant went backwards");
         send_msg(&m);
     } else if (strcmp(sc, "truncated") == 0) {
-        uint8_t buf[QSYNC_WIRE_MAX_FRAME];
-        struct qsync_wire_msg m;
+        uint8_t buf[QSYNC__WIRE_MAX_FRAME];
+        struct qsync__wire_msg m;
         memset(&m, 0, sizeof m);
-        m.type = QSYNC_MSG_REPORT;
+        m.type = QSYNC__MSG_REPORT;
         m.u.report.seq = g.seq;
         m.u.report.deadline_ns = g.deadline_ns;
         m.u.report.n_vcpus = 1;

@@ -510,6 +510,12 @@ static void test_bad_calls(void **state)
     const char *missing[] = {"/nonexistent/qemu-system-nothing", NULL};
     assert_int_equal(qsync_start(ctx, missing), -ENOENT);
     assert_non_null(strstr(qsync_last_error(ctx), "/nonexistent/qemu-system-nothing"));
+    /* libuv releases the failed spawn's handles on the loop: until then a
+     * retry gets its own code, not one that means an advance is pending. */
+    assert_int_equal(qsync_start(ctx, missing), QSYNC_ECLEANUP);
+    assert_non_null(strstr(qsync_last_error(ctx), "cleaned up"));
+    assert_false(qsync_is_fatal(QSYNC_ECLEANUP));
+    assert_int_equal(qsync_failed(ctx), 0);
     /* Blocking helpers refuse a caller's loop. */
     assert_int_equal(qsync_advance_wait_ns(ctx, 10, NULL), QSYNC_ESTATE);
     assert_int_equal(qsync_close_wait(ctx), QSYNC_ESTATE);
@@ -1034,12 +1040,47 @@ static void test_stderr_tail_is_bounded(void **state)
     assert_string_equal(r.tail + 1000 - strlen(end), end);
 }
 
+/* Whether a context is broken is its own state (qsync_failed()), not a
+ * guess from a code: a refusal leaves it working; after a failure every
+ * call that needs QEMU returns the failure, and says so in
+ * qsync_last_error() even when another error was set in between. */
+static void test_failed_is_the_contexts_state(void **state)
+{
+    (void)state;
+    struct rec r = {0};
+    qsync_options o = options();
+    qsync_ctx *ctx = new_ctx(NULL, &o, &r);
+    start(ctx, "good");
+    assert_int_equal(qsync_advance_ns(ctx, 1000), 0);
+    assert_int_equal(qsync_advance_ns(ctx, 1000), QSYNC_EBUSY);
+    assert_int_equal(qsync_failed(ctx), 0);
+    assert_int_equal(qsync_wait_reached(ctx, NULL), 0);
+    assert_int_equal(qsync_close_wait(ctx), 0);
+
+    struct rec g = {0};
+    ctx = new_ctx(NULL, &o, &g);
+    start(ctx, "garbage");
+    assert_int_equal(qsync_failed(ctx), 0);
+    assert_int_equal(qsync_advance_wait_ns(ctx, 1000, NULL), QSYNC_EPROTO);
+    assert_int_equal(qsync_failed(ctx), QSYNC_EPROTO);
+    assert_non_null(strstr(qsync_last_error(ctx), "protocol error"));
+    /* Another error in between, then a call the failure refuses. */
+    assert_int_equal(qsync_run_until_ns(ctx, 5000, 0, NULL), QSYNC_EARG);
+    assert_int_equal(qsync_advance_ns(ctx, 1000), QSYNC_EPROTO);
+    const char *msg = qsync_last_error(ctx);
+    if (!strstr(msg, "QSYNC_EPROTO") || !strstr(msg, "qsync_advance"))
+        fail_msg("the refusal does not say the context has failed: '%s'", msg);
+    assert_int_equal(qsync_failed(ctx), QSYNC_EPROTO);
+    assert_int_equal(qsync_close_wait(ctx), 0);
+}
+
 static void test_errors_have_text(void **state)
 {
     (void)state;
     static const int codes[] = {QSYNC_EARG,     QSYNC_ESTATE,    QSYNC_EBUSY,   QSYNC_EPROTO,
                                 QSYNC_EVERSION, QSYNC_EEXITED,   QSYNC_ETIMEDOUT, QSYNC_EPLUGIN,
-                                QSYNC_ECANCELED, QSYNC_ERECURSE, QSYNC_ENOPLUGIN, QSYNC_ERANGE};
+                                QSYNC_ECANCELED, QSYNC_ERECURSE, QSYNC_ENOPLUGIN, QSYNC_ERANGE,
+                                QSYNC_ENOTSUP,  QSYNC_EFULL,     QSYNC_ECLEANUP};
     for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
         assert_string_not_equal(qsync_strerror(codes[i]), "unknown error");
         assert_memory_equal(qsync_err_name(codes[i]), "QSYNC_E", 7);
@@ -1050,6 +1091,10 @@ static void test_errors_have_text(void **state)
     assert_string_equal(qsync_strerror(-99999), "unknown error");
     assert_false(qsync_is_fatal(QSYNC_EBUSY));
     assert_true(qsync_is_fatal(QSYNC_EEXITED));
+    /* A code alone cannot say for these: -ENOMEM from qsync_send_input()
+     * or qsync_group_add() leaves the context intact (qsync_failed()). */
+    assert_false(qsync_is_fatal(-ENOMEM));
+    assert_false(qsync_is_fatal(QSYNC_EFULL));
     assert_int_equal(qsync_version(), QSYNC_VERSION_HEX);
 }
 
@@ -1087,6 +1132,7 @@ int main(void)
         cmocka_unit_test(test_send_input),
         cmocka_unit_test(test_send_input_not_offered),
         cmocka_unit_test(test_stderr_tail_is_bounded),
+        cmocka_unit_test(test_failed_is_the_contexts_state),
         cmocka_unit_test(test_errors_have_text),
     };
     return cmocka_run_group_tests_name("context", tests, NULL, NULL);

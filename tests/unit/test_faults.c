@@ -183,7 +183,7 @@ static void test_out_of_fds(void **state)
         fail_msg("message: %s", qsync_last_error(ctx));
     /* The failed attempt's handles are released on the loop. */
     rc = qsync_start(ctx, good_argv);
-    if (rc == QSYNC_EBUSY) {
+    if (rc == QSYNC_ECLEANUP) {
         uv_run(&loop, UV_RUN_NOWAIT);
         rc = qsync_start(ctx, good_argv);
     }

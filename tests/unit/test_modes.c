@@ -1,6 +1,6 @@
 /*
- * The seeds' protocols against fake peers (fake_qemu.c): qqq mode (seed
- * 002's native ints over pipes) and legacy FIFO mode (seed 000's named
+ * The two older protocols against fake peers (fake_qemu.c): qqq mode (seed
+ * 002's native ints over pipes) and legacy FIFO mode (the Time Sync Plugin's named
  * FIFOs). Faults: short reads and writes, end of file at each point of the
  * exchange, garbage, a peer that never opens its FIFO. Each fault must give
  * a clear error callback; nothing may hang, and no directory may be left.

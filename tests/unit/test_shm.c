@@ -44,7 +44,7 @@ static void test_layout_checks(void **state)
     char why[256];
     size_t size = qsync__shm_region_size();
     void *base = new_region();
-    struct qsync_shm_header *h = base;
+    struct qsync__shm_header *h = base;
     assert_int_equal(qsync__shm_check(base, size, why, sizeof why), 0);
 
     assert_int_equal(qsync__shm_check(base, size - 1, why, sizeof why), -1);
@@ -59,12 +59,12 @@ static void test_layout_checks(void **state)
     h->version = 7;
     assert_int_equal(qsync__shm_check(base, size, why, sizeof why), -1);
     assert_non_null(strstr(why, "version 7"));
-    h->version = QSYNC_SHM_VERSION;
+    h->version = QSYNC__SHM_VERSION;
 
     h->ring_bytes = 5000;
     assert_int_equal(qsync__shm_check(base, size, why, sizeof why), -1);
     assert_non_null(strstr(why, "power of two"));
-    h->ring_bytes = QSYNC_SHM_RING_BYTES;
+    h->ring_bytes = QSYNC__SHM_RING_BYTES;
 
     uint32_t off = h->data_off[1];
     h->data_off[1] = (uint32_t)size - 100;
@@ -77,8 +77,8 @@ static void test_layout_checks(void **state)
 
     assert_int_equal(qsync__shm_check(base, size, why, sizeof why), 0);
     /* Who waits at the start: the library, in its loop. */
-    assert_int_equal(atomic_load(&h->ctl[QSYNC_SHM_TO_LIBRARY].waiting), 1);
-    assert_int_equal(atomic_load(&h->ctl[QSYNC_SHM_TO_PLUGIN].waiting), 0);
+    assert_int_equal(atomic_load(&h->ctl[QSYNC__SHM_TO_LIBRARY].waiting), 1);
+    assert_int_equal(atomic_load(&h->ctl[QSYNC__SHM_TO_PLUGIN].waiting), 0);
     free_region(base);
 }
 
@@ -88,7 +88,7 @@ static void test_wrap_and_full(void **state)
     (void)state;
     void *base = new_region();
     struct qsync__shm_ring r;
-    qsync__shm_ring(base, QSYNC_SHM_TO_PLUGIN, &r);
+    qsync__shm_ring(base, QSYNC__SHM_TO_PLUGIN, &r);
     uint8_t in[1000], out[4000];
     uint8_t next_in = 0, next_out = 0;
 
@@ -108,7 +108,7 @@ static void test_wrap_and_full(void **state)
     int fitted = 0;
     while (qsync__shm_write(&r, in, sizeof in) == 0)
         fitted++;
-    assert_int_equal(fitted, QSYNC_SHM_RING_BYTES / sizeof in);
+    assert_int_equal(fitted, QSYNC__SHM_RING_BYTES / sizeof in);
     assert_int_equal(qsync__shm_write(&r, in, sizeof in), -EAGAIN);
     assert_true(qsync__shm_room(&r) < sizeof in);
     /* Exactly the rest fits. */
@@ -119,9 +119,9 @@ static void test_wrap_and_full(void **state)
     /* A short read frees just that much. */
     assert_int_equal(qsync__shm_read(&r, out, 10), 10);
     assert_int_equal(qsync__shm_room(&r), 10);
-    assert_int_equal(qsync__shm_avail(&r), QSYNC_SHM_RING_BYTES - 10);
+    assert_int_equal(qsync__shm_avail(&r), QSYNC__SHM_RING_BYTES - 10);
 
-    static uint8_t big[QSYNC_SHM_RING_BYTES + 1];
+    static uint8_t big[QSYNC__SHM_RING_BYTES + 1];
     assert_int_equal(qsync__shm_write(&r, big, sizeof big), -EMSGSIZE);
     free_region(base);
 }
@@ -131,15 +131,15 @@ static void test_counter_wrap(void **state)
 {
     (void)state;
     void *base = new_region();
-    struct qsync_shm_header *h = base;
+    struct qsync__shm_header *h = base;
     struct qsync__shm_ring r;
-    qsync__shm_ring(base, QSYNC_SHM_TO_LIBRARY, &r);
+    qsync__shm_ring(base, QSYNC__SHM_TO_LIBRARY, &r);
     atomic_store(&h->ctl[1].head, 0xffffff00u);
     atomic_store(&h->ctl[1].tail, 0xffffff00u);
     uint8_t in[600], out[600];
     for (size_t i = 0; i < sizeof in; i++)
         in[i] = (uint8_t)(i * 7);
-    assert_int_equal(qsync__shm_room(&r), QSYNC_SHM_RING_BYTES);
+    assert_int_equal(qsync__shm_room(&r), QSYNC__SHM_RING_BYTES);
     assert_int_equal(qsync__shm_write(&r, in, sizeof in), 1); /* the library waits */
     assert_true(atomic_load(&h->ctl[1].head) < 0x1000u);    /* wrapped */
     assert_int_equal(qsync__shm_avail(&r), sizeof in);
@@ -154,13 +154,13 @@ static void test_corrupt_counters(void **state)
 {
     (void)state;
     void *base = new_region();
-    struct qsync_shm_header *h = base;
+    struct qsync__shm_header *h = base;
     struct qsync__shm_ring r;
-    qsync__shm_ring(base, QSYNC_SHM_TO_PLUGIN, &r);
+    qsync__shm_ring(base, QSYNC__SHM_TO_PLUGIN, &r);
     atomic_store(&h->ctl[0].head, 12345678u);
-    static uint8_t out[2 * QSYNC_SHM_RING_BYTES];
-    assert_int_equal(qsync__shm_avail(&r), QSYNC_SHM_RING_BYTES);
-    assert_int_equal(qsync__shm_read(&r, out, sizeof out), QSYNC_SHM_RING_BYTES);
+    static uint8_t out[2 * QSYNC__SHM_RING_BYTES];
+    assert_int_equal(qsync__shm_avail(&r), QSYNC__SHM_RING_BYTES);
+    assert_int_equal(qsync__shm_read(&r, out, sizeof out), QSYNC__SHM_RING_BYTES);
     atomic_store(&h->ctl[0].tail, 999u); /* "behind" the head by far more than a ring */
     assert_int_equal(qsync__shm_room(&r), 0);
     assert_int_equal(qsync__shm_write(&r, out, 1), -EAGAIN);
@@ -256,8 +256,8 @@ static void ping_pong_threads(long rounds, uint64_t spin_ns)
 {
     void *base = new_region();
     struct pair *p = calloc(1, sizeof *p);
-    qsync__shm_ring(base, QSYNC_SHM_TO_PLUGIN, &p->to_b);
-    qsync__shm_ring(base, QSYNC_SHM_TO_LIBRARY, &p->to_a);
+    qsync__shm_ring(base, QSYNC__SHM_TO_PLUGIN, &p->to_b);
+    qsync__shm_ring(base, QSYNC__SHM_TO_LIBRARY, &p->to_a);
     qsync__shm_disarm(&p->to_a); /* in this test A sleeps on the futex too */
     p->rounds = rounds;
     p->spin_ns = spin_ns;
@@ -309,7 +309,7 @@ static void test_stream_full_ring(void **state)
     (void)state;
     void *base = new_region();
     struct pair *p = calloc(1, sizeof *p);
-    qsync__shm_ring(base, QSYNC_SHM_TO_PLUGIN, &p->to_b);
+    qsync__shm_ring(base, QSYNC__SHM_TO_PLUGIN, &p->to_b);
     p->rounds = 200000;
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, stream_consumer, p), 0);
@@ -352,7 +352,7 @@ static void test_stop_on_wake(void **state)
     (void)state;
     void *base = new_region();
     struct hangup h = {.flag = 0};
-    qsync__shm_ring(base, QSYNC_SHM_TO_PLUGIN, &h.r);
+    qsync__shm_ring(base, QSYNC__SHM_TO_PLUGIN, &h.r);
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, hang_up_later, &h), 0);
     uint64_t t0 = qsync__shm_now_ns();
@@ -434,14 +434,14 @@ static void test_two_processes(void **state)
         if (mine == MAP_FAILED || qsync__shm_check(mine, size, why, sizeof why))
             _exit(2);
         struct pair p = {.rounds = rounds};
-        qsync__shm_ring(mine, QSYNC_SHM_TO_PLUGIN, &p.to_b);
-        qsync__shm_ring(mine, QSYNC_SHM_TO_LIBRARY, &p.to_a);
+        qsync__shm_ring(mine, QSYNC__SHM_TO_PLUGIN, &p.to_b);
+        qsync__shm_ring(mine, QSYNC__SHM_TO_LIBRARY, &p.to_a);
         peer_b(&p);
         _exit(p.failed ? 3 : p.timeouts ? 4 : 0);
     }
     struct pair p = {.rounds = rounds};
-    qsync__shm_ring(base, QSYNC_SHM_TO_PLUGIN, &p.to_b);
-    qsync__shm_ring(base, QSYNC_SHM_TO_LIBRARY, &p.to_a);
+    qsync__shm_ring(base, QSYNC__SHM_TO_PLUGIN, &p.to_b);
+    qsync__shm_ring(base, QSYNC__SHM_TO_LIBRARY, &p.to_a);
     qsync__shm_disarm(&p.to_a);
     uint8_t buf[400];
     for (long i = 0; i < rounds && !p.failed; i++) {

@@ -51,31 +51,31 @@ static size_t header(uint8_t *buf, uint16_t type, uint16_t reserved, uint32_t pl
     le16(buf, type);
     le16(buf + 2, reserved);
     le32(buf + 4, plen);
-    return QSYNC_WIRE_HEADER_SIZE;
+    return QSYNC__WIRE_HEADER_SIZE;
 }
 
 /* A valid HELLO payload, built by hand; callers spoil one field. */
 static size_t raw_hello(uint8_t *buf)
 {
-    uint8_t *p = buf + header(buf, QSYNC_MSG_HELLO, 0, HELLO_LEN);
+    uint8_t *p = buf + header(buf, QSYNC__MSG_HELLO, 0, HELLO_LEN);
     memset(p, 0, HELLO_LEN);
-    le16(p, QSYNC_WIRE_MAJOR);
-    le16(p + 2, QSYNC_WIRE_MINOR);
+    le16(p, QSYNC__WIRE_MAJOR);
+    le16(p + 2, QSYNC__WIRE_MINOR);
     le32(p + 4, 0x000102u);
     le32(p + 8, 1);
-    p[12] = QSYNC_WIRE_ENGINE_INSN;
+    p[12] = QSYNC__WIRE_ENGINE_INSN;
     p[13] = 0;
     le16(p + 14, 4);
-    le32(p + 16, QSYNC_WIRE_G_EXACT);
+    le32(p + 16, QSYNC__WIRE_G_EXACT);
     memcpy(p + 20, "x86_64", 6);
-    return QSYNC_WIRE_HEADER_SIZE + HELLO_LEN;
+    return QSYNC__WIRE_HEADER_SIZE + HELLO_LEN;
 }
 
 /* A valid REPORT for n vCPUs, built by hand. */
 static size_t raw_report(uint8_t *buf, uint32_t n)
 {
     uint32_t plen = REPORT_FIXED_LEN + 8u * n;
-    uint8_t *p = buf + header(buf, QSYNC_MSG_REPORT, 0, plen);
+    uint8_t *p = buf + header(buf, QSYNC__MSG_REPORT, 0, plen);
     le64(p, 7);
     le64(p + 8, 7000);
     le64(p + 16, 7000);
@@ -85,79 +85,79 @@ static size_t raw_report(uint8_t *buf, uint32_t n)
     le32(p + 44, n);
     for (uint32_t i = 0; i < n; i++)
         le64(p + REPORT_FIXED_LEN + 8u * i, 7000 / (n ? n : 1));
-    return QSYNC_WIRE_HEADER_SIZE + plen;
+    return QSYNC__WIRE_HEADER_SIZE + plen;
 }
 
-static int decode(const uint8_t *buf, size_t len, struct qsync_wire_msg *m, size_t *used)
+static int decode(const uint8_t *buf, size_t len, struct qsync__wire_msg *m, size_t *used)
 {
     *used = 0xdead;
     return qsync__wire_decode(buf, len, m, used);
 }
 
 /* Encodes, checks the size, decodes, checks that the frame was consumed. */
-static void round_trip(const struct qsync_wire_msg *in, struct qsync_wire_msg *out,
+static void round_trip(const struct qsync__wire_msg *in, struct qsync__wire_msg *out,
                        size_t expect_size)
 {
-    uint8_t buf[QSYNC_WIRE_MAX_FRAME];
+    uint8_t buf[QSYNC__WIRE_MAX_FRAME];
     long n = qsync__wire_encode(in, buf, sizeof buf);
     assert_int_equal(n, (long)expect_size);
     size_t used;
-    assert_int_equal(decode(buf, (size_t)n, out, &used), QSYNC_WIRE_OK);
+    assert_int_equal(decode(buf, (size_t)n, out, &used), QSYNC__WIRE_OK);
     assert_int_equal(used, (size_t)n);
     assert_int_equal(out->type, in->type);
 }
 
-static void sample_hello(struct qsync_wire_msg *m)
+static void sample_hello(struct qsync__wire_msg *m)
 {
     memset(m, 0, sizeof *m);
-    m->type = QSYNC_MSG_HELLO;
-    m->u.hello.major = QSYNC_WIRE_MAJOR;
-    m->u.hello.minor = QSYNC_WIRE_MINOR;
+    m->type = QSYNC__MSG_HELLO;
+    m->u.hello.major = QSYNC__WIRE_MAJOR;
+    m->u.hello.minor = QSYNC__WIRE_MINOR;
     m->u.hello.plugin_version = 0x010203u;
     m->u.hello.n_vcpus = 4;
-    m->u.hello.engine = QSYNC_WIRE_ENGINE_TIMER;
+    m->u.hello.engine = QSYNC__WIRE_ENGINE_TIMER;
     m->u.hello.icount_shift = 10;
     m->u.hello.api_version = 4;
-    m->u.hello.guarantees = QSYNC_WIRE_G_EXACT | QSYNC_WIRE_G_NEVER_AHEAD_IDLE |
-                            QSYNC_WIRE_G_VCLOCK;
+    m->u.hello.guarantees = QSYNC__WIRE_G_EXACT | QSYNC__WIRE_G_NEVER_AHEAD_IDLE |
+                            QSYNC__WIRE_G_VCLOCK;
     strcpy(m->u.hello.target, "aarch64");
 }
 
-static void sample_report(struct qsync_wire_msg *m, uint32_t n)
+static void sample_report(struct qsync__wire_msg *m, uint32_t n)
 {
     memset(m, 0, sizeof *m);
-    m->type = QSYNC_MSG_REPORT;
+    m->type = QSYNC__MSG_REPORT;
     m->u.report.seq = 0x0102030405060708ull;
     m->u.report.deadline_ns = UINT64_MAX;
     m->u.report.virtual_ns = UINT64_MAX - 3;
     m->u.report.instructions = 0x8000000000000001ull;
     m->u.report.overshoot = -5;
-    m->u.report.flags = QSYNC_WIRE_R_IDLE | QSYNC_WIRE_R_DEVIATION;
+    m->u.report.flags = QSYNC__WIRE_R_IDLE | QSYNC__WIRE_R_DEVIATION;
     m->u.report.n_vcpus = n;
     for (uint32_t i = 0; i < n; i++)
         m->u.report.vcpu_insns[i] = 1000u * i + 1;
 }
 
-static void sample_error(struct qsync_wire_msg *m, const char *text)
+static void sample_error(struct qsync__wire_msg *m, const char *text)
 {
     memset(m, 0, sizeof *m);
-    m->type = QSYNC_MSG_ERROR;
+    m->type = QSYNC__MSG_ERROR;
     m->u.error.code = -71;
     strcpy(m->u.error.text, text);
 }
 
-static void sample_exit(struct qsync_wire_msg *m)
+static void sample_exit(struct qsync__wire_msg *m)
 {
     memset(m, 0, sizeof *m);
-    m->type = QSYNC_MSG_EXIT;
+    m->type = QSYNC__MSG_EXIT;
     m->u.exit.virtual_ns = 123456789012345ull;
     m->u.exit.instructions = 987654321ull;
 }
 
-static void sample_grant(struct qsync_wire_msg *m)
+static void sample_grant(struct qsync__wire_msg *m)
 {
     memset(m, 0, sizeof *m);
-    m->type = QSYNC_MSG_GRANT;
+    m->type = QSYNC__MSG_GRANT;
     m->u.grant.seq = 42;
     m->u.grant.deadline_ns = 0xfedcba9876543210ull;
 }
@@ -168,9 +168,9 @@ static void sample_grant(struct qsync_wire_msg *m)
 static void test_round_trip_hello(void **state)
 {
     (void)state;
-    struct qsync_wire_msg in, out;
+    struct qsync__wire_msg in, out;
     sample_hello(&in);
-    round_trip(&in, &out, QSYNC_WIRE_HEADER_SIZE + HELLO_LEN);
+    round_trip(&in, &out, QSYNC__WIRE_HEADER_SIZE + HELLO_LEN);
     assert_int_equal(out.u.hello.major, in.u.hello.major);
     assert_int_equal(out.u.hello.minor, in.u.hello.minor);
     assert_int_equal(out.u.hello.plugin_version, in.u.hello.plugin_version);
@@ -185,12 +185,12 @@ static void test_round_trip_hello(void **state)
 static void test_round_trip_hello_long_target(void **state)
 {
     (void)state;
-    struct qsync_wire_msg in, out;
+    struct qsync__wire_msg in, out;
     sample_hello(&in);
     /* A full 64-byte field with no NUL: the encoder keeps 63 bytes and
      * terminates, so what it sends always decodes. */
     memset(in.u.hello.target, 'a', sizeof in.u.hello.target);
-    round_trip(&in, &out, QSYNC_WIRE_HEADER_SIZE + HELLO_LEN);
+    round_trip(&in, &out, QSYNC__WIRE_HEADER_SIZE + HELLO_LEN);
     assert_int_equal(strlen(out.u.hello.target), 63);
     assert_int_equal(out.u.hello.target[0], 'a');
 }
@@ -198,15 +198,15 @@ static void test_round_trip_hello_long_target(void **state)
 static void test_round_trip_grant(void **state)
 {
     (void)state;
-    struct qsync_wire_msg in, out;
+    struct qsync__wire_msg in, out;
     sample_grant(&in);
-    round_trip(&in, &out, QSYNC_WIRE_HEADER_SIZE + GRANT_LEN);
+    round_trip(&in, &out, QSYNC__WIRE_HEADER_SIZE + GRANT_LEN);
     assert_true(out.u.grant.seq == in.u.grant.seq);
     assert_true(out.u.grant.deadline_ns == in.u.grant.deadline_ns);
 }
 
-static void check_report_equal(const struct qsync_wire_report *a,
-                               const struct qsync_wire_report *b)
+static void check_report_equal(const struct qsync__wire_report *a,
+                               const struct qsync__wire_report *b)
 {
     assert_true(a->seq == b->seq);
     assert_true(a->deadline_ns == b->deadline_ns);
@@ -222,11 +222,11 @@ static void check_report_equal(const struct qsync_wire_report *a,
 static void test_round_trip_report(void **state)
 {
     (void)state;
-    static const uint32_t counts[] = {0, 1, 2, 4, QSYNC_WIRE_MAX_VCPUS};
+    static const uint32_t counts[] = {0, 1, 2, 4, QSYNC__WIRE_MAX_VCPUS};
     for (size_t k = 0; k < sizeof counts / sizeof counts[0]; k++) {
-        struct qsync_wire_msg in, out;
+        struct qsync__wire_msg in, out;
         sample_report(&in, counts[k]);
-        round_trip(&in, &out, QSYNC_WIRE_HEADER_SIZE + REPORT_FIXED_LEN + 8u * counts[k]);
+        round_trip(&in, &out, QSYNC__WIRE_HEADER_SIZE + REPORT_FIXED_LEN + 8u * counts[k]);
         check_report_equal(&out.u.report, &in.u.report);
     }
 }
@@ -234,30 +234,30 @@ static void test_round_trip_report(void **state)
 static void test_round_trip_error(void **state)
 {
     (void)state;
-    struct qsync_wire_msg in, out;
+    struct qsync__wire_msg in, out;
 
     sample_error(&in, "GRANT seq 3 out of order (expected 2)");
-    round_trip(&in, &out, QSYNC_WIRE_HEADER_SIZE + ERROR_FIXED_LEN + strlen(in.u.error.text));
+    round_trip(&in, &out, QSYNC__WIRE_HEADER_SIZE + ERROR_FIXED_LEN + strlen(in.u.error.text));
     assert_int_equal(out.u.error.code, -71);
     assert_string_equal(out.u.error.text, in.u.error.text);
 
     /* Empty text. */
     sample_error(&in, "");
-    round_trip(&in, &out, QSYNC_WIRE_HEADER_SIZE + ERROR_FIXED_LEN);
+    round_trip(&in, &out, QSYNC__WIRE_HEADER_SIZE + ERROR_FIXED_LEN);
     assert_string_equal(out.u.error.text, "");
 
     /* The longest text: 1023 bytes. A longer one is cut to 1023. */
-    memset(in.u.error.text, 'e', QSYNC_WIRE_MAX_TEXT);
-    round_trip(&in, &out, QSYNC_WIRE_HEADER_SIZE + ERROR_FIXED_LEN + QSYNC_WIRE_MAX_TEXT - 1);
-    assert_int_equal(strlen(out.u.error.text), QSYNC_WIRE_MAX_TEXT - 1);
+    memset(in.u.error.text, 'e', QSYNC__WIRE_MAX_TEXT);
+    round_trip(&in, &out, QSYNC__WIRE_HEADER_SIZE + ERROR_FIXED_LEN + QSYNC__WIRE_MAX_TEXT - 1);
+    assert_int_equal(strlen(out.u.error.text), QSYNC__WIRE_MAX_TEXT - 1);
 }
 
 static void test_round_trip_exit(void **state)
 {
     (void)state;
-    struct qsync_wire_msg in, out;
+    struct qsync__wire_msg in, out;
     sample_exit(&in);
-    round_trip(&in, &out, QSYNC_WIRE_HEADER_SIZE + EXIT_LEN);
+    round_trip(&in, &out, QSYNC__WIRE_HEADER_SIZE + EXIT_LEN);
     assert_true(out.u.exit.virtual_ns == in.u.exit.virtual_ns);
     assert_true(out.u.exit.instructions == in.u.exit.instructions);
 }
@@ -265,22 +265,22 @@ static void test_round_trip_exit(void **state)
 static void test_round_trip_input(void **state)
 {
     (void)state;
-    struct qsync_wire_msg in, out;
+    struct qsync__wire_msg in, out;
     memset(&in, 0, sizeof in);
-    in.type = QSYNC_MSG_INPUT;
+    in.type = QSYNC__MSG_INPUT;
     /* One byte, and the most one frame carries. */
     in.u.input.len = 1;
     in.u.input.data[0] = 'x';
-    round_trip(&in, &out, QSYNC_WIRE_HEADER_SIZE + 4 + 1);
+    round_trip(&in, &out, QSYNC__WIRE_HEADER_SIZE + 4 + 1);
     assert_int_equal(out.u.input.port, 0);
     assert_int_equal(out.u.input.len, 1);
     assert_int_equal(out.u.input.data[0], 'x');
-    for (uint32_t i = 0; i < QSYNC_WIRE_MAX_INPUT; i++)
+    for (uint32_t i = 0; i < QSYNC__WIRE_MAX_INPUT; i++)
         in.u.input.data[i] = (uint8_t)(i * 7);
-    in.u.input.len = QSYNC_WIRE_MAX_INPUT;
-    round_trip(&in, &out, QSYNC_WIRE_MAX_FRAME);
-    assert_int_equal(out.u.input.len, QSYNC_WIRE_MAX_INPUT);
-    assert_memory_equal(out.u.input.data, in.u.input.data, QSYNC_WIRE_MAX_INPUT);
+    in.u.input.len = QSYNC__WIRE_MAX_INPUT;
+    round_trip(&in, &out, QSYNC__WIRE_MAX_FRAME);
+    assert_int_equal(out.u.input.len, QSYNC__WIRE_MAX_INPUT);
+    assert_memory_equal(out.u.input.data, in.u.input.data, QSYNC__WIRE_MAX_INPUT);
 }
 
 static void expect_bad_lengths(uint16_t type, const uint32_t *lens, size_t n);
@@ -288,29 +288,29 @@ static void expect_bad_lengths(uint16_t type, const uint32_t *lens, size_t n);
 static void test_input_refusals(void **state)
 {
     (void)state;
-    struct qsync_wire_msg m, out;
-    uint8_t buf[QSYNC_WIRE_MAX_FRAME];
+    struct qsync__wire_msg m, out;
+    uint8_t buf[QSYNC__WIRE_MAX_FRAME];
     size_t used;
     memset(&m, 0, sizeof m);
-    m.type = QSYNC_MSG_INPUT;
+    m.type = QSYNC__MSG_INPUT;
     /* The encoder never sends an empty INPUT, an oversized one, or one for
      * a port the plugin does not know. */
     m.u.input.len = 0;
-    assert_int_equal(qsync__wire_encode(&m, buf, sizeof buf), QSYNC_WIRE_EBADFIELD);
-    m.u.input.len = QSYNC_WIRE_MAX_INPUT + 1;
-    assert_int_equal(qsync__wire_encode(&m, buf, sizeof buf), QSYNC_WIRE_EBADFIELD);
+    assert_int_equal(qsync__wire_encode(&m, buf, sizeof buf), QSYNC__WIRE_EBADFIELD);
+    m.u.input.len = QSYNC__WIRE_MAX_INPUT + 1;
+    assert_int_equal(qsync__wire_encode(&m, buf, sizeof buf), QSYNC__WIRE_EBADFIELD);
     m.u.input.len = 1;
     m.u.input.port = 1;
-    assert_int_equal(qsync__wire_encode(&m, buf, sizeof buf), QSYNC_WIRE_EBADFIELD);
+    assert_int_equal(qsync__wire_encode(&m, buf, sizeof buf), QSYNC__WIRE_EBADFIELD);
     /* The decoder refuses the same, from the header where it can. */
     static const uint32_t lens[] = {0, 1, 4};
-    expect_bad_lengths(QSYNC_MSG_INPUT, lens, sizeof lens / sizeof lens[0]);
+    expect_bad_lengths(QSYNC__MSG_INPUT, lens, sizeof lens / sizeof lens[0]);
     memset(buf, 0, sizeof buf);
-    header(buf, QSYNC_MSG_INPUT, 0, 5);
+    header(buf, QSYNC__MSG_INPUT, 0, 5);
     buf[8] = 1; /* port 1 */
-    assert_int_equal(decode(buf, QSYNC_WIRE_HEADER_SIZE + 5, &out, &used), QSYNC_WIRE_EBADFIELD);
+    assert_int_equal(decode(buf, QSYNC__WIRE_HEADER_SIZE + 5, &out, &used), QSYNC__WIRE_EBADFIELD);
     buf[8] = 0;
-    assert_int_equal(decode(buf, QSYNC_WIRE_HEADER_SIZE + 5, &out, &used), QSYNC_WIRE_OK);
+    assert_int_equal(decode(buf, QSYNC__WIRE_HEADER_SIZE + 5, &out, &used), QSYNC__WIRE_OK);
     assert_int_equal(out.u.input.len, 1);
 }
 
@@ -348,9 +348,9 @@ static const uint8_t example_report[] = {
 static void test_example_grant_bytes(void **state)
 {
     (void)state;
-    struct qsync_wire_msg m;
+    struct qsync__wire_msg m;
     memset(&m, 0, sizeof m);
-    m.type = QSYNC_MSG_GRANT;
+    m.type = QSYNC__MSG_GRANT;
     m.u.grant.seq = 1;
     m.u.grant.deadline_ns = 10000;
 
@@ -361,11 +361,11 @@ static void test_example_grant_bytes(void **state)
     assert_memory_equal(buf, example_grant, sizeof example_grant);
     assert_int_equal(buf[sizeof example_grant], 0xaa); /* nothing written past it */
 
-    struct qsync_wire_msg d;
+    struct qsync__wire_msg d;
     size_t used;
-    assert_int_equal(decode(example_grant, sizeof example_grant, &d, &used), QSYNC_WIRE_OK);
+    assert_int_equal(decode(example_grant, sizeof example_grant, &d, &used), QSYNC__WIRE_OK);
     assert_int_equal(used, sizeof example_grant);
-    assert_int_equal(d.type, QSYNC_MSG_GRANT);
+    assert_int_equal(d.type, QSYNC__MSG_GRANT);
     assert_true(d.u.grant.seq == 1);
     assert_true(d.u.grant.deadline_ns == 10000);
 }
@@ -373,9 +373,9 @@ static void test_example_grant_bytes(void **state)
 static void test_example_report_bytes(void **state)
 {
     (void)state;
-    struct qsync_wire_msg m;
+    struct qsync__wire_msg m;
     memset(&m, 0, sizeof m);
-    m.type = QSYNC_MSG_REPORT;
+    m.type = QSYNC__MSG_REPORT;
     m.u.report.seq = 1;
     m.u.report.deadline_ns = 10000;
     m.u.report.virtual_ns = 10000;
@@ -390,11 +390,11 @@ static void test_example_report_bytes(void **state)
     assert_int_equal(n, (long)sizeof example_report);
     assert_memory_equal(buf, example_report, sizeof example_report);
 
-    struct qsync_wire_msg d;
+    struct qsync__wire_msg d;
     size_t used;
-    assert_int_equal(decode(example_report, sizeof example_report, &d, &used), QSYNC_WIRE_OK);
+    assert_int_equal(decode(example_report, sizeof example_report, &d, &used), QSYNC__WIRE_OK);
     assert_int_equal(used, sizeof example_report);
-    assert_int_equal(d.type, QSYNC_MSG_REPORT);
+    assert_int_equal(d.type, QSYNC__MSG_REPORT);
     check_report_equal(&d.u.report, &m.u.report);
 }
 
@@ -403,9 +403,9 @@ static void test_example_report_bytes(void **state)
 static void test_hello_layout(void **state)
 {
     (void)state;
-    struct qsync_wire_msg m;
+    struct qsync__wire_msg m;
     sample_hello(&m);
-    uint8_t buf[QSYNC_WIRE_MAX_FRAME];
+    uint8_t buf[QSYNC__WIRE_MAX_FRAME];
     long n = qsync__wire_encode(&m, buf, sizeof buf);
     assert_int_equal(n, 8 + 84);
     static const uint8_t head[] = {
@@ -428,8 +428,8 @@ static void test_hello_layout(void **state)
 static void test_error_and_exit_layout(void **state)
 {
     (void)state;
-    struct qsync_wire_msg m;
-    uint8_t buf[QSYNC_WIRE_MAX_FRAME];
+    struct qsync__wire_msg m;
+    uint8_t buf[QSYNC__WIRE_MAX_FRAME];
 
     sample_error(&m, "bad");
     m.u.error.code = 71;
@@ -443,7 +443,7 @@ static void test_error_and_exit_layout(void **state)
     assert_memory_equal(buf, err, sizeof err);
 
     memset(&m, 0, sizeof m);
-    m.type = QSYNC_MSG_EXIT;
+    m.type = QSYNC__MSG_EXIT;
     m.u.exit.virtual_ns = 0x0102;
     m.u.exit.instructions = 0x0304;
     static const uint8_t ex[] = {
@@ -463,14 +463,14 @@ static void test_reject_unknown_type(void **state)
     (void)state;
     static const uint16_t bad[] = {0, 7, 8, 0x100, 0xffff};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        uint8_t buf[QSYNC_WIRE_HEADER_SIZE + 16];
+        uint8_t buf[QSYNC__WIRE_HEADER_SIZE + 16];
         memset(buf, 0, sizeof buf);
         header(buf, bad[i], 0, 16);
-        struct qsync_wire_msg m;
+        struct qsync__wire_msg m;
         size_t used;
         /* Refused from the header alone, and with the payload there too. */
-        assert_int_equal(decode(buf, QSYNC_WIRE_HEADER_SIZE, &m, &used), QSYNC_WIRE_EBADTYPE);
-        assert_int_equal(decode(buf, sizeof buf, &m, &used), QSYNC_WIRE_EBADTYPE);
+        assert_int_equal(decode(buf, QSYNC__WIRE_HEADER_SIZE, &m, &used), QSYNC__WIRE_EBADTYPE);
+        assert_int_equal(decode(buf, sizeof buf, &m, &used), QSYNC__WIRE_EBADTYPE);
         assert_int_equal(used, 0xdead); /* nothing consumed */
     }
 }
@@ -480,31 +480,31 @@ static void test_reject_nonzero_reserved(void **state)
     (void)state;
     static const uint16_t bad[] = {1, 0x100, 0xffff};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        uint8_t buf[QSYNC_WIRE_MAX_FRAME];
+        uint8_t buf[QSYNC__WIRE_MAX_FRAME];
         size_t len = raw_report(buf, 1);
         le16(buf + 2, bad[i]);
-        struct qsync_wire_msg m;
+        struct qsync__wire_msg m;
         size_t used;
-        assert_int_equal(decode(buf, QSYNC_WIRE_HEADER_SIZE, &m, &used), QSYNC_WIRE_EBADFIELD);
-        assert_int_equal(decode(buf, len, &m, &used), QSYNC_WIRE_EBADFIELD);
+        assert_int_equal(decode(buf, QSYNC__WIRE_HEADER_SIZE, &m, &used), QSYNC__WIRE_EBADFIELD);
+        assert_int_equal(decode(buf, len, &m, &used), QSYNC__WIRE_EBADFIELD);
     }
 }
 
 static void test_reject_payload_over_max(void **state)
 {
     (void)state;
-    static const uint16_t types[] = {QSYNC_MSG_HELLO, QSYNC_MSG_GRANT, QSYNC_MSG_REPORT,
-                                     QSYNC_MSG_ERROR, QSYNC_MSG_EXIT, QSYNC_MSG_INPUT};
-    static const uint32_t lens[] = {QSYNC_WIRE_MAX_PAYLOAD + 1, 0x10000, UINT32_MAX};
+    static const uint16_t types[] = {QSYNC__MSG_HELLO, QSYNC__MSG_GRANT, QSYNC__MSG_REPORT,
+                                     QSYNC__MSG_ERROR, QSYNC__MSG_EXIT, QSYNC__MSG_INPUT};
+    static const uint32_t lens[] = {QSYNC__WIRE_MAX_PAYLOAD + 1, 0x10000, UINT32_MAX};
     for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
         for (size_t l = 0; l < sizeof lens / sizeof lens[0]; l++) {
-            uint8_t buf[QSYNC_WIRE_HEADER_SIZE];
+            uint8_t buf[QSYNC__WIRE_HEADER_SIZE];
             header(buf, types[t], 0, lens[l]);
-            struct qsync_wire_msg m;
+            struct qsync__wire_msg m;
             size_t used;
             /* At once, from the header: a reader never waits for (or
              * allocates) a payload it would refuse. */
-            assert_int_equal(decode(buf, sizeof buf, &m, &used), QSYNC_WIRE_EBADLEN);
+            assert_int_equal(decode(buf, sizeof buf, &m, &used), QSYNC__WIRE_EBADLEN);
         }
     }
 }
@@ -513,14 +513,14 @@ static void test_reject_payload_over_max(void **state)
 static void expect_bad_lengths(uint16_t type, const uint32_t *lens, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        uint8_t buf[QSYNC_WIRE_MAX_FRAME];
+        uint8_t buf[QSYNC__WIRE_MAX_FRAME];
         memset(buf, 0, sizeof buf);
         header(buf, type, 0, lens[i]);
-        struct qsync_wire_msg m;
+        struct qsync__wire_msg m;
         size_t used;
-        assert_int_equal(decode(buf, QSYNC_WIRE_HEADER_SIZE, &m, &used), QSYNC_WIRE_EBADLEN);
-        assert_int_equal(decode(buf, QSYNC_WIRE_HEADER_SIZE + lens[i], &m, &used),
-                         QSYNC_WIRE_EBADLEN);
+        assert_int_equal(decode(buf, QSYNC__WIRE_HEADER_SIZE, &m, &used), QSYNC__WIRE_EBADLEN);
+        assert_int_equal(decode(buf, QSYNC__WIRE_HEADER_SIZE + lens[i], &m, &used),
+                         QSYNC__WIRE_EBADLEN);
     }
 }
 
@@ -528,21 +528,21 @@ static void test_reject_wrong_length_hello(void **state)
 {
     (void)state;
     static const uint32_t lens[] = {0, 1, HELLO_LEN - 1, HELLO_LEN + 1, HELLO_LEN + 8, 4096};
-    expect_bad_lengths(QSYNC_MSG_HELLO, lens, sizeof lens / sizeof lens[0]);
+    expect_bad_lengths(QSYNC__MSG_HELLO, lens, sizeof lens / sizeof lens[0]);
 }
 
 static void test_reject_wrong_length_grant(void **state)
 {
     (void)state;
     static const uint32_t lens[] = {0, 8, GRANT_LEN - 1, GRANT_LEN + 1, GRANT_LEN + 8};
-    expect_bad_lengths(QSYNC_MSG_GRANT, lens, sizeof lens / sizeof lens[0]);
+    expect_bad_lengths(QSYNC__MSG_GRANT, lens, sizeof lens / sizeof lens[0]);
 }
 
 static void test_reject_wrong_length_exit(void **state)
 {
     (void)state;
     static const uint32_t lens[] = {0, 8, EXIT_LEN - 1, EXIT_LEN + 1, EXIT_LEN + 8};
-    expect_bad_lengths(QSYNC_MSG_EXIT, lens, sizeof lens / sizeof lens[0]);
+    expect_bad_lengths(QSYNC__MSG_EXIT, lens, sizeof lens / sizeof lens[0]);
 }
 
 static void test_reject_wrong_length_report(void **state)
@@ -554,9 +554,9 @@ static void test_reject_wrong_length_report(void **state)
         REPORT_FIXED_LEN + 1,                                    /* not whole vCPU entries      */
         REPORT_FIXED_LEN + 7,
         REPORT_FIXED_LEN + 8 * 2 + 4,
-        REPORT_FIXED_LEN + 8 * (QSYNC_WIRE_MAX_VCPUS + 1),      /* more than 256 vCPUs         */
+        REPORT_FIXED_LEN + 8 * (QSYNC__WIRE_MAX_VCPUS + 1),      /* more than 256 vCPUs         */
     };
-    expect_bad_lengths(QSYNC_MSG_REPORT, lens, sizeof lens / sizeof lens[0]);
+    expect_bad_lengths(QSYNC__MSG_REPORT, lens, sizeof lens / sizeof lens[0]);
 }
 
 static void test_reject_wrong_length_error(void **state)
@@ -564,10 +564,10 @@ static void test_reject_wrong_length_error(void **state)
     (void)state;
     static const uint32_t lens[] = {
         0, ERROR_FIXED_LEN - 1,                          /* shorter than code + length */
-        ERROR_FIXED_LEN + QSYNC_WIRE_MAX_TEXT,           /* text of 1024 bytes         */
-        ERROR_FIXED_LEN + QSYNC_WIRE_MAX_TEXT + 100,
+        ERROR_FIXED_LEN + QSYNC__WIRE_MAX_TEXT,           /* text of 1024 bytes         */
+        ERROR_FIXED_LEN + QSYNC__WIRE_MAX_TEXT + 100,
     };
-    expect_bad_lengths(QSYNC_MSG_ERROR, lens, sizeof lens / sizeof lens[0]);
+    expect_bad_lengths(QSYNC__MSG_ERROR, lens, sizeof lens / sizeof lens[0]);
 }
 
 static void test_reject_report_nvcpus_mismatch(void **state)
@@ -576,30 +576,30 @@ static void test_reject_report_nvcpus_mismatch(void **state)
     /* The length says 2 vCPUs; the field says otherwise. */
     static const uint32_t claims[] = {0, 1, 3, 256, UINT32_MAX};
     for (size_t i = 0; i < sizeof claims / sizeof claims[0]; i++) {
-        uint8_t buf[QSYNC_WIRE_MAX_FRAME];
+        uint8_t buf[QSYNC__WIRE_MAX_FRAME];
         size_t len = raw_report(buf, 2);
-        le32(buf + QSYNC_WIRE_HEADER_SIZE + 44, claims[i]);
-        struct qsync_wire_msg m;
+        le32(buf + QSYNC__WIRE_HEADER_SIZE + 44, claims[i]);
+        struct qsync__wire_msg m;
         size_t used;
-        assert_int_equal(decode(buf, len, &m, &used), QSYNC_WIRE_EBADFIELD);
+        assert_int_equal(decode(buf, len, &m, &used), QSYNC__WIRE_EBADFIELD);
     }
     /* And the untouched frame is fine. */
-    uint8_t buf[QSYNC_WIRE_MAX_FRAME];
+    uint8_t buf[QSYNC__WIRE_MAX_FRAME];
     size_t len = raw_report(buf, 2);
-    struct qsync_wire_msg m;
+    struct qsync__wire_msg m;
     size_t used;
-    assert_int_equal(decode(buf, len, &m, &used), QSYNC_WIRE_OK);
+    assert_int_equal(decode(buf, len, &m, &used), QSYNC__WIRE_OK);
     assert_int_equal(m.u.report.n_vcpus, 2);
 }
 
 static void test_raw_hello_is_valid(void **state)
 {
     (void)state;
-    uint8_t buf[QSYNC_WIRE_MAX_FRAME];
+    uint8_t buf[QSYNC__WIRE_MAX_FRAME];
     size_t len = raw_hello(buf);
-    struct qsync_wire_msg m;
+    struct qsync__wire_msg m;
     size_t used;
-    assert_int_equal(decode(buf, len, &m, &used), QSYNC_WIRE_OK);
+    assert_int_equal(decode(buf, len, &m, &used), QSYNC__WIRE_OK);
     assert_int_equal(used, len);
     assert_string_equal(m.u.hello.target, "x86_64");
     assert_int_equal(m.u.hello.n_vcpus, 1);
@@ -608,24 +608,24 @@ static void test_raw_hello_is_valid(void **state)
 static void test_reject_hello_vcpus(void **state)
 {
     (void)state;
-    static const uint32_t bad[] = {0, QSYNC_WIRE_MAX_VCPUS + 1, UINT32_MAX};
+    static const uint32_t bad[] = {0, QSYNC__WIRE_MAX_VCPUS + 1, UINT32_MAX};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        uint8_t buf[QSYNC_WIRE_MAX_FRAME];
+        uint8_t buf[QSYNC__WIRE_MAX_FRAME];
         size_t len = raw_hello(buf);
-        le32(buf + QSYNC_WIRE_HEADER_SIZE + 8, bad[i]);
-        struct qsync_wire_msg m;
+        le32(buf + QSYNC__WIRE_HEADER_SIZE + 8, bad[i]);
+        struct qsync__wire_msg m;
         size_t used;
-        assert_int_equal(decode(buf, len, &m, &used), QSYNC_WIRE_EBADFIELD);
+        assert_int_equal(decode(buf, len, &m, &used), QSYNC__WIRE_EBADFIELD);
     }
     /* The bounds themselves are accepted. */
-    static const uint32_t good[] = {1, QSYNC_WIRE_MAX_VCPUS};
+    static const uint32_t good[] = {1, QSYNC__WIRE_MAX_VCPUS};
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
-        uint8_t buf[QSYNC_WIRE_MAX_FRAME];
+        uint8_t buf[QSYNC__WIRE_MAX_FRAME];
         size_t len = raw_hello(buf);
-        le32(buf + QSYNC_WIRE_HEADER_SIZE + 8, good[i]);
-        struct qsync_wire_msg m;
+        le32(buf + QSYNC__WIRE_HEADER_SIZE + 8, good[i]);
+        struct qsync__wire_msg m;
         size_t used;
-        assert_int_equal(decode(buf, len, &m, &used), QSYNC_WIRE_OK);
+        assert_int_equal(decode(buf, len, &m, &used), QSYNC__WIRE_OK);
         assert_int_equal(m.u.hello.n_vcpus, good[i]);
     }
 }
@@ -635,20 +635,20 @@ static void test_reject_hello_engine(void **state)
     (void)state;
     static const uint8_t bad[] = {0, 4, 0xff};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        uint8_t buf[QSYNC_WIRE_MAX_FRAME];
+        uint8_t buf[QSYNC__WIRE_MAX_FRAME];
         size_t len = raw_hello(buf);
-        buf[QSYNC_WIRE_HEADER_SIZE + 12] = bad[i];
-        struct qsync_wire_msg m;
+        buf[QSYNC__WIRE_HEADER_SIZE + 12] = bad[i];
+        struct qsync__wire_msg m;
         size_t used;
-        assert_int_equal(decode(buf, len, &m, &used), QSYNC_WIRE_EBADFIELD);
+        assert_int_equal(decode(buf, len, &m, &used), QSYNC__WIRE_EBADFIELD);
     }
-    for (uint8_t e = QSYNC_WIRE_ENGINE_INSN; e <= QSYNC_WIRE_ENGINE_BLOCK; e++) {
-        uint8_t buf[QSYNC_WIRE_MAX_FRAME];
+    for (uint8_t e = QSYNC__WIRE_ENGINE_INSN; e <= QSYNC__WIRE_ENGINE_BLOCK; e++) {
+        uint8_t buf[QSYNC__WIRE_MAX_FRAME];
         size_t len = raw_hello(buf);
-        buf[QSYNC_WIRE_HEADER_SIZE + 12] = e;
-        struct qsync_wire_msg m;
+        buf[QSYNC__WIRE_HEADER_SIZE + 12] = e;
+        struct qsync__wire_msg m;
         size_t used;
-        assert_int_equal(decode(buf, len, &m, &used), QSYNC_WIRE_OK);
+        assert_int_equal(decode(buf, len, &m, &used), QSYNC__WIRE_OK);
         assert_int_equal(m.u.hello.engine, e);
     }
 }
@@ -658,35 +658,35 @@ static void test_reject_hello_shift(void **state)
     (void)state;
     static const uint8_t bad[] = {11, 63, 0xff};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        uint8_t buf[QSYNC_WIRE_MAX_FRAME];
+        uint8_t buf[QSYNC__WIRE_MAX_FRAME];
         size_t len = raw_hello(buf);
-        buf[QSYNC_WIRE_HEADER_SIZE + 13] = bad[i];
-        struct qsync_wire_msg m;
+        buf[QSYNC__WIRE_HEADER_SIZE + 13] = bad[i];
+        struct qsync__wire_msg m;
         size_t used;
-        assert_int_equal(decode(buf, len, &m, &used), QSYNC_WIRE_EBADFIELD);
+        assert_int_equal(decode(buf, len, &m, &used), QSYNC__WIRE_EBADFIELD);
     }
-    uint8_t buf[QSYNC_WIRE_MAX_FRAME];
+    uint8_t buf[QSYNC__WIRE_MAX_FRAME];
     size_t len = raw_hello(buf);
-    buf[QSYNC_WIRE_HEADER_SIZE + 13] = 10;
-    struct qsync_wire_msg m;
+    buf[QSYNC__WIRE_HEADER_SIZE + 13] = 10;
+    struct qsync__wire_msg m;
     size_t used;
-    assert_int_equal(decode(buf, len, &m, &used), QSYNC_WIRE_OK);
+    assert_int_equal(decode(buf, len, &m, &used), QSYNC__WIRE_OK);
     assert_int_equal(m.u.hello.icount_shift, 10);
 }
 
 static void test_reject_hello_unterminated_target(void **state)
 {
     (void)state;
-    uint8_t buf[QSYNC_WIRE_MAX_FRAME];
+    uint8_t buf[QSYNC__WIRE_MAX_FRAME];
     size_t len = raw_hello(buf);
-    memset(buf + QSYNC_WIRE_HEADER_SIZE + 20, 'x', 64);
-    struct qsync_wire_msg m;
+    memset(buf + QSYNC__WIRE_HEADER_SIZE + 20, 'x', 64);
+    struct qsync__wire_msg m;
     size_t used;
-    assert_int_equal(decode(buf, len, &m, &used), QSYNC_WIRE_EBADFIELD);
+    assert_int_equal(decode(buf, len, &m, &used), QSYNC__WIRE_EBADFIELD);
 
     /* Only the last byte matters: 63 characters and a NUL are fine. */
-    buf[QSYNC_WIRE_HEADER_SIZE + 20 + 63] = '\0';
-    assert_int_equal(decode(buf, len, &m, &used), QSYNC_WIRE_OK);
+    buf[QSYNC__WIRE_HEADER_SIZE + 20 + 63] = '\0';
+    assert_int_equal(decode(buf, len, &m, &used), QSYNC__WIRE_OK);
     assert_int_equal(strlen(m.u.hello.target), 63);
 }
 
@@ -696,16 +696,16 @@ static void test_reject_hello_unterminated_target(void **state)
 static void test_reject_non_canonical_text(void **state)
 {
     (void)state;
-    uint8_t buf[QSYNC_WIRE_MAX_FRAME];
+    uint8_t buf[QSYNC__WIRE_MAX_FRAME];
     size_t len = raw_hello(buf);
-    buf[QSYNC_WIRE_HEADER_SIZE + 20 + 40] = ','; /* after "x86_64\0" */
-    struct qsync_wire_msg m;
+    buf[QSYNC__WIRE_HEADER_SIZE + 20 + 40] = ','; /* after "x86_64\0" */
+    struct qsync__wire_msg m;
     size_t used;
-    assert_int_equal(decode(buf, len, &m, &used), QSYNC_WIRE_EBADFIELD);
+    assert_int_equal(decode(buf, len, &m, &used), QSYNC__WIRE_EBADFIELD);
 
     static const uint8_t err[] = {4, 0, 0, 0, 11, 0, 0, 0, 71, 0, 0, 0, 5, 0,
                                   'o', 'o', 'p', 0, '!'};
-    assert_int_equal(decode(err, sizeof err, &m, &used), QSYNC_WIRE_EBADFIELD);
+    assert_int_equal(decode(err, sizeof err, &m, &used), QSYNC__WIRE_EBADFIELD);
 }
 
 static void test_hello_major_not_checked_by_codec(void **state)
@@ -713,13 +713,13 @@ static void test_hello_major_not_checked_by_codec(void **state)
     (void)state;
     /* The version check is the library's (QSYNC_EVERSION), so that it can
      * name both versions: the codec passes any major through. */
-    uint8_t buf[QSYNC_WIRE_MAX_FRAME];
+    uint8_t buf[QSYNC__WIRE_MAX_FRAME];
     size_t len = raw_hello(buf);
-    le16(buf + QSYNC_WIRE_HEADER_SIZE, 2);
-    le16(buf + QSYNC_WIRE_HEADER_SIZE + 2, 7);
-    struct qsync_wire_msg m;
+    le16(buf + QSYNC__WIRE_HEADER_SIZE, 2);
+    le16(buf + QSYNC__WIRE_HEADER_SIZE + 2, 7);
+    struct qsync__wire_msg m;
     size_t used;
-    assert_int_equal(decode(buf, len, &m, &used), QSYNC_WIRE_OK);
+    assert_int_equal(decode(buf, len, &m, &used), QSYNC__WIRE_OK);
     assert_int_equal(m.u.hello.major, 2);
     assert_int_equal(m.u.hello.minor, 7);
 }
@@ -731,25 +731,25 @@ static void test_reject_error_text_length(void **state)
     static const uint16_t claims[] = {0, 4, 6, 1023, 0xffff};
     for (size_t i = 0; i < sizeof claims / sizeof claims[0]; i++) {
         uint8_t buf[64];
-        uint8_t *p = buf + header(buf, QSYNC_MSG_ERROR, 0, ERROR_FIXED_LEN + 5);
+        uint8_t *p = buf + header(buf, QSYNC__MSG_ERROR, 0, ERROR_FIXED_LEN + 5);
         le32(p, 1);
         le16(p + 4, claims[i]);
         memcpy(p + 6, "hello", 5);
-        struct qsync_wire_msg m;
+        struct qsync__wire_msg m;
         size_t used;
-        assert_int_equal(decode(buf, QSYNC_WIRE_HEADER_SIZE + ERROR_FIXED_LEN + 5, &m, &used),
-                         QSYNC_WIRE_EBADFIELD);
+        assert_int_equal(decode(buf, QSYNC__WIRE_HEADER_SIZE + ERROR_FIXED_LEN + 5, &m, &used),
+                         QSYNC__WIRE_EBADFIELD);
     }
     /* The matching length decodes, and the text comes out terminated. */
     uint8_t buf[64];
-    uint8_t *p = buf + header(buf, QSYNC_MSG_ERROR, 0, ERROR_FIXED_LEN + 5);
+    uint8_t *p = buf + header(buf, QSYNC__MSG_ERROR, 0, ERROR_FIXED_LEN + 5);
     le32(p, (uint32_t)-3);
     le16(p + 4, 5);
     memcpy(p + 6, "hello", 5);
-    struct qsync_wire_msg m;
+    struct qsync__wire_msg m;
     size_t used;
-    assert_int_equal(decode(buf, QSYNC_WIRE_HEADER_SIZE + ERROR_FIXED_LEN + 5, &m, &used),
-                     QSYNC_WIRE_OK);
+    assert_int_equal(decode(buf, QSYNC__WIRE_HEADER_SIZE + ERROR_FIXED_LEN + 5, &m, &used),
+                     QSYNC__WIRE_OK);
     assert_int_equal(m.u.error.code, -3);
     assert_string_equal(m.u.error.text, "hello");
 }
@@ -759,30 +759,30 @@ static void test_reject_error_text_length(void **state)
 
 /* Every proper prefix of a valid frame is NEED_MORE and consumes nothing;
  * the whole frame is OK. */
-static void expect_need_more_for_prefixes(const struct qsync_wire_msg *in)
+static void expect_need_more_for_prefixes(const struct qsync__wire_msg *in)
 {
-    uint8_t buf[QSYNC_WIRE_MAX_FRAME];
+    uint8_t buf[QSYNC__WIRE_MAX_FRAME];
     long n = qsync__wire_encode(in, buf, sizeof buf);
     assert_true(n > 0);
     for (size_t len = 0; len < (size_t)n; len++) {
-        struct qsync_wire_msg m;
+        struct qsync__wire_msg m;
         size_t used;
         int st = decode(buf, len, &m, &used);
-        if (st != QSYNC_WIRE_NEED_MORE)
+        if (st != QSYNC__WIRE_NEED_MORE)
             fail_msg("type %u: prefix of %zu of %ld bytes gave %d", (unsigned)in->type, len,
                      n, st);
         assert_int_equal(used, 0xdead);
     }
-    struct qsync_wire_msg m;
+    struct qsync__wire_msg m;
     size_t used;
-    assert_int_equal(decode(buf, (size_t)n, &m, &used), QSYNC_WIRE_OK);
+    assert_int_equal(decode(buf, (size_t)n, &m, &used), QSYNC__WIRE_OK);
     assert_int_equal(used, (size_t)n);
 }
 
 static void test_need_more_every_prefix(void **state)
 {
     (void)state;
-    struct qsync_wire_msg m;
+    struct qsync__wire_msg m;
     sample_hello(&m);
     expect_need_more_for_prefixes(&m);
     sample_grant(&m);
@@ -791,7 +791,7 @@ static void test_need_more_every_prefix(void **state)
     expect_need_more_for_prefixes(&m);
     sample_report(&m, 3);
     expect_need_more_for_prefixes(&m);
-    sample_report(&m, QSYNC_WIRE_MAX_VCPUS);
+    sample_report(&m, QSYNC__WIRE_MAX_VCPUS);
     expect_need_more_for_prefixes(&m);
     sample_error(&m, "");
     expect_need_more_for_prefixes(&m);
@@ -804,20 +804,20 @@ static void test_need_more_every_prefix(void **state)
 /* ---------------------------------------------------------------------- */
 /* The encoder                                                             */
 
-static void expect_espace_below(const struct qsync_wire_msg *in)
+static void expect_espace_below(const struct qsync__wire_msg *in)
 {
-    uint8_t full[QSYNC_WIRE_MAX_FRAME];
+    uint8_t full[QSYNC__WIRE_MAX_FRAME];
     long n = qsync__wire_encode(in, full, sizeof full);
     assert_true(n > 0);
     for (size_t cap = 0; cap < (size_t)n; cap++) {
-        uint8_t buf[QSYNC_WIRE_MAX_FRAME];
+        uint8_t buf[QSYNC__WIRE_MAX_FRAME];
         memset(buf, 0x5a, sizeof buf);
-        assert_int_equal(qsync__wire_encode(in, buf, cap), QSYNC_WIRE_ESPACE);
+        assert_int_equal(qsync__wire_encode(in, buf, cap), QSYNC__WIRE_ESPACE);
         /* A refused encode writes nothing at all. */
         for (size_t i = 0; i < sizeof buf; i++)
             assert_int_equal(buf[i], 0x5a);
     }
-    uint8_t buf[QSYNC_WIRE_MAX_FRAME];
+    uint8_t buf[QSYNC__WIRE_MAX_FRAME];
     assert_int_equal(qsync__wire_encode(in, buf, (size_t)n), n); /* exactly enough */
     assert_memory_equal(buf, full, (size_t)n);
 }
@@ -825,7 +825,7 @@ static void expect_espace_below(const struct qsync_wire_msg *in)
 static void test_encode_espace(void **state)
 {
     (void)state;
-    struct qsync_wire_msg m;
+    struct qsync__wire_msg m;
     sample_hello(&m);
     expect_espace_below(&m);
     sample_grant(&m);
@@ -841,18 +841,18 @@ static void test_encode_espace(void **state)
 static void test_encode_rejects_bad_messages(void **state)
 {
     (void)state;
-    uint8_t buf[QSYNC_WIRE_MAX_FRAME];
-    struct qsync_wire_msg m;
+    uint8_t buf[QSYNC__WIRE_MAX_FRAME];
+    struct qsync__wire_msg m;
 
     sample_report(&m, 1);
-    m.u.report.n_vcpus = QSYNC_WIRE_MAX_VCPUS + 1;
-    assert_int_equal(qsync__wire_encode(&m, buf, sizeof buf), QSYNC_WIRE_EBADFIELD);
+    m.u.report.n_vcpus = QSYNC__WIRE_MAX_VCPUS + 1;
+    assert_int_equal(qsync__wire_encode(&m, buf, sizeof buf), QSYNC__WIRE_EBADFIELD);
 
     memset(&m, 0, sizeof m);
     m.type = 0;
-    assert_int_equal(qsync__wire_encode(&m, buf, sizeof buf), QSYNC_WIRE_EBADFIELD);
+    assert_int_equal(qsync__wire_encode(&m, buf, sizeof buf), QSYNC__WIRE_EBADFIELD);
     m.type = 6;
-    assert_int_equal(qsync__wire_encode(&m, buf, sizeof buf), QSYNC_WIRE_EBADFIELD);
+    assert_int_equal(qsync__wire_encode(&m, buf, sizeof buf), QSYNC__WIRE_EBADFIELD);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -862,8 +862,8 @@ static void test_two_frames_back_to_back(void **state)
 {
     (void)state;
     /* What the library sees when a REPORT and the EXIT arrive in one read. */
-    uint8_t buf[2 * QSYNC_WIRE_MAX_FRAME];
-    struct qsync_wire_msg a, b, m;
+    uint8_t buf[2 * QSYNC__WIRE_MAX_FRAME];
+    struct qsync__wire_msg a, b, m;
     sample_report(&a, 2);
     sample_exit(&b);
     long n1 = qsync__wire_encode(&a, buf, sizeof buf);
@@ -873,37 +873,37 @@ static void test_two_frames_back_to_back(void **state)
     size_t total = (size_t)(n1 + n2);
 
     size_t off = 0, used;
-    assert_int_equal(decode(buf + off, total - off, &m, &used), QSYNC_WIRE_OK);
+    assert_int_equal(decode(buf + off, total - off, &m, &used), QSYNC__WIRE_OK);
     assert_int_equal(used, (size_t)n1);
-    assert_int_equal(m.type, QSYNC_MSG_REPORT);
+    assert_int_equal(m.type, QSYNC__MSG_REPORT);
     check_report_equal(&m.u.report, &a.u.report);
     off += used;
 
     /* A partial second frame waits; the whole one decodes. */
-    assert_int_equal(decode(buf + off, total - off - 1, &m, &used), QSYNC_WIRE_NEED_MORE);
-    assert_int_equal(decode(buf + off, total - off, &m, &used), QSYNC_WIRE_OK);
+    assert_int_equal(decode(buf + off, total - off - 1, &m, &used), QSYNC__WIRE_NEED_MORE);
+    assert_int_equal(decode(buf + off, total - off, &m, &used), QSYNC__WIRE_OK);
     assert_int_equal(used, (size_t)n2);
-    assert_int_equal(m.type, QSYNC_MSG_EXIT);
+    assert_int_equal(m.type, QSYNC__MSG_EXIT);
     assert_true(m.u.exit.virtual_ns == b.u.exit.virtual_ns);
     assert_true(m.u.exit.instructions == b.u.exit.instructions);
     off += used;
     assert_int_equal(off, total);
-    assert_int_equal(decode(buf + off, 0, &m, &used), QSYNC_WIRE_NEED_MORE);
+    assert_int_equal(decode(buf + off, 0, &m, &used), QSYNC__WIRE_NEED_MORE);
 }
 
 static void test_status_and_engine_names(void **state)
 {
     (void)state;
-    assert_string_equal(qsync__wire_status_text(QSYNC_WIRE_OK), "ok");
-    assert_string_equal(qsync__wire_status_text(QSYNC_WIRE_NEED_MORE), "incomplete frame");
-    assert_string_equal(qsync__wire_status_text(QSYNC_WIRE_EBADTYPE), "unknown message type");
-    assert_string_equal(qsync__wire_status_text(QSYNC_WIRE_EBADLEN), "bad frame length");
-    assert_string_equal(qsync__wire_status_text(QSYNC_WIRE_EBADFIELD), "bad field value");
-    assert_string_equal(qsync__wire_status_text(QSYNC_WIRE_ESPACE), "buffer too small");
+    assert_string_equal(qsync__wire_status_text(QSYNC__WIRE_OK), "ok");
+    assert_string_equal(qsync__wire_status_text(QSYNC__WIRE_NEED_MORE), "incomplete frame");
+    assert_string_equal(qsync__wire_status_text(QSYNC__WIRE_EBADTYPE), "unknown message type");
+    assert_string_equal(qsync__wire_status_text(QSYNC__WIRE_EBADLEN), "bad frame length");
+    assert_string_equal(qsync__wire_status_text(QSYNC__WIRE_EBADFIELD), "bad field value");
+    assert_string_equal(qsync__wire_status_text(QSYNC__WIRE_ESPACE), "buffer too small");
     assert_string_equal(qsync__wire_status_text(-99), "unknown status");
-    assert_string_equal(qsync__wire_engine_name(QSYNC_WIRE_ENGINE_INSN), "insn");
-    assert_string_equal(qsync__wire_engine_name(QSYNC_WIRE_ENGINE_TIMER), "timer");
-    assert_string_equal(qsync__wire_engine_name(QSYNC_WIRE_ENGINE_BLOCK), "block");
+    assert_string_equal(qsync__wire_engine_name(QSYNC__WIRE_ENGINE_INSN), "insn");
+    assert_string_equal(qsync__wire_engine_name(QSYNC__WIRE_ENGINE_TIMER), "timer");
+    assert_string_equal(qsync__wire_engine_name(QSYNC__WIRE_ENGINE_BLOCK), "block");
     assert_string_equal(qsync__wire_engine_name(0), "unknown");
 }
 
