@@ -1,7 +1,8 @@
 # Draws bench-scale's data (scripts/bench.sh passes datadir and outdir).
 set terminal svg size 720,420 dynamic font "sans,12"
 set grid
-set key top left
+set key bottom right
+set yrange [0:*]
 set ylabel "lockstep / free-running -icount (net)"
 
 set output outdir."/bench-group.svg"
