@@ -60,6 +60,10 @@ struct step {
     uv_timer_t progress_timer;
     int progress_shown;
     int progress_on;
+    /* The guest's output passes through us while the progress line is on,
+     * so that the two never share a line; mid_line: its last byte was not
+     * a newline, and the progress line waits until it is. */
+    int mid_line;
 
     /* Results. */
     int have_info;
@@ -136,6 +140,8 @@ static void progress_clear(struct step *s)
 static void progress_cb(uv_timer_t *t)
 {
     struct step *s = t->data;
+    if (s->mid_line)
+        return; /* drawn over the guest's unfinished line, it would erase it */
     double wall = (double)(uv_hrtime() - s->t0) / 1e9;
     double virt = (double)s->virtual_ns / 1e9;
     fprintf(stderr, "\r\033[Kqsync-step: virtual %.6f s  quanta %llu  speed %.3fx real time", virt,
@@ -158,6 +164,27 @@ static void finish(struct step *s)
         uv_close((uv_handle_t *)&s->sigint, NULL);
         uv_close((uv_handle_t *)&s->sigterm, NULL);
     }
+}
+
+/* With the progress line on: the guest's output as it comes, on a line of
+ * its own (the progress line is cleared first and drawn again at its next
+ * tick). */
+static void on_output(qsync_ctx *ctx, const char *data, size_t len)
+{
+    struct step *s = qsync_get_data(ctx);
+    if (len == 0)
+        return;
+    progress_clear(s);
+    fwrite(data, 1, len, stdout);
+    fflush(stdout);
+    s->mid_line = data[len - 1] != '\n';
+}
+
+/* Whether the live progress line is shown: --progress, or stderr is a
+ * terminal (unless --quiet). */
+static int progress_wanted(const struct step *s)
+{
+    return s->progress == 1 || (s->progress == -1 && !s->quiet && isatty(STDERR_FILENO));
 }
 
 /* --timestamps: the library hands over each line the guest completed in
@@ -691,6 +718,8 @@ static void make_options(struct step *s, qsync_options *o)
     o->plugin_args = s->plugin_args;
     if (s->timestamps)
         o->stdout_mode = QSYNC_OUTPUT_LINES; /* otherwise QEMU writes to ours */
+    else if (progress_wanted(s))
+        o->stdout_mode = QSYNC_OUTPUT_CALLBACK; /* cleared around, see on_output */
     if (s->engine_opt) {
         snprintf(s->engine_arg, sizeof s->engine_arg, "engine=%s", s->engine_opt);
         o->plugin_args = s->engine_arg;
@@ -718,7 +747,7 @@ static void watch_signals_and_progress(struct step *s)
     s->sigint.data = s->sigterm.data = s;
     uv_signal_start(&s->sigint, on_signal, SIGINT);
     uv_signal_start(&s->sigterm, on_signal, SIGTERM);
-    if (s->progress == 1 || (s->progress == -1 && !s->quiet && isatty(STDERR_FILENO))) {
+    if (progress_wanted(s)) {
         uv_timer_init(s->loop, &s->progress_timer);
         s->progress_timer.data = s;
         uv_timer_start(&s->progress_timer, progress_cb, 200, 200);
@@ -740,6 +769,7 @@ static int run(struct step *s)
     cb.exited = on_exited;
     cb.error = on_error;
     cb.output_line = on_output_line;
+    cb.output = on_output;
     int rc = open_csv(s);
     if (rc)
         return rc;

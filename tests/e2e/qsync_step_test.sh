@@ -179,4 +179,34 @@ awk -v q=10000 -v final="$final" '
         exit failed
     }' "$work/ts.out" >"$work/ts.check" || fail "$(cat "$work/ts.check")"
 
+# 9. On a terminal the live progress line and the guest's output never
+#    share a line: the progress line is cleared (\r ESC[K) before the
+#    guest's bytes. Run under a pseudo-terminal (script), at 1 us quanta so
+#    that the progress line is drawn while the guest prints.
+if command -v script >/dev/null 2>&1; then
+    # One command line for script's shell, on one line (guest_args spans
+    # several; the paths hold no quote).
+    one_line_args=$(echo $guest_args)
+    cmd="'$step' --quantum 1us -- '$qemu' $one_line_args -append 'time count=200 delay=200000'"
+    # script(1) ends the session when its input ends: give it an input
+    # that stays open for the run (a FIFO held by a sleep we then end).
+    mkfifo "$work/tty.in"
+    sleep 600 >"$work/tty.in" &
+    holder=$!
+    script -qec "$cmd" /dev/null <"$work/tty.in" >"$work/pty.out" 2>&1
+    rc=$?
+    kill "$holder" 2>/dev/null
+    wait "$holder" 2>/dev/null
+    [ $rc -eq 1 ] || fail "the run under a terminal exited $rc, expected the guest's 1: $(tail -c 300 "$work/pty.out" | cat -v)"
+    lines=$(grep -ac 'qsync-guest: time [0-9]* hpet_ns' "$work/pty.out")
+    [ "$lines" -eq 200 ] || fail "under a terminal: $lines time lines of the guest, expected 200"
+    draws=$(grep -ao 'real time' "$work/pty.out" | wc -l)
+    [ "$draws" -ge 2 ] || fail "under a terminal: the progress line was drawn $draws times; the check needs 2"
+    if LC_ALL=C grep -aqP 'real time[^\r\n]' "$work/pty.out"; then
+        fail "under a terminal: the guest's output went on the progress line: $(LC_ALL=C grep -aoP '.{0,40}real time[^\r\n].{0,30}' "$work/pty.out" | head -1 | cat -v)"
+    fi
+else
+    echo "qsync-step: script(1) not found; the terminal check was skipped"
+fi
+
 finish "qsync-step"
