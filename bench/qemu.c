@@ -36,6 +36,10 @@ static const char *linux_dir;
 static void workload_argv(const char **argv, const char *append, int is_linux, char *kernel,
                           char *initrd, size_t cap)
 {
+    if (!is_linux) {
+        qsync_bench_guest_argv(argv, guest, append, 0);
+        return;
+    }
     int n = 0;
     argv[n++] = "qemu-system-x86_64";
     argv[n++] = "-M";
@@ -44,25 +48,16 @@ static void workload_argv(const char **argv, const char *append, int is_linux, c
     argv[n++] = "-display";
     argv[n++] = "none";
     argv[n++] = "-no-reboot";
-    if (is_linux) {
-        snprintf(kernel, cap, "%s/vmlinuz", linux_dir);
-        snprintf(initrd, cap, "%s/initramfs.cpio.gz", linux_dir);
-        argv[n++] = "-m";
-        argv[n++] = "256";
-        argv[n++] = "-kernel";
-        argv[n++] = kernel;
-        argv[n++] = "-initrd";
-        argv[n++] = initrd;
-        argv[n++] = "-append";
-        argv[n++] = "console=ttyS0 quiet panic=-1";
-    } else {
-        argv[n++] = "-device";
-        argv[n++] = "isa-debug-exit,iobase=0xf4,iosize=0x04";
-        argv[n++] = "-kernel";
-        argv[n++] = guest;
-        argv[n++] = "-append";
-        argv[n++] = append;
-    }
+    snprintf(kernel, cap, "%s/vmlinuz", linux_dir);
+    snprintf(initrd, cap, "%s/initramfs.cpio.gz", linux_dir);
+    argv[n++] = "-m";
+    argv[n++] = "256";
+    argv[n++] = "-kernel";
+    argv[n++] = kernel;
+    argv[n++] = "-initrd";
+    argv[n++] = initrd;
+    argv[n++] = "-append";
+    argv[n++] = "console=ttyS0 quiet panic=-1";
     argv[n] = NULL;
 }
 

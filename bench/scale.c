@@ -44,25 +44,7 @@ static const char *guest;
 
 static void guest_argv(const char **argv, const char *append, int icount)
 {
-    int n = 0;
-    argv[n++] = "qemu-system-x86_64";
-    argv[n++] = "-M";
-    argv[n++] = "pc";
-    argv[n++] = "-nodefaults";
-    argv[n++] = "-display";
-    argv[n++] = "none";
-    argv[n++] = "-no-reboot";
-    argv[n++] = "-device";
-    argv[n++] = "isa-debug-exit,iobase=0xf4,iosize=0x04";
-    argv[n++] = "-kernel";
-    argv[n++] = guest;
-    argv[n++] = "-append";
-    argv[n++] = append;
-    if (icount) {
-        argv[n++] = "-icount";
-        argv[n++] = "shift=0,sleep=off";
-    }
-    argv[n] = NULL;
+    qsync_bench_guest_argv(argv, guest, append, icount);
 }
 
 /* Seconds for n free-running QEMUs started together, all to their end. */
