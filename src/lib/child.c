@@ -288,8 +288,10 @@ void qsync__child_last_line(const qsync_ctx *ctx, char *out, size_t cap)
 {
     const struct qsync__child *c = &ctx->child;
     size_t n = c->tail_len, end = n, len = 0;
+    if (cap == 0)
+        return;
     out[0] = '\0';
-    if (!c->tail || cap == 0)
+    if (!c->tail)
         return;
     size_t first = (c->tail_pos + c->tail_cap - n) % c->tail_cap;
 #define TAIL_AT(i) (c->tail[(first + (i)) % c->tail_cap])

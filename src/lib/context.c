@@ -653,24 +653,14 @@ static void maybe_finish_exit(qsync_ctx *ctx)
     const char *tail = qsync__child_tail_text(ctx);
     if (!ctx->closing && ctx->fatal == QSYNC_EEXITED) {
         /* Keep the most useful detail: the last line QEMU printed. */
-        const char *last = "";
-        size_t len = 0;
-        if (tail) {
-            size_t n = strlen(tail);
-            while (n > 0 && (tail[n - 1] == '\n' || tail[n - 1] == '\r'))
-                n--;
-            size_t b = n;
-            while (b > 0 && tail[b - 1] != '\n')
-                b--;
-            last = tail + b;
-            len = n - b;
-        }
+        char last[QSYNC__ERRMSG_MAX];
+        qsync__child_last_line(ctx, last, sizeof last);
         if (ctx->child.term_signal)
-            qsync__set_error(ctx, QSYNC_EEXITED, "QEMU was killed by signal %d%s%.*s",
-                             ctx->child.term_signal, len ? ": " : "", (int)len, last);
+            qsync__set_error(ctx, QSYNC_EEXITED, "QEMU was killed by signal %d%s%s",
+                             ctx->child.term_signal, last[0] ? ": " : "", last);
         else
-            qsync__set_error(ctx, QSYNC_EEXITED, "QEMU exited with status %lld%s%.*s",
-                             (long long)ctx->child.exit_status, len ? ": " : "", (int)len, last);
+            qsync__set_error(ctx, QSYNC_EEXITED, "QEMU exited with status %lld%s%s",
+                             (long long)ctx->child.exit_status, last[0] ? ": " : "", last);
     }
     output_at_end(ctx);
     fail_pending(ctx, code);
