@@ -199,7 +199,7 @@ static void insn_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
 /* Whether the calling thread may read QEMU's clock now. */
 static bool at_safe_point(void)
 {
-    return guard && (qsync__stop_timer_in_callback() || !qsync__qemu_in_vcpu_thread());
+    return guard && qsync__stop_timer_safe_point();
 }
 
 /* How far idle warps have moved QEMU's clock ahead of its own

@@ -232,7 +232,7 @@ static void timer_sample(uint64_t deadline_ns, struct qsync__wire_report *out)
     /* At a stop we are in the timer callback; at exit, QEMU's main
      * thread, unless a vCPU called exit() (then keep the last stop's
      * clock rather than risk QEMU's "Bad icount read"). */
-    bool safe = qsync__stop_timer_in_callback() || !qsync__qemu_in_vcpu_thread();
+    bool safe = qsync__stop_timer_safe_point();
     uint64_t v = safe ? (uint64_t)qsync__qemu_vclock_ns() : last_virtual_ns;
     uint64_t total;
 

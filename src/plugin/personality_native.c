@@ -134,13 +134,6 @@ static void send_report(void)
 #define NO_SERIAL0 \
     "guest input: QEMU has no serial0 to deliver it to (add -serial stdio, or -serial null)"
 
-/* Whether QEMU's clock may be read here (qemu_internals.h): outside a
- * vCPU thread, or in the stop timer's callback between two blocks. A stop
- * inside a block (the insn and block engines' callbacks) is not. */
-static bool at_safe_point(void)
-{
-    return !qsync__qemu_in_vcpu_thread() || qsync__stop_timer_in_callback();
-}
 
 /* Waits for the next grant, validates it and makes it the current one. */
 static void wait_grant(void)
@@ -212,7 +205,7 @@ static void native_stop(unsigned int vcpu_index)
         if (engine->arm(vcpu_index, deadline_ns) == 0) {
             /* The guest is about to run on from this stop: this is the
              * moment input arrives, at the stop's exact virtual time. */
-            if (qsync__input_deliver(at_safe_point()) < 0)
+            if (qsync__input_deliver(qsync__stop_timer_safe_point()) < 0)
                 fail(ERR_NODEV, NO_SERIAL0);
             return;
         }

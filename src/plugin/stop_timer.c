@@ -140,6 +140,11 @@ bool qsync__stop_timer_armed(void)
     return armed;
 }
 
+bool qsync__stop_timer_safe_point(void)
+{
+    return qsync__stop_timer_in_callback() || !qsync__qemu_in_vcpu_thread();
+}
+
 bool qsync__stop_timer_in_callback(void)
 {
     return in_callback;

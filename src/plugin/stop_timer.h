@@ -77,4 +77,10 @@ bool qsync__stop_timer_armed(void);
  * QEMU's clock may be read. */
 bool qsync__stop_timer_in_callback(void);
 
+/* Whether QEMU's clock may be read here (qemu_internals.h): outside a
+ * vCPU thread, or in the stop timer's callback between two blocks. A stop
+ * inside a block (the insn and block engines' callbacks) is not. Needs
+ * QEMU's internals. */
+bool qsync__stop_timer_safe_point(void);
+
 #endif
