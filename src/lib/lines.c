@@ -40,7 +40,9 @@ void qsync__lines_free(qsync_ctx *ctx)
 static void deliver(qsync_ctx *ctx, uint64_t v, int all)
 {
     size_t done = 0;
-    while (done < ctx->lines.len && ctx->lines.buf) {
+    /* len is 0 unless stdout_mode is LINES, and the buffer lives as long
+     * as the context, which is never freed under a callback. */
+    while (done < ctx->lines.len) {
         char *line = ctx->lines.buf + done;
         size_t left = ctx->lines.len - done;
         size_t max = left < QSYNC_LINE_MAX ? left : QSYNC_LINE_MAX;
@@ -59,8 +61,6 @@ static void deliver(qsync_ctx *ctx, uint64_t v, int all)
         char saved = line[n];
         line[n] = '\0';
         QSYNC__CALL(ctx, output_line, line, n, v);
-        if (!ctx->lines.buf)
-            return; /* freed meanwhile: the context is gone */
         line[n] = saved;
         done += used;
     }
@@ -72,11 +72,9 @@ static void deliver(qsync_ctx *ctx, uint64_t v, int all)
 
 void qsync__lines_add(qsync_ctx *ctx, const char *data, size_t len)
 {
-    while (len > 0 && ctx->lines.buf) {
+    while (len > 0) {
         if (ctx->lines.len == LINES_HELD)
             deliver(ctx, ctx->pending_seq ? ctx->pending_deadline : ctx->last_virtual_ns, 1);
-        if (!ctx->lines.buf)
-            return;
         size_t room = LINES_HELD - ctx->lines.len;
         size_t n = len < room ? len : room;
         memcpy(ctx->lines.buf + ctx->lines.len, data, n);
