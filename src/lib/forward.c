@@ -24,21 +24,21 @@
  * - anything else (a regular file, /dev/null): a plain write, which does
  *   not wait for a reader.
  * SIGPIPE is blocked in this thread around the writes, and one they raised
- * is consumed before the mask is restored, as src/proto/fdio.c does; the
- * process's disposition is never changed.
+ * is consumed before the mask is restored (fdio.h's guard, which
+ * qsync__write_all() uses too); the process's disposition is never
+ * changed.
  */
 #include "internal.h"
+#include "fdio.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 /* Writes p to fd until fd would make us wait or fails; returns the bytes
@@ -103,12 +103,8 @@ void qsync__forward_stderr(qsync_ctx *ctx, const char *p, size_t n)
     if (ctx->opts.quiet_stderr || ctx->closing)
         return;
 
-    sigset_t pipe_set, old_set, pending;
-    sigemptyset(&pipe_set);
-    sigaddset(&pipe_set, SIGPIPE);
-    sigpending(&pending);
-    int was_pending = sigismember(&pending, SIGPIPE);
-    pthread_sigmask(SIG_BLOCK, &pipe_set, &old_set);
+    struct qsync__sigpipe_guard guard;
+    qsync__sigpipe_block(&guard);
 
     int ok = 1;
     if (ctx->child.stderr_dropped_unsaid) {
@@ -128,13 +124,7 @@ void qsync__forward_stderr(qsync_ctx *ctx, const char *p, size_t n)
     ctx->child.stderr_dropped += n - written;
     ctx->child.stderr_dropped_unsaid += n - written;
 
-    sigpending(&pending);
-    if (!was_pending && sigismember(&pending, SIGPIPE)) {
-        const struct timespec zero = {0, 0};
-        while (sigtimedwait(&pipe_set, NULL, &zero) < 0 && errno == EINTR) {
-        }
-    }
-    pthread_sigmask(SIG_SETMASK, &old_set, NULL);
+    qsync__sigpipe_unblock(&guard, 1);
 }
 
 uint64_t qsync_stderr_dropped(const qsync_ctx *ctx)

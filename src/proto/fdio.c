@@ -20,20 +20,41 @@ void qsync__fdio_sigpipe_ignored(void)
     sigpipe_ignored = 1;
 }
 
+void qsync__sigpipe_block(struct qsync__sigpipe_guard *g)
+{
+    sigset_t pipe_set, pending;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    sigpending(&pending);
+    g->was_pending = sigismember(&pending, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_set, &g->old);
+}
+
+void qsync__sigpipe_unblock(struct qsync__sigpipe_guard *g, int maybe_raised)
+{
+    if (maybe_raised && !g->was_pending) {
+        sigset_t pipe_set, pending;
+        sigemptyset(&pipe_set);
+        sigaddset(&pipe_set, SIGPIPE);
+        sigpending(&pending);
+        if (sigismember(&pending, SIGPIPE)) {
+            const struct timespec zero = {0, 0};
+            while (sigtimedwait(&pipe_set, NULL, &zero) < 0 && errno == EINTR) {
+            }
+        }
+    }
+    pthread_sigmask(SIG_SETMASK, &g->old, NULL);
+}
+
 int qsync__write_all(int fd, const void *buf, size_t len)
 {
     if (sigpipe_ignored)
         return qsync__write_all_unguarded(fd, buf, len);
-    sigset_t pipe_set, old_set, pending;
+    struct qsync__sigpipe_guard guard;
     const char *p = buf;
     int rc = 0;
-    int was_pending;
 
-    sigemptyset(&pipe_set);
-    sigaddset(&pipe_set, SIGPIPE);
-    sigpending(&pending);
-    was_pending = sigismember(&pending, SIGPIPE);
-    pthread_sigmask(SIG_BLOCK, &pipe_set, &old_set);
+    qsync__sigpipe_block(&guard);
 
     while (len > 0) {
         ssize_t n = write(fd, p, len);
@@ -47,12 +68,7 @@ int qsync__write_all(int fd, const void *buf, size_t len)
         len -= (size_t)n;
     }
 
-    if (rc == -EPIPE && !was_pending) {
-        const struct timespec zero = {0, 0};
-        while (sigtimedwait(&pipe_set, NULL, &zero) < 0 && errno == EINTR) {
-        }
-    }
-    pthread_sigmask(SIG_SETMASK, &old_set, NULL);
+    qsync__sigpipe_unblock(&guard, rc == -EPIPE);
     return rc;
 }
 

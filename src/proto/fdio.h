@@ -6,8 +6,22 @@
 #ifndef QSYNC_PROTO_FDIO_H
 #define QSYNC_PROTO_FDIO_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <sys/types.h>
+
+/*
+ * SIGPIPE held off in this thread around writes that may meet a closed
+ * reader, without touching the process's disposition: block() masks it;
+ * unblock() consumes a SIGPIPE that the writes raised (when maybe_raised,
+ * and none was pending before) and restores the mask.
+ */
+struct qsync__sigpipe_guard {
+    sigset_t old;
+    int was_pending;
+};
+void qsync__sigpipe_block(struct qsync__sigpipe_guard *g);
+void qsync__sigpipe_unblock(struct qsync__sigpipe_guard *g, int maybe_raised);
 
 /* Writes all of buf. Returns 0, or -errno (-EPIPE when the reader is gone,
  * -EAGAIN when a non-blocking fd is full). Never raises SIGPIPE. */
