@@ -87,9 +87,12 @@ static void read_frame_bytes(uint8_t *buf, size_t len, int frame_start)
     size_t got = 0;
     qsync__runtime_reading(true);
     int rc = transport->read(buf, len, &got);
-    qsync__runtime_reading(false);
-    if (rc == 0)
+    if (rc == 0) {
+        qsync__runtime_reading(false);
         return;
+    }
+    /* The flag stays up: this thread ends QEMU with the exact reason, and
+     * the watcher, which saw the same end of file, waits for it. */
     if (rc == -EPIPE && got == 0 && frame_start)
         controller_gone();
     if (rc == -EPIPE)

@@ -131,7 +131,9 @@ static int read_request(void)
     size_t got = 0;
     qsync__runtime_reading(true);
     int rc = qsync__read_full(fd_in, &us, sizeof us, &got);
-    qsync__runtime_reading(false);
+    /* Until the request is known good the flag stays up: a failure below
+     * ends QEMU with its exact reason, and the watcher, which saw the same
+     * end of file, waits for it. */
     if (rc == -EPIPE && got == 0)
         qsync__end_qemu(0, GONE);
     if (rc == -EPIPE)
@@ -142,9 +144,10 @@ static int read_request(void)
         qsync__end_qemu(1, "proto=qqq: cannot read a request from fd_in=%d: %s; ending QEMU",
                         fd_in, strerror(-rc));
     if (us <= 0)
-        qsync__end_qemu(1, "proto=qqq: the controller asked to advance by %d us; the adevs -qqq protocol's "
+        qsync__end_qemu(1, "proto=qqq: the controller asked to advance by %d us; the adevs -qqq "
                            "protocol needs a positive number of microseconds; ending QEMU",
                         us);
+    qsync__runtime_reading(false);
     return us;
 }
 

@@ -11,10 +11,12 @@
  * - fd_in is read only by the vCPU thread that is inside a stop. The
  *   watcher thread polls it with events = 0, so it is woken only by
  *   POLLHUP/POLLERR/POLLNVAL and never consumes a byte.
- * - reading is set by the thread in a stop around its blocking reads,
- *   and read by the watcher: on a hang-up during such a read the watcher
- *   lets the reader, which gets the end of file at once, end QEMU with the
- *   exact reason (see qsync__runtime_reading).
+ * - reading is set by the thread in a stop around its blocking reads, and
+ *   stays set on a failed read until that thread has ended QEMU: on a
+ *   hang-up during such a read the watcher lets the reader, which gets the
+ *   end of file at once, end QEMU with the exact reason (see
+ *   qsync__runtime_reading). It drops only when the read brought what the
+ *   guest runs on.
  * - fd_out is written by the install (HELLO, QEMU's main thread, before
  *   any vCPU exists), by the vCPU thread in a stop (REPORT, ERROR) and by
  *   the atexit callback (EXIT, in whichever thread called exit()).
