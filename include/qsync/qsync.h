@@ -293,6 +293,7 @@ typedef struct qsync_exit {
 /* What the plugin said in its handshake. In qqq and FIFO modes, which have
  * no handshake, engine is "unknown", the counts are 0 and nothing is
  * guaranteed. */
+struct qsync_nic_info;
 typedef struct qsync_info {
     unsigned proto_major, proto_minor;
     unsigned plugin_version; /* (major << 16) | (minor << 8) | patch   */
@@ -307,6 +308,8 @@ typedef struct qsync_info {
     int vclock;             /* virtual_ns is QEMU's own clock, not a
                                count of instructions                   */
     int input;              /* qsync_send_input() works                */
+    unsigned n_nics;        /* NICs added with qsync_nic_add()          */
+    const struct qsync_nic_info *nics; /* n_nics entries, by index      */
 } qsync_info;
 
 /*
@@ -356,6 +359,15 @@ typedef struct qsync_callbacks {
      * without a newline when QEMU ends comes last, with the last virtual
      * time known. The pointer is valid only during the call. */
     void (*output_line)(qsync_ctx *ctx, const char *line, size_t len, uint64_t virtual_ns);
+
+    /* An Ethernet frame the guest sent on NIC nic (qsync_nic_add()), with
+     * the virtual time of its transmit (qsync_nic_info.tx_stamp says how
+     * exact). Frames sent during a quantum all come before that quantum's
+     * reached callback, in the order the guest sent them; those sent after
+     * the last stop come before exited. data is valid only during the
+     * call; len is 1..QSYNC_FRAME_MAX, without the FCS. */
+    void (*frame)(qsync_ctx *ctx, unsigned nic, uint64_t virtual_ns, const void *data,
+                  size_t len);
 } qsync_callbacks;
 
 /* Fills cbs with NULL callbacks. Thread-safe. */
@@ -511,6 +523,115 @@ QSYNC_EXPORT int qsync_failed(const qsync_ctx *ctx);
  * qsync_close_wait(), since nothing else runs that loop).
  */
 QSYNC_EXPORT int qsync_close(qsync_ctx *ctx, qsync_close_cb cb);
+
+/* ---------------------------------------------------------------------- */
+/* Ethernet: NICs whose frames go through the simulator (docs/network.md)  */
+
+/* At most this many NICs per context. */
+#define QSYNC_NIC_MAX 8u
+/* Frame sizes qsync_send_frame() takes: an Ethernet header at least, a
+ * jumbo frame at most (e1000's largest, 16,128 bytes, fits), no FCS. */
+#define QSYNC_FRAME_MIN 14u
+#define QSYNC_FRAME_MAX 16384u
+/* Frames that may wait for a guest whose receive ring is full (the
+ * default of qsync_nic_config.rx_queue_frames) and the most it takes. */
+#define QSYNC_NIC_RX_QUEUE_DEFAULT 256u
+#define QSYNC_NIC_RX_QUEUE_MAX 8192u
+
+/* How a NIC is made. Fill with qsync_nic_config_init() first. */
+typedef struct qsync_nic_config {
+    size_t size; /* set by qsync_nic_config_init(); do not change */
+
+    /* "e1000" (NULL or "": the default) or "virtio" (virtio-net-pci with
+     * ioeventfd=off,tx=timer, the one virtio set-up whose transmits happen
+     * at a deterministic virtual time: 150 us after the guest's first
+     * doorbell). Anything else is refused with QSYNC_EARG. */
+    const char *model;
+
+    /* The MAC address when has_mac is set; otherwise a deterministic one,
+     * 52:54:00:51:HH:LL, where HHLL counts the NICs this process has added
+     * without a MAC of their own, from 1 (so the same program gets the
+     * same addresses, run after run). A multicast address is refused. */
+    int has_mac;
+    uint8_t mac[6];
+
+    /* How many frames sent with qsync_send_frame() may wait, due, while
+     * the guest's receive ring is full or its receiver off; past that they
+     * are dropped and counted (qsync_nic_stats.rx_dropped), as a real NIC
+     * drops what its buffer cannot hold. 0: QSYNC_NIC_RX_QUEUE_DEFAULT;
+     * at most QSYNC_NIC_RX_QUEUE_MAX. */
+    unsigned rx_queue_frames;
+} qsync_nic_config;
+
+/* Fills cfg with the defaults. Thread-safe. */
+QSYNC_EXPORT void qsync_nic_config_init(qsync_nic_config *cfg);
+
+/* How exact a NIC's times are. */
+typedef enum {
+    QSYNC_STAMP_EXACT = 0,  /* the virtual time of the event itself          */
+    QSYNC_STAMP_QUANTUM = 1 /* only the end of the quantum it happened in    */
+} qsync_stamp;
+
+/* A NIC, as qsync_info lists it. */
+typedef struct qsync_nic_info {
+    const char *model;  /* "e1000" or "virtio"                           */
+    uint8_t mac[6];
+    const char *netdev; /* QEMU's id of its backend, e.g. "qsync-nic0"    */
+    qsync_stamp tx_stamp; /* transmit times given to callbacks.frame      */
+    qsync_stamp rx_time;  /* when a frame sent with qsync_send_frame() is
+                             offered to the NIC                           */
+} qsync_nic_info;
+
+/* A NIC's counters (qsync_nic_get_stats()). */
+typedef struct qsync_nic_stats {
+    uint64_t tx_frames;  /* frames the guest sent (callbacks.frame)           */
+    uint64_t rx_frames;  /* frames the NIC took (delivered into the guest)    */
+    uint64_t rx_dropped; /* frames dropped: the wait queue was full           */
+    uint64_t rx_waiting; /* due frames waiting for the NIC now                */
+    uint64_t rx_pending; /* frames sent with qsync_send_frame() and not yet
+                            due, or not yet handed to QEMU                   */
+    int receiver_on;     /* the NIC could receive at the last stop            */
+    int receiver_ever_on; /* it ever could: 0 with frames dropped usually
+                             means the guest has no driver for this model    */
+} qsync_nic_stats;
+
+/*
+ * Gives the guest a NIC, before qsync_start(); returns its index (0, 1,
+ * ...). The library adds what QEMU needs to argv (-nic none, so that QEMU
+ * adds no NIC of its own, and a -device with the plugin's backend): pass
+ * no -netdev or -nic of your own for it. The NIC has no host side: every
+ * frame the guest sends comes to callbacks.frame, and only frames given to
+ * qsync_send_frame() reach it. Plugin mode only. The frame and
+ * qsync_nic_get_stats() calls work once the handshake has come.
+ * Returns the index, QSYNC_EARG (NULL or unknown model, multicast MAC,
+ * rx_queue_frames too large: the message names it), QSYNC_ERANGE (already
+ * QSYNC_NIC_MAX NICs), QSYNC_ESTATE (started or closing), QSYNC_ENOTSUP
+ * (not plugin mode), -ENOMEM.
+ */
+QSYNC_EXPORT int qsync_nic_add(qsync_ctx *ctx, const qsync_nic_config *cfg);
+
+/*
+ * Queues a frame for the guest's NIC nic, to be received when the guest's
+ * clock reads at_ns: neither earlier nor later, inside a quantum too (see
+ * qsync_nic_info.rx_time). at_ns must not be before the current deadline
+ * (the one the guest is stopped at, or running to). Frames due at the same
+ * time are received in the order of these calls. A NIC that cannot receive
+ * at at_ns (its ring full, its receiver off) gets the frame when it can,
+ * as QEMU's own queue does, up to rx_queue_frames waiting; past that the
+ * frame is dropped and counted. Allowed any time after qsync_start() and
+ * the handshake, also while an advance is pending; the frame is copied.
+ * Returns 0, QSYNC_EARG (NULL data, len outside
+ * QSYNC_FRAME_MIN..QSYNC_FRAME_MAX, no such NIC: the message says which),
+ * QSYNC_ERANGE (at_ns before the current deadline, or past
+ * QSYNC_DEADLINE_MAX), QSYNC_ESTATE (no handshake yet, or closing),
+ * -ENOMEM, or the fatal error that broke the context.
+ */
+QSYNC_EXPORT int qsync_send_frame(qsync_ctx *ctx, unsigned nic, uint64_t at_ns,
+                                  const void *data, size_t len);
+
+/* Copies NIC nic's counters, as of the last stop, to *stats. Returns 0,
+ * QSYNC_EARG (no such NIC, NULL stats) or QSYNC_ESTATE (not started). */
+QSYNC_EXPORT int qsync_nic_get_stats(const qsync_ctx *ctx, unsigned nic, qsync_nic_stats *stats);
 
 /* ---------------------------------------------------------------------- */
 /* Groups: several QEMUs advanced to one deadline (a barrier)              */
