@@ -20,6 +20,7 @@
 #include <qsync/qsync.h>
 
 #include "duration.h"
+#include "progress.h"
 #include "stats.h"
 
 #define EXIT_USAGE 2
@@ -57,13 +58,9 @@ struct step {
     struct qsync__series walls;   /* wall ns each quantum took */
     uint64_t prev_virtual_ns;
     uint64_t grant_t;
-    uv_timer_t progress_timer;
-    int progress_shown;
-    int progress_on;
     /* The guest's output passes through us while the progress line is on,
-     * so that the two never share a line; mid_line: its last byte was not
-     * a newline, and the progress line waits until it is. */
-    int mid_line;
+     * so that the two never share a line (progress.h). */
+    struct qsync__progress prog;
 
     /* Results. */
     int have_info;
@@ -129,33 +126,9 @@ static void usage(FILE *f)
             "ends the run, 2 for usage or set-up errors.\n");
 }
 
-static void progress_clear(struct step *s)
-{
-    if (s->progress_shown) {
-        fputs("\r\033[K", stderr);
-        s->progress_shown = 0;
-    }
-}
-
-static void progress_cb(uv_timer_t *t)
-{
-    struct step *s = t->data;
-    if (s->mid_line)
-        return; /* drawn over the guest's unfinished line, it would erase it */
-    double wall = (double)(uv_hrtime() - s->t0) / 1e9;
-    double virt = (double)s->virtual_ns / 1e9;
-    fprintf(stderr, "\r\033[Kqsync-step: virtual %.6f s  quanta %llu  speed %.3fx real time", virt,
-            (unsigned long long)s->quanta, wall > 0 ? virt / wall : 0.0);
-    s->progress_shown = 1;
-}
-
 static void finish(struct step *s)
 {
-    if (s->progress_on) {
-        s->progress_on = 0;
-        uv_close((uv_handle_t *)&s->progress_timer, NULL);
-        progress_clear(s);
-    }
+    qsync__progress_stop(&s->prog);
     if (s->ctx) {
         qsync_close(s->ctx, NULL);
         s->ctx = NULL;
@@ -174,17 +147,17 @@ static void on_output(qsync_ctx *ctx, const char *data, size_t len)
     struct step *s = qsync_get_data(ctx);
     if (len == 0)
         return;
-    progress_clear(s);
+    qsync__progress_clear(&s->prog);
     fwrite(data, 1, len, stdout);
     fflush(stdout);
-    s->mid_line = data[len - 1] != '\n';
+    s->prog.mid_line = data[len - 1] != '\n';
 }
 
 /* Whether the live progress line is shown: --progress, or stderr is a
  * terminal (unless --quiet). */
 static int progress_wanted(const struct step *s)
 {
-    return s->progress == 1 || (s->progress == -1 && !s->quiet && isatty(STDERR_FILENO));
+    return qsync__progress_wanted(s->progress, s->quiet);
 }
 
 /* --timestamps: the library hands over each line the guest completed in
@@ -193,7 +166,7 @@ static int progress_wanted(const struct step *s)
 static void on_output_line(qsync_ctx *ctx, const char *line, size_t len, uint64_t v)
 {
     struct step *s = qsync_get_data(ctx);
-    progress_clear(s); /* the live line would end up inside ours */
+    qsync__progress_clear(&s->prog); /* the live line would end up inside ours */
     printf("[%5" PRIu64 ".%09" PRIu64 "] ", v / 1000000000u, v % 1000000000u);
     fwrite(line, 1, len, stdout);
     putchar('\n');
@@ -747,12 +720,8 @@ static void watch_signals_and_progress(struct step *s)
     s->sigint.data = s->sigterm.data = s;
     uv_signal_start(&s->sigint, on_signal, SIGINT);
     uv_signal_start(&s->sigterm, on_signal, SIGTERM);
-    if (progress_wanted(s)) {
-        uv_timer_init(s->loop, &s->progress_timer);
-        s->progress_timer.data = s;
-        uv_timer_start(&s->progress_timer, progress_cb, 200, 200);
-        s->progress_on = 1;
-    }
+    if (progress_wanted(s))
+        qsync__progress_start(&s->prog, s->loop, "qsync-step", &s->virtual_ns, &s->quanta, NULL);
 }
 
 /* Creates the context, starts QEMU and runs the loop until all is done.
