@@ -765,7 +765,7 @@ static int run(struct net *n)
         return rc;
     if (n->json_path) {
         /* "e": close-on-exec, like every descriptor of ours. */
-        n->json = n->out == stderr ? stdout : fopen(n->json_path, "we");
+        n->json = strcmp(n->json_path, "-") == 0 ? stdout : fopen(n->json_path, "we");
         if (!n->json)
             return usage_error("--json '%s': %s", n->json_path, strerror(errno));
     }
