@@ -50,6 +50,8 @@
  *               counts the frames received
  *   net-old     as net, but with no G_FRAMES in HELLO (an older plugin)
  *   net-badnic  as net, but its first FRAME claims NIC 5
+ *   net-nodriver as net, but NIC_STATUS counts every frame received as
+ *               dropped, with a receiver that was never on
  *   prompt      as good, but a grant that the fake waited for as long as one
  *               of its sleep's time-out slices (slice_ns= on -plugin,
  *               default 10 ms) is answered with an ERROR naming it: on
@@ -327,7 +329,7 @@ static int serve_input(void)
 }
 
 /* Scenarios net, net-old and net-badnic: FRAMEs both ways. */
-static int serve_net(int bad_nic)
+static int serve_net(int bad_nic, int no_driver)
 {
     static uint8_t buf[QSYNC__WIRE_MAX_FRAME];
     static struct qsync__wire_msg m;
@@ -366,8 +368,9 @@ static int serve_net(int bad_nic)
             exit(0);
         memset(&m, 0, sizeof m);
         m.type = QSYNC__MSG_NIC_STATUS;
-        m.u.nic_status.flags = QSYNC__WIRE_NIC_RX_EVER_ON;
-        m.u.nic_status.rx_frames = received;
+        m.u.nic_status.flags = no_driver ? 0 : QSYNC__WIRE_NIC_RX_EVER_ON;
+        m.u.nic_status.rx_frames = no_driver ? 0 : received;
+        m.u.nic_status.rx_dropped = no_driver ? received : 0;
         m.u.nic_status.tx_frames = g.seq;
         send_msg(&m);
         send_report(&g, g.seq);
@@ -596,7 +599,7 @@ int main(int argc, char **argv)
         if (strcmp(sc, "net-old") != 0)
             extra_guarantees = QSYNC__WIRE_G_FRAMES;
         send_hello(QSYNC__WIRE_MAJOR, shift);
-        return serve_net(strcmp(sc, "net-badnic") == 0);
+        return serve_net(strcmp(sc, "net-badnic") == 0, strcmp(sc, "net-nodriver") == 0);
     }
     if (strcmp(sc, "prompt") == 0) {
         check_prompt = 1;

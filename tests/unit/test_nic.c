@@ -31,7 +31,17 @@ struct rec {
     unsigned frame_first[64];
     unsigned frame_nic[64];
     size_t n_frames;
+    int errors, error_code;
+    char error_msg[256];
 };
+
+static void on_error(qsync_ctx *ctx, int code, const char *msg)
+{
+    struct rec *r = qsync_get_data(ctx);
+    r->errors++;
+    r->error_code = code;
+    snprintf(r->error_msg, sizeof r->error_msg, "%s", msg);
+}
 
 static void on_output(qsync_ctx *ctx, const char *data, size_t len)
 {
@@ -79,6 +89,7 @@ static qsync_ctx *new_ctx(struct rec *r, qsync_mode mode)
     c.output = on_output;
     c.frame = on_frame;
     c.reached = on_reached;
+    c.error = on_error;
     qsync_ctx *ctx = NULL;
     char err[256];
     assert_int_equal(qsync_ctx_new(NULL, &o, &c, &ctx, err, sizeof err), 0);
@@ -250,12 +261,43 @@ static void test_bad_plugins(void **state)
     assert_int_equal(qsync_close_wait(ctx), 0);
 }
 
+/* Frames dropped for a NIC whose receiver was never on: one warning, and
+ * the context goes on. */
+static void test_no_driver(void **state)
+{
+    (void)state;
+    struct rec r;
+    qsync_ctx *ctx = new_ctx(&r, QSYNC_MODE_PLUGIN);
+    assert_int_equal(add(ctx, "virtio", NULL, 0), 0);
+    start(ctx, "net-nodriver");
+    assert_int_equal(qsync_advance_wait_ns(ctx, 1000, NULL), 0);
+    assert_int_equal(r.errors, 0);
+    uint8_t frame[60] = {0};
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(qsync_send_frame(ctx, 0, 1000 + (uint64_t)i, frame, sizeof frame), 0);
+    assert_int_equal(qsync_advance_wait_ns(ctx, 1000, NULL), 0);
+    assert_int_equal(r.errors, 1);
+    assert_int_equal(r.error_code, QSYNC_ENODRIVER);
+    assert_non_null(strstr(r.error_msg, "NIC 0 (virtio): 3 frame(s) dropped"));
+    assert_int_equal(qsync_failed(ctx), 0);
+    assert_false(qsync_is_fatal(QSYNC_ENODRIVER));
+    assert_int_equal(qsync_send_frame(ctx, 0, 2000, frame, sizeof frame), 0);
+    assert_int_equal(qsync_advance_wait_ns(ctx, 1000, NULL), 0);
+    assert_int_equal(r.errors, 1); /* once */
+    qsync_nic_stats st;
+    assert_int_equal(qsync_nic_get_stats(ctx, 0, &st), 0);
+    assert_int_equal(st.rx_dropped, 4);
+    assert_int_equal(st.receiver_ever_on, 0);
+    assert_int_equal(qsync_close_wait(ctx), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_add_refusals),
         cmocka_unit_test(test_frames),
         cmocka_unit_test(test_bad_plugins),
+        cmocka_unit_test(test_no_driver),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
