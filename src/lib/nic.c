@@ -45,6 +45,7 @@ struct qsync__nics {
     unsigned n;
     struct nic nic[QSYNC_NIC_MAX];
     qsync_nic_info info[QSYNC_NIC_MAX]; /* what qsync_info points to      */
+    char qemu[256];                       /* argv[0], for messages         */
     struct out_frame **queue;             /* not yet sent to the plugin    */
     size_t queued, cap;
     uint64_t next_seq;
@@ -141,11 +142,13 @@ const qsync_nic_info *qsync__nic_infos(const qsync_ctx *ctx)
     return ctx->nics && ctx->nics->n ? ctx->nics->info : NULL;
 }
 
-int qsync__nic_prepare(qsync_ctx *ctx, struct qsync__launch *l, char *plugin_opts, size_t cap)
+int qsync__nic_prepare(qsync_ctx *ctx, const char *qemu, struct qsync__launch *l,
+                       char *plugin_opts, size_t cap)
 {
     struct qsync__nics *ns = ctx->nics;
     if (!ns || ns->n == 0)
         return 0;
+    snprintf(ns->qemu, sizeof ns->qemu, "%s", qemu);
     size_t used = strlen(plugin_opts);
     int w = snprintf(plugin_opts + used, cap - used, ",nics=");
     for (unsigned i = 0; i < ns->n && w > 0 && (size_t)w < cap - used; i++) {
@@ -169,6 +172,18 @@ int qsync__nic_prepare(qsync_ctx *ctx, struct qsync__launch *l, char *plugin_opt
             return qsync__set_error(ctx, QSYNC_EARG, "too many arguments");
     }
     return 0;
+}
+
+void qsync__nic_exit_hint(const qsync_ctx *ctx, const char *last, char *out, size_t cap)
+{
+    const struct qsync__nics *ns = ctx->nics;
+    out[0] = '\0';
+    if (!ns || ns->n == 0 || !strstr(last, "qsync-nic"))
+        return;
+    snprintf(out, cap,
+             " (%s could not make the NIC that qsync_nic_add() asked for: NICs need a QEMU and "
+             "a machine with PCI and the %s device)",
+             ns->qemu, ns->nic[0].model[0] == 'v' ? "virtio-net-pci" : "e1000");
 }
 
 int qsync__nic_check_hello(qsync_ctx *ctx, const struct qsync__wire_hello *h)
