@@ -173,6 +173,8 @@ int qsync_get_info(const qsync_ctx *ctx, qsync_info *info)
     info->mode = ctx->mode->name;
     info->vclock = (h->guarantees & QSYNC__WIRE_G_VCLOCK) != 0;
     info->input = ctx->mode->input != NULL && (h->guarantees & QSYNC__WIRE_G_INPUT) != 0;
+    info->n_nics = qsync__nic_count(ctx);
+    info->nics = qsync__nic_infos(ctx);
     return 0;
 }
 
@@ -282,7 +284,7 @@ int qsync_start(qsync_ctx *ctx, const char *const argv[])
 
 /* The fatal error, for a call refused because of it. qsync_last_error()
  * keeps the failure's own detail when that is still what it says. */
-static int refuse_failed(qsync_ctx *ctx, const char *what)
+int qsync__refuse_failed(qsync_ctx *ctx, const char *what)
 {
     if (ctx->errcode == ctx->fatal)
         return ctx->fatal;
@@ -314,7 +316,7 @@ int qsync_send_input(qsync_ctx *ctx, const void *data, size_t len)
     if (ctx->closing)
         return qsync__set_error(ctx, QSYNC_ESTATE, "qsync_send_input: the context is closing");
     if (ctx->fatal)
-        return refuse_failed(ctx, "qsync_send_input");
+        return qsync__refuse_failed(ctx, "qsync_send_input");
     if (!ctx->started || !ctx->have_hello)
         return qsync__set_error(ctx, QSYNC_ESTATE,
                                 "qsync_send_input: QEMU is not started or not ready yet");
@@ -352,7 +354,7 @@ int qsync__check_advance(qsync_ctx *ctx, uint64_t deadline, const char *what)
     if (!ctx->started)
         return qsync__set_error(ctx, QSYNC_ESTATE, "%s: QEMU is not started", what);
     if (ctx->fatal)
-        return refuse_failed(ctx, what);
+        return qsync__refuse_failed(ctx, what);
     if (ctx->pending_seq)
         return qsync__set_error(ctx, QSYNC_EBUSY, "%s: the advance to %llu ns is still pending",
                                 what, (unsigned long long)ctx->pending_deadline);
@@ -381,7 +383,9 @@ int qsync_advance_to_ns(qsync_ctx *ctx, uint64_t deadline)
     int rc = qsync__check_advance(ctx, deadline, "qsync_advance");
     if (rc)
         return rc;
-    rc = ctx->mode->grant(ctx, ctx->next_seq, deadline, deadline - ctx->now_ns);
+    rc = qsync__nic_before_grant(ctx, deadline);
+    if (rc == 0)
+        rc = ctx->mode->grant(ctx, ctx->next_seq, deadline, deadline - ctx->now_ns);
     if (rc)
         return rc;
     ctx->pending_seq = ctx->next_seq++;
@@ -428,6 +432,8 @@ void qsync__on_hello(qsync_ctx *ctx, const struct qsync__wire_hello *h)
                           h->icount_shift, ctx->opts.icount_shift);
         return;
     }
+    if (qsync__nic_check_hello(ctx, h))
+        return;
     ctx->hello = *h;
     qsync__on_ready(ctx);
 }
@@ -686,6 +692,7 @@ void qsync__free_ctx(qsync_ctx *ctx)
     qsync__transport_free(ctx);
     qsync__child_free(ctx);
     qsync__lines_free(ctx);
+    qsync__nic_free(ctx);
     free(ctx->plugin_path);
     free(ctx->plugin_args);
     free(ctx);
