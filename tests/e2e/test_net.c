@@ -7,7 +7,7 @@
  *
  * - a frame sent for time t inside a quantum is seen by the guest at t,
  *   within the few instructions of its polling loop, on the timer and insn
- *   engines, at shift 0 and 3;
+ *   engines, at shift 0 and 3; frames due at one time come in call order;
  * - a transmit's stamp is the guest's clock at its TDT write, within one
  *   instruction, and frames come before their quantum's reached callback;
  * - two runs give the same stamps, both ways;
@@ -331,6 +331,40 @@ static void test_rx_insn_shift3(void **state)
     check_rx_times("insn", 3);
 }
 
+/* Frames due at one time reach the guest in the order of the calls; an
+ * earlier time sent later still comes first. */
+static void test_same_time_in_call_order(void **state)
+{
+    (void)state;
+    struct net_run *r = calloc(1, sizeof *r);
+    assert_non_null(r);
+    qsync_ctx *ctx = start_net(r, "receive count=4", NULL, 0, NULL);
+    run_until_ready(ctx, r);
+    const uint8_t *mac = nic_mac(ctx);
+    uint64_t t = qsync_now_ns(ctx);
+    static const struct {
+        unsigned num;
+        uint64_t off;
+    } sent[] = {{1, 500}, {2, 500}, {3, 200}, {4, 500}};
+    for (unsigned i = 0; i < 4; i++) {
+        uint8_t f[60];
+        make_frame(f, sizeof f, mac, sent[i].num);
+        assert_int_equal(qsync_send_frame(ctx, 0, t + sent[i].off, f, sizeof f), 0);
+    }
+    run_to_end(ctx, r);
+    static const unsigned want[] = {3, 1, 2, 4};
+    for (unsigned k = 1; k <= 4; k++) {
+        char prefix[32];
+        snprintf(prefix, sizeof prefix, "qsync-guest: rx %u ", k);
+        assert_int_equal(field(r, prefix, "num="), want[k - 1]);
+    }
+    /* The first one at its time (the others wait while the guest prints). */
+    uint64_t seen = field(r, "qsync-guest: rx 1 ", "t=");
+    assert_true(seen >= t + 200 + (POLL_LOOP_INSNS + 1) && seen <= t + 200 + POLL_LOOP_INSNS + 2);
+    assert_int_equal(qsync_close_wait(ctx), 0);
+    free(r);
+}
+
 /* ---- transmit: the stamp is the guest's clock at its doorbell --------- */
 
 #define N_TX 6
@@ -613,6 +647,7 @@ int main(void)
         cmocka_unit_test(test_rx_insn_shift0),
         cmocka_unit_test(test_rx_timer_shift3),
         cmocka_unit_test(test_rx_insn_shift3),
+        cmocka_unit_test(test_same_time_in_call_order),
         cmocka_unit_test(test_tx_stamps_shift0),
         cmocka_unit_test(test_tx_stamps_shift3),
         cmocka_unit_test(test_two_runs_same_stamps),
