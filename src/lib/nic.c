@@ -38,6 +38,7 @@ struct nic {
     unsigned rx_queue;
     qsync_nic_stats stats;
     uint64_t to_plugin; /* frames sent to the plugin                   */
+    int warned;         /* QSYNC_ENODRIVER was told                    */
 };
 
 struct qsync__nics {
@@ -338,6 +339,15 @@ void qsync__nic_on_status(qsync_ctx *ctx, const struct qsync__wire_nic_status *s
     n->stats.rx_waiting = s->rx_waiting;
     n->stats.receiver_on = (s->flags & QSYNC__WIRE_NIC_RX_ON) != 0;
     n->stats.receiver_ever_on = (s->flags & QSYNC__WIRE_NIC_RX_EVER_ON) != 0;
+    if (n->stats.rx_dropped > 0 && !n->stats.receiver_ever_on && !n->warned) {
+        n->warned = 1;
+        char msg[192];
+        snprintf(msg, sizeof msg,
+                 "NIC %u (%s): %llu frame(s) dropped; the guest never turned the NIC's receiver "
+                 "on (does it have a driver for %s, and is the interface up?)",
+                 s->nic, n->model, (unsigned long long)n->stats.rx_dropped, n->model);
+        QSYNC__CALL(ctx, error, QSYNC_ENODRIVER, msg);
+    }
 }
 
 int qsync_nic_get_stats(const qsync_ctx *ctx, unsigned nic, qsync_nic_stats *stats)
