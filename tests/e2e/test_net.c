@@ -12,7 +12,8 @@
  *   instruction, and frames come before their quantum's reached callback;
  * - two runs give the same stamps, both ways;
  * - bad frames, times, models and a QEMU without e1000 are refused, and
- *   frames for a guest without a driver are dropped and counted.
+ *   frames for a guest without a driver are dropped and counted, and
+ *   QSYNC_ENODRIVER says so once.
  *
  * Through the blocking helpers, on a private loop.
  */
@@ -59,6 +60,9 @@ struct net_run {
     unsigned early;         /* frames stamped at or before the last stop */
     unsigned unreported;    /* frames of a quantum after its reached */
     unsigned checked;       /* frames checked by a reached callback */
+    unsigned errors;        /* error callbacks */
+    unsigned no_driver;     /* of them, QSYNC_ENODRIVER */
+    char error_text[512];   /* the last one's message */
 };
 
 static void on_output(qsync_ctx *ctx, const char *data, size_t len)
@@ -97,6 +101,15 @@ static void on_reached(qsync_ctx *ctx, int status, const qsync_stop *stop)
     r->quantum_start = stop->deadline_ns;
 }
 
+static void on_error(qsync_ctx *ctx, int code, const char *message)
+{
+    struct net_run *r = qsync_get_data(ctx);
+    r->errors++;
+    if (code == QSYNC_ENODRIVER)
+        r->no_driver++;
+    snprintf(r->error_text, sizeof r->error_text, "%s", message);
+}
+
 /* Starts the guest with one NIC (cfg NULL: the default e1000). */
 static qsync_ctx *start_net(struct net_run *r, const char *append, const char *plugin_args,
                             unsigned shift, const qsync_nic_config *cfg)
@@ -111,6 +124,7 @@ static qsync_ctx *start_net(struct net_run *r, const char *append, const char *p
     cbs.output = on_output;
     cbs.frame = on_frame;
     cbs.reached = on_reached;
+    cbs.error = on_error;
     char err[256];
     qsync_ctx *ctx = NULL;
     assert_int_equal(qsync_ctx_new(NULL, &opts, &cbs, &ctx, err, sizeof err), 0);
@@ -303,6 +317,7 @@ static void check_rx_times(const char *engine, unsigned shift)
     assert_int_equal(st.rx_dropped, 0);
     assert_int_equal(st.receiver_on, 1);
     assert_int_equal(st.receiver_ever_on, 1);
+    assert_int_equal(r->errors, 0);
     assert_int_equal(qsync_close_wait(ctx), 0);
     free(r);
 }
@@ -583,7 +598,24 @@ static void test_rx_dropped_without_driver(void **state)
     assert_int_equal(st.rx_pending, 0);
     assert_int_equal(st.receiver_on, 0);
     assert_int_equal(st.receiver_ever_on, 0);
+    /* Said once, as a warning that names the NIC and its model. */
+    print_message("error callback: %s\n", r->error_text);
+    assert_int_equal(r->errors, 1);
+    assert_int_equal(r->no_driver, 1);
+    if (strstr(r->error_text, "NIC 0") == NULL || strstr(r->error_text, "e1000") == NULL)
+        fail_msg("the warning does not name the NIC and its model: %s", r->error_text);
     assert_int_equal(qsync_failed(ctx), 0);
+    /* More drops later: counted, not said again. */
+    for (unsigned i = 0; i < 2; i++) {
+        uint8_t f[60];
+        make_frame(f, sizeof f, mac, SENT + i);
+        assert_int_equal(qsync_send_frame(ctx, 0, qsync_now_ns(ctx) + 5, f, sizeof f), 0);
+    }
+    assert_int_equal(advance(ctx, r, QUANTUM_NS), 0);
+    assert_int_equal(advance(ctx, r, QUANTUM_NS), 0);
+    assert_int_equal(qsync_nic_get_stats(ctx, 0, &st), 0);
+    assert_int_equal(st.rx_dropped, SENT + 2 - BOUND);
+    assert_int_equal(r->errors, 1);
     assert_int_equal(qsync_close_wait(ctx), 0);
     free(r);
 }
