@@ -607,7 +607,9 @@ typedef struct qsync_nic_stats {
  * adds no NIC of its own, and a -device with the plugin's backend): pass
  * no -netdev or -nic of your own for it. The NIC has no host side: every
  * frame the guest sends comes to callbacks.frame, and only frames given to
- * qsync_send_frame() reach it. Plugin mode only. The frame and
+ * qsync_send_frame() reach it. Plugin mode only, on the timer or insn
+ * engine (the plugin refuses engine=block, whose clock runs past its
+ * deadlines while the guest idles: QEMU then does not start). The frame and
  * qsync_nic_get_stats() calls work once the handshake has come.
  * Returns the index, QSYNC_EARG (NULL or unknown model, multicast MAC,
  * rx_queue_frames too large: the message names it), QSYNC_ERANGE (already
