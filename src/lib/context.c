@@ -646,6 +646,25 @@ void qsync__on_stdio_eof(qsync_ctx *ctx)
 
 static void close_handles(qsync_ctx *ctx);
 
+/* The plugin's last line in QEMU's stderr, when it is not the last line
+ * itself: why the plugin refused to load, say, before QEMU's own "could
+ * not load plugin". Written as " (qsync-plugin: ...)" to out, or "". */
+static void plugin_line(const char *tail, const char *last, char *out, size_t cap)
+{
+    static const char tag[] = "qsync-plugin: ";
+    const char *p = NULL;
+    out[0] = '\0';
+    for (const char *q = tail; q && (q = strstr(q, tag)) != NULL; q++)
+        if (q == tail || q[-1] == '\n')
+            p = q;
+    if (!p)
+        return;
+    size_t len = strcspn(p, "\n");
+    if (strncmp(p, last, len) == 0 && last[len] == '\0')
+        return;
+    snprintf(out, cap, " (%.*s)", (int)(len < cap - 4 ? len : cap - 4), p);
+}
+
 static void maybe_finish_exit(qsync_ctx *ctx)
 {
     if (ctx->exited_fired || !ctx->child.exited || !ctx->transport.eof || !ctx->child.err_eof)
@@ -659,14 +678,17 @@ static void maybe_finish_exit(qsync_ctx *ctx)
     const char *tail = qsync__child_tail_text(ctx);
     if (!ctx->closing && ctx->fatal == QSYNC_EEXITED) {
         /* Keep the most useful detail: the last line QEMU printed. */
-        char last[QSYNC__ERRMSG_MAX];
+        char last[QSYNC__ERRMSG_MAX], plugin[QSYNC__ERRMSG_MAX / 2], hint[384];
         qsync__child_last_line(ctx, last, sizeof last);
+        plugin_line(tail, last, plugin, sizeof plugin);
+        qsync__nic_exit_hint(ctx, last, hint, sizeof hint);
         if (ctx->child.term_signal)
-            qsync__set_error(ctx, QSYNC_EEXITED, "QEMU was killed by signal %d%s%s",
-                             ctx->child.term_signal, last[0] ? ": " : "", last);
+            qsync__set_error(ctx, QSYNC_EEXITED, "QEMU was killed by signal %d%s%s%s%s",
+                             ctx->child.term_signal, last[0] ? ": " : "", last, plugin, hint);
         else
-            qsync__set_error(ctx, QSYNC_EEXITED, "QEMU exited with status %lld%s%s",
-                             (long long)ctx->child.exit_status, last[0] ? ": " : "", last);
+            qsync__set_error(ctx, QSYNC_EEXITED, "QEMU exited with status %lld%s%s%s%s",
+                             (long long)ctx->child.exit_status, last[0] ? ": " : "", last,
+                             plugin, hint);
     }
     output_at_end(ctx);
     fail_pending(ctx, code);

@@ -257,7 +257,10 @@ unsigned qsync__nic_count(const qsync_ctx *ctx);
 const qsync_nic_info *qsync__nic_infos(const qsync_ctx *ctx);
 /* Adds the NICs' devices to QEMU's arguments and nics= to the plugin's
  * options (plugin_opts, a string of cap bytes). */
-int qsync__nic_prepare(qsync_ctx *ctx, struct qsync__launch *l, char *plugin_opts, size_t cap);
+int qsync__nic_prepare(qsync_ctx *ctx, const char *qemu, struct qsync__launch *l,
+                       char *plugin_opts, size_t cap);
+/* A hint for an early exit whose last line is about a NIC's device. */
+void qsync__nic_exit_hint(const qsync_ctx *ctx, const char *last, char *out, size_t cap);
 /* Fails the context (and returns -1) when NICs were asked for and the
  * plugin's HELLO does not offer them. */
 int qsync__nic_check_hello(qsync_ctx *ctx, const struct qsync__wire_hello *h);

@@ -42,7 +42,7 @@ static int plugin_prepare(qsync_ctx *ctx, const char *const argv[], struct qsync
     if (ctx->opts.quantum_hint_ns)
         snprintf(rest + n, sizeof rest - (size_t)n, ",quantum_ns=%llu",
                  (unsigned long long)ctx->opts.quantum_hint_ns);
-    rc = qsync__nic_prepare(ctx, l, rest, sizeof rest);
+    rc = qsync__nic_prepare(ctx, argv[0], l, rest, sizeof rest);
     if (rc)
         return rc;
     if (qsync__launch_add(l, "-icount") ||

@@ -38,12 +38,14 @@ struct nic {
     unsigned rx_queue;
     qsync_nic_stats stats;
     uint64_t to_plugin; /* frames sent to the plugin                   */
+    int warned;         /* QSYNC_ENODRIVER was told                    */
 };
 
 struct qsync__nics {
     unsigned n;
     struct nic nic[QSYNC_NIC_MAX];
     qsync_nic_info info[QSYNC_NIC_MAX]; /* what qsync_info points to      */
+    char qemu[256];                       /* argv[0], for messages         */
     struct out_frame **queue;             /* not yet sent to the plugin    */
     size_t queued, cap;
     uint64_t next_seq;
@@ -140,11 +142,13 @@ const qsync_nic_info *qsync__nic_infos(const qsync_ctx *ctx)
     return ctx->nics && ctx->nics->n ? ctx->nics->info : NULL;
 }
 
-int qsync__nic_prepare(qsync_ctx *ctx, struct qsync__launch *l, char *plugin_opts, size_t cap)
+int qsync__nic_prepare(qsync_ctx *ctx, const char *qemu, struct qsync__launch *l,
+                       char *plugin_opts, size_t cap)
 {
     struct qsync__nics *ns = ctx->nics;
     if (!ns || ns->n == 0)
         return 0;
+    snprintf(ns->qemu, sizeof ns->qemu, "%s", qemu);
     size_t used = strlen(plugin_opts);
     int w = snprintf(plugin_opts + used, cap - used, ",nics=");
     for (unsigned i = 0; i < ns->n && w > 0 && (size_t)w < cap - used; i++) {
@@ -168,6 +172,18 @@ int qsync__nic_prepare(qsync_ctx *ctx, struct qsync__launch *l, char *plugin_opt
             return qsync__set_error(ctx, QSYNC_EARG, "too many arguments");
     }
     return 0;
+}
+
+void qsync__nic_exit_hint(const qsync_ctx *ctx, const char *last, char *out, size_t cap)
+{
+    const struct qsync__nics *ns = ctx->nics;
+    out[0] = '\0';
+    if (!ns || ns->n == 0 || !strstr(last, "qsync-nic"))
+        return;
+    snprintf(out, cap,
+             " (%s could not make the NIC that qsync_nic_add() asked for: NICs need a QEMU and "
+             "a machine with PCI and the %s device)",
+             ns->qemu, ns->nic[0].model[0] == 'v' ? "virtio-net-pci" : "e1000");
 }
 
 int qsync__nic_check_hello(qsync_ctx *ctx, const struct qsync__wire_hello *h)
@@ -338,6 +354,15 @@ void qsync__nic_on_status(qsync_ctx *ctx, const struct qsync__wire_nic_status *s
     n->stats.rx_waiting = s->rx_waiting;
     n->stats.receiver_on = (s->flags & QSYNC__WIRE_NIC_RX_ON) != 0;
     n->stats.receiver_ever_on = (s->flags & QSYNC__WIRE_NIC_RX_EVER_ON) != 0;
+    if (n->stats.rx_dropped > 0 && !n->stats.receiver_ever_on && !n->warned) {
+        n->warned = 1;
+        char msg[192];
+        snprintf(msg, sizeof msg,
+                 "NIC %u (%s): %llu frame(s) dropped; the guest never turned the NIC's receiver "
+                 "on (does it have a driver for %s, and is the interface up?)",
+                 s->nic, n->model, (unsigned long long)n->stats.rx_dropped, n->model);
+        QSYNC__CALL(ctx, error, QSYNC_ENODRIVER, msg);
+    }
 }
 
 int qsync_nic_get_stats(const qsync_ctx *ctx, unsigned nic, qsync_nic_stats *stats)

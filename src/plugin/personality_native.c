@@ -267,6 +267,14 @@ static int native_open(const struct qsync__options *opt, const struct qsync__eng
                                  : qsync__transport_pipe_open(fd_in, fd_out);
     if (transport == NULL)
         return -1;
+    /* The block engine's clock runs ahead of its deadlines while the guest
+     * idles (it cannot see idle time), so frames would reach the guest
+     * late, at the deadline after their time. */
+    if (opt->n_nics > 0 && eng->wire_id == QSYNC__WIRE_ENGINE_BLOCK) {
+        qsync__log("NICs need the timer or insn engine: engine=block lets an idle guest's "
+                   "clock run past its deadlines, so frames could not arrive at their time");
+        return -1;
+    }
     /* The NICs' backends must exist before QEMU makes its devices, which
      * it does after installing the plugins. */
     return qsync__net_install(opt, send_bytes);

@@ -40,6 +40,18 @@
  *   input       offers guest input in HELLO; before each report prints
  *               "in <bytes> <frames> <sum>\n" for the INPUT frames that came
  *               before the grant (sum: of the bytes, mod 2^32)
+ *   net         offers NICs (G_FRAMES); prints "argv <arg>" on stdout for
+ *               each -nic/-device argument and the -plugin's nics= value
+ *               ("nics <value>"); before each report, prints
+ *               "rx <nic> <time> <len> <first byte>" for each FRAME that
+ *               came before the grant and "grant <seq> <deadline>", then
+ *               sends a FRAME from NIC 0 at deadline - 1 whose first byte
+ *               is the seq and a NIC_STATUS for NIC 0 whose rx_frames
+ *               counts the frames received
+ *   net-old     as net, but with no G_FRAMES in HELLO (an older plugin)
+ *   net-badnic  as net, but its first FRAME claims NIC 5
+ *   net-nodriver as net, but NIC_STATUS counts every frame received as
+ *               dropped, with a receiver that was never on
  *   prompt      as good, but a grant that the fake waited for as long as one
  *               of its sleep's time-out slices (slice_ns= on -plugin,
  *               default 10 ms) is answered with an ERROR naming it: on
@@ -316,6 +328,55 @@ static int serve_input(void)
     }
 }
 
+/* Scenarios net, net-old and net-badnic: FRAMEs both ways. */
+static int serve_net(int bad_nic, int no_driver)
+{
+    static uint8_t buf[QSYNC__WIRE_MAX_FRAME];
+    static struct qsync__wire_msg m;
+    uint64_t received = 0;
+    size_t used;
+    for (;;) {
+        if (in_read(buf, QSYNC__WIRE_HEADER_SIZE, NULL))
+            return 0;
+        uint32_t plen = (uint32_t)buf[4] | (uint32_t)buf[5] << 8 | (uint32_t)buf[6] << 16 |
+                        (uint32_t)buf[7] << 24;
+        if (plen > QSYNC__WIRE_MAX_PAYLOAD ||
+            in_read(buf + QSYNC__WIRE_HEADER_SIZE, plen, NULL) ||
+            qsync__wire_decode(buf, QSYNC__WIRE_HEADER_SIZE + plen, &m, &used) != QSYNC__WIRE_OK) {
+            fprintf(stderr, "fake-qemu: bad frame\n");
+            exit(71);
+        }
+        if (m.type == QSYNC__MSG_FRAME) {
+            received++;
+            printf("rx %u %llu %u %u\n", (unsigned)m.u.frame.nic,
+                   (unsigned long long)m.u.frame.time_ns, (unsigned)m.u.frame.len,
+                   (unsigned)m.u.frame.data[0]);
+            continue;
+        }
+        if (m.type != QSYNC__MSG_GRANT) {
+            fprintf(stderr, "fake-qemu: message type %u before a grant\n", (unsigned)m.type);
+            exit(71);
+        }
+        struct qsync__wire_grant g = m.u.grant;
+        printf("grant %llu %llu\n", (unsigned long long)g.seq, (unsigned long long)g.deadline_ns);
+        fflush(stdout);
+        uint8_t frame[60] = {0};
+        frame[0] = (uint8_t)g.seq;
+        long n = qsync__wire_encode_frame(bad_nic ? 5 : 0, g.deadline_ns ? g.deadline_ns - 1 : 0,
+                                          frame, sizeof frame, buf, sizeof buf);
+        if (n < 0 || out_write(buf, (size_t)n))
+            exit(0);
+        memset(&m, 0, sizeof m);
+        m.type = QSYNC__MSG_NIC_STATUS;
+        m.u.nic_status.flags = no_driver ? 0 : QSYNC__WIRE_NIC_RX_EVER_ON;
+        m.u.nic_status.rx_frames = no_driver ? 0 : received;
+        m.u.nic_status.rx_dropped = no_driver ? received : 0;
+        m.u.nic_status.tx_frames = g.seq;
+        send_msg(&m);
+        send_report(&g, g.seq);
+    }
+}
+
 /* ---- the adevs -qqq protocol: native ints of microseconds ---------- */
 
 static int read_int(int *v)
@@ -526,6 +587,19 @@ int main(int argc, char **argv)
         extra_guarantees = QSYNC__WIRE_G_INPUT;
         send_hello(QSYNC__WIRE_MAJOR, shift);
         return serve_input();
+    }
+    if (strncmp(sc, "net", 3) == 0) {
+        char nics[64];
+        for (int i = 2; i + 1 < argc; i++)
+            if (strcmp(argv[i], "-nic") == 0 || strcmp(argv[i], "-device") == 0)
+                printf("argv %s %s\n", argv[i], argv[i + 1]);
+        if (plugin_opt(argc, argv, ",nics=", nics, sizeof nics))
+            printf("nics %s\n", nics);
+        fflush(stdout);
+        if (strcmp(sc, "net-old") != 0)
+            extra_guarantees = QSYNC__WIRE_G_FRAMES;
+        send_hello(QSYNC__WIRE_MAJOR, shift);
+        return serve_net(strcmp(sc, "net-badnic") == 0, strcmp(sc, "net-nodriver") == 0);
     }
     if (strcmp(sc, "prompt") == 0) {
         check_prompt = 1;
