@@ -451,6 +451,13 @@ static void on_error(qsync_ctx *ctx, int code, const char *msg)
     struct net *n = g->net;
     if (n->finishing)
         return;
+    if (!qsync_failed(ctx)) {
+        /* A warning; the guest carries on. The one about a NIC without a
+         * driver is ours to give, at the end, with the count. */
+        if (code != QSYNC_ENODRIVER && !n->quiet)
+            say(n, "[%u] warning: %s", g->n, msg);
+        return;
+    }
     say(n, "[%u] %s: %s", g->n, qsync_err_name(code), msg);
     if (g->have_info)
         n->run_error = 1;

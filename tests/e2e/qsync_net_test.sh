@@ -1,10 +1,9 @@
 #!/bin/sh
-# qsync-net's contract on real QEMU with the project's bare-metal guest (it
-# has no NIC driver: the frames are the Linux test's, linux.net.qsync-net):
+# qsync-net's contract on real QEMU with the project's bare-metal guest:
 # usage errors, the guests' lines by quantum in guest order, the exit
-# status of the first guest that failed while the others carry on, and
-# SIGINT mid-run, which still writes the pcap and the JSON and leaves no
-# QEMU behind.
+# status of the first guest that failed while the others carry on, SIGINT
+# mid-run (which still writes the pcap and the JSON and leaves no QEMU
+# behind), and frames through the switch with the guest's e1000 driver.
 # usage: qsync_net_test.sh QSYNC_NET GUEST_ELF
 set -u
 net=$1
@@ -149,6 +148,80 @@ if [ $has_pcap -eq 1 ]; then
 else
     echo "SKIP: the pcap checks: this qsync-net was built without libpcap"
 fi
+
+# 6. Frames, with the guest's polled e1000 driver (README of tests/guest),
+#    on a 300 us segment at 100 us quanta: guest 1 broadcasts 4 frames
+#    400 ms apart and exits; guests 2 and 3 echo each back to its sender.
+#    They turn their receivers on at about 1.05 s (QEMU's receive hold), so
+#    frames 1 and 2 wait in the queue, and 3 and 4 arrive exactly 300 us
+#    after their send time (the guest sees them within its poll loop's few
+#    instructions). The echoes go to guest 1 only (the switch learned its
+#    MAC); those of frame 4 find guest 1 gone: dropped and counted. The two
+#    echoes of a frame leave at the same virtual time: the pcap has guest
+#    2's first, whichever came first. Twice: the same stdout and pcap.
+for run in 1 2; do
+    "$net" --latency 300us --quantum 100us --timestamps --pcap "$work/e$run.pcap" \
+        --json "$work/e$run.json" -- $g -append "transmit count=4 gap=400000000" \
+        -- $g -append "echo count=4" -- $g -append "echo count=4" \
+        >"$work/e$run.out" 2>"$work/e$run.err"
+    rc=$?
+    [ $rc -eq 1 ] || fail "frames run $run exited $rc, expected the guests' 1: $(cat "$work/e$run.err")"
+done
+cmp -s "$work/e1.out" "$work/e2.out" || fail "frames: two runs printed different lines: $(diff "$work/e1.out" "$work/e2.out" | head -6)"
+if [ $has_pcap -eq 1 ]; then
+    cmp -s "$work/e1.pcap" "$work/e2.pcap" || fail "frames: two runs wrote different pcaps"
+fi
+sed 's/^\[\([123]\)\] \[ *[0-9.]*\] qsync-guest: /\1 /' "$work/e1.out" >"$work/e.lines"
+awk -v lat=300000 '
+    $1 == 1 && $2 == "tx" { sub(/^t=/, "", $5); tx[$3] = $5 }
+    $1 >= 2 && $2 == "echo" && $3 ~ /^[0-9]+$/ {
+        sub(/^num=/, "", $6); sub(/^rx=/, "", $9); rx[$1, $6] = $9; nums[$1] = nums[$1] $6 " " }
+    END {
+        for (k = 1; k <= 4; k++) for (d = 2; d <= 3; d++) {
+            if (!((d, k) in rx)) { print "guest " d " did not get frame " k; bad = 1; continue }
+            late = rx[d, k] - tx[k] - lat
+            if (late < 0) { print "guest " d " got frame " k " " (-late) " ns before its latency"; bad = 1 }
+            if (k >= 3 && late > 100) { print "guest " d " got frame " k " " late " ns after its latency"; bad = 1 }
+        }
+        for (d = 2; d <= 3; d++)
+            if (nums[d] != "1 2 3 4 ") { print "guest " d " got frames " nums[d] "(the other echo flooded to it?)"; bad = 1 }
+        exit bad
+    }' "$work/e.lines" >"$work/e.check" || fail "frames: $(cat "$work/e.check")"
+[ "$(json_get "$work/e1.json" frames)" = 12 ] || fail "frames: $(json_get "$work/e1.json" frames) frames entered the segment, expected 12"
+[ "$(json_get "$work/e1.json" frames_dropped)" = 2 ] || fail "frames: frames_dropped $(json_get "$work/e1.json" frames_dropped), expected 2 (the echoes for the guest that had exited)"
+grep -q '^    {.*"frames_sent": 4, "frames_received": 6, "frames_dropped": 2, "mac": "52:54:00:00:00:01"}' "$work/e1.json" ||
+    fail "frames: guest 1's counts: $(cat "$work/e1.json")"
+grep -q '^    {.*"frames_sent": 4, "frames_received": 4, "frames_dropped": 0, "mac": "52:54:00:00:00:03"}' "$work/e1.json" ||
+    fail "frames: guest 3's counts: $(cat "$work/e1.json")"
+if [ $has_pcap -eq 1 ] && command -v tcpdump >/dev/null 2>&1; then
+    tcpdump -r "$work/e1.pcap" -n -tt -e --time-stamp-precision=nano 2>/dev/null >"$work/e.td"
+    [ "$(grep -c 'ethertype Unknown (0x88b5), length 60' "$work/e.td")" = 12 ] || fail "frames: the pcap: $(cat "$work/e.td")"
+    # In canonical order: by time, then by sender.
+    awk '!/^[0-9]/ { next } $1 < pt || ($1 == pt && $2 < ps) { print "out of order: " $0; bad = 1 } { pt = $1; ps = $2 }
+         END { exit bad }' "$work/e.td" >"$work/e.order" || fail "frames: pcap $(cat "$work/e.order")"
+    # Each broadcast at its virtual send time: the guest's clock just before
+    # its TDT write, plus that one instruction.
+    for k in 1 2 3 4; do
+        t=$(awk -v k=$k '$1 == 1 && $2 == "tx" && $3 == k { sub(/^t=/, "", $5); print $5 + 1 }' "$work/e.lines")
+        ts=$(printf '%d.%09d' $((t / 1000000000)) $((t % 1000000000)))
+        grep -q "^$ts 52:54:00:00:00:01 > ff:ff:ff:ff:ff:ff" "$work/e.td" || fail "frames: broadcast $k is not at $ts in the pcap"
+    done
+fi
+
+# 7. A guest that never turns its receiver on (the compute guest has no
+#    driver running) while frames for it are lost: a warning naming the
+#    guest and the model, not with --quiet; the frames count as dropped.
+"$net" --json "$work/w.json" -- $g -append "transmit count=5 gap=100000" \
+    -- $g -append "compute 20000000" >"$work/w.out" 2>"$work/w.err"
+grep -q '^\[2\] qsync-guest: compute done' "$work/w.out" || fail "the driverless guest did not run to its end"
+grep -q '^\[2\] warning: 5 frames dropped: the guest never turned its e1000 receiver on (no driver for it?)$' "$work/w.err" ||
+    fail "no warning for the guest without a driver: $(cat "$work/w.err")"
+grep -q '^\[1\] warning' "$work/w.err" && fail "a warning for guest 1, which got no frames"
+grep -q 'QSYNC_ENODRIVER' "$work/w.err" && fail "the library's no-driver notice was taken for an error: $(cat "$work/w.err")"
+[ "$(json_get "$work/w.json" frames_dropped)" = 5 ] || fail "frames for a driverless guest not counted as dropped: $(cat "$work/w.json")"
+"$net" --quiet -- $g -append "transmit count=5 gap=100000" -- $g -append "compute 20000000" \
+    >/dev/null 2>"$work/wq.err"
+grep -q warning "$work/wq.err" && fail "--quiet printed a warning: $(cat "$work/wq.err")"
 
 if [ $fails -ne 0 ]; then
     echo "$fails check(s) failed" >&2
