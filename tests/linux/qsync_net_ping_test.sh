@@ -6,8 +6,8 @@
 # - both pings got their three answers, and every round trip ping printed
 #   is at least 2 x 200 us (0.400 ms): a frame never arrives before its
 #   latency;
-# - two runs (side by side) print the same stdout and write byte-identical
-#   pcaps;
+# - two runs (side by side) print the same stdout, virtual times
+#   (--timestamps) included, and write byte-identical pcaps;
 # - tcpdump reads the pcap: nanosecond timestamps, the ICMP echo requests
 #   and replies between 10.0.0.1 and 10.0.0.2, in time order, each reply
 #   at least 200 us after its request;
@@ -41,7 +41,7 @@ app() { # IP PEER: the kernel command line
 }
 start=$(date +%s)
 for run in 1 2; do
-    "$net" --latency 200us --quantum 10us --pcap "$work/$run.pcap" --json "$work/$run.json" \
+    "$net" --latency 200us --quantum 10us --timestamps --pcap "$work/$run.pcap" --json "$work/$run.json" \
         -- $(guest) -append "$(app 10.0.0.1 10.0.0.2)" \
         -- $(guest) -append "$(app 10.0.0.2 10.0.0.1)" >"$work/$run.out" 2>"$work/$run.err" &
     pids="$pids $!"
@@ -52,7 +52,9 @@ for p in $pids; do
 done
 pids=""
 [ "$(sort -u "$work/rcs")" = 0 ] || fail "qsync-net exited $(tr '\n' ' ' <"$work/rcs"), expected 0 twice"
-tr -d '\r' <"$work/1.out" >"$work/log"
+# The checks read the lines without their times ("[N] [    8.5] line").
+tr -d '\r' <"$work/1.out" | sed 's/^\(\[[12]\]\) \[ *[0-9]*\.[0-9]\{9\}\] /\1 /' >"$work/log"
+grep -q '^\[[12]\] \[    8\.[0-9]\{9\}\] qsync-linux: net up' "$work/1.out" || fail "--timestamps: no time on the net up lines"
 for n in 1 2; do
     peer=$((3 - n))
     grep -q "^\[$n\] qsync-linux: net up eth0 10\.0\.0\.$n/24$" "$work/log" || fail "guest $n's eth0 did not come up"
