@@ -40,4 +40,8 @@ else
     echo "gnuplot not found: the plots were not drawn (scripts/setup.sh installs gnuplot-nox)"
 fi
 echo
+# Frames through qsync-net's kind of segment, and what a NIC costs
+# (two aarch64 Linux guests; several minutes).
+"$build/bin/bench-net" "$build/guests/linux-arm64" "$reps"
+echo
 echo "Load after the run: $(cut -d' ' -f1-3 /proc/loadavg)"
