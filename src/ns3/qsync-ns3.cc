@@ -110,7 +110,6 @@ OnRtt(Time rtt)
 void
 StartPings()
 {
-    run.ping_started = true;
     if (run.pings == 0)
     {
         run.pings_done = true;
@@ -128,13 +127,19 @@ StartPings()
     Simulator::Schedule(stop + NanoSeconds(1), &PingsDone);
 }
 
+/* The guest's "net up" line starts the pings at the first whole
+ * millisecond after the line's stamp: a stop time, a multiple of the
+ * quantum, so the start is the same at every quantum that divides 1 ms,
+ * and so is everything after it (the tests compare 10 us with 100 us). */
 void
 OnGuestLine(std::string line, Time when)
 {
-    (void)when;
     if (!run.ping_started && line.rfind("qsync-linux: net up", 0) == 0)
     {
-        StartPings();
+        run.ping_started = true;
+        int64_t ms = 1000000;
+        int64_t start = (when.GetNanoSeconds() / ms + 1) * ms;
+        Simulator::Schedule(NanoSeconds(start) - Simulator::Now(), &StartPings);
     }
 }
 
