@@ -91,7 +91,12 @@ class QemuLockstep
 
     void Remove(QemuNetDevice::Guest* g)
     {
-        m_guests.erase(std::remove(m_guests.begin(), m_guests.end(), g), m_guests.end());
+        auto it = std::find(m_guests.begin(), m_guests.end(), g);
+        if (it == m_guests.end())
+        {
+            return;
+        }
+        m_guests.erase(it);
         if (m_guests.empty())
         {
             // The simulation is being destroyed: the next one starts afresh.
@@ -484,6 +489,13 @@ QemuNetDevice::QemuNetDevice()
 
 QemuNetDevice::~QemuNetDevice()
 {
+    // Normally DoDispose() has done this; a device freed without it still
+    // ends its QEMU and leaves the barrier.
+    if (m_guest->ctx)
+    {
+        qsync_close_wait(m_guest->ctx);
+    }
+    QemuLockstep::Get().Remove(m_guest);
     delete m_guest;
 }
 
