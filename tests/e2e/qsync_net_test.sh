@@ -167,10 +167,25 @@ for run in 1 2; do
     rc=$?
     [ $rc -eq 1 ] || fail "frames run $run exited $rc, expected the guests' 1: $(cat "$work/e$run.err")"
 done
-cmp -s "$work/e1.out" "$work/e2.out" || fail "frames: two runs printed different lines: $(diff "$work/e1.out" "$work/e2.out" | head -6)"
-if [ $has_pcap -eq 1 ]; then
-    cmp -s "$work/e1.pcap" "$work/e2.pcap" || fail "frames: two runs wrote different pcaps"
-fi
+# The same at -smp 2 (the guests' second CPUs stay halted, but QEMU runs
+# two vCPUs in turn): two more runs, identical to each other.
+for run in 3 4; do
+    "$net" --latency 300us --quantum 100us --timestamps --pcap "$work/e$run.pcap" \
+        --json "$work/e$run.json" -- $g -smp 2 -append "transmit count=4 gap=400000000" \
+        -- $g -smp 2 -append "echo count=4" -- $g -smp 2 -append "echo count=4" \
+        >"$work/e$run.out" 2>"$work/e$run.err"
+    rc=$?
+    [ $rc -eq 1 ] || fail "frames run $run (-smp 2) exited $rc, expected the guests' 1: $(cat "$work/e$run.err")"
+done
+for pair in "1 2" "3 4"; do
+    set -- $pair
+    cmp -s "$work/e$1.out" "$work/e$2.out" ||
+        fail "frames: runs $1 and $2 printed different lines: $(diff "$work/e$1.out" "$work/e$2.out" | head -6)"
+    if [ $has_pcap -eq 1 ]; then
+        cmp -s "$work/e$1.pcap" "$work/e$2.pcap" || fail "frames: runs $1 and $2 wrote different pcaps"
+    fi
+done
+grep -c ' tx ' "$work/e3.out" | grep -qx 4 || fail "frames at -smp 2: guest 1 did not send 4 frames: $(head -5 "$work/e3.out")"
 sed 's/^\[\([123]\)\] \[ *[0-9.]*\] qsync-guest: /\1 /' "$work/e1.out" >"$work/e.lines"
 awk -v lat=300000 '
     $1 == 1 && $2 == "tx" { sub(/^t=/, "", $5); tx[$3] = $5 }
