@@ -102,5 +102,8 @@ u64 hpet_ns(void);
 
 /* Prints "qsync-guest: exit code=N" and leaves through isa-debug-exit. */
 void guest_exit(u32 code) __attribute__((noreturn));
+/* Set by "exit-spin" on the command line: guest_exit() spins instead of
+ * halting after its request. */
+extern int guest_exit_spins;
 
 #endif
