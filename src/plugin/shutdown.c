@@ -26,7 +26,8 @@
  * start. So the check reads the flag, then `seen`, which the main loop
  * sets before it takes the flag: the main loop holds the big lock from
  * its poll notifier (called when it wakes from its poll) until it takes
- * the flag, so a request made under the lock (every device's) is already
+ * the flag (unless a timer or handler it runs in between drops the
+ * lock), so a request made under the lock (every device's) is already
  * set when the notifier looks, and the notifier sets `seen` first. The
  * shutdown notifier sets it too, for a request made elsewhere (a signal,
  * the monitor). The reads and writes are sequentially consistent, and
