@@ -274,7 +274,7 @@ QSYNC_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info
     qsync__runtime_use(personality);
     if (engine->install(id, info, &opt) < 0)
         return 1;
-    qsync__shutdown_setup(engine, opt.shift);
+    qsync__shutdown_setup(engine, opt.shift, info);
     if (personality->started != NULL && personality->started(info, &opt) < 0)
         return 1;
     qemu_plugin_register_vcpu_tb_trans_cb(id, on_translate);

@@ -21,6 +21,32 @@
  * that starts after the request is the same in every run: its start is
  * where the request is seen, and what it runs is taken off the stamp.
  *
+ * Where the check runs (cheap, exact on the covered paths): a guest asks
+ * through an instruction that does I/O, an x86 port write (out, outs) or
+ * an Arm PSCI call (hvc, smc; halt.c recognises them). At translation
+ * each such instruction gets a callback, before it runs, that sets every
+ * vCPU's `pending` entry to 1, and every block gets a conditional
+ * callback, taken only when its vCPU's entry is not 0, that runs the
+ * check and clears the entry. So a block costs one inline compare, and
+ * the check runs only at the start of the blocks that follow a port
+ * write or a PSCI call: the first block started after the request, on
+ * any vCPU, is still the one that sees it. Once it has, the entries stay
+ * 1 until the stamp is taken, so the blocks run meanwhile are counted.
+ * Every vCPU's entry, not only the caller's: the round-robin thread may
+ * switch vCPUs right after the request's block, and the next vCPU's
+ * first block is the one that must see it.
+ *
+ * Other paths (a shutdown device written through MMIO, a triple fault, a
+ * request from the host) set no entry at an instruction. For them the
+ * poll and shutdown notifiers below set every entry when the main loop
+ * sees the request, so the stamp is still taken, before QEMU's exit, at
+ * the first block started after that: a point the host's timing picks,
+ * so such an end is not the same in every run. A target without a known
+ * request instruction (RISC-V: its guests power off through firmware that
+ * writes an MMIO device), or a QEMU without conditional callbacks (API 2,
+ * QEMU 9.0 and older), keeps the check at the start of every block, which
+ * is exact for every path and costs a callback per block.
+ *
  * Why the check cannot miss the request, whatever the host's timing:
  * the main loop may take the flag between the request and that block's
  * start. So the check reads the flag, then `seen`, which the main loop
@@ -40,8 +66,11 @@
  * the main thread, once the vCPUs are paused (or in the vCPU thread that
  * called exit()). The counters are atomics for that hand-over.
  *
- * TEST HOOK: QSYNC_PLUGIN_NO_EXIT_STAMP=1 turns all of this off, so that
- * the old behaviour can be measured and the tests shown to fail on it.
+ * TEST HOOKS: QSYNC_PLUGIN_NO_EXIT_STAMP=1 turns all of this off, so that
+ * the old behaviour can be measured and the tests shown to fail on it;
+ * QSYNC_PLUGIN_EXIT_CHECK=every checks at the start of every block, as on
+ * a target without a known request instruction, to compare stamps and
+ * cost with.
  */
 #include "shutdown.h"
 
@@ -49,6 +78,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "halt.h"
 #include "qemu_api.h"
 #include "qemu_internals.h"
 #include "stop_timer.h"
@@ -63,6 +93,8 @@ static int (*requested_get)(void);
 static const struct qsync__engine *engine;
 static unsigned shift;
 static bool active;
+static bool at_io;               /* the check after I/O only, not every block */
+static qemu_plugin_u64 pending;  /* per vCPU: check at the next block start */
 
 static struct qemu_notifier poll_notifier, shutdown_notifier;
 static atomic_bool seen;         /* the main loop saw a request          */
@@ -72,13 +104,27 @@ static atomic_bool stamped;
 static uint64_t stamp_virtual_ns, stamp_instructions; /* once stamped */
 static struct qsync__vtimer stamp_timer;
 
+/* Every vCPU checks at its next block start. Under -icount one thread
+ * runs every vCPU; the main loop's notifiers call this too, and a store
+ * racing a vCPU's clear is caught by the fence in on_block. */
+static void mark_all(void)
+{
+    if (!at_io)
+        return;
+    int n = qsync__qemu_api.num_vcpus();
+    for (int k = 0; k < n; k++)
+        qsync__qemu_api.u64_set(pending, (unsigned)k, 1);
+}
+
 /* Main loop, big lock held, before and after each poll. */
 static void on_poll(struct qemu_notifier *n, void *data)
 {
     (void)n;
     (void)data;
-    if (requested_get() != 0)
+    if (requested_get() != 0 && !atomic_load(&seen)) {
         atomic_store(&seen, true);
+        mark_all();
+    }
 }
 
 /* Main loop, big lock held, right after it took the request. */
@@ -87,6 +133,7 @@ static void on_shutdown(struct qemu_notifier *n, void *data)
     (void)n;
     (void)data;
     atomic_store(&seen, true);
+    mark_all();
 }
 
 static bool requested(void)
@@ -122,25 +169,65 @@ static void on_stamp_timer(void *opaque)
     qsync__stop_timer_mark_safe(false);
 }
 
-/* The start of every block; udata is its length. */
+/* Right before a port write or PSCI call: see the top comment. */
+static void on_io(unsigned int vcpu_index, void *udata)
+{
+    (void)vcpu_index;
+    (void)udata;
+    mark_all();
+}
+
+/* The start of a block (every block, or one whose vCPU's entry is set);
+ * udata is its length. */
 static void on_block(unsigned int vcpu_index, void *udata)
 {
     uint64_t len = (uint64_t)(uintptr_t)udata;
-    (void)vcpu_index;
 
     if (atomic_load_explicit(&detected, memory_order_relaxed)) {
         if (!atomic_load_explicit(&stamped, memory_order_relaxed))
             atomic_fetch_add_explicit(&after, len, memory_order_relaxed);
+        else if (at_io)
+            qsync__qemu_api.u64_set(pending, vcpu_index, 0);
         return;
+    }
+    if (at_io) {
+        /* Cleared before the flags are read: a notifier that sets the
+         * entry after seen is then either seen here or leaves it set. */
+        qsync__qemu_api.u64_set(pending, vcpu_index, 0);
+        atomic_thread_fence(memory_order_seq_cst);
     }
     if (!requested())
         return;
     atomic_store(&after, len);
     atomic_store(&detected, true);
+    mark_all();
     qsync__vtimer_mod(&stamp_timer, 0);
 }
 
-void qsync__shutdown_setup(const struct qsync__engine *eng, unsigned sh)
+/* Whether this QEMU and target allow the check after I/O only. */
+static bool can_check_at_io(const qemu_info_t *info)
+{
+    const char *hook = getenv("QSYNC_PLUGIN_EXIT_CHECK");
+    const struct qsync__qemu_api *api = &qsync__qemu_api;
+
+    if (hook != NULL && strcmp(hook, "every") == 0)
+        return false;
+    if (api->tb_cond_cb == NULL || api->scoreboard_new == NULL || api->u64_set == NULL ||
+        api->num_vcpus == NULL)
+        return false;
+    (void)qsync__halt_setup(info); /* the block engine does not */
+    if (!qsync__request_insns_known())
+        return false;
+    /* Never freed: translated code reads it until the process ends. */
+    struct qemu_plugin_scoreboard *board = api->scoreboard_new(sizeof(uint64_t));
+    if (board == NULL)
+        return false;
+    pending = (qemu_plugin_u64){board, 0};
+    return true;
+}
+
+void qsync__shutdown_setup(const struct qsync__engine *eng, unsigned sh,
+                           const qemu_info_t *info)
 {
     const char *hook = getenv("QSYNC_PLUGIN_NO_EXIT_STAMP");
     void (*add_shutdown)(struct qemu_notifier *);
@@ -158,6 +245,7 @@ void qsync__shutdown_setup(const struct qsync__engine *eng, unsigned sh)
     add_poll = (void (*)(struct qemu_notifier *))qsync__qemu_sym("main_loop_poll_add_notifier");
     if (requested_get == NULL || add_shutdown == NULL || add_poll == NULL)
         return;
+    at_io = can_check_at_io(info);
     qsync__vtimer_init(&stamp_timer, on_stamp_timer, NULL);
     poll_notifier.notify = on_poll;
     shutdown_notifier.notify = on_shutdown;
@@ -169,8 +257,19 @@ void qsync__shutdown_setup(const struct qsync__engine *eng, unsigned sh)
 void qsync__shutdown_instrument_tb(struct qemu_plugin_tb *tb)
 {
     size_t n = qemu_plugin_tb_n_insns(tb);
-    if (active && n > 0)
+    if (!active || n == 0)
+        return;
+    if (!at_io) {
         qsync__qemu_api.tb_exec_cb(tb, on_block, QEMU_PLUGIN_CB_NO_REGS, (void *)(uintptr_t)n);
+        return;
+    }
+    qsync__qemu_api.tb_cond_cb(tb, on_block, QEMU_PLUGIN_CB_NO_REGS, QEMU_PLUGIN_COND_NE,
+                               pending, 0, (void *)(uintptr_t)n);
+    for (size_t i = 0; i < n; i++) {
+        struct qemu_plugin_insn *insn = qemu_plugin_tb_get_insn(tb, i);
+        if (qsync__request_match(insn))
+            qemu_plugin_register_vcpu_insn_exec_cb(insn, on_io, QEMU_PLUGIN_CB_NO_REGS, NULL);
+    }
 }
 
 bool qsync__shutdown_at_stop(void)

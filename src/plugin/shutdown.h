@@ -9,7 +9,9 @@
  * in that while was reported in one run and not in the next.
  *
  * So, where QEMU exports what it takes (shutdown.c lists it): the plugin
- * checks QEMU's request flag at the start of every block, stamps the
+ * checks QEMU's request flag at the start of the blocks that follow an
+ * instruction able to make the request (every block where it knows none
+ * or QEMU lacks conditional callbacks; shutdown.c), stamps the
  * virtual time and instruction count at the request (what ran after it
  * taken off), sends no REPORT for a stop that comes after it, and EXIT
  * carries the stamp. The check is exact, not merely likely: see
@@ -32,10 +34,13 @@
  * QSYNC_PLUGIN_NO_EXIT_STAMP=1. Install thread, after the internals'
  * probe.
  */
-void qsync__shutdown_setup(const struct qsync__engine *engine, unsigned shift);
+void qsync__shutdown_setup(const struct qsync__engine *engine, unsigned shift,
+                           const qemu_info_t *info);
 
-/* Instruments a freshly translated block (a check at its start). Does
- * nothing when setup found nothing. vCPU thread, at translation time. */
+/* Instruments a freshly translated block: a check at its start, taken
+ * only after a port write or PSCI call where this QEMU and target allow
+ * (shutdown.c), and a mark on each such instruction. Does nothing when
+ * setup found nothing. vCPU thread, at translation time. */
 void qsync__shutdown_instrument_tb(struct qemu_plugin_tb *tb);
 
 /*

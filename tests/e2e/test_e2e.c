@@ -287,6 +287,39 @@ static void test_deterministic_end_spinning(void **state)
     free(runs);
 }
 
+/*
+ * The check that finds the request runs only at the blocks after a port
+ * write (or PSCI call), where this QEMU has conditional callbacks: its
+ * stamp must equal the one of the check at every block start
+ * (QSYNC_PLUGIN_EXIT_CHECK=every), run after run. A port write left
+ * unmarked is seen only when QEMU's main loop sees the request, tens of
+ * thousands of instructions later in this spinning guest.
+ */
+static void test_exit_stamp_at_io(void **state)
+{
+    (void)state;
+    struct run *runs = calloc(4, sizeof *runs);
+    for (int k = 0; k < 4; k++) {
+        if (k % 2 == 1)
+            assert_int_equal(setenv("QSYNC_PLUGIN_EXIT_CHECK", "every", 1), 0);
+        run_guest_to_end(&runs[k], "exit-spin compute 1000000", 10000);
+        unsetenv("QSYNC_PLUGIN_EXIT_CHECK");
+        assert_int_equal(runs[k].exited, 1);
+        assert_int_equal(runs[k].ex.exit_status, 1);
+        if (runs[k].info.plugin_api < 3) {
+            free(runs);
+            skip(); /* no conditional callbacks: every block is checked */
+        }
+    }
+    for (int k = 1; k < 4; k++) {
+        assert_int_equal(runs[k].stops, runs[0].stops);
+        assert_memory_equal(runs[k].insns, runs[0].insns, sizeof runs[0].insns);
+        assert_int_equal(runs[k].ex.instructions, runs[0].ex.instructions);
+        assert_int_equal(runs[k].ex.virtual_ns, runs[0].ex.virtual_ns);
+    }
+    free(runs);
+}
+
 /* Closes ctx and runs its loop to the end: QEMU must be gone within 1 s,
  * ended through the channel (no signal), and reported as closed. */
 static void close_and_expect_quick_end(uv_loop_t *loop, qsync_ctx *ctx, struct run *r)
@@ -443,6 +476,7 @@ int main(void)
         cmocka_unit_test(test_exact_deadlines),
         cmocka_unit_test(test_deterministic_totals),
         cmocka_unit_test(test_deterministic_end_spinning),
+        cmocka_unit_test(test_exit_stamp_at_io),
         cmocka_unit_test(test_close_ends_qemu),
         cmocka_unit_test(test_close_while_waiting),
         cmocka_unit_test(test_controller_killed),
