@@ -28,6 +28,9 @@ echo
 echo
 "$build/bin/bench-qemu" "$build/tests/guest/qsync-guest.elf" "$build/guests/linux-amd64" "$reps"
 echo
+# qsync-step as a user runs it, against free-running -icount.
+"$build/bin/bench-step" "$build/bin/qsync-step" "$build/tests/guest/qsync-guest.elf" "$reps"
+echo
 # How cost grows with the group's size and with the quantum, drawn with
 # gnuplot (Debian's gnuplot-nox, installed by setup.sh) into docs/.
 data=$(mktemp -d)

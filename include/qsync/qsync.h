@@ -71,7 +71,8 @@ extern "C" {
     XX(RANGE, -30012, "the deadline is out of range")                               \
     XX(NOTSUP, -30013, "not supported by this mode or this QEMU")                   \
     XX(FULL, -30014, "the channel to QEMU is full")                                 \
-    XX(CLEANUP, -30015, "a failed start is still being cleaned up; run the loop")
+    XX(CLEANUP, -30015, "a failed start is still being cleaned up; run the loop")        \
+    XX(NODRIVER, -30016, "the guest never turned its NIC's receiver on (no driver?)")
 
 typedef enum {
 #define QSYNC_ERR_ENUM_(name, value, text) QSYNC_E##name = value,
@@ -247,6 +248,21 @@ typedef struct qsync_options {
      * (docs/modes.md). The library takes either. Another plugin (one
      * without our FIFO keys) only with 0. */
     int fifo_done_bytes;
+
+    /* Shared-memory channel, a context on the caller's loop: how long the
+     * loop polls the channel for QEMU's answer after each advance, in ns,
+     * before it sleeps again. 0 (default): never; the answer then wakes
+     * the loop like any other event, which costs tens of microseconds
+     * across cores on a VM. While it polls, the library holds the caller's
+     * loop and keeps its core busy: the answer's callbacks run from inside
+     * the poll, the advance they make is polled for in turn, and the
+     * loop's other handles run only between polls, at least once every 64
+     * answers. Set it above a quantum's wall time (e.g. 1000000) to trade a
+     * core for the shortest stops. Cut back by itself while answers come
+     * later than this, like shm_poll_ns; not used with pin_cpu, on a
+     * private loop (the blocking helpers poll by shm_poll_ns) or on the
+     * pipes. At most 10^9. */
+    uint64_t async_poll_ns;
 } qsync_options;
 
 /* Fills opts with the defaults. Thread-safe. */
@@ -335,7 +351,12 @@ typedef struct qsync_callbacks {
     void (*exited)(qsync_ctx *ctx, const qsync_exit *info);
 
     /* An error not tied to a pending advance (garbage on the channel while
-     * idle, a plugin error message, a failed handshake). */
+     * idle, a plugin error message, a failed handshake), or a warning that
+     * leaves the context working: QSYNC_ENODRIVER, once per NIC, when the
+     * first frame for it is dropped and the guest has never turned its
+     * receiver on (no driver for the model, or the interface never up);
+     * the message names the NIC and its model. qsync_failed() tells the
+     * two kinds apart. */
     void (*error)(qsync_ctx *ctx, int code, const char *message);
 
     /* QEMU's stdout, when stdout_mode is QSYNC_OUTPUT_CALLBACK; also after
@@ -601,7 +622,9 @@ typedef struct qsync_nic_stats {
  * adds no NIC of its own, and a -device with the plugin's backend): pass
  * no -netdev or -nic of your own for it. The NIC has no host side: every
  * frame the guest sends comes to callbacks.frame, and only frames given to
- * qsync_send_frame() reach it. Plugin mode only. The frame and
+ * qsync_send_frame() reach it. Plugin mode only, on the timer or insn
+ * engine (the plugin refuses engine=block, whose clock runs past its
+ * deadlines while the guest idles: QEMU then does not start). The frame and
  * qsync_nic_get_stats() calls work once the handshake has come.
  * Returns the index, QSYNC_EARG (NULL or unknown model, multicast MAC,
  * rx_queue_frames too large: the message names it), QSYNC_ERANGE (already

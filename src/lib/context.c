@@ -173,6 +173,8 @@ int qsync_get_info(const qsync_ctx *ctx, qsync_info *info)
     info->mode = ctx->mode->name;
     info->vclock = (h->guarantees & QSYNC__WIRE_G_VCLOCK) != 0;
     info->input = ctx->mode->input != NULL && (h->guarantees & QSYNC__WIRE_G_INPUT) != 0;
+    info->n_nics = qsync__nic_count(ctx);
+    info->nics = qsync__nic_infos(ctx);
     return 0;
 }
 
@@ -282,7 +284,7 @@ int qsync_start(qsync_ctx *ctx, const char *const argv[])
 
 /* The fatal error, for a call refused because of it. qsync_last_error()
  * keeps the failure's own detail when that is still what it says. */
-static int refuse_failed(qsync_ctx *ctx, const char *what)
+int qsync__refuse_failed(qsync_ctx *ctx, const char *what)
 {
     if (ctx->errcode == ctx->fatal)
         return ctx->fatal;
@@ -314,7 +316,7 @@ int qsync_send_input(qsync_ctx *ctx, const void *data, size_t len)
     if (ctx->closing)
         return qsync__set_error(ctx, QSYNC_ESTATE, "qsync_send_input: the context is closing");
     if (ctx->fatal)
-        return refuse_failed(ctx, "qsync_send_input");
+        return qsync__refuse_failed(ctx, "qsync_send_input");
     if (!ctx->started || !ctx->have_hello)
         return qsync__set_error(ctx, QSYNC_ESTATE,
                                 "qsync_send_input: QEMU is not started or not ready yet");
@@ -352,7 +354,7 @@ int qsync__check_advance(qsync_ctx *ctx, uint64_t deadline, const char *what)
     if (!ctx->started)
         return qsync__set_error(ctx, QSYNC_ESTATE, "%s: QEMU is not started", what);
     if (ctx->fatal)
-        return refuse_failed(ctx, what);
+        return qsync__refuse_failed(ctx, what);
     if (ctx->pending_seq)
         return qsync__set_error(ctx, QSYNC_EBUSY, "%s: the advance to %llu ns is still pending",
                                 what, (unsigned long long)ctx->pending_deadline);
@@ -381,7 +383,9 @@ int qsync_advance_to_ns(qsync_ctx *ctx, uint64_t deadline)
     int rc = qsync__check_advance(ctx, deadline, "qsync_advance");
     if (rc)
         return rc;
-    rc = ctx->mode->grant(ctx, ctx->next_seq, deadline, deadline - ctx->now_ns);
+    rc = qsync__nic_before_grant(ctx, deadline);
+    if (rc == 0)
+        rc = ctx->mode->grant(ctx, ctx->next_seq, deadline, deadline - ctx->now_ns);
     if (rc)
         return rc;
     ctx->pending_seq = ctx->next_seq++;
@@ -428,6 +432,8 @@ void qsync__on_hello(qsync_ctx *ctx, const struct qsync__wire_hello *h)
                           h->icount_shift, ctx->opts.icount_shift);
         return;
     }
+    if (qsync__nic_check_hello(ctx, h))
+        return;
     ctx->hello = *h;
     qsync__on_ready(ctx);
 }
@@ -640,6 +646,25 @@ void qsync__on_stdio_eof(qsync_ctx *ctx)
 
 static void close_handles(qsync_ctx *ctx);
 
+/* The plugin's last line in QEMU's stderr, when it is not the last line
+ * itself: why the plugin refused to load, say, before QEMU's own "could
+ * not load plugin". Written as " (qsync-plugin: ...)" to out, or "". */
+static void plugin_line(const char *tail, const char *last, char *out, size_t cap)
+{
+    static const char tag[] = "qsync-plugin: ";
+    const char *p = NULL;
+    out[0] = '\0';
+    for (const char *q = tail; q && (q = strstr(q, tag)) != NULL; q++)
+        if (q == tail || q[-1] == '\n')
+            p = q;
+    if (!p)
+        return;
+    size_t len = strcspn(p, "\n");
+    if (strncmp(p, last, len) == 0 && last[len] == '\0')
+        return;
+    snprintf(out, cap, " (%.*s)", (int)(len < cap - 4 ? len : cap - 4), p);
+}
+
 static void maybe_finish_exit(qsync_ctx *ctx)
 {
     if (ctx->exited_fired || !ctx->child.exited || !ctx->transport.eof || !ctx->child.err_eof)
@@ -653,14 +678,17 @@ static void maybe_finish_exit(qsync_ctx *ctx)
     const char *tail = qsync__child_tail_text(ctx);
     if (!ctx->closing && ctx->fatal == QSYNC_EEXITED) {
         /* Keep the most useful detail: the last line QEMU printed. */
-        char last[QSYNC__ERRMSG_MAX];
+        char last[QSYNC__ERRMSG_MAX], plugin[QSYNC__ERRMSG_MAX / 2], hint[384];
         qsync__child_last_line(ctx, last, sizeof last);
+        plugin_line(tail, last, plugin, sizeof plugin);
+        qsync__nic_exit_hint(ctx, last, hint, sizeof hint);
         if (ctx->child.term_signal)
-            qsync__set_error(ctx, QSYNC_EEXITED, "QEMU was killed by signal %d%s%s",
-                             ctx->child.term_signal, last[0] ? ": " : "", last);
+            qsync__set_error(ctx, QSYNC_EEXITED, "QEMU was killed by signal %d%s%s%s%s",
+                             ctx->child.term_signal, last[0] ? ": " : "", last, plugin, hint);
         else
-            qsync__set_error(ctx, QSYNC_EEXITED, "QEMU exited with status %lld%s%s",
-                             (long long)ctx->child.exit_status, last[0] ? ": " : "", last);
+            qsync__set_error(ctx, QSYNC_EEXITED, "QEMU exited with status %lld%s%s%s%s",
+                             (long long)ctx->child.exit_status, last[0] ? ": " : "", last,
+                             plugin, hint);
     }
     output_at_end(ctx);
     fail_pending(ctx, code);
@@ -686,6 +714,7 @@ void qsync__free_ctx(qsync_ctx *ctx)
     qsync__transport_free(ctx);
     qsync__child_free(ctx);
     qsync__lines_free(ctx);
+    qsync__nic_free(ctx);
     free(ctx->plugin_path);
     free(ctx->plugin_args);
     free(ctx);
@@ -749,6 +778,12 @@ int qsync__close(qsync_ctx *ctx, qsync_close_cb cb)
 {
     if (ctx->closing)
         return qsync__set_error(ctx, QSYNC_ESTATE, "qsync_close: already closing");
+    /* What QEMU said before the close is the caller's, even when the loop
+     * has not read it yet (a loop that polls the channel reads its pipes
+     * less often). */
+    qsync__drain_stderr(ctx);
+    if (ctx->closing)
+        return 0; /* the stderr_output callback closed the context */
     ctx->closing = 1;
     ctx->close_cb = cb;
     uv_timer_stop(&ctx->watchdog);

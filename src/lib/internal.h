@@ -165,6 +165,10 @@ struct qsync_ctx {
     uint64_t last_instructions;
     int answered; /* an advance has completed: QEMU is up and answering */
 
+    /* NICs and the frames waiting for their grant (nic.c); NULL until
+     * the first qsync_nic_add(). */
+    struct qsync__nics *nics;
+
     /* The group this context belongs to (written by group.c only). */
     struct qsync_group *group;
 
@@ -184,9 +188,9 @@ struct qsync_ctx {
  * user's argv (argv.c builds them) and the descriptors of the channel.
  */
 struct qsync__launch {
-    const char *args[12]; /* appended to the user's argv                   */
+    const char *args[40]; /* appended to the user's argv                   */
     size_t n_args;
-    char store[6][8192];  /* storage for args that are built                */
+    char store[24][8192]; /* storage for args that are built               */
     size_t n_store;
     int child_in;  /* becomes QEMU's fd 3 (it reads grants), or -1          */
     int child_out; /* becomes QEMU's fd 4 (it writes reports), or -1        */
@@ -248,6 +252,26 @@ int qsync__set_error(qsync_ctx *ctx, int code, const char *fmt, ...)
 /* Sets "<what>: out of memory" and returns -ENOMEM. */
 int qsync__nomem(qsync_ctx *ctx, const char *what);
 
+/* ---- nic.c: NICs and frames --------------------------------------------- */
+unsigned qsync__nic_count(const qsync_ctx *ctx);
+const qsync_nic_info *qsync__nic_infos(const qsync_ctx *ctx);
+/* Adds the NICs' devices to QEMU's arguments and nics= to the plugin's
+ * options (plugin_opts, a string of cap bytes). */
+int qsync__nic_prepare(qsync_ctx *ctx, const char *qemu, struct qsync__launch *l,
+                       char *plugin_opts, size_t cap);
+/* A hint for an early exit whose last line is about a NIC's device. */
+void qsync__nic_exit_hint(const qsync_ctx *ctx, const char *last, char *out, size_t cap);
+/* Fails the context (and returns -1) when NICs were asked for and the
+ * plugin's HELLO does not offer them. */
+int qsync__nic_check_hello(qsync_ctx *ctx, const struct qsync__wire_hello *h);
+/* Sends the frames due before deadline_ns, ahead of its grant. */
+int qsync__nic_before_grant(qsync_ctx *ctx, uint64_t deadline_ns);
+void qsync__nic_on_frame(qsync_ctx *ctx, const struct qsync__wire_frame *f);
+void qsync__nic_on_status(qsync_ctx *ctx, const struct qsync__wire_nic_status *s);
+void qsync__nic_free(qsync_ctx *ctx);
+/* context.c: the fatal error, for a call refused because of it. */
+int qsync__refuse_failed(qsync_ctx *ctx, const char *what);
+
 /* ---- options.c ----------------------------------------------------------- */
 int qsync__options_copy(qsync_ctx *ctx, const qsync_options *opts, char *errbuf,
                         size_t errbuf_len);
@@ -286,6 +310,9 @@ void qsync__child_kill_later(qsync_ctx *ctx);
 /* QEMU's process has exited: the kill is off. */
 void qsync__child_exited(qsync_ctx *ctx, int64_t status, int signal);
 /* The last non-empty line of QEMU's stderr read so far, into out. */
+/* Forwards what QEMU has written to its stderr and the loop has not read
+ * yet (before a close, which stops the forwarding). */
+void qsync__drain_stderr(qsync_ctx *ctx);
 void qsync__child_last_line(const qsync_ctx *ctx, char *out, size_t cap);
 /* The whole tail as one string (owned by the child), or NULL. */
 const char *qsync__child_tail_text(qsync_ctx *ctx);

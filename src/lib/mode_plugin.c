@@ -36,12 +36,15 @@ static int plugin_prepare(qsync_ctx *ctx, const char *const argv[], struct qsync
         else
             snprintf(shm, sizeof shm, ",shm=%d,efd=%d", QSYNC__CHILD_SHM_FD, QSYNC__CHILD_EFD);
     }
-    char rest[192];
+    char rest[256];
     int n = snprintf(rest, sizeof rest, "fd_in=%d,fd_out=%d%s,shift=%u,parent=%d", QSYNC__CHILD_GRANT_FD,
                      QSYNC__CHILD_REPORT_FD, shm, ctx->opts.icount_shift, (int)getpid());
     if (ctx->opts.quantum_hint_ns)
         snprintf(rest + n, sizeof rest - (size_t)n, ",quantum_ns=%llu",
                  (unsigned long long)ctx->opts.quantum_hint_ns);
+    rc = qsync__nic_prepare(ctx, argv[0], l, rest, sizeof rest);
+    if (rc)
+        return rc;
     if (qsync__launch_add(l, "-icount") ||
         qsync__launch_add(l, "shift=%u,sleep=off", ctx->opts.icount_shift))
         return qsync__set_error(ctx, QSYNC_EARG, "too many arguments");
@@ -118,8 +121,15 @@ static void dispatch(qsync_ctx *ctx, const struct qsync__wire_msg *m)
     case QSYNC__MSG_ERROR:
         qsync__on_failure(ctx, QSYNC_EPLUGIN, "qsync plugin: %s", m->u.error.text);
         break;
-    default: /* GRANT: only the library sends it. */
-        qsync__on_failure(ctx, QSYNC_EPROTO, "protocol error: the plugin sent a GRANT");
+    case QSYNC__MSG_FRAME:
+        qsync__nic_on_frame(ctx, &m->u.frame);
+        break;
+    case QSYNC__MSG_NIC_STATUS:
+        qsync__nic_on_status(ctx, &m->u.nic_status);
+        break;
+    default: /* GRANT, INPUT: only the library sends them. */
+        qsync__on_failure(ctx, QSYNC_EPROTO, "protocol error: the plugin sent a message of type %u, "
+                          "which only the library sends", (unsigned)m->type);
         break;
     }
 }

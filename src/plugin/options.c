@@ -132,6 +132,7 @@ enum key {
     K_SHM,
     K_EFD,
     K_SPIN,
+    K_NICS,
     K_H2G,
     K_G2H,
     K_TIME,        /* The Time Sync Plugin's code */
@@ -219,6 +220,32 @@ static int set_spin(const char *k, const char *v, struct qsync__options *o)
     return 0;
 }
 
+static int set_nics(const char *k, const char *v, struct qsync__options *o)
+{
+    (void)k;
+    const char *p = v;
+    o->n_nics = 0;
+    for (;;) {
+        char num[16];
+        size_t len = strcspn(p, ":");
+        unsigned long long q = 0;
+        if (len == 0 || len >= sizeof num || o->n_nics >= 8) {
+            qsync__log("nics=%s is not 1 to 8 queue bounds separated by ':'", v);
+            return -1;
+        }
+        memcpy(num, p, len);
+        num[len] = '\0';
+        if (!parse_uint(num, 8192, &q) || q < 1) {
+            qsync__log("nics=%s: '%s' is not a queue bound from 1 to 8192", v, num);
+            return -1;
+        }
+        o->nic_rx_queue[o->n_nics++] = (unsigned)q;
+        if (p[len] == '\0')
+            return 0;
+        p += len + 1;
+    }
+}
+
 static int set_h2g(const char *k, const char *v, struct qsync__options *o)
 {
     return parse_path(k, v, &o->host_to_guest);
@@ -272,6 +299,7 @@ static const struct {
     [K_SHM] = {"shm", P_NATIVE, set_shm},
     [K_EFD] = {"efd", P_NATIVE, set_efd},
     [K_SPIN] = {"spin_ns", P_NATIVE, set_spin},
+    [K_NICS] = {"nics", P_NATIVE, set_nics},
     [K_H2G] = {"HostToGuestPipe", P_FIFO, set_h2g},
     [K_G2H] = {"GuestToHostPipe", P_FIFO, set_g2h},
     [K_TIME] = {"TimeInMicroSeconds", P_FIFO, set_time},
@@ -281,14 +309,18 @@ static const struct {
 };
 
 #define ALL_KEYS                                                                    \
-    "proto, fd_in, fd_out, shift, engine, quantum_ns, parent, shm, efd, spin_ns, "   \
+    "proto, fd_in, fd_out, shift, engine, quantum_ns, parent, shm, efd, spin_ns, nics, " \
     "HostToGuestPipe, GuestToHostPipe, TimeInMicroSeconds, TimeinMicroseconds, done_bytes, " \
     "remove_fifos"
 
 /* Why a key does not fit the personality, for the message. */
 static void refuse_key(enum key k, enum qsync__proto proto)
 {
-    if (k == K_SHM || k == K_EFD || k == K_SPIN) {
+    if (k == K_NICS) {
+        qsync__log("option nics belongs to the native protocol (frames travel on its "
+                   "channel); the %s personality cannot carry them",
+                   proto == QSYNC_PROTO_QQQ ? "qqq" : "FIFO");
+    } else if (k == K_SHM || k == K_EFD || k == K_SPIN) {
         qsync__log("option %s belongs to the native protocol's shared-memory channel; the "
                    "%s personality speaks over its own pipes or FIFOs",
                    keys[k].name, proto == QSYNC_PROTO_QQQ ? "qqq" : "FIFO");

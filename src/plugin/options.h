@@ -15,6 +15,10 @@
  *     spin_ns=N   with shm=, 0..10^9: how long a stop polls for the next
  *                 grant before it sleeps on the futex (default: 50000, or
  *                 0 when QEMU may run on one CPU only)
+ *     nics=Q0:Q1:...  optional, 1 to 8 entries: serve that many NICs, whose
+ *                 backends are the netdevs qsync-nic0, qsync-nic1, ...
+ *                 (net.h); Qi (1..8192) frames may wait for NIC i while
+ *                 it cannot receive
  *
  *   proto=qqq: the adevs -qqq protocol (native ints of microseconds)
  *     fd_in=N     required  the fd to read requests from (-qqq's read=)
@@ -95,6 +99,9 @@ struct qsync__options {
     unsigned long long fifo_quantum_us;
     unsigned done_bytes; /* 1 or 2 (default) */
     bool remove_fifos;   /* remove_fifos=1 */
+    /* Native: NICs to serve (nics=), and each one's receive queue bound. */
+    unsigned n_nics;
+    unsigned nic_rx_queue[8];
 };
 
 /*

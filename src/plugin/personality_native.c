@@ -17,6 +17,7 @@
 #include "engine.h"
 #include "input.h"
 #include "log.h"
+#include "net.h"
 #include "personality.h"
 #include "qemu_internals.h"
 #include "qsync/version.h"
@@ -53,6 +54,15 @@ static int send_msg(const struct qsync__wire_msg *msg)
         return -EINVAL;
     pthread_mutex_lock(&send_lock);
     int rc = transport->send(buf, (size_t)n);
+    pthread_mutex_unlock(&send_lock);
+    return rc;
+}
+
+/* Sends bytes that hold whole frames, as send_msg() does (the NICs'). */
+static int send_bytes(const void *buf, size_t len)
+{
+    pthread_mutex_lock(&send_lock);
+    int rc = transport->send(buf, len);
     pthread_mutex_unlock(&send_lock);
     return rc;
 }
@@ -127,7 +137,10 @@ static void send_report(void)
     msg.u.report.deadline_ns = deadline_ns;
     if (qsync__input_pending() > 0)
         msg.u.report.flags |= QSYNC__WIRE_R_INPUT_WAITING;
-    int rc = send_msg(&msg);
+    /* What the NICs sent during the quantum goes first. */
+    int rc = qsync__net_flush(true);
+    if (rc == 0)
+        rc = send_msg(&msg);
     if (rc == -EPIPE)
         controller_gone();
     if (rc < 0)
@@ -142,13 +155,19 @@ static void send_report(void)
 /* Waits for the next grant, validates it and makes it the current one. */
 static void wait_grant(void)
 {
-    static struct qsync__wire_msg msg; /* 4 KiB: off the vCPU's stack */
+    static struct qsync__wire_msg msg; /* 16 KiB: off the vCPU's stack */
     struct qsync__wire_report now;
 
-    /* INPUT frames come first, while the guest is stopped, then the
-     * GRANT that lets it run on. */
+    /* INPUT and FRAME messages come first, while the guest is stopped,
+     * then the GRANT that lets it run on. */
     for (;;) {
         read_message(&msg);
+        if (msg.type == QSYNC__MSG_FRAME) {
+            const char *why = NULL;
+            if (qsync__net_frame_in(&msg.u.frame, &why) < 0)
+                fail(ERR_PROTOCOL, "FRAME for NIC %u: %s", (unsigned)msg.u.frame.nic, why);
+            continue;
+        }
         if (msg.type != QSYNC__MSG_INPUT)
             break;
         if (!qsync__input_supported())
@@ -211,6 +230,7 @@ static void native_stop(unsigned int vcpu_index)
              * moment input arrives, at the stop's exact virtual time. */
             if (qsync__input_deliver(qsync__stop_timer_safe_point()) < 0)
                 fail(ERR_NODEV, NO_SERIAL0);
+            qsync__net_resume();
             return;
         }
         /* A grant equal to where the guest is: nothing may run. Report
@@ -226,6 +246,7 @@ static void native_exit(void)
 
     /* Stamped at the guest's shutdown request where QEMU lets us see it. */
     qsync__shutdown_exit_sample(deadline_ns, &now);
+    (void)qsync__net_flush(true); /* what the NICs sent since the last stop */
     memset(&msg, 0, sizeof msg);
     msg.type = QSYNC__MSG_EXIT;
     msg.u.exit.virtual_ns = now.virtual_ns;
@@ -246,7 +267,19 @@ static int native_open(const struct qsync__options *opt, const struct qsync__eng
     engine = eng;
     transport = opt->shm_fd >= 0 ? qsync__transport_shm_open(opt->shm_fd, opt->efd, opt->spin_ns)
                                  : qsync__transport_pipe_open(fd_in, fd_out);
-    return transport != NULL ? 0 : -1;
+    if (transport == NULL)
+        return -1;
+    /* The block engine's clock runs ahead of its deadlines while the guest
+     * idles (it cannot see idle time), so frames would reach the guest
+     * late, at the deadline after their time. */
+    if (opt->n_nics > 0 && eng->wire_id == QSYNC__WIRE_ENGINE_BLOCK) {
+        qsync__log("NICs need the timer or insn engine: engine=block lets an idle guest's "
+                   "clock run past its deadlines, so frames could not arrive at their time");
+        return -1;
+    }
+    /* The NICs' backends must exist before QEMU makes its devices, which
+     * it does after installing the plugins. */
+    return qsync__net_install(opt, send_bytes);
 }
 
 static int native_watch(void)
@@ -274,6 +307,8 @@ static int native_hello(const qemu_info_t *info, const struct qsync__options *op
                                                       : engine->guarantees;
     if (qsync__input_supported())
         h->guarantees |= QSYNC__WIRE_G_INPUT;
+    if (qsync__net_active())
+        h->guarantees |= QSYNC__WIRE_G_FRAMES;
     if (info->target_name != NULL)
         strncpy(h->target, info->target_name, sizeof h->target - 1);
 

@@ -49,6 +49,8 @@ static uint64_t get64(const uint8_t *p)
 #define ERROR_FIXED (4 + 2)
 #define EXIT_SIZE (8 + 8)
 #define INPUT_FIXED 4
+#define FRAME_FIXED QSYNC__WIRE_FRAME_FIXED
+#define NIC_STATUS_SIZE (4 + 4 + 8 * 5)
 
 /* Copies a C string into a bounded field, always NUL-terminated. */
 static size_t bounded_len(const char *s, size_t cap)
@@ -125,6 +127,22 @@ static long encode_input(const struct qsync__wire_input *in, uint8_t *p, size_t 
     return (long)(INPUT_FIXED + in->len);
 }
 
+static long encode_nic_status(const struct qsync__wire_nic_status *n, uint8_t *p, size_t room)
+{
+    if (n->nic >= QSYNC__WIRE_MAX_NICS)
+        return QSYNC__WIRE_EBADFIELD;
+    if (room < NIC_STATUS_SIZE)
+        return QSYNC__WIRE_ESPACE;
+    put32(p, n->nic);
+    put32(p + 4, n->flags);
+    put64(p + 8, n->rx_frames);
+    put64(p + 16, n->rx_dropped);
+    put64(p + 24, n->rx_waiting);
+    put64(p + 32, n->tx_frames);
+    put64(p + 40, n->tx_dropped);
+    return NIC_STATUS_SIZE;
+}
+
 /* Two 64-bit fields: GRANT and EXIT. */
 static long encode_pair(uint64_t a, uint64_t b, uint8_t *p, size_t room)
 {
@@ -160,6 +178,12 @@ long qsync__wire_encode(const struct qsync__wire_msg *msg, uint8_t *buf, size_t 
     case QSYNC__MSG_INPUT:
         len = encode_input(&msg->u.input, p, room);
         break;
+    case QSYNC__MSG_FRAME:
+        return qsync__wire_encode_frame(msg->u.frame.nic, msg->u.frame.time_ns,
+                                        msg->u.frame.data, msg->u.frame.len, buf, cap);
+    case QSYNC__MSG_NIC_STATUS:
+        len = encode_nic_status(&msg->u.nic_status, p, room);
+        break;
     default:
         return QSYNC__WIRE_EBADFIELD;
     }
@@ -169,6 +193,24 @@ long qsync__wire_encode(const struct qsync__wire_msg *msg, uint8_t *buf, size_t 
     put16(buf + 2, 0);
     put32(buf + 4, (uint32_t)len);
     return (long)QSYNC__WIRE_HEADER_SIZE + len;
+}
+
+long qsync__wire_encode_frame(uint32_t nic, uint64_t time_ns, const void *data, size_t len,
+                              uint8_t *buf, size_t cap)
+{
+    if (len == 0 || len > QSYNC__WIRE_MAX_ETHER || nic >= QSYNC__WIRE_MAX_NICS)
+        return QSYNC__WIRE_EBADFIELD;
+    if (cap < QSYNC__WIRE_HEADER_SIZE + FRAME_FIXED + len)
+        return QSYNC__WIRE_ESPACE;
+    uint8_t *p = buf + QSYNC__WIRE_HEADER_SIZE;
+    put16(buf, QSYNC__MSG_FRAME);
+    put16(buf + 2, 0);
+    put32(buf + 4, (uint32_t)(FRAME_FIXED + len));
+    put32(p, nic);
+    put32(p + 4, 0);
+    put64(p + 8, time_ns);
+    memcpy(p + FRAME_FIXED, data, len);
+    return (long)(QSYNC__WIRE_HEADER_SIZE + FRAME_FIXED + len);
 }
 
 /* Whether plen is a payload length that a frame of this type can have. */
@@ -187,7 +229,11 @@ static int payload_len_ok(uint16_t type, uint32_t plen)
     case QSYNC__MSG_EXIT:
         return plen == EXIT_SIZE;
     case QSYNC__MSG_INPUT:
-        return plen > INPUT_FIXED;
+        return plen > INPUT_FIXED && plen - INPUT_FIXED <= QSYNC__WIRE_MAX_INPUT;
+    case QSYNC__MSG_FRAME:
+        return plen > FRAME_FIXED;
+    case QSYNC__MSG_NIC_STATUS:
+        return plen == NIC_STATUS_SIZE;
     default:
         return 0;
     }
@@ -200,7 +246,7 @@ int qsync__wire_frame_len(const uint8_t *buf, size_t len, size_t *frame_len)
     uint16_t type = get16(buf);
     uint16_t reserved = get16(buf + 2);
     uint32_t plen = get32(buf + 4);
-    if (type < QSYNC__MSG_HELLO || type > QSYNC__MSG_INPUT)
+    if (type < QSYNC__MSG_HELLO || type > QSYNC__MSG_NIC_STATUS)
         return QSYNC__WIRE_EBADTYPE;
     if (reserved != 0)
         return QSYNC__WIRE_EBADFIELD;
@@ -280,6 +326,31 @@ static int decode_input(const uint8_t *p, uint32_t plen, struct qsync__wire_inpu
     return QSYNC__WIRE_OK;
 }
 
+static int decode_frame(const uint8_t *p, uint32_t plen, struct qsync__wire_frame *f)
+{
+    f->nic = get32(p);
+    if (f->nic >= QSYNC__WIRE_MAX_NICS || get32(p + 4) != 0)
+        return QSYNC__WIRE_EBADFIELD;
+    f->time_ns = get64(p + 8);
+    f->len = plen - FRAME_FIXED;
+    memcpy(f->data, p + FRAME_FIXED, f->len);
+    return QSYNC__WIRE_OK;
+}
+
+static int decode_nic_status(const uint8_t *p, struct qsync__wire_nic_status *n)
+{
+    n->nic = get32(p);
+    n->flags = get32(p + 4);
+    n->rx_frames = get64(p + 8);
+    n->rx_dropped = get64(p + 16);
+    n->rx_waiting = get64(p + 24);
+    n->tx_frames = get64(p + 32);
+    n->tx_dropped = get64(p + 40);
+    if (n->nic >= QSYNC__WIRE_MAX_NICS)
+        return QSYNC__WIRE_EBADFIELD;
+    return QSYNC__WIRE_OK;
+}
+
 int qsync__wire_decode(const uint8_t *buf, size_t len, struct qsync__wire_msg *msg,
                        size_t *used)
 {
@@ -314,6 +385,12 @@ int qsync__wire_decode(const uint8_t *buf, size_t len, struct qsync__wire_msg *m
         break;
     case QSYNC__MSG_INPUT:
         st = decode_input(p, plen, &msg->u.input);
+        break;
+    case QSYNC__MSG_FRAME:
+        st = decode_frame(p, plen, &msg->u.frame);
+        break;
+    case QSYNC__MSG_NIC_STATUS:
+        st = decode_nic_status(p, &msg->u.nic_status);
         break;
     }
     if (st != QSYNC__WIRE_OK)

@@ -16,16 +16,24 @@
 #include <stdint.h>
 
 #define QSYNC__WIRE_MAJOR 1
-#define QSYNC__WIRE_MINOR 2 /* 1: INPUT and QSYNC__WIRE_G_INPUT; 2: R_INPUT_WAITING */
+#define QSYNC__WIRE_MINOR 3 /* 1: INPUT and QSYNC__WIRE_G_INPUT; 2: R_INPUT_WAITING;
+                               3: FRAME, NIC_STATUS and QSYNC__WIRE_G_FRAMES */
 
 #define QSYNC__WIRE_HEADER_SIZE 8u
-/* Bounds every frame, so a garbage length can never make a reader allocate. */
-#define QSYNC__WIRE_MAX_PAYLOAD 4096u
+/* Bounds every frame, so a garbage length can never make a reader allocate:
+ * the largest is a FRAME carrying an Ethernet frame of
+ * QSYNC__WIRE_MAX_ETHER bytes. */
+#define QSYNC__WIRE_MAX_ETHER 16384u
+#define QSYNC__WIRE_FRAME_FIXED 16u
+#define QSYNC__WIRE_MAX_PAYLOAD (QSYNC__WIRE_FRAME_FIXED + QSYNC__WIRE_MAX_ETHER)
 #define QSYNC__WIRE_MAX_FRAME (QSYNC__WIRE_HEADER_SIZE + QSYNC__WIRE_MAX_PAYLOAD)
 #define QSYNC__WIRE_MAX_TEXT 1024u
 #define QSYNC__WIRE_MAX_VCPUS 256u
-/* Bytes of guest input one INPUT frame carries at most. */
-#define QSYNC__WIRE_MAX_INPUT (QSYNC__WIRE_MAX_PAYLOAD - 4u)
+/* Bytes of guest input one INPUT frame carries at most (fixed since
+ * minor 1: a plugin of minor 1 or 2 reads frames of 4 KiB at most). */
+#define QSYNC__WIRE_MAX_INPUT 4092u
+/* NICs one plugin serves at most. */
+#define QSYNC__WIRE_MAX_NICS 8u
 
 enum qsync__wire_type {
     QSYNC__MSG_HELLO = 1,  /* plugin -> library, once, at install          */
@@ -33,8 +41,13 @@ enum qsync__wire_type {
     QSYNC__MSG_REPORT = 3, /* plugin -> library: stopped at the deadline     */
     QSYNC__MSG_ERROR = 4,  /* either way: a fatal error with text            */
     QSYNC__MSG_EXIT = 5,   /* plugin -> library: QEMU is exiting by itself   */
-    QSYNC__MSG_INPUT = 6   /* library -> plugin, while stopped: bytes for a
+    QSYNC__MSG_INPUT = 6,  /* library -> plugin, while stopped: bytes for a
                              guest serial port, delivered at this stop      */
+    QSYNC__MSG_FRAME = 7,  /* both ways: an Ethernet frame. Library ->
+                             plugin, while stopped: to be received at
+                             time_ns; plugin -> library: sent at time_ns */
+    QSYNC__MSG_NIC_STATUS = 8 /* plugin -> library, before a REPORT or EXIT:
+                                one NIC's counters                         */
 };
 
 /* Engines, as carried in HELLO. */
@@ -49,6 +62,8 @@ enum qsync__wire_engine {
 #define QSYNC__WIRE_G_NEVER_AHEAD_IDLE 0x2u /* idle warps never pass a deadline   */
 #define QSYNC__WIRE_G_VCLOCK 0x4u          /* virtual_ns is QEMU's own clock      */
 #define QSYNC__WIRE_G_INPUT 0x8u           /* INPUT is delivered (minor >= 1)     */
+#define QSYNC__WIRE_G_FRAMES 0x10u         /* the plugin serves the NICs it was
+                                              given (nics=), minor >= 3          */
 
 /* Report flag bits. */
 #define QSYNC__WIRE_R_IDLE 0x1u      /* the guest was halted at some point    */
@@ -98,6 +113,28 @@ struct qsync__wire_input {
     uint8_t data[QSYNC__WIRE_MAX_INPUT];
 };
 
+struct qsync__wire_frame {
+    uint32_t nic;     /* 0..QSYNC__WIRE_MAX_NICS-1                           */
+    uint32_t len;     /* 1..QSYNC__WIRE_MAX_ETHER; carried as the frame length */
+    uint64_t time_ns; /* virtual time: of its receipt (to the plugin) or of
+                         its transmit (from the plugin)                     */
+    uint8_t data[QSYNC__WIRE_MAX_ETHER];
+};
+
+/* NIC status flags. */
+#define QSYNC__WIRE_NIC_RX_ON 0x1u      /* the NIC could receive at this stop */
+#define QSYNC__WIRE_NIC_RX_EVER_ON 0x2u /* it ever could                      */
+
+struct qsync__wire_nic_status {
+    uint32_t nic;
+    uint32_t flags;      /* QSYNC__WIRE_NIC_*                                */
+    uint64_t rx_frames;  /* frames the NIC took, since start                 */
+    uint64_t rx_dropped; /* frames dropped: too many waited                  */
+    uint64_t rx_waiting; /* due frames waiting for the NIC now               */
+    uint64_t tx_frames;  /* frames the NIC sent, since start                 */
+    uint64_t tx_dropped; /* frames it sent that were too long to carry       */
+};
+
 struct qsync__wire_msg {
     uint16_t type;
     union {
@@ -107,6 +144,8 @@ struct qsync__wire_msg {
         struct qsync__wire_error error;
         struct qsync__wire_exit exit;
         struct qsync__wire_input input;
+        struct qsync__wire_frame frame;
+        struct qsync__wire_nic_status nic_status;
     } u;
 };
 
@@ -125,6 +164,14 @@ enum qsync__wire_status {
  * or QSYNC__WIRE_EBADFIELD.
  */
 long qsync__wire_encode(const struct qsync__wire_msg *msg, uint8_t *buf, size_t cap);
+
+/*
+ * Encodes a FRAME message straight from its parts, without the 16 KiB
+ * struct: nic < QSYNC__WIRE_MAX_NICS, 1 <= len <= QSYNC__WIRE_MAX_ETHER.
+ * Returns the size or a negative status, as qsync__wire_encode().
+ */
+long qsync__wire_encode_frame(uint32_t nic, uint64_t time_ns, const void *data, size_t len,
+                              uint8_t *buf, size_t cap);
 
 /*
  * Decodes one frame from the start of buf. On QSYNC__WIRE_OK, *used is the

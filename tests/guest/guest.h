@@ -35,6 +35,25 @@ static inline void outl(u16 port, u32 val)
     __asm__ volatile("outl %0, %1" : : "a"(val), "Nd"(port));
 }
 
+static inline void outw(u16 port, u16 val)
+{
+    __asm__ volatile("outw %0, %1" : : "a"(val), "Nd"(port));
+}
+
+static inline u16 inw(u16 port)
+{
+    u16 v;
+    __asm__ volatile("inw %1, %0" : "=a"(v) : "Nd"(port));
+    return v;
+}
+
+static inline u32 inl(u16 port)
+{
+    u32 v;
+    __asm__ volatile("inl %1, %0" : "=a"(v) : "Nd"(port));
+    return v;
+}
+
 static inline u8 inb(u16 port)
 {
     u8 v;
@@ -105,5 +124,35 @@ void guest_exit(u32 code) __attribute__((noreturn));
 /* Set by "exit-spin" on the command line: guest_exit() spins instead of
  * halting after its request. */
 extern int guest_exit_spins;
+
+/* ---- e1000.c (QEMU's e1000 on PCI bus 0, polled) ------------------------ */
+
+#define NET_DESCS 8        /* descriptors per ring */
+#define NET_BUF_SIZE 2048u /* bytes per buffer */
+
+/* Finds the NIC, resets it, sets up both rings, turns the link, the
+ * transmitter and the receiver on (RCTL written once) and prints
+ * "qsync-guest: net e1000 ..." with its MAC. Exits with GUEST_EXIT_NOHW
+ * when there is no usable e1000. */
+void net_init(void);
+const u8 *net_mac(void);
+int net_link_up(void);
+/* The TSC just before RCTL was written: QEMU's e1000 receives nothing for
+ * 1 s of virtual time after that write. */
+u64 net_rctl_tsc(void);
+/* The buffer the next net_tx() sends. */
+u8 *net_tx_buffer(void);
+/* Sends len bytes of net_tx_buffer(), or of frame (which must stay
+ * untouched until the next transmit), and returns the TSC read by the
+ * instruction just before the TDT write. */
+u64 net_tx(u32 len);
+u64 net_tx_at(const u8 *frame, u32 len);
+/* Polls for the next received frame; returns the TSC read as soon as its
+ * descriptor's DD bit was seen. The frame stays valid until
+ * net_rx_release(). */
+u64 net_rx_wait(u8 **data, u32 *len);
+void net_rx_release(void);
+/* Prints n bytes as two hex digits each, sep between them (0: none). */
+void net_put_hex(const u8 *p, u32 n, char sep);
 
 #endif

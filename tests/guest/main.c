@@ -1,5 +1,5 @@
 /*
- * main.c - command line parsing and the three test modes of the guest.
+ * main.c - command line parsing and the test modes of the guest.
  *
  * The mode comes from the multiboot command line (QEMU: -append "..."):
  *   compute [loops=]N                 busy loop of exactly 2*N instructions
@@ -7,6 +7,9 @@
  *   time [count=]N delay=L            read HPET/TSC N times, busy in between
  *   send [count=]N gap=G              N frames "#k t\n" stamped with the TSC
  *   recv [count=]N                    read N frames, print when each arrived
+ *   transmit [count=]N gap=G size=S   N Ethernet frames through the e1000
+ *   receive [count=]N                 N Ethernet frames from the e1000
+ *   echo [count=]N                    N Ethernet frames, each sent back
  * See README.md for the output format and exit codes.
  */
 #include "guest.h"
@@ -343,6 +346,151 @@ static void mode_recv(unsigned int first)
     halt_forever();
 }
 
+/* ---- Ethernet (e1000.c) --------------------------------------------------- */
+
+#define ETH_HLEN 14u
+#define ETH_TYPE_TEST 0x88B5u /* IEEE 802 local experimental ethertype 1 */
+#define NET_FRAME_MAX 1514u   /* without FCS; LPE is off */
+/* QEMU's e1000 arms its 1,000 ms RX flush timer at the RCTL write, from
+ * the virtual clock truncated to a millisecond; wait 1 ms more. */
+#define NET_RX_HOLD_NS 1001000000ull
+
+static u32 be32(const u8 *p)
+{
+    return (u32)p[0] << 24 | (u32)p[1] << 16 | (u32)p[2] << 8 | p[3];
+}
+
+/* Sleeps (sti; hlt, woken by PIT ticks) until the TSC reads at least t. */
+static void sleep_until(u64 t)
+{
+    pit_start_periodic(65535); /* a tick every 54.9 ms */
+    pic_init();
+    pic_unmask_irq0();
+    for (;;) {
+        cli();
+        if (rdtsc() >= t)
+            break;
+        __asm__ volatile("sti\n\thlt" ::: "memory");
+    }
+    pic_init(); /* everything masked again */
+    pit_quiesce();
+}
+
+/* Sets the NIC up; with rx, also waits out the receive hold of the RCTL
+ * write, so that the NIC takes frames from the "net ready" line on. */
+static void net_up(int rx)
+{
+    net_init();
+    if (rx)
+        sleep_until(net_rctl_tsc() + NET_RX_HOLD_NS);
+    gprintf("qsync-guest: net ready t=%llu link=%u\n", rdtsc(), (u32)net_link_up());
+}
+
+static void mode_transmit(unsigned int first)
+{
+    u32 count = 10, gap = 100000, size = 60;
+    struct opt opts[] = {
+        { "count", &count, 1, 0xFFFFFFFFu },
+        { "gap", &gap, 0, 0xFFFFFFFFu },
+        { "size", &size, ETH_HLEN + 4, NET_FRAME_MAX },
+    };
+    u64 last;
+    u32 k, i;
+
+    parse_opts(first, opts, 3);
+    gprintf("qsync-guest: transmit start count=%u gap=%u size=%u\n", count, gap, size);
+    net_up(0);
+    last = rdtsc();
+    for (k = 1; k <= count; k++) {
+        u8 *f = net_tx_buffer();
+        u64 t;
+
+        memset(f, 0xFF, 6); /* broadcast */
+        memcpy(f + 6, net_mac(), 6);
+        f[12] = (u8)(ETH_TYPE_TEST >> 8);
+        f[13] = (u8)ETH_TYPE_TEST;
+        f[14] = (u8)(k >> 24);
+        f[15] = (u8)(k >> 16);
+        f[16] = (u8)(k >> 8);
+        f[17] = (u8)k;
+        for (i = ETH_HLEN + 4; i < size; i++)
+            f[i] = (u8)i;
+        while (rdtsc() - last < gap)
+            ;
+        t = net_tx(size);
+        last = t;
+        gprintf("qsync-guest: tx %u len=%u t=%llu\n", k, size, t);
+    }
+    gprintf("qsync-guest: transmit done count=%u\n", count);
+    guest_exit(GUEST_EXIT_OK);
+}
+
+/* "len=L type=0xTTTT num=M data=<the first 8 payload bytes>" */
+static void print_frame(const u8 *f, u32 len)
+{
+    u8 pay[8];
+    u32 i;
+
+    for (i = 0; i < sizeof pay; i++)
+        pay[i] = ETH_HLEN + i < len ? f[ETH_HLEN + i] : 0;
+    gprintf("len=%u type=0x", len);
+    net_put_hex(f + 12, 2, 0);
+    gprintf(" num=%u data=", be32(pay));
+    net_put_hex(pay, sizeof pay, 0);
+}
+
+static void mode_receive(unsigned int first)
+{
+    u32 count = 10;
+    struct opt opts[] = { { "count", &count, 1, 0xFFFFFFFFu } };
+    u32 k;
+
+    parse_opts(first, opts, 1);
+    gprintf("qsync-guest: receive start count=%u\n", count);
+    net_up(1);
+    for (k = 1; k <= count; k++) {
+        u64 from = rdtsc(), t;
+        u8 *f;
+        u32 len;
+
+        t = net_rx_wait(&f, &len);
+        gprintf("qsync-guest: rx %u ", k);
+        print_frame(f, len);
+        gprintf(" from=%llu t=%llu\n", from, t);
+        net_rx_release();
+    }
+    gprintf("qsync-guest: receive done count=%u\n", count);
+    guest_exit(GUEST_EXIT_OK);
+}
+
+static void mode_echo(unsigned int first)
+{
+    u32 count = 10;
+    struct opt opts[] = { { "count", &count, 1, 0xFFFFFFFFu } };
+    u32 k;
+
+    parse_opts(first, opts, 1);
+    gprintf("qsync-guest: echo start count=%u\n", count);
+    net_up(1);
+    for (k = 1; k <= count; k++) {
+        u64 from = rdtsc(), rx, tx;
+        u8 *f;
+        u32 len;
+
+        rx = net_rx_wait(&f, &len);
+        /* Back to its sender, from this NIC, sent from the RX buffer. */
+        memcpy(f, f + 6, 6);
+        memcpy(f + 6, net_mac(), 6);
+        tx = net_tx_at(f, len);
+        gprintf("qsync-guest: echo %u ", k);
+        print_frame(f, len);
+        gprintf(" from=%llu rx=%llu tx=%llu\n", from, rx, tx);
+        net_rx_release();
+    }
+    gprintf("qsync-guest: echo done count=%u\n", count);
+    guest_exit(GUEST_EXIT_OK);
+}
+
 static const struct {
     const char *name;
     void (*run)(unsigned int first);
@@ -352,6 +500,9 @@ static const struct {
     { "time", mode_time },
     { "send", mode_send },
     { "recv", mode_recv },
+    { "transmit", mode_transmit },
+    { "receive", mode_receive },
+    { "echo", mode_echo },
 };
 
 #define NMODES (sizeof modes / sizeof modes[0])

@@ -40,6 +40,18 @@
  *   input       offers guest input in HELLO; before each report prints
  *               "in <bytes> <frames> <sum>\n" for the INPUT frames that came
  *               before the grant (sum: of the bytes, mod 2^32)
+ *   net         offers NICs (G_FRAMES); prints "argv <arg>" on stdout for
+ *               each -nic/-device argument and the -plugin's nics= value
+ *               ("nics <value>"); before each report, prints
+ *               "rx <nic> <time> <len> <first byte>" for each FRAME that
+ *               came before the grant and "grant <seq> <deadline>", then
+ *               sends a FRAME from NIC 0 at deadline - 1 whose first byte
+ *               is the seq and a NIC_STATUS for NIC 0 whose rx_frames
+ *               counts the frames received
+ *   net-old     as net, but with no G_FRAMES in HELLO (an older plugin)
+ *   net-badnic  as net, but its first FRAME claims NIC 5
+ *   net-nodriver as net, but NIC_STATUS counts every frame received as
+ *               dropped, with a receiver that was never on
  *   prompt      as good, but a grant that the fake waited for as long as one
  *               of its sleep's time-out slices (slice_ns= on -plugin,
  *               default 10 ms) is answered with an ERROR naming it: on
@@ -49,7 +61,9 @@
  * shared-memory rings (src/proto/shm.h) instead of the pipes, as the
  * plugin does: it polls for a grant for spin_ns (from -plugin, default
  * 50 us, 0 on one CPU), then sleeps on the futex, and writes the eventfd
- * only when the library waits.
+ * only when the library waits. delay_ns= on -plugin makes the scenarios
+ * that serve grants answer each that many ns late, as a QEMU whose quantum
+ * takes time.
  *
  * With -qqq write=4,read=3 it is a QEMU with the adevs -qqq protocol's option instead:
  *   qqq-good, qqq-slow-start (sleeps 400 ms before it reads), qqq-split (answers in two short writes), qqq-more (answers 3 us
@@ -77,6 +91,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "fdio.h"
@@ -93,6 +108,7 @@ static struct qsync__shm_ring to_plugin, to_library;
 static int shm_efd = -1;
 static struct qsync__shm_spinner shm_spinner;
 static uint64_t shm_slice_ns = 10000000;
+static uint64_t answer_delay_ns; /* delay_ns= */
 static unsigned slices_slept; /* waits for a frame that lasted a whole slice */
 
 static void shm_setup(const char *shm_fd, const char *efd, const char *spin, const char *slice)
@@ -275,6 +291,11 @@ static int serve(int max_grants, int exit_code_after)
             send_exit();
             return exit_code_after;
         }
+        if (answer_delay_ns) {
+            struct timespec ts = {(time_t)(answer_delay_ns / 1000000000u),
+                                  (long)(answer_delay_ns % 1000000000u)};
+            nanosleep(&ts, NULL);
+        }
         send_report(&g, g.seq);
         n++;
         slices_slept = 0;
@@ -312,6 +333,55 @@ static int serve_input(void)
         fflush(stdout);
         bytes = frames = 0;
         sum = 0;
+        send_report(&g, g.seq);
+    }
+}
+
+/* Scenarios net, net-old and net-badnic: FRAMEs both ways. */
+static int serve_net(int bad_nic, int no_driver)
+{
+    static uint8_t buf[QSYNC__WIRE_MAX_FRAME];
+    static struct qsync__wire_msg m;
+    uint64_t received = 0;
+    size_t used;
+    for (;;) {
+        if (in_read(buf, QSYNC__WIRE_HEADER_SIZE, NULL))
+            return 0;
+        uint32_t plen = (uint32_t)buf[4] | (uint32_t)buf[5] << 8 | (uint32_t)buf[6] << 16 |
+                        (uint32_t)buf[7] << 24;
+        if (plen > QSYNC__WIRE_MAX_PAYLOAD ||
+            in_read(buf + QSYNC__WIRE_HEADER_SIZE, plen, NULL) ||
+            qsync__wire_decode(buf, QSYNC__WIRE_HEADER_SIZE + plen, &m, &used) != QSYNC__WIRE_OK) {
+            fprintf(stderr, "fake-qemu: bad frame\n");
+            exit(71);
+        }
+        if (m.type == QSYNC__MSG_FRAME) {
+            received++;
+            printf("rx %u %llu %u %u\n", (unsigned)m.u.frame.nic,
+                   (unsigned long long)m.u.frame.time_ns, (unsigned)m.u.frame.len,
+                   (unsigned)m.u.frame.data[0]);
+            continue;
+        }
+        if (m.type != QSYNC__MSG_GRANT) {
+            fprintf(stderr, "fake-qemu: message type %u before a grant\n", (unsigned)m.type);
+            exit(71);
+        }
+        struct qsync__wire_grant g = m.u.grant;
+        printf("grant %llu %llu\n", (unsigned long long)g.seq, (unsigned long long)g.deadline_ns);
+        fflush(stdout);
+        uint8_t frame[60] = {0};
+        frame[0] = (uint8_t)g.seq;
+        long n = qsync__wire_encode_frame(bad_nic ? 5 : 0, g.deadline_ns ? g.deadline_ns - 1 : 0,
+                                          frame, sizeof frame, buf, sizeof buf);
+        if (n < 0 || out_write(buf, (size_t)n))
+            exit(0);
+        memset(&m, 0, sizeof m);
+        m.type = QSYNC__MSG_NIC_STATUS;
+        m.u.nic_status.flags = no_driver ? 0 : QSYNC__WIRE_NIC_RX_EVER_ON;
+        m.u.nic_status.rx_frames = no_driver ? 0 : received;
+        m.u.nic_status.rx_dropped = no_driver ? received : 0;
+        m.u.nic_status.tx_frames = g.seq;
+        send_msg(&m);
         send_report(&g, g.seq);
     }
 }
@@ -504,7 +574,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "fake-qemu: missing -icount or -plugin\n");
         return 65;
     }
-    char shm_fd[16], efd[16], spin[32], slice[32];
+    char shm_fd[16], efd[16], spin[32], slice[32], delay[32];
+    if (plugin_opt(argc, argv, ",delay_ns=", delay, sizeof delay))
+        answer_delay_ns = strtoull(delay, NULL, 10);
     if (plugin_opt(argc, argv, ",shm=", shm_fd, sizeof shm_fd) &&
         plugin_opt(argc, argv, ",efd=", efd, sizeof efd))
         shm_setup(shm_fd, efd, plugin_opt(argc, argv, ",spin_ns=", spin, sizeof spin),
@@ -526,6 +598,19 @@ int main(int argc, char **argv)
         extra_guarantees = QSYNC__WIRE_G_INPUT;
         send_hello(QSYNC__WIRE_MAJOR, shift);
         return serve_input();
+    }
+    if (strncmp(sc, "net", 3) == 0) {
+        char nics[64];
+        for (int i = 2; i + 1 < argc; i++)
+            if (strcmp(argv[i], "-nic") == 0 || strcmp(argv[i], "-device") == 0)
+                printf("argv %s %s\n", argv[i], argv[i + 1]);
+        if (plugin_opt(argc, argv, ",nics=", nics, sizeof nics))
+            printf("nics %s\n", nics);
+        fflush(stdout);
+        if (strcmp(sc, "net-old") != 0)
+            extra_guarantees = QSYNC__WIRE_G_FRAMES;
+        send_hello(QSYNC__WIRE_MAJOR, shift);
+        return serve_net(strcmp(sc, "net-badnic") == 0, strcmp(sc, "net-nodriver") == 0);
     }
     if (strcmp(sc, "prompt") == 0) {
         check_prompt = 1;

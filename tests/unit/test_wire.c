@@ -278,12 +278,115 @@ static void test_round_trip_input(void **state)
     for (uint32_t i = 0; i < QSYNC__WIRE_MAX_INPUT; i++)
         in.u.input.data[i] = (uint8_t)(i * 7);
     in.u.input.len = QSYNC__WIRE_MAX_INPUT;
-    round_trip(&in, &out, QSYNC__WIRE_MAX_FRAME);
+    round_trip(&in, &out, QSYNC__WIRE_HEADER_SIZE + 4 + QSYNC__WIRE_MAX_INPUT);
     assert_int_equal(out.u.input.len, QSYNC__WIRE_MAX_INPUT);
     assert_memory_equal(out.u.input.data, in.u.input.data, QSYNC__WIRE_MAX_INPUT);
 }
 
 static void expect_bad_lengths(uint16_t type, const uint32_t *lens, size_t n);
+
+/* FRAME (minor 3): the byte layout of docs/protocol.md, the largest frame,
+ * and the direct encoder agrees with the message one. */
+static void test_frame_layout(void **state)
+{
+    (void)state;
+    static struct qsync__wire_msg in, out;
+    uint8_t buf[QSYNC__WIRE_MAX_FRAME];
+    memset(&in, 0, sizeof in);
+    in.type = QSYNC__MSG_FRAME;
+    in.u.frame.nic = 2;
+    in.u.frame.time_ns = 0x0102030405ull;
+    in.u.frame.len = 3;
+    memcpy(in.u.frame.data, "abc", 3);
+    static const uint8_t bytes[] = {
+        0x07, 0x00, 0x00, 0x00, 0x13, 0x00, 0x00, 0x00, /* type 7, length 16 + 3 */
+        0x02, 0x00, 0x00, 0x00,                         /* nic 2                 */
+        0x00, 0x00, 0x00, 0x00,                         /* reserved              */
+        0x05, 0x04, 0x03, 0x02, 0x01, 0x00, 0x00, 0x00, /* time_ns               */
+        'a',  'b',  'c',                                /* the Ethernet frame    */
+    };
+    assert_int_equal(qsync__wire_encode(&in, buf, sizeof buf), (long)sizeof bytes);
+    assert_memory_equal(buf, bytes, sizeof bytes);
+    uint8_t direct[64];
+    assert_int_equal(qsync__wire_encode_frame(2, 0x0102030405ull, "abc", 3, direct, sizeof direct),
+                     (long)sizeof bytes);
+    assert_memory_equal(direct, bytes, sizeof bytes);
+    round_trip(&in, &out, sizeof bytes);
+    assert_int_equal(out.u.frame.nic, 2);
+    assert_int_equal(out.u.frame.time_ns, 0x0102030405ull);
+    assert_int_equal(out.u.frame.len, 3);
+    assert_memory_equal(out.u.frame.data, "abc", 3);
+    for (uint32_t i = 0; i < QSYNC__WIRE_MAX_ETHER; i++)
+        in.u.frame.data[i] = (uint8_t)(i * 13);
+    in.u.frame.len = QSYNC__WIRE_MAX_ETHER;
+    round_trip(&in, &out, QSYNC__WIRE_MAX_FRAME);
+    assert_memory_equal(out.u.frame.data, in.u.frame.data, QSYNC__WIRE_MAX_ETHER);
+}
+
+static void test_frame_refusals(void **state)
+{
+    (void)state;
+    static struct qsync__wire_msg m, out;
+    uint8_t buf[QSYNC__WIRE_MAX_FRAME];
+    size_t used;
+    memset(&m, 0, sizeof m);
+    m.type = QSYNC__MSG_FRAME;
+    /* Never encoded: empty, over the largest, a NIC past the last. */
+    m.u.frame.len = 0;
+    assert_int_equal(qsync__wire_encode(&m, buf, sizeof buf), QSYNC__WIRE_EBADFIELD);
+    m.u.frame.len = QSYNC__WIRE_MAX_ETHER + 1;
+    assert_int_equal(qsync__wire_encode(&m, buf, sizeof buf), QSYNC__WIRE_EBADFIELD);
+    m.u.frame.len = 1;
+    m.u.frame.nic = QSYNC__WIRE_MAX_NICS;
+    assert_int_equal(qsync__wire_encode(&m, buf, sizeof buf), QSYNC__WIRE_EBADFIELD);
+    assert_int_equal(qsync__wire_encode_frame(0, 0, "x", 1, buf, 8 + 16), QSYNC__WIRE_ESPACE);
+    /* Decoded: no frame bytes, or more than the largest, from the header. */
+    static const uint32_t lens[] = {0, 15, 16, QSYNC__WIRE_MAX_PAYLOAD + 1};
+    expect_bad_lengths(QSYNC__MSG_FRAME, lens, sizeof lens / sizeof lens[0]);
+    /* A NIC past the last, and a reserved word that is not 0. */
+    memset(buf, 0, sizeof buf);
+    header(buf, QSYNC__MSG_FRAME, 0, 17);
+    buf[8] = QSYNC__WIRE_MAX_NICS;
+    assert_int_equal(decode(buf, 8 + 17, &out, &used), QSYNC__WIRE_EBADFIELD);
+    buf[8] = 0;
+    buf[12] = 1;
+    assert_int_equal(decode(buf, 8 + 17, &out, &used), QSYNC__WIRE_EBADFIELD);
+    buf[12] = 0;
+    assert_int_equal(decode(buf, 8 + 17, &out, &used), QSYNC__WIRE_OK);
+    /* INPUT keeps its 4 KiB bound: a plugin of minor 1 or 2 reads no more. */
+    static const uint32_t big_input[] = {4 + QSYNC__WIRE_MAX_INPUT + 1};
+    expect_bad_lengths(QSYNC__MSG_INPUT, big_input, 1);
+}
+
+static void test_nic_status_layout(void **state)
+{
+    (void)state;
+    struct qsync__wire_msg in, out;
+    uint8_t buf[QSYNC__WIRE_MAX_FRAME];
+    memset(&in, 0, sizeof in);
+    in.type = QSYNC__MSG_NIC_STATUS;
+    in.u.nic_status.nic = 1;
+    in.u.nic_status.flags = QSYNC__WIRE_NIC_RX_ON | QSYNC__WIRE_NIC_RX_EVER_ON;
+    in.u.nic_status.rx_frames = 10;
+    in.u.nic_status.rx_dropped = 11;
+    in.u.nic_status.rx_waiting = 12;
+    in.u.nic_status.tx_frames = 13;
+    in.u.nic_status.tx_dropped = 14;
+    static const uint8_t bytes[] = {
+        0x08, 0x00, 0x00, 0x00, 0x30, 0x00, 0x00, 0x00, /* type 8, length 48 */
+        0x01, 0x00, 0x00, 0x00, 0x03, 0x00, 0x00, 0x00, /* nic 1, flags 3    */
+        10, 0, 0, 0, 0, 0, 0, 0, 11, 0, 0, 0, 0, 0, 0, 0, 12, 0, 0, 0, 0, 0, 0, 0,
+        13, 0, 0, 0, 0, 0, 0, 0, 14, 0, 0, 0, 0, 0, 0, 0,
+    };
+    assert_int_equal(qsync__wire_encode(&in, buf, sizeof buf), (long)sizeof bytes);
+    assert_memory_equal(buf, bytes, sizeof bytes);
+    round_trip(&in, &out, sizeof bytes);
+    assert_memory_equal(&out.u.nic_status, &in.u.nic_status, sizeof in.u.nic_status);
+    static const uint32_t lens[] = {0, 47, 49};
+    expect_bad_lengths(QSYNC__MSG_NIC_STATUS, lens, sizeof lens / sizeof lens[0]);
+    in.u.nic_status.nic = QSYNC__WIRE_MAX_NICS;
+    assert_int_equal(qsync__wire_encode(&in, buf, sizeof buf), QSYNC__WIRE_EBADFIELD);
+}
 
 static void test_input_refusals(void **state)
 {
@@ -411,7 +514,7 @@ static void test_hello_layout(void **state)
     static const uint8_t head[] = {
         0x01, 0x00, 0x00, 0x00, 0x54, 0x00, 0x00, 0x00, /* type 1, length 84    */
         0x01, 0x00,                                     /* major 1              */
-        0x02, 0x00,                                     /* minor 2              */
+        0x03, 0x00,                                     /* minor 3              */
         0x03, 0x02, 0x01, 0x00,                         /* plugin 1.2.3         */
         0x04, 0x00, 0x00, 0x00,                         /* 4 vCPUs              */
         0x02,                                           /* engine timer         */
@@ -461,7 +564,7 @@ static void test_error_and_exit_layout(void **state)
 static void test_reject_unknown_type(void **state)
 {
     (void)state;
-    static const uint16_t bad[] = {0, 7, 8, 0x100, 0xffff};
+    static const uint16_t bad[] = {0, 9, 10, 0x100, 0xffff};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         uint8_t buf[QSYNC__WIRE_HEADER_SIZE + 16];
         memset(buf, 0, sizeof buf);
@@ -918,6 +1021,9 @@ int main(void)
         cmocka_unit_test(test_round_trip_exit),
         cmocka_unit_test(test_round_trip_input),
         cmocka_unit_test(test_input_refusals),
+        cmocka_unit_test(test_frame_layout),
+        cmocka_unit_test(test_frame_refusals),
+        cmocka_unit_test(test_nic_status_layout),
         cmocka_unit_test(test_example_grant_bytes),
         cmocka_unit_test(test_example_report_bytes),
         cmocka_unit_test(test_hello_layout),
