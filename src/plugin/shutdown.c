@@ -27,7 +27,7 @@
  * each such instruction gets a callback, before it runs, that sets every
  * vCPU's `pending` entry to 1, and every block gets a conditional
  * callback, taken only when its vCPU's entry is not 0, that runs the
- * check and clears the entry. So a block costs one inline compare, and
+ * check and clears every entry (set_all says why every one). So a block costs one inline compare, and
  * the check runs only at the start of the blocks that follow a port
  * write or a PSCI call: the first block started after the request, on
  * any vCPU, is still the one that sees it. Once it has, the entries stay
@@ -44,8 +44,10 @@
  * so such an end is not the same in every run. A target without a known
  * request instruction (RISC-V: its guests power off through firmware that
  * writes an MMIO device), or a QEMU without conditional callbacks (API 2,
- * QEMU 9.0 and older), keeps the check at the start of every block, which
- * is exact for every path and costs a callback per block.
+ * QEMU 9.0 and older), or a machine with more than one vCPU (QEMU
+ * 10.0.2's per-vCPU scoreboards are broken when one thread runs several
+ * vCPUs), keeps the check at the start of every block, which is exact for
+ * every path and costs a callback per block.
  *
  * Why the check cannot miss the request, whatever the host's timing:
  * the main loop may take the flag between the request and that block's
@@ -104,16 +106,25 @@ static atomic_bool stamped;
 static uint64_t stamp_virtual_ns, stamp_instructions; /* once stamped */
 static struct qsync__vtimer stamp_timer;
 
-/* Every vCPU checks at its next block start. Under -icount one thread
- * runs every vCPU; the main loop's notifiers call this too, and a store
- * racing a vCPU's clear is caught by the fence in on_block. */
-static void mark_all(void)
+/* Sets every vCPU's entry. Every vCPU's, also to clear: under -icount
+ * one thread runs every vCPU, so a check at any block start after the
+ * request sees it, and one before it ends every vCPU's wait (no other
+ * block starts between a port write's mark and the write). And the
+ * vcpu_index is not needed. The main loop's
+ * notifiers call this too; a store racing a clear is caught by the
+ * fence in on_block. */
+static void set_all(uint64_t v)
 {
-    if (!at_io)
-        return;
     int n = qsync__qemu_api.num_vcpus();
     for (int k = 0; k < n; k++)
-        qsync__qemu_api.u64_set(pending, (unsigned)k, 1);
+        qsync__qemu_api.u64_set(pending, (unsigned)k, v);
+}
+
+/* Every vCPU checks at its next block start. */
+static void mark_all(void)
+{
+    if (at_io)
+        set_all(1);
 }
 
 /* Main loop, big lock held, before and after each poll. */
@@ -182,18 +193,19 @@ static void on_io(unsigned int vcpu_index, void *udata)
 static void on_block(unsigned int vcpu_index, void *udata)
 {
     uint64_t len = (uint64_t)(uintptr_t)udata;
+    (void)vcpu_index;
 
     if (atomic_load_explicit(&detected, memory_order_relaxed)) {
         if (!atomic_load_explicit(&stamped, memory_order_relaxed))
             atomic_fetch_add_explicit(&after, len, memory_order_relaxed);
         else if (at_io)
-            qsync__qemu_api.u64_set(pending, vcpu_index, 0);
+            set_all(0);
         return;
     }
     if (at_io) {
         /* Cleared before the flags are read: a notifier that sets the
          * entry after seen is then either seen here or leaves it set. */
-        qsync__qemu_api.u64_set(pending, vcpu_index, 0);
+        set_all(0);
         atomic_thread_fence(memory_order_seq_cst);
     }
     if (!requested())
@@ -211,6 +223,12 @@ static bool can_check_at_io(const qemu_info_t *info)
     const struct qsync__qemu_api *api = &qsync__qemu_api;
 
     if (hook != NULL && strcmp(hook, "every") == 0)
+        return false;
+    /* QEMU 10.0.2 computes the per-vCPU scoreboard slot wrongly in
+     * generated code when one thread runs several vCPUs (qemu-internals.md:
+     * a Linux guest at -smp 4 panicked, and a block's conditional callback
+     * was passed vcpu_index 24): one vCPU only. */
+    if (info->system.max_vcpus > 1 || info->system.smp_vcpus > 1)
         return false;
     if (api->tb_cond_cb == NULL || api->scoreboard_new == NULL || api->u64_set == NULL ||
         api->num_vcpus == NULL)
