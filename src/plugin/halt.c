@@ -1,6 +1,7 @@
 /*
  * See halt.h. One table row per target; to support a new one, add its
- * target names and a function that recognises its halting encodings.
+ * target names and functions that recognise its halting encodings and
+ * the instructions through which its guests ask QEMU to power off.
  */
 #include "halt.h"
 
@@ -53,6 +54,24 @@ static bool x86_halts(const uint8_t *b, size_t n)
     return n - i == 3 && b[i] == 0x0f && b[i + 1] == 0x01 && b[i + 2] == 0xc9;
 }
 
+/*
+ * x86: the port writes, out (E6 ib, E7 ib, EE, EF) and outs (6E, 6F),
+ * after any legacy prefixes (rep, operand size, segment). The ACPI PM1
+ * control register, isa-debug-exit, the reset control port 0xcf9 and the
+ * keyboard controller's reset are all written this way.
+ */
+static bool x86_requests(const uint8_t *b, size_t n)
+{
+    size_t i = 0;
+    while (i < n && (b[i] == 0x26 || b[i] == 0x2e || b[i] == 0x36 || b[i] == 0x3e ||
+                     b[i] == 0x64 || b[i] == 0x65 || b[i] == 0x66 || b[i] == 0x67 ||
+                     b[i] == 0xf2 || b[i] == 0xf3))
+        i++;
+    if (n - i == 2)
+        return b[i] == 0xe6 || b[i] == 0xe7;
+    return n - i == 1 && (b[i] == 0xee || b[i] == 0xef || b[i] == 0x6e || b[i] == 0x6f);
+}
+
 static uint32_t le32(const uint8_t *b)
 {
     return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
@@ -71,7 +90,23 @@ static bool aarch64_halts(const uint8_t *b, size_t n)
     return w == 0xd503207fu || (w & 0xffffffe0u) == 0xd5031000u;
 }
 
-/* RISC-V (32 and 64): wfi is 10500073. */
+/*
+ * AArch64: the PSCI calls, hvc #imm (D4000002 | imm16 << 5) and smc #imm
+ * (D4000003 | imm16 << 5); QEMU serves PSCI SYSTEM_OFF and SYSTEM_RESET
+ * itself when no firmware runs at EL2/EL3. A32 and T32 code (a 32-bit
+ * guest on qemu-system-aarch64) is not recognised.
+ */
+static bool aarch64_requests(const uint8_t *b, size_t n)
+{
+    if (n != 4)
+        return false;
+    uint32_t w = le32(b) & 0xffe0001fu;
+    return w == 0xd4000002u || w == 0xd4000003u;
+}
+
+/* RISC-V (32 and 64): wfi is 10500073. Its guests power off through SBI
+ * firmware, which writes a memory-mapped device: no instruction of the
+ * guest's own marks the request, so the table has no matcher for it. */
 static bool riscv_halts(const uint8_t *b, size_t n)
 {
     return n == 4 && le32(b) == 0x10500073u;
@@ -82,10 +117,11 @@ static const struct target {
     const char *what;     /* for messages */
     size_t max_len;       /* longest encoding the matcher needs */
     bool (*halts)(const uint8_t *bytes, size_t n);
+    bool (*requests)(const uint8_t *bytes, size_t n); /* NULL: none known */
 } targets[] = {
-    {{"x86_64", "i386", NULL}, "hlt/mwait", 15, x86_halts},
-    {{"aarch64", NULL, NULL}, "wfi", 4, aarch64_halts},
-    {{"riscv64", "riscv32", NULL}, "wfi", 4, riscv_halts},
+    {{"x86_64", "i386", NULL}, "hlt/mwait", 15, x86_halts, x86_requests},
+    {{"aarch64", NULL, NULL}, "wfi", 4, aarch64_halts, aarch64_requests},
+    {{"riscv64", "riscv32", NULL}, "wfi", 4, riscv_halts, NULL},
 };
 
 static const struct target *target;
@@ -117,14 +153,31 @@ bool qsync__halt_setup(const qemu_info_t *info)
     return false;
 }
 
-bool qsync__halt_match(const struct qemu_plugin_insn *insn)
+/* Whether insn's bytes satisfy the matcher (NULL: nothing matches). */
+static bool insn_matches(const struct qemu_plugin_insn *insn,
+                         bool (*match)(const uint8_t *bytes, size_t n))
 {
     uint8_t buf[16];
-    if (target == NULL)
+    if (target == NULL || match == NULL)
         return false;
     size_t n = insn_size(insn);
     if (n == 0 || n > target->max_len)
         return false;
     n = insn_bytes(insn, buf, n);
-    return target->halts(buf, n);
+    return match(buf, n);
+}
+
+bool qsync__halt_match(const struct qemu_plugin_insn *insn)
+{
+    return insn_matches(insn, target != NULL ? target->halts : NULL);
+}
+
+bool qsync__request_insns_known(void)
+{
+    return target != NULL && target->requests != NULL;
+}
+
+bool qsync__request_match(const struct qemu_plugin_insn *insn)
+{
+    return insn_matches(insn, target != NULL ? target->requests : NULL);
 }

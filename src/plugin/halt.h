@@ -26,4 +26,13 @@ bool qsync__halt_setup(const qemu_info_t *info);
  * thread. */
 bool qsync__halt_match(const struct qemu_plugin_insn *insn);
 
+/*
+ * The instructions through which a guest of this target asks QEMU to
+ * power off or reset (x86 port writes, Arm PSCI calls; shutdown.c). Under
+ * -icount each ends its block. Whether the target has such a matcher
+ * (setup done); whether insn is one. Translation time, any vCPU thread.
+ */
+bool qsync__request_insns_known(void);
+bool qsync__request_match(const struct qemu_plugin_insn *insn);
+
 #endif

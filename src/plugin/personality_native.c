@@ -22,6 +22,7 @@
 #include "qemu_internals.h"
 #include "qsync/version.h"
 #include "runtime.h"
+#include "shutdown.h"
 #include "stop_timer.h"
 #include "transport.h"
 #include "wire.h"
@@ -243,7 +244,8 @@ static void native_exit(void)
     struct qsync__wire_msg msg;
     struct qsync__wire_report now;
 
-    engine->sample(deadline_ns, &now);
+    /* Stamped at the guest's shutdown request where QEMU lets us see it. */
+    qsync__shutdown_exit_sample(deadline_ns, &now);
     (void)qsync__net_flush(true); /* what the NICs sent since the last stop */
     memset(&msg, 0, sizeof msg);
     msg.type = QSYNC__MSG_EXIT;

@@ -29,6 +29,7 @@
 #include <string.h>
 
 #include "runtime.h"
+#include "shutdown.h"
 #include "controller.h"
 #include "engine.h"
 #include "fdio.h"
@@ -220,7 +221,9 @@ static const struct qsync__personality *personality_of(enum qsync__proto proto)
 
 static void on_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
 {
-    engine->translate(id, tb);
+    if (engine->translate != NULL)
+        engine->translate(id, tb);
+    qsync__shutdown_instrument_tb(tb);
 }
 
 static const struct qsync__personality *personality;
@@ -271,10 +274,10 @@ QSYNC_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info
     qsync__runtime_use(personality);
     if (engine->install(id, info, &opt) < 0)
         return 1;
+    qsync__shutdown_setup(engine, opt.shift, info);
     if (personality->started != NULL && personality->started(info, &opt) < 0)
         return 1;
-    if (engine->translate != NULL)
-        qemu_plugin_register_vcpu_tb_trans_cb(id, on_translate);
+    qemu_plugin_register_vcpu_tb_trans_cb(id, on_translate);
     qemu_plugin_register_atexit_cb(id, at_exit, NULL);
     if (qsync__term_signals_init() < 0 || personality->watch() < 0)
         return 1;

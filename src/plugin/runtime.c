@@ -71,6 +71,7 @@
 #include "controller.h"
 #include "log.h"
 #include "personality.h"
+#include "shutdown.h"
 #include "wire.h"
 
 static atomic_flag ending = ATOMIC_FLAG_INIT;
@@ -94,6 +95,10 @@ void qsync__runtime_stop(unsigned int vcpu_index)
 {
     /* QEMU has set its signal handlers before any vCPU runs. */
     qsync__term_signals_catch();
+    /* After the guest's shutdown request nothing is reported: whether the
+     * guest reaches this stop before QEMU pauses it is host timing. */
+    if (qsync__shutdown_at_stop())
+        return;
     active->stop(vcpu_index);
 }
 

@@ -24,6 +24,7 @@ static int64_t deadline;  /* the deadline being approached           */
 static bool armed;        /* armed for it                            */
 static bool final_leg;    /* re-armed at the deadline itself (idle)  */
 static _Thread_local bool in_callback;
+static _Thread_local bool in_other_timer; /* qsync__stop_timer_mark_safe */
 
 /* Per-vCPU "ran a block since its last halting instruction" (shift > 0
  * with plugin API 3). */
@@ -142,7 +143,12 @@ bool qsync__stop_timer_armed(void)
 
 bool qsync__stop_timer_safe_point(void)
 {
-    return qsync__stop_timer_in_callback() || !qsync__qemu_in_vcpu_thread();
+    return qsync__stop_timer_in_callback() || in_other_timer || !qsync__qemu_in_vcpu_thread();
+}
+
+void qsync__stop_timer_mark_safe(bool on)
+{
+    in_other_timer = on;
 }
 
 bool qsync__stop_timer_in_callback(void)

@@ -83,4 +83,9 @@ bool qsync__stop_timer_in_callback(void);
  * QEMU's internals. */
 bool qsync__stop_timer_safe_point(void);
 
+/* Another of the plugin's QEMU_CLOCK_VIRTUAL timers says that its
+ * callback runs (true) or has ended (false): between two blocks, like
+ * on_stop, so qsync__stop_timer_safe_point() holds there too. */
+void qsync__stop_timer_mark_safe(bool on);
+
 #endif

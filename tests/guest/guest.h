@@ -121,6 +121,9 @@ u64 hpet_ns(void);
 
 /* Prints "qsync-guest: exit code=N" and leaves through isa-debug-exit. */
 void guest_exit(u32 code) __attribute__((noreturn));
+/* Set by "exit-spin" on the command line: guest_exit() spins instead of
+ * halting after its request. */
+extern int guest_exit_spins;
 
 /* ---- e1000.c (QEMU's e1000 on PCI bus 0, polled) ------------------------ */
 

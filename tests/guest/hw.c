@@ -205,6 +205,8 @@ u64 hpet_ns(void)
 
 #define DEBUG_EXIT_PORT 0xF4
 
+int guest_exit_spins;
+
 void guest_exit(u32 code)
 {
     cli();
@@ -221,6 +223,11 @@ void guest_exit(u32 code)
      * time). Without the device the guest stays
      * halted; a controller's watchdog ends it.
      */
+    if (guest_exit_spins) {
+        /* "exit-spin": run on, as a guest that does not halt would. */
+        for (;;)
+            __asm__ volatile("" ::: "memory");
+    }
     for (;;)
         __asm__ volatile("cli; hlt");
 }

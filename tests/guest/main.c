@@ -537,6 +537,11 @@ void guest_main(u32 magic, const struct mb_info *mbi)
      */
     if (nwords > 0 && find_mode(words[0]) < 0)
         first = 1;
+    /* "exit-spin" before the mode: keep running after the exit request. */
+    if (first < nwords && str_eq(words[first], "exit-spin")) {
+        guest_exit_spins = 1;
+        first++;
+    }
     mode = first < nwords ? words[first] : "";
 
     gprintf("qsync-guest: mode=%s\n", mode);
