@@ -45,6 +45,20 @@ cc -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -o "$work/consumer-pc" \
     "$src/tests/install/consumer/main.c" $(pkg-config --cflags --libs qsync)
 LD_LIBRARY_PATH="$prefix/lib" "$work/consumer-pc" "$qemu" "$guest"
 
+# libqsync-mpi, when MPI was found: its header, library and .pc file;
+# without it, no mpi.h either.
+if [ -e "$prefix/lib/pkgconfig/qsync-mpi.pc" ]; then
+    printf '#include <qsync/mpi.h>\nint main(void) { qsync_mpi_config c; qsync_mpi_config_init(&c); return c.window_ns != 0; }\n' \
+        >"$work/mpi.c"
+    # shellcheck disable=SC2046
+    cc -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -o "$work/mpi" "$work/mpi.c" \
+        $(pkg-config --cflags --libs qsync-mpi)
+    LD_LIBRARY_PATH="$prefix/lib" "$work/mpi" || { echo "FAIL: libqsync-mpi's defaults" >&2; exit 1; }
+else
+    [ ! -e "$prefix/include/qsync/mpi.h" ] || { echo "FAIL: mpi.h installed without libqsync-mpi" >&2; exit 1; }
+    echo "install: libqsync-mpi was not built (no MPI); not checked"
+fi
+
 # find_package
 cmake -S "$src/tests/install/consumer" -B "$work/cm" -DCMAKE_PREFIX_PATH="$prefix" \
     -DCMAKE_C_FLAGS="-D_GNU_SOURCE -Wall -Wextra -Werror" >"$work/cm.log"
