@@ -81,6 +81,11 @@ typedef struct qsync_mpi_config {
 
     /* The caller's pointer (qsync_mpi_get_data()). */
     void *data;
+
+    /* The time the windows start from: where the group's members are
+     * when the driver is made (0, the default, for fresh contexts). The
+     * same on every rank. */
+    uint64_t start_ns;
 } qsync_mpi_config;
 
 /* Fills cfg with the defaults. Thread-safe. */
@@ -91,7 +96,7 @@ QSYNC_EXPORT void qsync_mpi_config_init(qsync_mpi_config *cfg);
  * (this rank's contexts, none at all included) run on loop; MPI must be
  * initialised. The group is the caller's: add and remove members freely
  * between steps, free it after qsync_mpi_free(). Checks that every rank
- * has the same lookahead and window.
+ * has the same lookahead, window and start_ns.
  * Returns 0 and sets *out; QSYNC_EARG (NULL group or loop, no lookahead,
  * a window longer than the lookahead, ranks that disagree, MPI not
  * initialised: the message, written to errbuf when it is not NULL, names
@@ -108,7 +113,8 @@ QSYNC_EXPORT void *qsync_mpi_get_data(const qsync_mpi *m);
 QSYNC_EXPORT int qsync_mpi_rank(const qsync_mpi *m);
 QSYNC_EXPORT int qsync_mpi_size(const qsync_mpi *m);
 
-/* The end of the last window (0 before the first). The same on every rank. */
+/* The end of the last window (start_ns before the first). The same on
+ * every rank. */
 QSYNC_EXPORT uint64_t qsync_mpi_now_ns(const qsync_mpi *m);
 
 /* The earliest time a message may be due at now (qsync_mpi_send()): the

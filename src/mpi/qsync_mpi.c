@@ -11,7 +11,7 @@
  *     all-to-all of the sizes and an all-to-all of the bytes.
  * The collectives are non-blocking ones, waited for by polling: a rank
  * spins for spin_ns, then runs its loop once (QEMU's stderr, the
- * program's signal handlers) and yields the CPU, so that a rank waiting
+ * program's signal handlers) and naps, so that a rank waiting
  * for the others neither starves QEMU of a shared core nor goes deaf.
  * While it waits it also watches its launcher: a rank whose mpirun (or
  * orted) is gone ends itself rather than wait for ever.
@@ -24,10 +24,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define ERRMSG_MAX 512
 #define DEFAULT_SPIN_NS 20000u
+#define MAX_NAP_NS 50000u
 
 /* A message on the wire: this header, then len bytes. */
 struct msg_head {
@@ -167,7 +169,7 @@ static void check_launcher(qsync_mpi *m)
 }
 
 /* Waits for req: spins for spin_ns, then alternates the loop's ready
- * events, a yield and a test. */
+ * events, a nap that grows with the wait, and a test. */
 static int wait_req(qsync_mpi *m, MPI_Request *req)
 {
     int done = 0;
@@ -183,11 +185,24 @@ static int wait_req(qsync_mpi *m, MPI_Request *req)
             t0 = now_ns();
             continue;
         }
-        if (now_ns() - t0 < m->cfg.spin_ns)
+        uint64_t waited = now_ns() - t0;
+        if (waited < m->cfg.spin_ns)
             continue;
         uv_run(m->loop, UV_RUN_NOWAIT);
-        sched_yield();
-        if ((++polls & 1023u) == 0)
+        /* Back off: a quarter of the time waited so far, at most 50 us,
+         * so that a rank that waits long (its peers' guests still run)
+         * leaves the core to them, and one that waits briefly is not
+         * delayed by much more than it waited. */
+        uint64_t nap = (waited - m->cfg.spin_ns) / 4;
+        if (nap > MAX_NAP_NS)
+            nap = MAX_NAP_NS;
+        if (nap < 1000) {
+            sched_yield();
+        } else {
+            struct timespec ts = {0, (long)nap};
+            nanosleep(&ts, NULL);
+        }
+        if ((++polls & 255u) == 0)
             check_launcher(m);
     }
 }
@@ -242,8 +257,9 @@ int qsync_mpi_new(uv_loop_t *loop, qsync_group *group, const qsync_mpi_config *c
                        "between ranks: a message sent at a window's start would be due before "
                        "the window's end, after its receiver's guests had passed that time",
                        (unsigned long long)window, (unsigned long long)cfg->lookahead_ns);
-    if (window > QSYNC_DEADLINE_MAX)
-        return new_err(errbuf, errbuf_len, QSYNC_EARG, "window_ns: past QSYNC_DEADLINE_MAX");
+    if (window > QSYNC_DEADLINE_MAX || cfg->start_ns > QSYNC_DEADLINE_MAX - window)
+        return new_err(errbuf, errbuf_len, QSYNC_EARG,
+                       "window_ns and start_ns: their sum is past QSYNC_DEADLINE_MAX");
 
     qsync_mpi *m = calloc(1, sizeof *m);
     if (!m)
@@ -271,9 +287,10 @@ int qsync_mpi_new(uv_loop_t *loop, qsync_group *group, const qsync_mpi_config *c
     /* Every rank the same lookahead and window: MIN of each, and of each
      * one's complement (the MAX), must agree. nomem is shared too, so
      * that all ranks fail together. */
-    uint64_t v[5] = {cfg->lookahead_ns, UINT64_MAX - cfg->lookahead_ns, window,
-                     UINT64_MAX - window, (uint64_t)!nomem}, r[5];
-    allreduce(m, v, r, 5, MPI_MIN);
+    uint64_t v[7] = {cfg->lookahead_ns, UINT64_MAX - cfg->lookahead_ns, window,
+                     UINT64_MAX - window, (uint64_t)!nomem, cfg->start_ns,
+                     UINT64_MAX - cfg->start_ns}, r[7];
+    allreduce(m, v, r, 7, MPI_MIN);
     const char *what = NULL;
     int code = 0;
     if (r[4] == 0) {
@@ -285,6 +302,9 @@ int qsync_mpi_new(uv_loop_t *loop, qsync_group *group, const qsync_mpi_config *c
     } else if (r[2] != UINT64_MAX - r[3]) {
         code = QSYNC_EARG;
         what = "window_ns differs between ranks: every rank must give the same";
+    } else if (r[5] != UINT64_MAX - r[6]) {
+        code = QSYNC_EARG;
+        what = "start_ns differs between ranks: every rank must give the same";
     }
     if (code) {
         free_bufs(m);
@@ -292,7 +312,8 @@ int qsync_mpi_new(uv_loop_t *loop, qsync_group *group, const qsync_mpi_config *c
         free(m);
         return new_err(errbuf, errbuf_len, code, "%s", what);
     }
-    m->horizon = window;
+    m->now = cfg->start_ns;
+    m->horizon = cfg->start_ns + window;
     m->next_live = live;
     live = m;
     *out = m;

@@ -83,6 +83,23 @@ int main(int argc, char **argv)
     m = make(g, 10000, rank == 0 ? 4000 : 5000, &rc, err, sizeof err);
     CHECK(rc == QSYNC_EARG && strstr(err, "window_ns differs between ranks") != NULL);
 
+    /* Ranks that start at different times: refused. */
+    {
+        qsync_mpi_config cfg;
+        qsync_mpi_config_init(&cfg);
+        cfg.lookahead_ns = 10000;
+        cfg.start_ns = rank == 1 ? 5 : 0;
+        rc = qsync_mpi_new(uv_default_loop(), g, &cfg, &m, err, sizeof err);
+        CHECK(rc == QSYNC_EARG && strstr(err, "start_ns differs between ranks") != NULL);
+        /* And one that starts later: now is there. */
+        cfg.start_ns = 7000;
+        rc = qsync_mpi_new(uv_default_loop(), g, &cfg, &m, err, sizeof err);
+        CHECK(rc == 0 && qsync_mpi_now_ns(m) == 7000 && qsync_mpi_horizon_ns(m) == 17000);
+        qsync_mpi_window w0;
+        CHECK(qsync_mpi_step(m, QSYNC_DEADLINE_MAX, &w0) == 0 && w0.end_ns == 17000);
+        qsync_mpi_free(m);
+    }
+
     /* The real one: lookahead 10 us, window 10 us (0: the lookahead). */
     m = make(g, 10000, 0, &rc, err, sizeof err);
     CHECK(rc == 0 && m != NULL);
