@@ -45,6 +45,31 @@ cc -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -o "$work/consumer-pc" \
     "$src/tests/install/consumer/main.c" $(pkg-config --cflags --libs qsync)
 LD_LIBRARY_PATH="$prefix/lib" "$work/consumer-pc" "$qemu" "$guest"
 
+# libqsync-ns3, when ns-3 was found: its header, library and .pc file.
+if [ -e "$prefix/lib/pkgconfig/qsync-ns3.pc" ]; then
+    printf '#include <qsync/ns3/qemu-net-device.h>\nint main() { return ns3::QemuNetDevice::CheckTiming(ns3::MicroSeconds(10), ns3::MicroSeconds(5)).empty(); }\n' \
+        >"$work/ns3.cpp"
+    # shellcheck disable=SC2046
+    c++ -std=c++17 -Wall -Wextra -Werror -o "$work/ns3" "$work/ns3.cpp" \
+        $(pkg-config --cflags --libs qsync-ns3)
+    LD_LIBRARY_PATH="$prefix/lib" "$work/ns3" || { echo "FAIL: libqsync-ns3 accepted 5 us < 10 us" >&2; exit 1; }
+    [ -e "$prefix/bin/qsync-ns3" ] || { echo "FAIL: qsync-ns3 not installed" >&2; exit 1; }
+    # find_package(qsync COMPONENTS ns3) gives qsync::ns3.
+    mkdir "$work/ns3cm"
+    cp "$work/ns3.cpp" "$work/ns3cm/ns3.cpp"
+    printf '%s\n' 'cmake_minimum_required(VERSION 3.18)' 'project(ns3c LANGUAGES CXX)' \
+        'find_package(qsync REQUIRED COMPONENTS ns3)' 'add_executable(ns3c ns3.cpp)' \
+        'set_target_properties(ns3c PROPERTIES CXX_STANDARD 17)' \
+        'target_link_libraries(ns3c PRIVATE qsync::ns3)' >"$work/ns3cm/CMakeLists.txt"
+    { cmake -S "$work/ns3cm" -B "$work/ns3cm/b" -DCMAKE_PREFIX_PATH="$prefix" &&
+        cmake --build "$work/ns3cm/b"; } >"$work/ns3cm.log" 2>&1 ||
+        { cat "$work/ns3cm.log" >&2; echo "FAIL: find_package(qsync COMPONENTS ns3)" >&2; exit 1; }
+    LD_LIBRARY_PATH="$prefix/lib" "$work/ns3cm/b/ns3c" ||
+        { echo "FAIL: qsync::ns3 accepted 5 us < 10 us" >&2; exit 1; }
+else
+    echo "install: libqsync-ns3 was not built (no ns-3); not checked"
+fi
+
 # libqsync-mpi, when MPI was found: its header, library and .pc file;
 # without it, no mpi.h either.
 if [ -e "$prefix/lib/pkgconfig/qsync-mpi.pc" ]; then
@@ -54,6 +79,16 @@ if [ -e "$prefix/lib/pkgconfig/qsync-mpi.pc" ]; then
     cc -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -o "$work/mpi" "$work/mpi.c" \
         $(pkg-config --cflags --libs qsync-mpi)
     LD_LIBRARY_PATH="$prefix/lib" "$work/mpi" || { echo "FAIL: libqsync-mpi's defaults" >&2; exit 1; }
+    # find_package(qsync COMPONENTS mpi) gives qsync::mpi.
+    mkdir "$work/mpicm"
+    cp "$work/mpi.c" "$work/mpicm/mpi.c"
+    printf '%s\n' 'cmake_minimum_required(VERSION 3.18)' 'project(mpic LANGUAGES C)' \
+        'find_package(qsync REQUIRED COMPONENTS mpi)' 'add_executable(mpic mpi.c)' \
+        'target_link_libraries(mpic PRIVATE qsync::mpi)' >"$work/mpicm/CMakeLists.txt"
+    { cmake -S "$work/mpicm" -B "$work/mpicm/b" -DCMAKE_PREFIX_PATH="$prefix" &&
+        cmake --build "$work/mpicm/b"; } >"$work/mpicm.log" 2>&1 ||
+        { cat "$work/mpicm.log" >&2; echo "FAIL: find_package(qsync COMPONENTS mpi)" >&2; exit 1; }
+    LD_LIBRARY_PATH="$prefix/lib" "$work/mpicm/b/mpic" || { echo "FAIL: qsync::mpi" >&2; exit 1; }
 else
     [ ! -e "$prefix/include/qsync/mpi.h" ] || { echo "FAIL: mpi.h installed without libqsync-mpi" >&2; exit 1; }
     echo "install: libqsync-mpi was not built (no MPI); not checked"

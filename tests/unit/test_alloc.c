@@ -361,6 +361,59 @@ static void test_alloc_blocking(void **state)
     assert_true(n > 2);
 }
 
+/* NICs: adding one, frames queued and sent ahead of a grant, against the
+ * fake QEMU's "net" peer, with each allocation failing in turn. */
+static void test_alloc_nics(void **state)
+{
+    (void)state;
+    enum mode m = M_PLUGIN;
+    long n;
+    for (n = 1; n < 1000; n++) {
+        fail_at = n;
+        alloc_count = failures = live = 0;
+        uv_loop_t loop; /* for CALL's retry: runs nothing of the context's */
+        assert_int_equal(uv_loop_init(&loop), 0);
+        qsync_options o = mode_options(m);
+        qsync_ctx *ctx = NULL;
+        char err[256];
+        int rc;
+        CALL("qsync_ctx_new", (qsync_ctx *)NULL,
+             rc = qsync_ctx_new(NULL, &o, NULL, &ctx, err, sizeof err));
+        qsync_nic_config nc;
+        qsync_nic_config_init(&nc);
+        CALL("qsync_nic_add", ctx, rc = qsync_nic_add(ctx, &nc));
+        const char *argv[] = {FAKE_QEMU, "net", NULL};
+        long failed_before = failures;
+        rc = qsync_start(ctx, argv);
+        if (failures != failed_before) {
+            assert_int_equal(rc, -ENOMEM);
+            assert_non_null(strstr(qsync_last_error(ctx), "out of memory"));
+            assert_int_equal(qsync_close_wait(ctx), 0);
+        } else {
+            assert_int_equal(rc, 0);
+            CALL("qsync_advance", ctx, rc = qsync_advance_wait_ns(ctx, 1000, NULL));
+            uint8_t frame[60] = {0};
+            for (int i = 0; i < 3; i++)
+                CALL("qsync_send_frame", ctx,
+                     rc = qsync_send_frame(ctx, 0, 1000 + (uint64_t)i, frame, sizeof frame));
+            CALL("qsync_advance", ctx, rc = qsync_advance_wait_ns(ctx, 1000, NULL));
+            qsync_nic_stats st;
+            assert_int_equal(qsync_nic_get_stats(ctx, 0, &st), 0);
+            assert_int_equal(st.rx_frames, 3); /* each frame reached QEMU once */
+            assert_int_equal(qsync_close_wait(ctx), 0);
+        }
+        assert_int_equal(uv_loop_close(&loop), 0);
+        assert_int_equal(waitpid(-1, NULL, WNOHANG), -1);
+        if (live != 0)
+            fail_msg("nics: %ld blocks leaked with allocation %ld failing", live, fail_at);
+        if (failures == 0)
+            break;
+    }
+    fail_at = 0;
+    print_message("NICs: failed each of %ld allocations in turn\n", n - 1);
+    assert_true(n > 4);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -368,6 +421,7 @@ int main(void)
         cmocka_unit_test(test_alloc_qqq_mode),
         cmocka_unit_test(test_alloc_fifo_mode),
         cmocka_unit_test(test_alloc_blocking),
+        cmocka_unit_test(test_alloc_nics),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
