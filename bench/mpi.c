@@ -14,7 +14,8 @@
  *   mpirun -np N bench-mpi raw [COUNT]
  *     the floor: MPI's own 8-byte MIN allreduce, and a 1514-byte ring
  *     exchange plus that allreduce, without the library.
- * Environment: QSYNC_PLUGIN and QSYNC_GUEST_ELF for the guests mode.
+ * Environment: QSYNC_PLUGIN and QSYNC_GUEST_ELF for the guests mode;
+ * BENCH_SPIN_NS sets qsync_mpi_config.spin_ns.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -52,6 +53,8 @@ static int bench_window(int argc, char **argv)
     qsync_mpi_config_init(&c);
     c.lookahead_ns = window;
     c.recv = on_recv;
+    if (getenv("BENCH_SPIN_NS"))
+        c.spin_ns = strtoull(getenv("BENCH_SPIN_NS"), NULL, 10);
     qsync_mpi *m;
     char err[256];
     if (qsync_mpi_new(loop, g, &c, &m, err, sizeof err)) {
@@ -182,6 +185,8 @@ static int bench_guests(int argc, char **argv)
     qsync_mpi_config_init(&c);
     c.lookahead_ns = window;
     c.start_ns = warm;
+    if (getenv("BENCH_SPIN_NS"))
+        c.spin_ns = strtoull(getenv("BENCH_SPIN_NS"), NULL, 10);
     qsync_mpi *m;
     if (qsync_mpi_new(loop, g, &c, &m, err, sizeof err)) {
         fprintf(stderr, "bench-mpi: %s\n", err);

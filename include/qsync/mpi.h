@@ -67,9 +67,15 @@ typedef struct qsync_mpi_config {
     /* Where the messages of other ranks go (may be NULL). */
     qsync_mpi_recv_cb recv;
 
-    /* How long a rank waits for the others before it polls its loop
-     * and yields the CPU, in ns. Default 20000. Spinning less frees the
-     * core for QEMU when ranks outnumber cores (--oversubscribe). */
+    /* How a rank waits for the others: it tests for progress, runs its
+     * loop (without blocking) and yields the CPU, over and over, for
+     * spin_ns; past that it naps between tests (a quarter of the time
+     * waited beyond spin_ns, at most 50 us). Default 100000 (100 us),
+     * which leaves a core shared with QEMUs to them soon (ranks and
+     * QEMUs outnumbering cores). On hosts with a core to spare for the
+     * rank, more (the wall time of a window, say) keeps an exchange
+     * over TCP fast, since Open MPI moves it on only while the rank
+     * tests (docs/scale.md). */
     uint64_t spin_ns;
 
     /* Optional: whether this rank's part of the window is complete once

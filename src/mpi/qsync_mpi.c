@@ -10,9 +10,10 @@
  *     the members left, then, only when some rank has messages, an
  *     all-to-all of the sizes and an all-to-all of the bytes.
  * The collectives are non-blocking ones, waited for by polling: a rank
- * spins for spin_ns, then runs its loop once (QEMU's stderr, the
- * program's signal handlers) and naps, so that a rank waiting
- * for the others neither starves QEMU of a shared core nor goes deaf.
+ * tests, runs its loop (QEMU's stderr, the program's signal handlers)
+ * and yields the CPU, and after spin_ns naps between tests, so that a
+ * rank waiting for the others does not go deaf, and does not starve a
+ * QEMU that shares its core for long.
  * While it waits it also watches its launcher: a rank whose mpirun (or
  * orted) is gone ends itself rather than wait for ever.
  */
@@ -28,7 +29,8 @@
 #include <unistd.h>
 
 #define ERRMSG_MAX 512
-#define DEFAULT_SPIN_NS 20000u
+#define DEFAULT_SPIN_NS 100000u
+#define PURE_SPIN_NS 5000u
 #define MAX_NAP_NS 50000u
 
 /* A message on the wire: this header, then len bytes. */
@@ -168,8 +170,8 @@ static void check_launcher(qsync_mpi *m)
                         (int)m->launcher);
 }
 
-/* Waits for req: spins for spin_ns, then alternates the loop's ready
- * events, a nap that grows with the wait, and a test. */
+/* Waits for req: spins for 5 us, then polls the loop and yields between
+ * tests for spin_ns, then naps between them. */
 static int wait_req(qsync_mpi *m, MPI_Request *req)
 {
     int done = 0;
@@ -186,14 +188,17 @@ static int wait_req(qsync_mpi *m, MPI_Request *req)
             continue;
         }
         uint64_t waited = now_ns() - t0;
-        if (waited < m->cfg.spin_ns)
+        if (waited < PURE_SPIN_NS)
             continue;
         uv_run(m->loop, UV_RUN_NOWAIT);
-        /* Back off: a quarter of the time waited so far, at most 50 us,
-         * so that a rank that waits long (its peers' guests still run)
-         * leaves the core to them, and one that waits briefly is not
-         * delayed by much more than it waited. */
-        uint64_t nap = (waited - m->cfg.spin_ns) / 4;
+        /* Yield between polls for spin_ns; past it, back off: a quarter
+         * of the time waited beyond it, at most 50 us a nap, so that a
+         * rank that waits long (its peers' guests still run, on this
+         * host's cores perhaps) leaves its core to them. Not sooner:
+         * Open MPI's TCP transport moves a collective on only inside
+         * MPI_Test, so a rank that naps stretches a 20 us exchange to
+         * milliseconds. */
+        uint64_t nap = waited > m->cfg.spin_ns ? (waited - m->cfg.spin_ns) / 4 : 0;
         if (nap > MAX_NAP_NS)
             nap = MAX_NAP_NS;
         if (nap < 1000) {
