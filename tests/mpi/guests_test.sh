@@ -17,9 +17,11 @@ run() { # NP [MPIRUN ARGS...] -> $work/NP.log
     shift
     local extra=()
     [ "$tag" != "$np" ] && extra=(--mca btl tcp,self --mca btl_tcp_if_include lo)
-    if ! "$mpirun" --oversubscribe "${extra[@]}" -np "$np" "$prog" "$plugin" "$elf" "$window" \
-        "$latency" "$@" >"$work/$tag.log" 2>"$work/$tag.err"; then
-        echo "FAIL: $tag ranks: exit status $?" >&2
+    local status=0
+    "$mpirun" --oversubscribe "${extra[@]}" -np "$np" "$prog" "$plugin" "$elf" "$window" \
+        "$latency" "$@" >"$work/$tag.log" 2>"$work/$tag.err" || status=$?
+    if [ "$status" -ne 0 ]; then
+        echo "FAIL: $tag ranks: exit status $status" >&2
         cat "$work/$tag.err" >&2
         exit 1
     fi

@@ -299,7 +299,8 @@ int main(int argc, char **argv)
         if (rc)
             qsync_mpi_abort(mpi, 1, "%s", qsync_mpi_last_error(mpi));
         /* Frames for this rank's guests, in canonical order. */
-        qsort(rx, n_rx, sizeof *rx, by_frame);
+        if (n_rx > 1)
+            qsort(rx, n_rx, sizeof *rx, by_frame);
         for (size_t k = 0; k < n_rx; k++) {
             struct guest *g = &guests[rx[k].dst];
             if (g->ctx && !g->ended &&
@@ -309,7 +310,8 @@ int main(int argc, char **argv)
             }
         }
         if (rank == 0) {
-            qsort(lines, n_lines, sizeof *lines, by_guest);
+            if (n_lines > 1)
+                qsort(lines, n_lines, sizeof *lines, by_guest);
             for (size_t k = 0; k < n_lines; k++)
                 printf("[%" PRIu64 "] %s\n", w.end_ns, lines[k].text);
             n_lines = 0;
