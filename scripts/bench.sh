@@ -28,6 +28,9 @@ echo
 echo
 "$build/bin/bench-qemu" "$build/tests/guest/qsync-guest.elf" "$build/guests/linux-amd64" "$reps"
 echo
+# qsync-step as a user runs it, against free-running -icount.
+"$build/bin/bench-step" "$build/bin/qsync-step" "$build/tests/guest/qsync-guest.elf" "$reps"
+echo
 # How cost grows with the group's size and with the quantum, drawn with
 # gnuplot (Debian's gnuplot-nox, installed by setup.sh) into docs/.
 data=$(mktemp -d)
@@ -39,5 +42,9 @@ if command -v gnuplot >/dev/null 2>&1; then
 else
     echo "gnuplot not found: the plots were not drawn (scripts/setup.sh installs gnuplot-nox)"
 fi
+echo
+# Frames through qsync-net's kind of segment, and what a NIC costs
+# (two aarch64 Linux guests; several minutes).
+"$build/bin/bench-net" "$build/guests/linux-arm64" "$reps"
 echo
 echo "Load after the run: $(cut -d' ' -f1-3 /proc/loadavg)"

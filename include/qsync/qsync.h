@@ -248,6 +248,21 @@ typedef struct qsync_options {
      * (docs/modes.md). The library takes either. Another plugin (one
      * without our FIFO keys) only with 0. */
     int fifo_done_bytes;
+
+    /* Shared-memory channel, a context on the caller's loop: how long the
+     * loop polls the channel for QEMU's answer after each advance, in ns,
+     * before it sleeps again. 0 (default): never; the answer then wakes
+     * the loop like any other event, which costs tens of microseconds
+     * across cores on a VM. While it polls, the library holds the caller's
+     * loop and keeps its core busy: the answer's callbacks run from inside
+     * the poll, the advance they make is polled for in turn, and the
+     * loop's other handles run only between polls, at least once every 64
+     * answers. Set it above a quantum's wall time (e.g. 1000000) to trade a
+     * core for the shortest stops. Cut back by itself while answers come
+     * later than this, like shm_poll_ns; not used with pin_cpu, on a
+     * private loop (the blocking helpers poll by shm_poll_ns) or on the
+     * pipes. At most 10^9. */
+    uint64_t async_poll_ns;
 } qsync_options;
 
 /* Fills opts with the defaults. Thread-safe. */

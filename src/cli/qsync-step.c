@@ -2,7 +2,12 @@
  * qsync-step: steps a QEMU guest in lockstep from a terminal or a script.
  *
  * It is also the library's first user: it drives one context through the
- * asynchronous API on its own loop, granting one quantum at a time.
+ * asynchronous API on its own loop, granting one quantum at a time, from
+ * the reached callback. The loop polls the shared-memory channel for each
+ * answer (qsync_options.async_poll_ns, --poll), which the library's own
+ * benchmark shows to be the fast path: a stop then costs no system call
+ * and no wake-up of a sleeping thread, on either side. The loop still
+ * gets a turn every few answers, for the signals and the progress line.
  */
 
 #include <errno.h>
@@ -20,9 +25,16 @@
 #include <qsync/qsync.h>
 
 #include "duration.h"
+#include "progress.h"
 #include "stats.h"
 
 #define EXIT_USAGE 2
+
+/* --poll's default: how long the loop polls for each answer. Longer than
+ * a quantum of up to about 1 ms takes on QEMU's side, so that a run of
+ * such quanta is polled through; the library backs off by itself while
+ * answers come later (longer quanta), and polls not at all with --pin. */
+#define DEFAULT_POLL_NS 1000000u
 
 struct step {
     uv_loop_t *loop;
@@ -41,6 +53,8 @@ struct step {
     int fifo_done_bytes;   /* --fifo-done-bytes; 0: the plugin's default */
     int pin_cpu;
     qsync_channel channel;
+    uint64_t poll_ns; /* --poll */
+    int poll_given;
     const char *json_path;
     const char *csv_path;
     int stats;
@@ -57,13 +71,12 @@ struct step {
     struct qsync__series walls;   /* wall ns each quantum took */
     uint64_t prev_virtual_ns;
     uint64_t grant_t;
-    uv_timer_t progress_timer;
-    int progress_shown;
-    int progress_on;
+    /* QEMU's start-up, from qsync_start() to the first stop: the first
+     * quantum cannot be told apart from it, and is left out of walls. */
+    uint64_t startup_ns;
     /* The guest's output passes through us while the progress line is on,
-     * so that the two never share a line; mid_line: its last byte was not
-     * a newline, and the progress line waits until it is. */
-    int mid_line;
+     * so that the two never share a line (progress.h). */
+    struct qsync__progress prog;
 
     /* Results. */
     int have_info;
@@ -112,9 +125,13 @@ static void usage(FILE *f)
             "  --pin CPU       run qsync-step and QEMU on this one core (cheaper stops)\n"
             "  --channel CH    plugin mode's channel: auto (default), shm (shared\n"
             "                  memory) or pipe\n"
+            "  --poll DUR      on shared memory, poll for QEMU's answer for up to DUR\n"
+            "                  after each grant, keeping a core busy (default 1ms; 0:\n"
+            "                  sleep until QEMU wakes us, slower at small quanta)\n"
             "  --json FILE     write a summary as JSON to FILE ('-' for stdout)\n"
             "  --csv FILE      write one record per quantum to FILE ('-' for stdout)\n"
-            "  --stats         print the period table and wall time per quantum at the end\n"
+            "  --stats         print the period table, QEMU's start-up time and the wall\n"
+            "                  time per quantum at the end\n"
             "  --progress      show the live progress line even when stderr is not a\n"
             "                  terminal (it is shown on a terminal by default)\n"
             "  --quiet         print nothing of our own but errors (no progress, no stats)\n"
@@ -129,33 +146,9 @@ static void usage(FILE *f)
             "ends the run, 2 for usage or set-up errors.\n");
 }
 
-static void progress_clear(struct step *s)
-{
-    if (s->progress_shown) {
-        fputs("\r\033[K", stderr);
-        s->progress_shown = 0;
-    }
-}
-
-static void progress_cb(uv_timer_t *t)
-{
-    struct step *s = t->data;
-    if (s->mid_line)
-        return; /* drawn over the guest's unfinished line, it would erase it */
-    double wall = (double)(uv_hrtime() - s->t0) / 1e9;
-    double virt = (double)s->virtual_ns / 1e9;
-    fprintf(stderr, "\r\033[Kqsync-step: virtual %.6f s  quanta %llu  speed %.3fx real time", virt,
-            (unsigned long long)s->quanta, wall > 0 ? virt / wall : 0.0);
-    s->progress_shown = 1;
-}
-
 static void finish(struct step *s)
 {
-    if (s->progress_on) {
-        s->progress_on = 0;
-        uv_close((uv_handle_t *)&s->progress_timer, NULL);
-        progress_clear(s);
-    }
+    qsync__progress_stop(&s->prog);
     if (s->ctx) {
         qsync_close(s->ctx, NULL);
         s->ctx = NULL;
@@ -174,17 +167,17 @@ static void on_output(qsync_ctx *ctx, const char *data, size_t len)
     struct step *s = qsync_get_data(ctx);
     if (len == 0)
         return;
-    progress_clear(s);
+    qsync__progress_clear(&s->prog);
     fwrite(data, 1, len, stdout);
     fflush(stdout);
-    s->mid_line = data[len - 1] != '\n';
+    s->prog.mid_line = data[len - 1] != '\n';
 }
 
 /* Whether the live progress line is shown: --progress, or stderr is a
  * terminal (unless --quiet). */
 static int progress_wanted(const struct step *s)
 {
-    return s->progress == 1 || (s->progress == -1 && !s->quiet && isatty(STDERR_FILENO));
+    return qsync__progress_wanted(s->progress, s->quiet);
 }
 
 /* --timestamps: the library hands over each line the guest completed in
@@ -193,7 +186,7 @@ static int progress_wanted(const struct step *s)
 static void on_output_line(qsync_ctx *ctx, const char *line, size_t len, uint64_t v)
 {
     struct step *s = qsync_get_data(ctx);
-    progress_clear(s); /* the live line would end up inside ours */
+    qsync__progress_clear(&s->prog); /* the live line would end up inside ours */
     printf("[%5" PRIu64 ".%09" PRIu64 "] ", v / 1000000000u, v % 1000000000u);
     fwrite(line, 1, len, stdout);
     putchar('\n');
@@ -240,9 +233,12 @@ static void on_reached(qsync_ctx *ctx, int status, const qsync_stop *stop)
         return;
     }
     s->quanta++;
-    uint64_t wall = uv_hrtime() - s->grant_t;
+    uint64_t now = uv_hrtime();
+    uint64_t wall = now - s->grant_t;
+    if (s->quanta == 1)
+        s->startup_ns = now - s->t0;
     if (qsync__series_push(&s->periods, stop->virtual_ns - s->prev_virtual_ns) ||
-        qsync__series_push(&s->walls, wall)) {
+        (s->quanta > 1 && qsync__series_push(&s->walls, wall))) {
         fprintf(stderr, "qsync-step: out of memory for the statistics\n");
         s->run_error = 1;
         finish(s);
@@ -358,6 +354,7 @@ static const char *flag_of(const char *msg)
         {"icount_shift", "--shift"},      {"pin_cpu", "--pin"},
         {"plugin_path", "--plugin"},      {"plugin_args", "--plugin-args or --engine"},
         {"channel", "--channel"},         {"mode", "--mode"},
+        {"async_poll_ns", "--poll"},
     };
     for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
         size_t n = strlen(table[i].field);
@@ -399,6 +396,10 @@ static int write_json(const struct step *s)
     fprintf(f, "  \"virtual_ns\": %" PRIu64 ",\n", s->virtual_ns);
     fprintf(f, "  \"instructions\": %" PRIu64 ",\n", s->instructions);
     fprintf(f, "  \"wall_s\": %.6f,\n", s->wall_s);
+    if (s->quanta)
+        fprintf(f, "  \"startup_s\": %.6f,\n", (double)s->startup_ns / 1e9);
+    else
+        fprintf(f, "  \"startup_s\": null,\n");
     json_u64_or_null(f, "exit_status", s->exited_by_itself && !s->term_signal, s->exit_status, ",");
     json_u64_or_null(f, "term_signal", s->exited_by_itself && s->term_signal, s->term_signal, ",");
     fprintf(f, "  \"max_overshoot_insns\": %" PRId64 ",\n", s->max_overshoot);
@@ -542,6 +543,26 @@ static int parse_channel(struct step *s, const char *arg)
     return 0;
 }
 
+/* --poll: a duration, 0 included, within the library's limit. */
+static int parse_poll(struct step *s, const char *arg)
+{
+    char err[256] = "";
+    s->poll_given = 1;
+    if (strcmp(arg, "0") == 0) {
+        s->poll_ns = 0;
+        return 0;
+    }
+    if (qsync__parse_duration(arg, &s->poll_ns, err, sizeof err)) {
+        fprintf(stderr, "qsync-step: --poll '%s': %s\n", arg, err);
+        return EXIT_USAGE;
+    }
+    if (s->poll_ns > 1000000000u) {
+        fprintf(stderr, "qsync-step: --poll '%s': at most 1s\n", arg);
+        return EXIT_USAGE;
+    }
+    return 0;
+}
+
 /* One flag. Returns 0 to go on, or the exit code (-1 for a clean exit 0,
  * after --help or --version). */
 static int parse_flag(struct step *s, int c, const char *arg)
@@ -558,6 +579,7 @@ static int parse_flag(struct step *s, int c, const char *arg)
     case 'B': return parse_done_bytes(s, arg);
     case 'C': return parse_pin(s, arg);
     case 'H': return parse_channel(s, arg);
+    case 'O': return parse_poll(s, arg);
     case 'p': s->plugin = arg; return 0;
     case 'j': s->json_path = arg; return 0;
     case 'N': s->qqq_native = 1; return 0;
@@ -595,6 +617,7 @@ static int parse_args(struct step *s, int argc, char **argv)
         {"timestamps", no_argument, NULL, 'T'},    {"channel", required_argument, NULL, 'H'},
         {"fifo-keys", required_argument, NULL, 'K'},
         {"fifo-done-bytes", required_argument, NULL, 'B'},
+        {"poll", required_argument, NULL, 'O'},
         {NULL, 0, NULL, 0}};
     int c;
     /* '+' stops at the first non-option, so QEMU's own options are left alone. */
@@ -637,6 +660,12 @@ static int validate_modes(const struct step *s)
     if (s->mode != QSYNC_MODE_PLUGIN && s->channel == QSYNC_CHANNEL_SHM)
         return usage_error("--channel shm applies to --mode plugin only (the qqq and "
                            "fifo protocols run on their own pipes or FIFOs)");
+    if (s->poll_given && (s->mode != QSYNC_MODE_PLUGIN || s->channel == QSYNC_CHANNEL_PIPE))
+        return usage_error("--poll applies to the shared-memory channel only (--mode plugin, "
+                           "--channel auto or shm)");
+    if (s->poll_given && s->poll_ns && s->pin_cpu >= 0)
+        return usage_error("--poll: nothing polls with --pin (QEMU and qsync-step share one "
+                           "core, where polling takes the core QEMU needs)");
     if ((s->fifo_keys[0][0] || s->fifo_done_bytes) && s->mode != QSYNC_MODE_FIFO)
         return usage_error("--%s needs --mode fifo",
                            s->fifo_keys[0][0] ? "fifo-keys" : "fifo-done-bytes");
@@ -716,6 +745,7 @@ static void make_options(struct step *s, qsync_options *o)
     o->pin_cpu = s->pin_cpu;
     o->channel = s->channel;
     o->plugin_args = s->plugin_args;
+    o->async_poll_ns = s->poll_ns;
     if (s->timestamps)
         o->stdout_mode = QSYNC_OUTPUT_LINES; /* otherwise QEMU writes to ours */
     else if (progress_wanted(s))
@@ -747,12 +777,8 @@ static void watch_signals_and_progress(struct step *s)
     s->sigint.data = s->sigterm.data = s;
     uv_signal_start(&s->sigint, on_signal, SIGINT);
     uv_signal_start(&s->sigterm, on_signal, SIGTERM);
-    if (progress_wanted(s)) {
-        uv_timer_init(s->loop, &s->progress_timer);
-        s->progress_timer.data = s;
-        uv_timer_start(&s->progress_timer, progress_cb, 200, 200);
-        s->progress_on = 1;
-    }
+    if (progress_wanted(s))
+        qsync__progress_start(&s->prog, s->loop, "qsync-step", &s->virtual_ns, &s->quanta, NULL);
 }
 
 /* Creates the context, starts QEMU and runs the loop until all is done.
@@ -819,6 +845,10 @@ static int report(struct step *s)
             fprintf(stderr, "qsync-step: out of memory for the statistics\n");
         } else {
             qsync__print_period_table(stderr, s->quantum_ns, &per);
+            if (s->quanta)
+                fprintf(stderr, "Start-up (us): %.2f, from QEMU's start to the first stop, "
+                                "the first quantum included\n",
+                        (double)s->startup_ns / 1000.0);
             qsync__print_wall_line(stderr, &wall);
         }
     }
@@ -847,6 +877,7 @@ int main(int argc, char **argv)
     s.quantum_arg = "1ms";
     s.progress = -1;
     s.pin_cpu = -1;
+    s.poll_ns = DEFAULT_POLL_NS;
     int rc = parse_args(&s, argc, argv);
     if (rc == 0)
         rc = validate(&s);

@@ -118,6 +118,28 @@ void qsync__drain_output(qsync_ctx *ctx)
     }
 }
 
+void qsync__drain_stderr(qsync_ctx *ctx)
+{
+    struct qsync__child *c = &ctx->child;
+    uv_os_fd_t fd;
+    if (!c->err_open || c->err_eof || uv_fileno((uv_handle_t *)&c->err_pipe, &fd) != 0)
+        return;
+    /* As qsync__drain_output(): libuv keeps nothing back, the descriptor
+     * is non-blocking, and the rounds are bounded. */
+    for (int round = 0; round < 64; round++) {
+        char chunk[4096];
+        ssize_t n = read(fd, chunk, sizeof chunk);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return; /* EAGAIN: all read; EOF and errors: the loop sees them */
+        tail_append(c, chunk, (size_t)n);
+        qsync__forward_stderr(ctx, chunk, (size_t)n);
+        if ((size_t)n < sizeof chunk)
+            return;
+    }
+}
+
 static void exit_cb(uv_process_t *p, int64_t status, int sig)
 {
     qsync__on_proc_exit(p->data, status, sig);

@@ -778,6 +778,12 @@ int qsync__close(qsync_ctx *ctx, qsync_close_cb cb)
 {
     if (ctx->closing)
         return qsync__set_error(ctx, QSYNC_ESTATE, "qsync_close: already closing");
+    /* What QEMU said before the close is the caller's, even when the loop
+     * has not read it yet (a loop that polls the channel reads its pipes
+     * less often). */
+    qsync__drain_stderr(ctx);
+    if (ctx->closing)
+        return 0; /* the stderr_output callback closed the context */
     ctx->closing = 1;
     ctx->close_cb = cb;
     uv_timer_stop(&ctx->watchdog);

@@ -311,6 +311,9 @@ void qsync__child_kill_later(qsync_ctx *ctx);
 /* QEMU's process has exited: the kill is off. */
 void qsync__child_exited(qsync_ctx *ctx, int64_t status, int signal);
 /* The last non-empty line of QEMU's stderr read so far, into out. */
+/* Forwards what QEMU has written to its stderr and the loop has not read
+ * yet (before a close, which stops the forwarding). */
+void qsync__drain_stderr(qsync_ctx *ctx);
 void qsync__child_last_line(const qsync_ctx *ctx, char *out, size_t cap);
 /* The whole tail as one string (owned by the child), or NULL. */
 const char *qsync__child_tail_text(qsync_ctx *ctx);

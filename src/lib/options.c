@@ -132,6 +132,9 @@ static int check_channel(const qsync_options *o, char *errbuf, size_t len)
     if (o->shm_poll_ns > 1000000000u)
         return opt_error(errbuf, len, "%s: %lld is out of range 0..1000000000 (ns)",
                          "shm_poll_ns", (long long)o->shm_poll_ns);
+    if (o->async_poll_ns > 1000000000u)
+        return opt_error(errbuf, len, "%s: %lld is out of range 0..1000000000 (ns)",
+                         "async_poll_ns", (long long)o->async_poll_ns);
     return 0;
 }
 

@@ -22,6 +22,12 @@ expect_key "$work/until.json" exit_status null "--until"
 # (cheaper there), and the timer engine on the pipes (docs/engines.md).
 expect_key "$work/until.json" engine '"insn"' "--until"
 grep -q '"guarantees": {"exact": true' "$work/until.json" || fail "--until: guarantees missing"
+# QEMU's start-up (to the first stop) is reported apart, and is a part of
+# the whole run's wall time.
+startup=$(json_get "$work/until.json" startup_s)
+wall=$(json_get "$work/until.json" wall_s)
+awk -v s="$startup" -v w="$wall" 'BEGIN { exit !(s > 0 && s <= w) }' ||
+    fail "--until: startup_s '$startup' is not within wall_s '$wall'"
 "$step" --quantum 10us --until 1ms --channel pipe --json "$work/pipe.json" -- \
     "$qemu" $guest_args -append "compute 100000000" >/dev/null 2>"$work/pipe.err" ||
     fail "--channel pipe run failed: $(cat "$work/pipe.err")"
@@ -62,7 +68,11 @@ for run in 1 2; do
 done
 grep -q '^| 20 | 20.00 | 20 | 20 | 20 | 100 | / |$' "$work/stats1.err" ||
     fail "--stats table: $(cat "$work/stats1.err")"
-grep -q '^Wall time per quantum (us): mean ' "$work/stats1.err" || fail "--stats: no wall-time line"
+# The start-up has its own line; the wall line covers the other 99 quanta.
+grep -q "^Start-up (us): [0-9.]*, from QEMU's start to the first stop" "$work/stats1.err" ||
+    fail "--stats: no start-up line: $(cat "$work/stats1.err")"
+grep -q '^Wall time per quantum (us): mean .*, over 99 quanta$' "$work/stats1.err" ||
+    fail "--stats: the wall line is not over the 99 quanta after the first: $(cat "$work/stats1.err")"
 [ "$(head -1 "$work/run1.csv")" = "quantum,deadline_ns,virtual_ns,instructions,idle,wall_ns" ] ||
     fail "--csv header: $(head -1 "$work/run1.csv")"
 [ "$(wc -l <"$work/run1.csv")" -eq 101 ] || fail "--csv: $(wc -l <"$work/run1.csv") lines, expected 101"
@@ -71,6 +81,24 @@ cut -d, -f1-5 "$work/run2.csv" >"$work/b.csv"
 cmp -s "$work/a.csv" "$work/b.csv" || fail "--csv: two runs differ beyond the wall column"
 awk -F, 'NR > 1 && $3 != $2 { bad = 1 } END { exit bad }' "$work/run1.csv" ||
     fail "--csv: a stop off its deadline"
+
+# 3b. SIGINT ends a run whose loop polls for every answer (1 us quanta, a
+#    guest of a minute or more at that quantum): the loop still serves the
+#    signal at once (within 5 s, a generous bound), QEMU is ended and the
+#    exit code says why. --poll 1s holds the loop longest.
+"$step" --quantum 1us --poll 1s -- "$qemu" $guest_args -append "compute 4000000000" \
+    >/dev/null 2>"$work/int.err" &
+pid=$!
+sleep 1
+kill -INT $pid
+t0=$(date +%s)
+wait $pid
+rc=$?
+took=$(($(date +%s) - t0))
+[ $rc -eq 130 ] || fail "SIGINT in a polled run: exited $rc, expected 130: $(cat "$work/int.err")"
+[ $took -le 5 ] || fail "SIGINT in a polled run: qsync-step took $took s to end"
+grep -q "^qsync-step: Interrupt, ending QEMU" "$work/int.err" ||
+    fail "SIGINT in a polled run: $(cat "$work/int.err")"
 
 # 4. Usage and set-up errors exit 2 with a message naming the problem.
 check_usage() {

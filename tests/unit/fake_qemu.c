@@ -61,7 +61,9 @@
  * shared-memory rings (src/proto/shm.h) instead of the pipes, as the
  * plugin does: it polls for a grant for spin_ns (from -plugin, default
  * 50 us, 0 on one CPU), then sleeps on the futex, and writes the eventfd
- * only when the library waits.
+ * only when the library waits. delay_ns= on -plugin makes the scenarios
+ * that serve grants answer each that many ns late, as a QEMU whose quantum
+ * takes time.
  *
  * With -qqq write=4,read=3 it is a QEMU with the adevs -qqq protocol's option instead:
  *   qqq-good, qqq-slow-start (sleeps 400 ms before it reads), qqq-split (answers in two short writes), qqq-more (answers 3 us
@@ -89,6 +91,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "fdio.h"
@@ -105,6 +108,7 @@ static struct qsync__shm_ring to_plugin, to_library;
 static int shm_efd = -1;
 static struct qsync__shm_spinner shm_spinner;
 static uint64_t shm_slice_ns = 10000000;
+static uint64_t answer_delay_ns; /* delay_ns= */
 static unsigned slices_slept; /* waits for a frame that lasted a whole slice */
 
 static void shm_setup(const char *shm_fd, const char *efd, const char *spin, const char *slice)
@@ -286,6 +290,11 @@ static int serve(int max_grants, int exit_code_after)
         if (max_grants >= 0 && n == max_grants) {
             send_exit();
             return exit_code_after;
+        }
+        if (answer_delay_ns) {
+            struct timespec ts = {(time_t)(answer_delay_ns / 1000000000u),
+                                  (long)(answer_delay_ns % 1000000000u)};
+            nanosleep(&ts, NULL);
         }
         send_report(&g, g.seq);
         n++;
@@ -565,7 +574,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "fake-qemu: missing -icount or -plugin\n");
         return 65;
     }
-    char shm_fd[16], efd[16], spin[32], slice[32];
+    char shm_fd[16], efd[16], spin[32], slice[32], delay[32];
+    if (plugin_opt(argc, argv, ",delay_ns=", delay, sizeof delay))
+        answer_delay_ns = strtoull(delay, NULL, 10);
     if (plugin_opt(argc, argv, ",shm=", shm_fd, sizeof shm_fd) &&
         plugin_opt(argc, argv, ",efd=", efd, sizeof efd))
         shm_setup(shm_fd, efd, plugin_opt(argc, argv, ",spin_ns=", spin, sizeof spin),

@@ -63,6 +63,22 @@ check_usage "^qsync-step: --plugin: plugin_path '/nonexistent.so'" \
 check_usage "^qsync-step: --pin '1000': CPU 1000 is not one this process may run on" \
     --pin 1000 --plugin "$fake" -- "$fake" good
 
+# 4. --poll: a duration (0 included) up to 1 s, on the shared-memory channel
+#    only, and never with --pin.
+check_usage "^qsync-step: --poll '5': missing unit" --poll 5 --plugin "$fake" -- "$fake" good
+check_usage "^qsync-step: --poll '2s': at most 1s" --poll 2s --plugin "$fake" -- "$fake" good
+check_usage "^qsync-step: --poll applies to the shared-memory channel only" \
+    --poll 1ms --channel pipe --plugin "$fake" -- "$fake" good
+check_usage "^qsync-step: --poll applies to the shared-memory channel only" \
+    --poll 1ms --mode qqq --quantum 10us -- "$fake" qqq-good
+check_usage "^qsync-step: --poll: nothing polls with --pin" \
+    --poll 1ms --pin 0 --plugin "$fake" -- "$fake" good
+for poll in 0 50us 1s; do
+    "$step" --quantum 1us --until 1ms --poll $poll --json "$work/poll.json" --plugin "$fake" \
+        -- "$fake" good >/dev/null 2>"$work/poll.err" || fail "--poll $poll: $(cat "$work/poll.err")"
+    grep -q '"quanta": 1000,' "$work/poll.json" || fail "--poll $poll: $(cat "$work/poll.json")"
+done
+
 if [ $fails -ne 0 ]; then
     echo "$fails check(s) failed" >&2
     exit 1

@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <sched.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <signal.h>
@@ -153,6 +154,25 @@ static qsync_ctx *start(uv_loop_t *loop, qsync_channel ch, const char *scenario,
     return start_args(loop, ch, scenario, r, kill_grace_ms, NULL);
 }
 
+/* Counts the loop's turns while advances are being answered, and the most
+ * answers between two turns. */
+struct turns {
+    uv_check_t check;
+    struct rec *r;
+    int turns, last_ok, max_gap;
+};
+
+static void turns_cb(uv_check_t *h)
+{
+    struct turns *t = h->data;
+    t->turns++;
+    if (t->r->ok - t->last_ok > t->max_gap)
+        t->max_gap = t->r->ok - t->last_ok;
+    t->last_ok = t->r->ok;
+    if (t->r->ok >= t->r->max || t->r->exited || t->r->first_error)
+        uv_close((uv_handle_t *)h, NULL);
+}
+
 static void run_loop(uv_loop_t *loop)
 {
     uv_run(loop, UV_RUN_DEFAULT);
@@ -188,6 +208,11 @@ static void test_options_refused(void **state)
     o.shm_poll_ns = 2000000000u;
     assert_int_equal(qsync_ctx_new(NULL, &o, NULL, &ctx, err, sizeof err), QSYNC_EARG);
     assert_non_null(strstr(err, "shm_poll_ns: 2000000000 is out of range"));
+    qsync_options_init(&o);
+    assert_int_equal(o.async_poll_ns, 0); /* the caller's loop is never held unasked */
+    o.async_poll_ns = 2000000000u;
+    assert_int_equal(qsync_ctx_new(NULL, &o, NULL, &ctx, err, sizeof err), QSYNC_EARG);
+    assert_non_null(strstr(err, "async_poll_ns: 2000000000 is out of range 0..1000000000"));
 
     /* The other modes keep their own channels under AUTO and PIPE. */
     qsync_options_init(&o);
@@ -419,6 +444,79 @@ static void test_shm_wakes_sleeping_peer(void **state)
     run_loop(&loop);
 }
 
+/*
+ * async_poll_ns on the caller's loop: 640 advances, each made from the
+ * previous one's reached callback, against a fake that answers at once or
+ * 200 us late. Polled, the answers come 64 to a turn of the loop, and the
+ * loop still gets its turn after every 64 (its I/O phase may take one more
+ * answer from the eventfd: 65); not polled (pipes, a context pinned to one
+ * core, the option off), every late answer is one wake-up of the loop and
+ * one turn.
+ */
+static void async_poll_run(qsync_channel ch, uint64_t poll_ns, int pin, const char *fake_args,
+                           struct turns *t)
+{
+    static struct rec r;
+    memset(&r, 0, sizeof r);
+    r.max = 640;
+    r.close_after = 640;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    qsync_options o;
+    qsync_options_init(&o);
+    o.plugin_path = FAKE_QEMU;
+    o.plugin_args = fake_args;
+    o.quiet_stderr = 1;
+    o.channel = ch;
+    o.async_poll_ns = poll_ns;
+    o.pin_cpu = pin ? 0 : -1;
+    qsync_callbacks cb;
+    qsync_callbacks_init(&cb);
+    cb.reached = on_reached;
+    cb.exited = on_exited;
+    cb.error = on_error;
+    qsync_ctx *ctx = NULL;
+    assert_int_equal(qsync_ctx_new(&loop, &o, &cb, &ctx, NULL, 0), 0);
+    qsync_set_data(ctx, &r);
+    const char *argv[] = {FAKE_QEMU, "good", NULL};
+    assert_int_equal(qsync_start(ctx, argv), 0);
+    memset(t, 0, sizeof *t);
+    t->r = &r;
+    uv_check_init(&loop, &t->check);
+    t->check.data = t;
+    uv_check_start(&t->check, turns_cb);
+    assert_int_equal(qsync_advance_ns(ctx, 1000), 0);
+    run_loop(&loop);
+    assert_int_equal(r.ok, 640);
+    assert_int_equal(r.first_error, 0);
+    assert_int_equal(r.exited, 1);
+    assert_int_equal(r.by_close, 1); /* closed from inside a polled answer */
+}
+
+static void test_async_poll(void **state)
+{
+    (void)state;
+    struct turns t;
+    /* Polled for up to 1 s: the fake always answers within it. */
+    async_poll_run(QSYNC_CHANNEL_SHM, 1000000000u, 0, NULL, &t);
+    assert_in_range(t.max_gap, 1, 65);
+    async_poll_run(QSYNC_CHANNEL_SHM, 1000000000u, 0, "delay_ns=200000", &t);
+    assert_in_range(t.max_gap, 1, 65);
+    assert_in_range(t.turns, 640 / 65, 640 / 64 + 3);
+
+    /* Not polled: about one turn per answer (half, for a margin against
+     * a test thread that loses its core just when the answer comes). */
+    async_poll_run(QSYNC_CHANNEL_SHM, 0, 0, "delay_ns=200000", &t);
+    assert_true(t.turns >= 640 / 2);
+    async_poll_run(QSYNC_CHANNEL_PIPE, 1000000000u, 0, "delay_ns=200000", &t);
+    assert_true(t.turns >= 640 / 2);
+    cpu_set_t was;
+    assert_int_equal(sched_getaffinity(0, sizeof was, &was), 0);
+    async_poll_run(QSYNC_CHANNEL_SHM, 1000000000u, 1, "delay_ns=200000", &t);
+    assert_int_equal(sched_setaffinity(0, sizeof was, &was), 0);
+    assert_true(t.turns >= 640 / 2);
+}
+
 /* Makes memfd_create() fail with EPERM in this process from now on. */
 static int forbid_memfd(void)
 {
@@ -496,6 +594,7 @@ int main(void)
         BOTH(test_advances),
         BOTH(test_blocking),
         cmocka_unit_test(test_blocking_poll_budgets),
+        cmocka_unit_test(test_async_poll),
         BOTH(test_poweroff),
         BOTH(test_truncated),
         BOTH(test_stray_pipe_bytes),
