@@ -67,15 +67,9 @@ typedef struct qsync_mpi_config {
     /* Where the messages of other ranks go (may be NULL). */
     qsync_mpi_recv_cb recv;
 
-    /* How a rank waits for the others: it tests for progress, runs its
-     * loop (without blocking) and yields the CPU, over and over, for
-     * spin_ns; past that it naps between tests (a quarter of the time
-     * waited beyond spin_ns, at most 50 us). Default 100000 (100 us),
-     * which leaves a core shared with QEMUs to them soon (ranks and
-     * QEMUs outnumbering cores). On hosts with a core to spare for the
-     * rank, more (the wall time of a window, say) keeps an exchange
-     * over TCP fast, since Open MPI moves it on only while the rank
-     * tests (docs/scale.md). */
+    /* Reserved (0 or any value): a rank waits for the others in MPI's
+     * own blocking collectives, which yield the CPU when ranks outnumber
+     * cores (Open MPI's mpi_yield_when_idle). */
     uint64_t spin_ns;
 
     /* Optional: whether this rank's part of the window is complete once
@@ -148,7 +142,8 @@ typedef struct qsync_mpi_window {
  * window cross; recv fires for each. *win (may be NULL) says what
  * happened. limit_ns may differ between ranks (a simulator's own next
  * window); the window is never longer than the shortest.
- * A rank with no members takes part all the same. The loop is run here:
+ * A rank with no members takes part all the same. The loop is run here
+ * (while this rank's guests run; not while it waits for other ranks):
  * the one call of the library that runs the caller's loop, as a blocking
  * helper does; do not call it from a callback of that loop.
  * Returns 0 (also when local members failed: see win), QSYNC_ERANGE
@@ -157,7 +152,7 @@ typedef struct qsync_mpi_window {
  * step's callback). A group whose advance the caller left pending cannot
  * take part while the other ranks run theirs: qsync_mpi_abort() ends every
  * rank, saying so. So do a failed collective, and a launcher (mpirun,
- * orted) that has gone while the rank waited.
+ * orted) found gone after a step.
  */
 QSYNC_EXPORT int qsync_mpi_step(qsync_mpi *m, uint64_t limit_ns, qsync_mpi_window *win);
 
@@ -189,7 +184,8 @@ QSYNC_EXPORT void qsync_mpi_fail(qsync_mpi *m);
  * Ends every rank now: prints "qsync-mpi: rank R: <message>; ending every
  * rank" on stderr and calls MPI_Abort(code). Every rank's contexts end
  * their QEMUs as their processes die (the plugin watches its controller),
- * so no QEMU is left on any host. Does not return.
+ * so no QEMU is left on any host. m may be NULL (no driver yet): the
+ * rank is then MPI_COMM_WORLD's. Does not return.
  */
 QSYNC_EXPORT void qsync_mpi_abort(qsync_mpi *m, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4), noreturn));

@@ -9,29 +9,21 @@
  *  3. an allreduce (SUM) of the bytes to exchange, the failed ranks and
  *     the members left, then, only when some rank has messages, an
  *     all-to-all of the sizes and an all-to-all of the bytes.
- * The collectives are non-blocking ones, waited for by polling: a rank
- * tests, runs its loop (QEMU's stderr, the program's signal handlers)
- * and yields the CPU, and after spin_ns naps between tests, so that a
- * rank waiting for the others does not go deaf, and does not starve a
- * QEMU that shares its core for long.
- * While it waits it also watches its launcher: a rank whose mpirun (or
- * orted) is gone ends itself rather than wait for ever.
+ * The collectives are MPI's blocking ones (see allreduce()). After each
+ * step a rank checks its launcher: a rank whose mpirun (or orted) is
+ * gone ends itself rather than run on with nobody to report to.
  */
 #include "qsync/mpi.h"
 
 #include <errno.h>
-#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #define ERRMSG_MAX 512
 #define DEFAULT_SPIN_NS 100000u
-#define PURE_SPIN_NS 5000u
-#define MAX_NAP_NS 50000u
 
 /* A message on the wire: this header, then len bytes. */
 struct msg_head {
@@ -146,22 +138,22 @@ void qsync_mpi_fail(qsync_mpi *m)
 void qsync_mpi_abort(qsync_mpi *m, int code, const char *fmt, ...)
 {
     va_list ap;
-    fprintf(stderr, "qsync-mpi: rank %d: ", m->rank);
+    int rank = 0;
+    if (m)
+        rank = m->rank;
+    else
+        MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    fprintf(stderr, "qsync-mpi: rank %d: ", rank);
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
     fputs("; ending every rank\n", stderr);
     fflush(stderr);
-    MPI_Abort(m->comm, code ? code : 1);
+    MPI_Abort(m ? m->comm : MPI_COMM_WORLD, code ? code : 1);
     _exit(code ? code : 1); /* MPI_Abort does not return; in case it does */
 }
 
 /* ---- waiting for a collective ------------------------------------------ */
-
-static uint64_t now_ns(void)
-{
-    return uv_hrtime();
-}
 
 static void check_launcher(qsync_mpi *m)
 {
@@ -170,55 +162,16 @@ static void check_launcher(qsync_mpi *m)
                         (int)m->launcher);
 }
 
-/* Waits for req: spins for 5 us, then polls the loop and yields between
- * tests for spin_ns, then naps between them. */
-static int wait_req(qsync_mpi *m, MPI_Request *req)
-{
-    int done = 0;
-    uint64_t t0 = 0;
-    unsigned polls = 0;
-    for (;;) {
-        int rc = MPI_Test(req, &done, MPI_STATUS_IGNORE);
-        if (rc != MPI_SUCCESS)
-            qsync_mpi_abort(m, 1, "MPI_Test failed (error %d)", rc);
-        if (done)
-            return 0;
-        if (t0 == 0) {
-            t0 = now_ns();
-            continue;
-        }
-        uint64_t waited = now_ns() - t0;
-        if (waited < PURE_SPIN_NS)
-            continue;
-        uv_run(m->loop, UV_RUN_NOWAIT);
-        /* Yield between polls for spin_ns; past it, back off: a quarter
-         * of the time waited beyond it, at most 50 us a nap, so that a
-         * rank that waits long (its peers' guests still run, on this
-         * host's cores perhaps) leaves its core to them. Not sooner:
-         * Open MPI's TCP transport moves a collective on only inside
-         * MPI_Test, so a rank that naps stretches a 20 us exchange to
-         * milliseconds. */
-        uint64_t nap = waited > m->cfg.spin_ns ? (waited - m->cfg.spin_ns) / 4 : 0;
-        if (nap > MAX_NAP_NS)
-            nap = MAX_NAP_NS;
-        if (nap < 1000) {
-            sched_yield();
-        } else {
-            struct timespec ts = {0, (long)nap};
-            nanosleep(&ts, NULL);
-        }
-        if ((++polls & 255u) == 0)
-            check_launcher(m);
-    }
-}
-
+/* The collectives are Open MPI's blocking ones, which wait in its own
+ * progress loop (yielding the CPU when ranks outnumber cores). A wait of
+ * our own around the non-blocking ones (test, run the loop, yield, nap)
+ * was tried first: two ranks then hung for good in the same MPI_Iallreduce
+ * in the middle of a Linux ping run, both testing it every 50 us. */
 static void allreduce(qsync_mpi *m, const uint64_t *in, uint64_t *out, int n, MPI_Op op)
 {
-    MPI_Request req;
-    int rc = MPI_Iallreduce(in, out, n, MPI_UINT64_T, op, m->comm, &req);
+    int rc = MPI_Allreduce(in, out, n, MPI_UINT64_T, op, m->comm);
     if (rc != MPI_SUCCESS)
-        qsync_mpi_abort(m, 1, "MPI_Iallreduce failed (error %d)", rc);
-    wait_req(m, &req);
+        qsync_mpi_abort(m, 1, "MPI_Allreduce failed (error %d)", rc);
 }
 
 /* ---- set-up -------------------------------------------------------------- */
@@ -425,12 +378,10 @@ static int run_window(qsync_mpi *m, uint64_t end_ns)
 /* The messages cross: sizes, then bytes; recv for each, by sending rank. */
 static int exchange(qsync_mpi *m, qsync_mpi_window *w)
 {
-    MPI_Request req;
     for (int i = 0; i < m->size; i++)
         m->counts[i] = (int)m->out[i].len;
-    if (MPI_Ialltoall(m->counts, 1, MPI_INT, m->rcounts, 1, MPI_INT, m->comm, &req) != MPI_SUCCESS)
-        qsync_mpi_abort(m, 1, "MPI_Ialltoall failed");
-    wait_req(m, &req);
+    if (MPI_Alltoall(m->counts, 1, MPI_INT, m->rcounts, 1, MPI_INT, m->comm) != MPI_SUCCESS)
+        qsync_mpi_abort(m, 1, "MPI_Alltoall failed");
     size_t total = 0, sent = 0;
     for (int i = 0; i < m->size; i++) {
         m->rdispls[i] = (int)total;
@@ -449,8 +400,7 @@ static int exchange(qsync_mpi *m, qsync_mpi_window *w)
             if (m->counts[i])
                 memcpy(send + m->displs[i], m->out[i].p, (size_t)m->counts[i]);
     }
-    /* What is sent while the bytes cross (the loop runs meanwhile) goes
-     * with the next window. */
+    /* What is sent from here on (recv) goes with the next window. */
     for (int i = 0; i < m->size; i++)
         m->out[i].len = 0;
     if (total > m->in_cap) {
@@ -460,10 +410,9 @@ static int exchange(qsync_mpi *m, qsync_mpi_window *w)
         m->in = p;
         m->in_cap = total;
     }
-    if (MPI_Ialltoallv(send ? send : m->in, m->counts, m->displs, MPI_BYTE, m->in, m->rcounts,
-                       m->rdispls, MPI_BYTE, m->comm, &req) != MPI_SUCCESS)
-        qsync_mpi_abort(m, 1, "MPI_Ialltoallv failed");
-    wait_req(m, &req);
+    if (MPI_Alltoallv(send ? send : m->in, m->counts, m->displs, MPI_BYTE, m->in, m->rcounts,
+                      m->rdispls, MPI_BYTE, m->comm) != MPI_SUCCESS)
+        qsync_mpi_abort(m, 1, "MPI_Alltoallv failed");
     free(send);
     w->bytes_out = sent;
     for (int src = 0; src < m->size; src++) {
