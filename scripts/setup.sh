@@ -16,7 +16,7 @@ pkgs_wanted=(
     cmake pkg-config libuv1-dev libcmocka-dev gcc libc6-dev-i386 cpio
     g++ libsystemc-dev clang libclang-rt-14-dev lld strace gnuplot-nox
     libpcap-dev tcpdump
-    qemu-system-x86 qemu-system-arm qemu-system-data libns3-dev
+    qemu-system-x86 qemu-system-arm qemu-system-data libns3-dev openmpi-bin libopenmpi-dev
 )
 
 missing_pkgs() {

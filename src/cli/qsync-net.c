@@ -23,6 +23,9 @@
 #endif
 
 #include <qsync/qsync.h>
+#ifdef QSYNC_HAVE_MPI
+#include <qsync/mpi.h>
+#endif
 
 #include "duration.h"
 #include "progress.h"
@@ -83,6 +86,7 @@ struct net {
     const char *json_path;
     int timestamps;
     int quiet;
+    int use_mpi; /* --mpi */
 
     /* The run. */
     struct guest *g;
@@ -103,6 +107,11 @@ struct net {
     uint64_t deadline; /* of the group advance under way */
     int barrier_waiting;
     int finishing;
+
+#ifdef QSYNC_HAVE_MPI
+    qsync_mpi *mpi; /* --mpi: guest N runs on rank (N - 1) % size */
+#endif
+    int rank, size; /* 0 and 1 without --mpi */
 
     /* Results. */
     uint64_t quanta;
@@ -140,6 +149,9 @@ static void usage(FILE *f)
             "                  line's [N]: [1] [    6.100000000] ...\n"
             "  --quiet         print nothing of our own but errors (no progress line,\n"
             "                  no warnings)\n"
+            "  --mpi           under mpirun: guest N runs on rank (N - 1) %% ranks, rank 0\n"
+            "                  prints the lines and writes the pcap and the JSON, the\n"
+            "                  same bytes as one process (docs/scale.md)\n"
             "  --help, --version\n"
             "\n"
             "Guest N's lines are printed as '[N] line', a quantum at a time, guest 1's\n"
@@ -184,6 +196,12 @@ static void say(struct net *n, const char *fmt, ...)
 static const char *model_name(const struct net *n)
 {
     return strcmp(n->nic_model, "virtio") == 0 ? "virtio-net" : "e1000";
+}
+
+/* Whether guest g runs here (on this rank). */
+static int is_local(const struct net *n, const struct guest *g)
+{
+    return (int)((g->n - 1) % (unsigned)n->size) == n->rank;
 }
 
 /* ---- the end ----------------------------------------------------------- */
@@ -243,6 +261,8 @@ static void write_pcap(struct net *n, const struct qsync__seg_frame *f)
 /* Hands the frame to guest to's NIC, latency after it was sent. */
 static void deliver(struct net *n, struct guest *to, const struct qsync__seg_frame *f)
 {
+    if (!is_local(n, to))
+        return; /* its rank delivers it, from the same canonical order */
     if (to->ended || !to->ctx) {
         to->dropped_exited++;
         return;
@@ -344,7 +364,7 @@ static void advance(struct net *n)
  * that what is printed and routed here never depends on host timing. */
 static void try_barrier(struct net *n)
 {
-    if (!n->barrier_waiting || n->finishing)
+    if (!n->barrier_waiting || n->finishing || n->use_mpi)
         return;
     for (unsigned i = 0; i < n->n; i++)
         if (n->g[i].ended && !n->g[i].exited)
@@ -418,8 +438,9 @@ static void on_exited(qsync_ctx *ctx, const qsync_exit *ex)
     struct net *n = g->net;
     g->exited = 1;
     g->by_close = ex->by_close;
-    if (ex->instructions > g->instructions)
-        g->instructions = ex->instructions;
+    /* Not QEMU's count at its exit: that one varies by a few instructions
+     * from run to run (isa-debug-exit, a power-off); the JSON's is the
+     * count at the last barrier the guest reached. */
     if (!ex->by_close) {
         g->exit_status = ex->exit_status;
         g->term_signal = ex->term_signal;
@@ -430,6 +451,11 @@ static void on_exited(qsync_ctx *ctx, const qsync_exit *ex)
             n->setup_error = 1;
         } else if (g->term_signal && !n->finishing) {
             say(n, "[%u] %s", g->n, qsync_last_error(ctx));
+#ifdef QSYNC_HAVE_MPI
+            if (n->mpi)
+                qsync_mpi_abort(n->mpi, 128 + g->term_signal,
+                                "guest %u: QEMU was killed by signal %d", g->n, g->term_signal);
+#endif
         }
     }
     /* Its unfinished line of stderr, if any. */
@@ -467,9 +493,17 @@ static void on_error(qsync_ctx *ctx, int code, const char *msg)
 }
 
 /* A line the guest completed in the quantum: held until the barrier. */
+static void mpi_send(struct net *n, int dst, char kind, unsigned port, uint64_t at, const void *a,
+                     size_t alen, const void *b, size_t blen);
+
 static void on_output_line(qsync_ctx *ctx, const char *line, size_t len, uint64_t v)
 {
     struct guest *g = qsync_get_data(ctx);
+    if (g->net->use_mpi) {
+        /* To rank 0, which prints every guest's lines in guest order. */
+        mpi_send(g->net, 0, 'L', g->n - 1, 0, &v, sizeof v, line, len);
+        return;
+    }
     struct held_line h = {v, len};
     if (buf_add(&g->out, (const char *)&h, sizeof h) || buf_add(&g->out, line, len)) {
         say(g->net, "out of memory for guest %u's output", g->n);
@@ -502,6 +536,13 @@ static void on_frame(qsync_ctx *ctx, unsigned nic, uint64_t virtual_ns, const vo
     (void)nic;
     struct guest *g = qsync_get_data(ctx);
     g->frames_sent++;
+    if (g->net->use_mpi) {
+        /* To every rank, this one included: each runs the same switch
+         * on the same frames in the same order. */
+        for (int r = 0; r < g->net->size; r++)
+            mpi_send(g->net, r, 'F', g->n - 1, virtual_ns, data, len, NULL, 0);
+        return;
+    }
     if (qsync__segment_push(&g->net->seg, g->n - 1, virtual_ns, data, len)) {
         say(g->net, "out of memory for guest %u's frames", g->n);
         g->net->run_error = 1;
@@ -513,9 +554,164 @@ static void on_signal(uv_signal_t *h, int signum)
 {
     struct net *n = h->data;
     say(n, "%s, ending the guests", strsignal(signum));
+#ifdef QSYNC_HAVE_MPI
+    if (n->mpi)
+        qsync_mpi_abort(n->mpi, 128 + signum, "%s", strsignal(signum));
+#endif
     n->interrupted = signum;
     finish(n);
 }
+
+/* ---- --mpi: the guests on every rank, one window per quantum ----------- */
+
+#ifdef QSYNC_HAVE_MPI
+/* A message between ranks: kind ('F' a frame, 'L' a line), the guest's
+ * port, then a and b. */
+static void mpi_send(struct net *n, int dst, char kind, unsigned port, uint64_t at, const void *a,
+                     size_t alen, const void *b, size_t blen)
+{
+    size_t len = 1 + 4 + alen + blen;
+    unsigned char stackbuf[2048];
+    unsigned char *msg = len <= sizeof stackbuf ? stackbuf : malloc(len);
+    if (!msg)
+        qsync_mpi_abort(n->mpi, 1, "out of memory for a message");
+    uint32_t p32 = port;
+    msg[0] = (unsigned char)kind;
+    memcpy(msg + 1, &p32, 4);
+    memcpy(msg + 5, a, alen);
+    if (blen)
+        memcpy(msg + 5 + alen, b, blen);
+    /* A frame is due latency after it was sent; a line has no time of
+     * its own: it goes with the window. */
+    uint64_t due = kind == 'F' ? at + n->latency_ns : qsync_mpi_horizon_ns(n->mpi);
+    int rc = qsync_mpi_send(n->mpi, dst, due, msg, len);
+    if (msg != stackbuf)
+        free(msg);
+    if (rc)
+        qsync_mpi_abort(n->mpi, 1, "%s", qsync_mpi_last_error(n->mpi));
+}
+
+/* Another rank's frame (to the segment, in its sender's order) or line
+ * (rank 0: held with its guest's, printed at the barrier). */
+static void on_mpi_recv(qsync_mpi *m, int src, uint64_t at_ns, const void *data, size_t len)
+{
+    (void)src;
+    struct net *n = qsync_mpi_get_data(m);
+    const unsigned char *p = data;
+    uint32_t port;
+    if (len < 5)
+        qsync_mpi_abort(m, 1, "a message of %zu bytes from rank %d", len, src);
+    memcpy(&port, p + 1, 4);
+    if (port >= n->n)
+        qsync_mpi_abort(m, 1, "a message for guest %u from rank %d", port + 1, src);
+    if (p[0] == 'F') {
+        if (qsync__segment_push(&n->seg, port, at_ns - n->latency_ns, p + 5, len - 5))
+            qsync_mpi_abort(m, 1, "out of memory for guest %u's frames", port + 1);
+    } else if (p[0] == 'L' && len >= 5 + 8) {
+        struct guest *g = &n->g[port];
+        struct held_line h;
+        memcpy(&h.v, p + 5, 8);
+        h.len = len - 13;
+        if (buf_add(&g->out, (const char *)&h, sizeof h) ||
+            buf_add(&g->out, (const char *)p + 13, h.len))
+            qsync_mpi_abort(m, 1, "out of memory for guest %u's output", port + 1);
+    }
+}
+
+/* This rank's part of the window is done once every local guest that
+ * ended in it has also exited (its last frames and lines come first). */
+static int mpi_settled(qsync_mpi *m)
+{
+    struct net *n = qsync_mpi_get_data(m);
+    for (unsigned i = 0; i < n->n; i++)
+        if (n->g[i].ended && !n->g[i].exited)
+            return 0;
+    return 1;
+}
+
+/* The run under --mpi: one window per quantum, then the barrier's work
+ * (frames through the switch on every rank, lines printed by rank 0). */
+static void mpi_windows(struct net *n)
+{
+    while (!n->finishing) {
+        uint64_t limit = n->until_ns ? n->until_ns : QSYNC_DEADLINE_MAX;
+        n->deadline = n->virtual_ns + n->quantum_ns;
+        if (n->deadline > limit)
+            n->deadline = limit;
+        qsync_mpi_window w;
+        int rc = qsync_mpi_step(n->mpi, limit, &w);
+        if (rc)
+            qsync_mpi_abort(n->mpi, 1, "%s", qsync_mpi_last_error(n->mpi));
+        n->quanta++;
+        n->virtual_ns = w.end_ns;
+        flush_frames(n, 1);
+        flush_lines(n, n->virtual_ns);
+        if (w.ranks_failed || w.members == 0 || (n->until_ns && n->virtual_ns >= n->until_ns))
+            finish(n);
+    }
+}
+
+/* What rank 0 needs of another rank's guest for the report. */
+struct guest_summary {
+    int64_t exit_status;
+    int term_signal, exited, by_close, have_stats, have_info;
+    uint64_t ended_at, instructions, frames_sent, routed, dropped_exited;
+    qsync_nic_stats stats;
+};
+
+/* Rank 0 gets every guest's results from its rank, and the counters
+ * only ranks know. Collective. */
+static void mpi_gather(struct net *n)
+{
+    size_t one = sizeof(struct guest_summary);
+    struct guest_summary *mine = calloc(n->n, one), *all = NULL;
+    if (n->rank == 0)
+        all = calloc((size_t)n->size * n->n, one);
+    if (!mine || (n->rank == 0 && !all))
+        qsync_mpi_abort(n->mpi, 1, "out of memory for the report");
+    for (unsigned i = 0; i < n->n; i++) {
+        const struct guest *g = &n->g[i];
+        mine[i] = (struct guest_summary){g->exit_status, g->term_signal, g->exited, g->by_close,
+                                         g->have_stats, g->have_info, g->ended_at,
+                                         g->instructions, g->frames_sent, g->routed,
+                                         g->dropped_exited, g->stats};
+    }
+    MPI_Gather(mine, (int)(n->n * one), MPI_BYTE, all, (int)(n->n * one), MPI_BYTE, 0,
+               MPI_COMM_WORLD);
+    int64_t flags[4] = {n->max_overshoot, n->run_error, n->setup_error, n->interrupted}, out[4];
+    MPI_Reduce(flags, out, 4, MPI_INT64_T, MPI_MAX, 0, MPI_COMM_WORLD);
+    if (n->rank == 0) {
+        for (unsigned i = 0; i < n->n; i++) {
+            struct guest *g = &n->g[i];
+            const struct guest_summary *s = &all[(size_t)((i % (unsigned)n->size) * n->n + i)];
+            g->exit_status = s->exit_status;
+            g->term_signal = s->term_signal;
+            g->exited = s->exited;
+            g->by_close = s->by_close;
+            g->have_stats = s->have_stats;
+            g->have_info = s->have_info;
+            g->ended_at = s->ended_at;
+            g->instructions = s->instructions;
+            g->frames_sent = s->frames_sent;
+            g->routed = s->routed;
+            g->dropped_exited = s->dropped_exited;
+            g->stats = s->stats;
+        }
+        n->max_overshoot = out[0];
+        n->run_error = (int)out[1];
+        n->setup_error = (int)out[2];
+        n->interrupted = (int)out[3];
+    }
+    free(mine);
+    free(all);
+}
+#else
+static void mpi_send(struct net *n, int dst, char kind, unsigned port, uint64_t at, const void *a,
+                     size_t alen, const void *b, size_t blen)
+{
+    (void)n, (void)dst, (void)kind, (void)port, (void)at, (void)a, (void)alen, (void)b, (void)blen;
+}
+#endif
 
 /* ---- parse: the command line ------------------------------------------- */
 
@@ -560,6 +756,7 @@ static int parse_flag(struct net *n, int c, const char *arg)
     case 'j': n->json_path = arg; return 0;
     case 'T': n->timestamps = 1; return 0;
     case 'Q': n->quiet = 1; return 0;
+    case 'M': n->use_mpi = 1; return 0;
     case 'h':
         usage(stdout);
         return -1;
@@ -615,6 +812,7 @@ static int parse_args(struct net *n, int argc, char **argv)
         {"until", required_argument, NULL, 'u'},   {"nic", required_argument, NULL, 'n'},
         {"pcap", required_argument, NULL, 'p'},    {"json", required_argument, NULL, 'j'},
         {"timestamps", no_argument, NULL, 'T'},    {"quiet", no_argument, NULL, 'Q'},
+        {"mpi", no_argument, NULL, 'M'},
         {"help", no_argument, NULL, 'h'},          {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0}};
     int c;
@@ -651,6 +849,11 @@ static int validate(struct net *n)
     if (n->quantum_ns > QSYNC_QUANTUM_HINT_MAX_NS)
         return usage_error("--quantum '%s': at most 1000000s (10^15 ns, the plugin's limit)",
                            n->quantum_arg);
+#ifndef QSYNC_HAVE_MPI
+    if (n->use_mpi)
+        return usage_error("--mpi: this qsync-net was built without MPI (install openmpi-bin and "
+                           "libopenmpi-dev and build it again)");
+#endif
 #ifndef QSYNC_HAVE_PCAP
     if (n->pcap_path)
         return usage_error("--pcap: this qsync-net was built without libpcap (install "
@@ -767,10 +970,11 @@ static int run(struct net *n)
     if (!n->ports || qsync__segment_init(&n->seg, n->n) || qsync_group_new(&n->group))
         return usage_error("out of memory");
     qsync_group_set_data(n->group, n);
-    int rc = open_pcap(n);
+    /* Under --mpi rank 0 alone writes the pcap, the JSON and the lines. */
+    int rc = n->rank == 0 ? open_pcap(n) : 0;
     if (rc)
         return rc;
-    if (n->json_path) {
+    if (n->json_path && n->rank == 0) {
         /* "e": close-on-exec, like every descriptor of ours. */
         n->json = strcmp(n->json_path, "-") == 0 ? stdout : fopen(n->json_path, "we");
         if (!n->json)
@@ -778,12 +982,32 @@ static int run(struct net *n)
     }
     n->loop = uv_default_loop();
     watch_signals(n);
-    if (qsync__progress_wanted(-1, n->quiet))
+    if (n->rank == 0 && qsync__progress_wanted(-1, n->quiet))
         qsync__progress_start(&n->prog, n->loop, "qsync-net", &n->virtual_ns, &n->quanta,
                               &n->frames);
     n->t0 = uv_hrtime();
     for (unsigned i = 0; i < n->n && rc == 0; i++)
-        rc = start_guest(n, &n->g[i], &o, &cb);
+        if (is_local(n, &n->g[i]))
+            rc = start_guest(n, &n->g[i], &o, &cb);
+#ifdef QSYNC_HAVE_MPI
+    if (n->use_mpi) {
+        /* A rank that could not start its guests cannot take part in the
+         * windows: every rank ends, saying which guest. */
+        if (rc)
+            qsync_mpi_abort(NULL, EXIT_USAGE, "a guest could not be started (see above)");
+        qsync_mpi_config mc;
+        qsync_mpi_config_init(&mc);
+        mc.lookahead_ns = n->latency_ns;
+        mc.window_ns = n->quantum_ns;
+        mc.recv = on_mpi_recv;
+        mc.settled = mpi_settled;
+        mc.data = n;
+        char err[512];
+        if (qsync_mpi_new(n->loop, n->group, &mc, &n->mpi, err, sizeof err))
+            qsync_mpi_abort(NULL, EXIT_USAGE, "%s", err);
+        mpi_windows(n);
+    } else
+#endif
     if (rc == 0)
         advance(n);
     else
@@ -923,6 +1147,12 @@ static int exit_code(const struct net *n)
 
 static int report(struct net *n)
 {
+#ifdef QSYNC_HAVE_MPI
+    if (n->mpi)
+        mpi_gather(n);
+    if (n->rank != 0)
+        return 0; /* rank 0's status is every rank's (main) */
+#endif
     int code = exit_code(n);
     /* What is still held: frames and lines of a quantum no barrier ended
      * (a signal, an error), and lines that came as QEMU ended. */
@@ -969,6 +1199,14 @@ int main(int argc, char **argv)
         const uint8_t mac[6] = {0x52, 0x54, 0x00, 0x00, 0x00, (uint8_t)(i + 1)};
         memcpy(g->mac, mac, 6);
     }
+    n.size = 1;
+#ifdef QSYNC_HAVE_MPI
+    if (rc == 0 && n.use_mpi) {
+        MPI_Init(&argc, &argv);
+        MPI_Comm_rank(MPI_COMM_WORLD, &n.rank);
+        MPI_Comm_size(MPI_COMM_WORLD, &n.size);
+    }
+#endif
     if (rc == 0) {
         /* A guest that could not be started ends the run like one that
          * ended before its handshake: with the pcap and JSON written. */
@@ -976,6 +1214,14 @@ int main(int argc, char **argv)
             n.setup_error = 1;
         rc = report(&n);
     }
+#ifdef QSYNC_HAVE_MPI
+    if (n.mpi) {
+        MPI_Bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD);
+        qsync_mpi_free(n.mpi);
+    }
+    if (n.use_mpi && rc >= 0)
+        MPI_Finalize();
+#endif
     free_all(&n);
     return rc < 0 ? 0 : rc;
 }

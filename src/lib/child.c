@@ -16,6 +16,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -168,8 +169,35 @@ static int stdio_init(qsync_ctx *ctx)
         uv_pipe_init(ctx->loop, &c->out_pipe, 0);
         qsync__handle_opened(ctx, (uv_handle_t *)&c->out_pipe);
         c->out_open = 1;
+        /* A pipe, not the socket pair libuv would make: QEMU makes its
+         * stdout non-blocking, and a UART whose write would block keeps
+         * the guest waiting, in virtual time, until QEMU's main loop can
+         * retry. A socket pair is full after some 278 one-byte writes, so
+         * the guest's timing would follow how soon this process reads;
+         * a pipe holds 64 KiB. */
+        int fds[2];
+        if (pipe2(fds, O_CLOEXEC) != 0) {
+            int rc = -errno;
+            return qsync__set_error(ctx, rc, "pipe: %s", strerror(errno));
+        }
+        int rc = uv_pipe_open(&c->out_pipe, fds[0]);
+        if (rc) {
+            close(fds[0]);
+            close(fds[1]);
+            return qsync__set_error(ctx, rc, "uv_pipe_open: %s", uv_strerror(rc));
+        }
+        c->out_child_fd = fds[1];
     }
     return 0;
+}
+
+/* QEMU has its copy of its stdout (or failed to start): ours goes. */
+static void close_out_child_fd(struct qsync__child *c)
+{
+    if (c->out_child_fd >= 0) {
+        close(c->out_child_fd);
+        c->out_child_fd = -1;
+    }
 }
 
 /* What QEMU's descriptors 0 to 6 are; returns how many are set. */
@@ -181,8 +209,8 @@ static int stdio_fill(qsync_ctx *ctx, const struct qsync__launch *l, uv_stdio_co
     switch (ctx->opts.stdout_mode) {
     case QSYNC_OUTPUT_CALLBACK:
     case QSYNC_OUTPUT_LINES:
-        stdio[1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
-        stdio[1].data.stream = (uv_stream_t *)&c->out_pipe;
+        stdio[1].flags = UV_INHERIT_FD;
+        stdio[1].data.fd = c->out_child_fd;
         break;
     case QSYNC_OUTPUT_DISCARD:
         stdio[1].flags = UV_IGNORE;
@@ -230,9 +258,12 @@ static int pin_cpu(qsync_ctx *ctx)
 int qsync__child_spawn(qsync_ctx *ctx, const char *const args[], struct qsync__launch *l)
 {
     struct qsync__child *c = &ctx->child;
+    c->out_child_fd = -1;
     int rc = stdio_init(ctx);
-    if (rc)
+    if (rc) {
+        close_out_child_fd(c);
         return rc;
+    }
     uv_stdio_container_t stdio[7];
     uv_process_options_t po;
     memset(&po, 0, sizeof po);
@@ -243,9 +274,12 @@ int qsync__child_spawn(qsync_ctx *ctx, const char *const args[], struct qsync__l
     po.stdio = stdio;
     po.flags = UV_PROCESS_DETACHED;
     rc = pin_cpu(ctx);
-    if (rc)
+    if (rc) {
+        close_out_child_fd(c);
         return rc;
+    }
     rc = uv_spawn(ctx->loop, &c->proc, &po);
+    close_out_child_fd(c);
     /* Whatever happened, the process handle must be closed to be released. */
     qsync__handle_opened(ctx, (uv_handle_t *)&c->proc);
     if (rc) {

@@ -52,6 +52,7 @@ struct qsync__child {
 
     uv_pipe_t out_pipe; /* the guest's stdout, when it goes to a callback */
     int out_open;
+    int out_child_fd;   /* the pipe's write end, QEMU's stdout, until spawned; -1 */
 };
 
 /*

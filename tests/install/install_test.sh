@@ -70,6 +70,30 @@ else
     echo "install: libqsync-ns3 was not built (no ns-3); not checked"
 fi
 
+# libqsync-mpi, when MPI was found: its header, library and .pc file;
+# without it, no mpi.h either.
+if [ -e "$prefix/lib/pkgconfig/qsync-mpi.pc" ]; then
+    printf '#include <qsync/mpi.h>\nint main(void) { qsync_mpi_config c; qsync_mpi_config_init(&c); return c.window_ns != 0; }\n' \
+        >"$work/mpi.c"
+    # shellcheck disable=SC2046
+    cc -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -o "$work/mpi" "$work/mpi.c" \
+        $(pkg-config --cflags --libs qsync-mpi)
+    LD_LIBRARY_PATH="$prefix/lib" "$work/mpi" || { echo "FAIL: libqsync-mpi's defaults" >&2; exit 1; }
+    # find_package(qsync COMPONENTS mpi) gives qsync::mpi.
+    mkdir "$work/mpicm"
+    cp "$work/mpi.c" "$work/mpicm/mpi.c"
+    printf '%s\n' 'cmake_minimum_required(VERSION 3.18)' 'project(mpic LANGUAGES C)' \
+        'find_package(qsync REQUIRED COMPONENTS mpi)' 'add_executable(mpic mpi.c)' \
+        'target_link_libraries(mpic PRIVATE qsync::mpi)' >"$work/mpicm/CMakeLists.txt"
+    { cmake -S "$work/mpicm" -B "$work/mpicm/b" -DCMAKE_PREFIX_PATH="$prefix" &&
+        cmake --build "$work/mpicm/b"; } >"$work/mpicm.log" 2>&1 ||
+        { cat "$work/mpicm.log" >&2; echo "FAIL: find_package(qsync COMPONENTS mpi)" >&2; exit 1; }
+    LD_LIBRARY_PATH="$prefix/lib" "$work/mpicm/b/mpic" || { echo "FAIL: qsync::mpi" >&2; exit 1; }
+else
+    [ ! -e "$prefix/include/qsync/mpi.h" ] || { echo "FAIL: mpi.h installed without libqsync-mpi" >&2; exit 1; }
+    echo "install: libqsync-mpi was not built (no MPI); not checked"
+fi
+
 # find_package
 cmake -S "$src/tests/install/consumer" -B "$work/cm" -DCMAKE_PREFIX_PATH="$prefix" \
     -DCMAKE_C_FLAGS="-D_GNU_SOURCE -Wall -Wextra -Werror" >"$work/cm.log"
