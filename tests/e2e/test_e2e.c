@@ -317,6 +317,9 @@ static void test_exit_stamp_at_io(void **state)
         assert_int_equal(runs[k].ex.instructions, runs[0].ex.instructions);
         assert_int_equal(runs[k].ex.virtual_ns, runs[0].ex.virtual_ns);
     }
+    free(runs);
+}
+
 /* Runs the time guest (60 lines of about 50 bytes, printed fast) to its
  * end in 1 ms quanta with the blocking helpers; with busy_ms, the caller
  * does its own work for that long while QEMU runs each quantum, reading
