@@ -48,15 +48,20 @@ static void tail_append(struct qsync__child *c, const char *p, size_t n)
     }
 }
 
+/* QEMU's stderr: kept in the tail and forwarded as it comes, so the user
+ * sees QEMU's own words, to the stderr_output callback or, without ever
+ * waiting, to the caller's stderr (forward.c). */
+static void err_bytes(qsync_ctx *ctx, const char *p, size_t n)
+{
+    tail_append(&ctx->child, p, n);
+    qsync__forward_stderr(ctx, p, n);
+}
+
 static void err_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
     qsync_ctx *ctx = s->data;
     if (n > 0) {
-        tail_append(&ctx->child, buf->base, (size_t)n);
-        /* Forwarded as it comes, so the user sees QEMU's own words, to the
-         * stderr_output callback or, without ever waiting, to the caller's
-         * stderr (forward.c). */
-        qsync__forward_stderr(ctx, buf->base, (size_t)n);
+        err_bytes(ctx, buf->base, (size_t)n);
         return;
     }
     if (n < 0) {
@@ -95,49 +100,42 @@ static void out_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     }
 }
 
-void qsync__drain_output(qsync_ctx *ctx)
+/* Reads what is waiting in one of QEMU's stdio pipes, outside the loop's
+ * own reads, and hands it to sink. libuv reads these pipes with plain
+ * read()s into the caller's buffer and keeps nothing back, so reading here
+ * keeps the bytes in order. The descriptor is non-blocking (libuv made it
+ * so). A bounded number of rounds: a guest that prints without end cannot
+ * hold the caller. *open is checked before each read: a sink may close. */
+static void drain(qsync_ctx *ctx, uv_handle_t *h, const int *open,
+                  void (*sink)(qsync_ctx *, const char *, size_t))
 {
-    struct qsync__child *c = &ctx->child;
     uv_os_fd_t fd;
-    if (!c->out_open || uv_fileno((uv_handle_t *)&c->out_pipe, &fd) != 0)
+    if (!*open || uv_fileno(h, &fd) != 0)
         return;
-    /* libuv reads this pipe with plain read()s into the caller's buffer and
-     * keeps nothing back, so reading it here keeps the bytes in order. The
-     * descriptor is non-blocking (libuv made it so). A bounded number of
-     * rounds: a guest that prints without end cannot hold the stop. */
-    for (int round = 0; round < 64 && c->out_open; round++) {
+    for (int round = 0; round < 64 && *open; round++) {
         char chunk[4096];
         ssize_t n = read(fd, chunk, sizeof chunk);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
             return; /* EAGAIN: all read; EOF and errors: the loop sees them */
-        out_bytes(ctx, chunk, (size_t)n);
+        sink(ctx, chunk, (size_t)n);
         if ((size_t)n < sizeof chunk)
             return;
     }
 }
 
+void qsync__drain_output(qsync_ctx *ctx)
+{
+    struct qsync__child *c = &ctx->child;
+    drain(ctx, (uv_handle_t *)&c->out_pipe, &c->out_open, out_bytes);
+}
+
 void qsync__drain_stderr(qsync_ctx *ctx)
 {
     struct qsync__child *c = &ctx->child;
-    uv_os_fd_t fd;
-    if (!c->err_open || c->err_eof || uv_fileno((uv_handle_t *)&c->err_pipe, &fd) != 0)
-        return;
-    /* As qsync__drain_output(): libuv keeps nothing back, the descriptor
-     * is non-blocking, and the rounds are bounded. */
-    for (int round = 0; round < 64; round++) {
-        char chunk[4096];
-        ssize_t n = read(fd, chunk, sizeof chunk);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return; /* EAGAIN: all read; EOF and errors: the loop sees them */
-        tail_append(c, chunk, (size_t)n);
-        qsync__forward_stderr(ctx, chunk, (size_t)n);
-        if ((size_t)n < sizeof chunk)
-            return;
-    }
+    if (!c->err_eof)
+        drain(ctx, (uv_handle_t *)&c->err_pipe, &c->err_open, err_bytes);
 }
 
 static void exit_cb(uv_process_t *p, int64_t status, int sig)
