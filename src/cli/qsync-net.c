@@ -27,6 +27,7 @@
 #include <qsync/mpi.h>
 #endif
 
+#include "args.h"
 #include "duration.h"
 #include "progress.h"
 #include "segment.h"
@@ -720,21 +721,15 @@ static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)
 static int usage_error(const char *fmt, ...)
 {
     va_list ap;
-    fputs("qsync-net: ", stderr);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    int rc = qsync__cli_usage_verror("qsync-net", fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
-    return EXIT_USAGE;
+    return rc;
 }
 
 static int parse_positive_duration(const char *flag, const char *arg, uint64_t *out)
 {
-    char err[256] = "";
-    if (qsync__parse_duration(arg, out, err, sizeof err) || *out == 0)
-        return usage_error("--%s '%s': %s", flag, arg,
-                           *out == 0 && !err[0] ? "must be positive" : err);
-    return 0;
+    return qsync__cli_positive_duration("qsync-net", flag, arg, out);
 }
 
 static int parse_flag(struct net *n, int c, const char *arg)

@@ -24,6 +24,7 @@
 
 #include <qsync/qsync.h>
 
+#include "args.h"
 #include "duration.h"
 #include "progress.h"
 #include "stats.h"
@@ -432,13 +433,7 @@ static int write_json(const struct step *s)
 /* A duration flag: positive, in the units qsync__parse_duration takes. */
 static int parse_positive_duration(const char *flag, const char *arg, uint64_t *out)
 {
-    char err[256] = "";
-    if (qsync__parse_duration(arg, out, err, sizeof err) || *out == 0) {
-        fprintf(stderr, "qsync-step: --%s '%s': %s\n", flag, arg,
-                *out == 0 && !err[0] ? "must be positive" : err);
-        return EXIT_USAGE;
-    }
-    return 0;
+    return qsync__cli_positive_duration("qsync-step", flag, arg, out);
 }
 
 static int parse_shift(struct step *s, const char *arg)
@@ -644,12 +639,10 @@ static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)
 static int usage_error(const char *fmt, ...)
 {
     va_list ap;
-    fputs("qsync-step: ", stderr);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    int rc = qsync__cli_usage_verror("qsync-step", fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
-    return EXIT_USAGE;
+    return rc;
 }
 
 /* Which flags apply to which mode. */
