@@ -303,24 +303,32 @@ static int serve(int max_grants, int exit_code_after)
     return 0; /* EOF: the controller closed; end at once like the plugin */
 }
 
+/* Reads one whole message of any type. Returns 0, or -1 at EOF; a bad
+ * frame ends the fake with 71. */
+static int read_msg(struct qsync__wire_msg *m)
+{
+    static uint8_t buf[QSYNC__WIRE_MAX_FRAME];
+    size_t frame = 0, used;
+    if (in_read(buf, QSYNC__WIRE_HEADER_SIZE, NULL))
+        return -1;
+    if (qsync__wire_frame_len(buf, QSYNC__WIRE_HEADER_SIZE, &frame) != QSYNC__WIRE_OK ||
+        in_read(buf + QSYNC__WIRE_HEADER_SIZE, frame - QSYNC__WIRE_HEADER_SIZE, NULL) ||
+        qsync__wire_decode(buf, frame, m, &used) != QSYNC__WIRE_OK) {
+        fprintf(stderr, "fake-qemu: bad frame\n");
+        exit(71);
+    }
+    return 0;
+}
+
 /* Like serve(-1, 0), taking INPUT frames before each grant. */
 static int serve_input(void)
 {
-    static uint8_t buf[QSYNC__WIRE_MAX_FRAME];
     static struct qsync__wire_msg m;
-    size_t bytes = 0, frames = 0, used;
+    size_t bytes = 0, frames = 0;
     uint32_t sum = 0;
     for (;;) {
-        if (in_read(buf, QSYNC__WIRE_HEADER_SIZE, NULL))
+        if (read_msg(&m))
             return 0;
-        uint32_t plen = (uint32_t)buf[4] | (uint32_t)buf[5] << 8 | (uint32_t)buf[6] << 16 |
-                        (uint32_t)buf[7] << 24;
-        if (plen > QSYNC__WIRE_MAX_PAYLOAD ||
-            in_read(buf + QSYNC__WIRE_HEADER_SIZE, plen, NULL) ||
-            qsync__wire_decode(buf, QSYNC__WIRE_HEADER_SIZE + plen, &m, &used) != QSYNC__WIRE_OK) {
-            fprintf(stderr, "fake-qemu: bad frame\n");
-            exit(71);
-        }
         if (m.type == QSYNC__MSG_INPUT) {
             frames++;
             bytes += m.u.input.len;
@@ -343,18 +351,9 @@ static int serve_net(int bad_nic, int no_driver)
     static uint8_t buf[QSYNC__WIRE_MAX_FRAME];
     static struct qsync__wire_msg m;
     uint64_t received = 0;
-    size_t used;
     for (;;) {
-        if (in_read(buf, QSYNC__WIRE_HEADER_SIZE, NULL))
+        if (read_msg(&m))
             return 0;
-        uint32_t plen = (uint32_t)buf[4] | (uint32_t)buf[5] << 8 | (uint32_t)buf[6] << 16 |
-                        (uint32_t)buf[7] << 24;
-        if (plen > QSYNC__WIRE_MAX_PAYLOAD ||
-            in_read(buf + QSYNC__WIRE_HEADER_SIZE, plen, NULL) ||
-            qsync__wire_decode(buf, QSYNC__WIRE_HEADER_SIZE + plen, &m, &used) != QSYNC__WIRE_OK) {
-            fprintf(stderr, "fake-qemu: bad frame\n");
-            exit(71);
-        }
         if (m.type == QSYNC__MSG_FRAME) {
             received++;
             printf("rx %u %llu %u %u\n", (unsigned)m.u.frame.nic,
