@@ -263,6 +263,15 @@ typedef struct qsync_options {
      * private loop (the blocking helpers poll by shm_poll_ns) or on the
      * pipes. At most 10^9. */
     uint64_t async_poll_ns;
+
+    /* Ask the plugin, at every stop, whether each vCPU is halted, and if
+     * so when its clock's next timer is due, so that qsync_next_event_ns()
+     * can tell when the guest can next do anything and a simulator can
+     * skip the stretches in which no guest can (docs/api.md "Idle
+     * guests"). Plugin mode with the timer or insn engine on QEMU 9.1 or
+     * later (qsync_info.next_event says whether the plugin can); costs a
+     * store per translated block executed. 0 (default) or 1. */
+    int next_event;
 } qsync_options;
 
 /* Fills opts with the defaults. Thread-safe. */
@@ -280,6 +289,9 @@ typedef struct qsync_ctx qsync_ctx;
  * has not taken all of it (its receive FIFO is full, or off and holding an
  * unread byte, as before the guest sets the UART up). */
 #define QSYNC_STOP_INPUT_WAITING 0x4u
+/* Every vCPU is halted at this stop, and only a timer of the guest's clock
+ * or a frame can wake it (qsync_options.next_event; never set without it). */
+#define QSYNC_STOP_HALTED 0x8u
 
 /* Where the guest stopped. Valid only during the callback. In qqq and
  * FIFO modes the protocols carry no counts: instructions, overshoot_insns
@@ -326,6 +338,9 @@ typedef struct qsync_info {
     int input;              /* qsync_send_input() works                */
     unsigned n_nics;        /* NICs added with qsync_nic_add()          */
     const struct qsync_nic_info *nics; /* n_nics entries, by index      */
+    int next_event;         /* halted stops are told apart
+                               (qsync_options.next_event, and an engine
+                               and QEMU that can)                      */
 } qsync_info;
 
 /*
@@ -511,6 +526,22 @@ QSYNC_EXPORT uint64_t qsync_stderr_dropped(const qsync_ctx *ctx);
 
 /* QEMU's pid, or 0 when it is not running. */
 QSYNC_EXPORT int qsync_pid(const qsync_ctx *ctx);
+
+/*
+ * The earliest virtual time at which the guest can do anything, as known
+ * at its last stop: between an advance's reached callback (or the return
+ * of a blocking advance) and the next advance. It is that stop's time
+ * (qsync_now_ns()) when a vCPU was running there, or when the plugin
+ * cannot tell (qsync_options.next_event off; qsync_info.next_event 0), or
+ * when guest input was sent since. When every vCPU was halted
+ * (QSYNC_STOP_HALTED) it is the earliest of the guest clock's next timer
+ * and the frames queued for its NICs (qsync_send_frame()); nothing runs in
+ * the guest before then, whatever the deadlines in between, so a caller
+ * may advance straight past them. QSYNC_DEADLINE_MAX when nothing at all
+ * is due. 0 while an advance is pending, before the first advance has
+ * completed, and once the context has failed or is closing.
+ */
+QSYNC_EXPORT uint64_t qsync_next_event_ns(const qsync_ctx *ctx);
 
 /* Copies the handshake's facts to *info. The strings stay valid until the
  * context is freed. Returns 0, or QSYNC_ESTATE before the handshake. */
@@ -715,6 +746,10 @@ QSYNC_EXPORT int qsync_group_advance_to_ns(qsync_group *group, uint64_t deadline
 /* As qsync_group_advance_to_ns(), ns past the latest member's current
  * deadline (members that are behind catch up to the same deadline). */
 QSYNC_EXPORT int qsync_group_advance_ns(qsync_group *group, uint64_t ns, qsync_group_cb cb);
+
+/* The earliest qsync_next_event_ns() of the members: the group's current
+ * time while any member is busy; QSYNC_DEADLINE_MAX with no members. */
+QSYNC_EXPORT uint64_t qsync_group_next_event_ns(const qsync_group *group);
 
 /* The caller's pointer. */
 QSYNC_EXPORT void qsync_group_set_data(qsync_group *group, void *data);

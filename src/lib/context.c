@@ -175,6 +175,7 @@ int qsync_get_info(const qsync_ctx *ctx, qsync_info *info)
     info->input = ctx->mode->input != NULL && (h->guarantees & QSYNC__WIRE_G_INPUT) != 0;
     info->n_nics = qsync__nic_count(ctx);
     info->nics = qsync__nic_infos(ctx);
+    info->next_event = ctx->opts.next_event && (h->guarantees & QSYNC__WIRE_G_NEXT) != 0;
     return 0;
 }
 
@@ -519,9 +520,46 @@ void qsync__on_report(qsync_ctx *ctx, const struct qsync__wire_report *r)
         stop.flags |= QSYNC_STOP_DEVIATION;
     if (r->flags & QSYNC__WIRE_R_INPUT_WAITING)
         stop.flags |= QSYNC_STOP_INPUT_WAITING;
+    /* A NEXT right before this REPORT: every vCPU is halted here. */
+    ctx->stop_halted = ctx->next_hint_set;
+    ctx->stop_next = ctx->next_hint;
+    ctx->next_hint_set = 0;
+    if (ctx->stop_halted)
+        stop.flags |= QSYNC_STOP_HALTED;
     stop.n_vcpus = r->n_vcpus;
     stop.vcpu_instructions = r->vcpu_insns;
     qsync__on_complete(ctx, &stop, r->deadline_ns);
+}
+
+void qsync__on_next(qsync_ctx *ctx, const struct qsync__wire_next *n)
+{
+    if (!ctx->opts.next_event || !ctx->pending_seq || ctx->next_hint_set) {
+        qsync__on_failure(ctx, QSYNC_EPROTO,
+                          "protocol error: NEXT %s",
+                          !ctx->opts.next_event ? "that the library did not ask for"
+                          : !ctx->pending_seq   ? "with no advance pending"
+                                                : "twice before one REPORT");
+        return;
+    }
+    ctx->next_hint_set = 1;
+    ctx->next_hint = n->timer_ns;
+}
+
+uint64_t qsync_next_event_ns(const qsync_ctx *ctx)
+{
+    if (!ctx->started || !ctx->answered || ctx->pending_seq || qsync__ctx_done(ctx))
+        return 0;
+    if (!ctx->stop_halted || ctx->input_since_grant)
+        return ctx->now_ns;
+    uint64_t t = ctx->stop_next;
+    uint64_t f = qsync__nic_earliest(ctx);
+    if (f < t)
+        t = f;
+    /* A timer due before the deadline it stopped at has fired already,
+     * or the guest would not be halted: never earlier than now. */
+    if (t < ctx->now_ns)
+        t = ctx->now_ns;
+    return t > QSYNC_DEADLINE_MAX ? QSYNC_DEADLINE_MAX : t;
 }
 
 void qsync__on_exit_msg(qsync_ctx *ctx, const struct qsync__wire_exit *e)

@@ -136,6 +136,17 @@ uint64_t qsync_group_now_ns(const qsync_group *g)
     return now;
 }
 
+uint64_t qsync_group_next_event_ns(const qsync_group *g)
+{
+    uint64_t next = QSYNC_DEADLINE_MAX;
+    for (size_t i = 0; i < g->n; i++) {
+        uint64_t t = qsync_next_event_ns(g->members[i].ctx);
+        if (t < next)
+            next = t;
+    }
+    return next;
+}
+
 static void group_free_now(qsync_group *g)
 {
     for (size_t i = 0; i < g->n; i++)

@@ -157,6 +157,13 @@ struct qsync_ctx {
     /* Guest input sent since the last grant (qsync_send_input). */
     size_t input_since_grant;
 
+    /* Halted stops (qsync_options.next_event): a NEXT waiting for its
+     * REPORT, and what the last stop said (qsync_next_event_ns). */
+    int next_hint_set;
+    uint64_t next_hint;
+    int stop_halted;
+    uint64_t stop_next;
+
     /* Time. */
     uint64_t now_ns;      /* deadline of the last completed advance */
     uint64_t pending_seq; /* 0 when no advance is pending           */
@@ -269,6 +276,9 @@ int qsync__nic_check_hello(qsync_ctx *ctx, const struct qsync__wire_hello *h);
 int qsync__nic_before_grant(qsync_ctx *ctx, uint64_t deadline_ns);
 void qsync__nic_on_frame(qsync_ctx *ctx, const struct qsync__wire_frame *f);
 void qsync__nic_on_status(qsync_ctx *ctx, const struct qsync__wire_nic_status *s);
+/* The earliest time of the frames qsync_send_frame() has queued and not
+ * yet handed to the plugin; UINT64_MAX when none. */
+uint64_t qsync__nic_earliest(const qsync_ctx *ctx);
 void qsync__nic_free(qsync_ctx *ctx);
 /* context.c: the fatal error, for a call refused because of it. */
 int qsync__refuse_failed(qsync_ctx *ctx, const char *what);
@@ -388,6 +398,7 @@ int qsync__check_advance(qsync_ctx *ctx, uint64_t deadline, const char *what);
 int qsync__ctx_done(const qsync_ctx *ctx);
 void qsync__on_hello(qsync_ctx *ctx, const struct qsync__wire_hello *h);
 void qsync__on_report(qsync_ctx *ctx, const struct qsync__wire_report *r);
+void qsync__on_next(qsync_ctx *ctx, const struct qsync__wire_next *n);
 void qsync__on_exit_msg(qsync_ctx *ctx, const struct qsync__wire_exit *e);
 /* The pending advance is done: stop describes it; now_ns moves to next_now. */
 void qsync__on_complete(qsync_ctx *ctx, const qsync_stop *stop, uint64_t next_now);

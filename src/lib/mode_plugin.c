@@ -40,8 +40,10 @@ static int plugin_prepare(qsync_ctx *ctx, const char *const argv[], struct qsync
     int n = snprintf(rest, sizeof rest, "fd_in=%d,fd_out=%d%s,shift=%u,parent=%d", QSYNC__CHILD_GRANT_FD,
                      QSYNC__CHILD_REPORT_FD, shm, ctx->opts.icount_shift, (int)getpid());
     if (ctx->opts.quantum_hint_ns)
-        snprintf(rest + n, sizeof rest - (size_t)n, ",quantum_ns=%llu",
-                 (unsigned long long)ctx->opts.quantum_hint_ns);
+        n += snprintf(rest + n, sizeof rest - (size_t)n, ",quantum_ns=%llu",
+                      (unsigned long long)ctx->opts.quantum_hint_ns);
+    if (ctx->opts.next_event)
+        snprintf(rest + n, sizeof rest - (size_t)n, ",next=1");
     rc = qsync__nic_prepare(ctx, argv[0], l, rest, sizeof rest);
     if (rc)
         return rc;
@@ -126,6 +128,9 @@ static void dispatch(qsync_ctx *ctx, const struct qsync__wire_msg *m)
         break;
     case QSYNC__MSG_NIC_STATUS:
         qsync__nic_on_status(ctx, &m->u.nic_status);
+        break;
+    case QSYNC__MSG_NEXT:
+        qsync__on_next(ctx, &m->u.next);
         break;
     default: /* GRANT, INPUT: only the library sends them. */
         qsync__on_failure(ctx, QSYNC_EPROTO, "protocol error: the plugin sent a message of type %u, "

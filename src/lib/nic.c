@@ -248,6 +248,16 @@ int qsync_send_frame(qsync_ctx *ctx, unsigned nic, uint64_t at_ns, const void *d
     return 0;
 }
 
+uint64_t qsync__nic_earliest(const qsync_ctx *ctx)
+{
+    const struct qsync__nics *ns = ctx->nics;
+    uint64_t t = UINT64_MAX;
+    for (size_t i = 0; ns && i < ns->queued; i++)
+        if (ns->queue[i]->at_ns < t)
+            t = ns->queue[i]->at_ns;
+    return t;
+}
+
 static int frame_order(const void *a, const void *b)
 {
     const struct out_frame *x = *(struct out_frame *const *)a;

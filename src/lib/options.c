@@ -50,7 +50,8 @@ static const char *const reserved_keys[] = {"fd_in",           "fd_out",        
                                             "TimeInMicroSeconds", "TimeinMicroseconds",
                                             "quantum_ns",      "parent",
                                             "shm",             "efd",
-                                            "done_bytes",      "remove_fifos"};
+                                            "done_bytes",      "remove_fifos",
+                                            "next"};
 
 static int check_plugin_args(const char *args, char *errbuf, size_t len)
 {
@@ -135,6 +136,17 @@ static int check_channel(const qsync_options *o, char *errbuf, size_t len)
     if (o->async_poll_ns > 1000000000u)
         return opt_error(errbuf, len, "%s: %lld is out of range 0..1000000000 (ns)",
                          "async_poll_ns", (long long)o->async_poll_ns);
+    if (o->next_event != 0 && o->next_event != 1)
+        return opt_error(errbuf, len, "%s: %lld is not 0 or 1", "next_event",
+                         (long long)o->next_event);
+    if (o->next_event && o->mode != QSYNC_MODE_PLUGIN) {
+        if (errbuf && len)
+            snprintf(errbuf, len,
+                     "next_event needs mode QSYNC_MODE_PLUGIN (the %s protocol cannot say "
+                     "whether the guest is halted)",
+                     o->mode == QSYNC_MODE_QQQ ? "qqq" : "legacy FIFO");
+        return QSYNC_EARG;
+    }
     return 0;
 }
 

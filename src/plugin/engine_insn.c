@@ -145,7 +145,7 @@ static int insn_install(qemu_plugin_id_t id, const qemu_info_t *info,
     bool halts_known = qsync__halt_setup(info);
     guard = halts_known && qsync__qemu_internals_found();
     sync_at_halt = guard && qsync__qemu_can_sync_icount();
-    if (guard && qsync__stop_timer_init(info, shift, on_guard) < 0)
+    if (guard && qsync__stop_timer_init(info, shift, opt->next, on_guard) < 0)
         return -1;
     return 0;
 }

@@ -149,7 +149,7 @@ static int timer_install(qemu_plugin_id_t id, const qemu_info_t *info,
     (void)qsync__halt_setup(info);
     sync_at_halt = qsync__qemu_can_sync_icount();
 
-    if (qsync__stop_timer_init(info, shift, on_stop) < 0)
+    if (qsync__stop_timer_init(info, shift, opt->next, on_stop) < 0)
         return -1;
     /* The first stop, before the guest's first instruction: the main
      * timer list exists at install, and virtual time is 0. */

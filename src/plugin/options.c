@@ -139,6 +139,7 @@ enum key {
     K_TIME_README, /* The Time Sync Plugin's README */
     K_DONE,
     K_REMOVE,
+    K_NEXT,
     K_COUNT
 };
 
@@ -284,6 +285,17 @@ static int set_remove(const char *k, const char *v, struct qsync__options *o)
     return 0;
 }
 
+static int set_next(const char *k, const char *v, struct qsync__options *o)
+{
+    (void)k;
+    if (strcmp(v, "0") != 0 && strcmp(v, "1") != 0) {
+        qsync__log("next=%s is not 0 or 1", v);
+        return -1;
+    }
+    o->next = v[0] == '1';
+    return 0;
+}
+
 static const struct {
     const char *name;
     unsigned protos;
@@ -306,17 +318,22 @@ static const struct {
     [K_TIME_README] = {"TimeinMicroseconds", P_FIFO, set_time},
     [K_DONE] = {"done_bytes", P_FIFO, set_done},
     [K_REMOVE] = {"remove_fifos", P_FIFO, set_remove},
+    [K_NEXT] = {"next", P_NATIVE, set_next},
 };
 
 #define ALL_KEYS                                                                    \
     "proto, fd_in, fd_out, shift, engine, quantum_ns, parent, shm, efd, spin_ns, nics, " \
     "HostToGuestPipe, GuestToHostPipe, TimeInMicroSeconds, TimeinMicroseconds, done_bytes, " \
-    "remove_fifos"
+    "remove_fifos, next"
 
 /* Why a key does not fit the personality, for the message. */
 static void refuse_key(enum key k, enum qsync__proto proto)
 {
-    if (k == K_NICS) {
+    if (k == K_NEXT) {
+        qsync__log("option next belongs to the native protocol (its NEXT message); the %s "
+                   "personality cannot carry it",
+                   proto == QSYNC_PROTO_QQQ ? "qqq" : "FIFO");
+    } else if (k == K_NICS) {
         qsync__log("option nics belongs to the native protocol (frames travel on its "
                    "channel); the %s personality cannot carry them",
                    proto == QSYNC_PROTO_QQQ ? "qqq" : "FIFO");

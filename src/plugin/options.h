@@ -19,6 +19,10 @@
  *                 backends are the netdevs qsync-nic0, qsync-nic1, ...
  *                 (net.h); Qi (1..8192) frames may wait for NIC i while
  *                 it cannot receive
+ *     next=1      optional: at each stop where every vCPU is halted, send
+ *                 NEXT (the time of the guest clock's next timer) before
+ *                 the REPORT, when the engine can tell (HELLO's G_NEXT);
+ *                 costs a store per translated block
  *
  *   proto=qqq: the adevs -qqq protocol (native ints of microseconds)
  *     fd_in=N     required  the fd to read requests from (-qqq's read=)
@@ -102,6 +106,7 @@ struct qsync__options {
     /* Native: NICs to serve (nics=), and each one's receive queue bound. */
     unsigned n_nics;
     unsigned nic_rx_queue[8];
+    bool next; /* next=1: NEXT at halted stops */
 };
 
 /*

@@ -39,6 +39,7 @@ static int fd_out = -1;
 static const struct qsync__transport *transport;
 static const struct qsync__engine *engine;
 static pthread_mutex_t send_lock = PTHREAD_MUTEX_INITIALIZER;
+static bool send_next; /* next=1, and the engine can tell a halted guest */
 
 /* Stop state; see runtime.c. last_seq == 0: no grant yet. */
 static uint64_t last_seq;
@@ -137,8 +138,17 @@ static void send_report(void)
     msg.u.report.deadline_ns = deadline_ns;
     if (qsync__input_pending() > 0)
         msg.u.report.flags |= QSYNC__WIRE_R_INPUT_WAITING;
-    /* What the NICs sent during the quantum goes first. */
+    /* What the NICs sent during the quantum goes first, then whether the
+     * guest is halted and until when. */
     int rc = qsync__net_flush(true);
+    uint64_t next = send_next ? qsync__stop_timer_next_event() : 0;
+    if (rc == 0 && next != 0) {
+        struct qsync__wire_msg nm;
+        memset(&nm, 0, sizeof nm);
+        nm.type = QSYNC__MSG_NEXT;
+        nm.u.next.timer_ns = next;
+        rc = send_msg(&nm);
+    }
     if (rc == 0)
         rc = send_msg(&msg);
     if (rc == -EPIPE)
@@ -265,6 +275,7 @@ static int native_open(const struct qsync__options *opt, const struct qsync__eng
     fd_in = opt->fd_in;
     fd_out = opt->fd_out;
     engine = eng;
+    send_next = opt->next;
     transport = opt->shm_fd >= 0 ? qsync__transport_shm_open(opt->shm_fd, opt->efd, opt->spin_ns)
                                  : qsync__transport_pipe_open(fd_in, fd_out);
     if (transport == NULL)
@@ -309,6 +320,11 @@ static int native_hello(const qemu_info_t *info, const struct qsync__options *op
         h->guarantees |= QSYNC__WIRE_G_INPUT;
     if (qsync__net_active())
         h->guarantees |= QSYNC__WIRE_G_FRAMES;
+    /* The engine is installed by now: its stop timer knows whether it can
+     * tell a halted guest (the block engine has none). */
+    send_next = send_next && qsync__stop_timer_can_tell_halted();
+    if (send_next)
+        h->guarantees |= QSYNC__WIRE_G_NEXT;
     if (info->target_name != NULL)
         strncpy(h->target, info->target_name, sizeof h->target - 1);
 

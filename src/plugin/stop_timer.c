@@ -72,14 +72,15 @@ static void fire(void *opaque)
     in_callback = false;
 }
 
-int qsync__stop_timer_init(const qemu_info_t *info, unsigned shift, void (*cb)(void))
+int qsync__stop_timer_init(const qemu_info_t *info, unsigned shift, bool want_flags,
+                           void (*cb)(void))
 {
     on_stop = cb;
     slack = ((int64_t)1 << shift) - 1;
     qsync__vtimer_init(&timer, fire, NULL);
 
     have_flags = false;
-    if (slack == 0 || info->version.cur < 3 || qsync__qemu_vcpu_has_work(0) < 0)
+    if ((slack == 0 && !want_flags) || info->version.cur < 3 || qsync__qemu_vcpu_has_work(0) < 0)
         return 0;
     if (qsync__qemu_api.scoreboard_new == NULL || qsync__qemu_api.num_vcpus == NULL || qsync__qemu_api.u64_get == NULL ||
         qsync__qemu_api.tb_inline_vcpu == NULL || qsync__qemu_api.insn_inline_vcpu == NULL)
@@ -134,6 +135,24 @@ void qsync__stop_timer_cancel(void)
         armed = false;
         qsync__vtimer_del(&timer);
     }
+}
+
+bool qsync__stop_timer_can_tell_halted(void)
+{
+    return have_flags;
+}
+
+uint64_t qsync__stop_timer_next_event(void)
+{
+    /* Our own timer must be off the list (it is while its callback runs),
+     * or it would be taken for the guest's. */
+    if (!have_flags || armed || !guest_halted())
+        return 0;
+    int64_t now = qsync__qemu_vclock_ns();
+    int64_t next = qsync__qemu_next_vtimer_ns();
+    if (next < 0)
+        return UINT64_MAX;
+    return (uint64_t)now + (uint64_t)next;
 }
 
 bool qsync__stop_timer_armed(void)

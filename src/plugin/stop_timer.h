@@ -46,11 +46,14 @@
 /*
  * Creates the timer. on_stop is called, in the vCPU thread with the big
  * lock held, when the guest has reached the armed deadline as nearly as
- * it can (or, first, when armed with qsync__stop_timer_arm_first). Returns
+ * it can (or, first, when armed with qsync__stop_timer_arm_first).
+ * want_flags asks for the per-vCPU "ran" flags (below) even with shift 0,
+ * so that qsync__stop_timer_next_event can tell a halted guest. Returns
  * 0, or -1 after printing a message. Install thread; internals must be
  * present.
  */
-int qsync__stop_timer_init(const qemu_info_t *info, unsigned shift, void (*on_stop)(void));
+int qsync__stop_timer_init(const qemu_info_t *info, unsigned shift, bool want_flags,
+                           void (*on_stop)(void));
 
 /* Instruments a block (translation time): the engines call it for every
  * block, and qsync__stop_timer_instrument_halt for each halting
@@ -69,6 +72,18 @@ void qsync__stop_timer_arm(uint64_t deadline_ns);
 
 /* Disarms it. Any thread. */
 void qsync__stop_timer_cancel(void);
+
+/* Whether the "ran" flags are kept (shift > 0 or want_flags, plugin API
+ * 3, and QEMU's cpu_has_work found), so that a halted guest can be told
+ * from a busy one without host timing in the answer. */
+bool qsync__stop_timer_can_tell_halted(void);
+
+/* At a stop, in on_stop: 0 if some vCPU is running or may run now (it ran
+ * a block since its last halting instruction, or has work), or if that
+ * cannot be told; else the guest is halted and nothing but a timer of its
+ * clock can wake it: the virtual time of the earliest one (devices', the
+ * NICs' receive timers), or UINT64_MAX when none is armed. */
+uint64_t qsync__stop_timer_next_event(void);
 
 /* Whether it is armed (for the current deadline). */
 bool qsync__stop_timer_armed(void);

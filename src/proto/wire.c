@@ -51,6 +51,7 @@ static uint64_t get64(const uint8_t *p)
 #define INPUT_FIXED 4
 #define FRAME_FIXED QSYNC__WIRE_FRAME_FIXED
 #define NIC_STATUS_SIZE (4 + 4 + 8 * 5)
+#define NEXT_SIZE 8
 
 /* Copies a C string into a bounded field, always NUL-terminated. */
 static size_t bounded_len(const char *s, size_t cap)
@@ -184,6 +185,12 @@ long qsync__wire_encode(const struct qsync__wire_msg *msg, uint8_t *buf, size_t 
     case QSYNC__MSG_NIC_STATUS:
         len = encode_nic_status(&msg->u.nic_status, p, room);
         break;
+    case QSYNC__MSG_NEXT:
+        if (room < NEXT_SIZE)
+            return QSYNC__WIRE_ESPACE;
+        put64(p, msg->u.next.timer_ns);
+        len = NEXT_SIZE;
+        break;
     default:
         return QSYNC__WIRE_EBADFIELD;
     }
@@ -234,6 +241,8 @@ static int payload_len_ok(uint16_t type, uint32_t plen)
         return plen > FRAME_FIXED;
     case QSYNC__MSG_NIC_STATUS:
         return plen == NIC_STATUS_SIZE;
+    case QSYNC__MSG_NEXT:
+        return plen == NEXT_SIZE;
     default:
         return 0;
     }
@@ -246,7 +255,7 @@ int qsync__wire_frame_len(const uint8_t *buf, size_t len, size_t *frame_len)
     uint16_t type = get16(buf);
     uint16_t reserved = get16(buf + 2);
     uint32_t plen = get32(buf + 4);
-    if (type < QSYNC__MSG_HELLO || type > QSYNC__MSG_NIC_STATUS)
+    if (type < QSYNC__MSG_HELLO || type > QSYNC__MSG_NEXT)
         return QSYNC__WIRE_EBADTYPE;
     if (reserved != 0)
         return QSYNC__WIRE_EBADFIELD;
@@ -391,6 +400,9 @@ int qsync__wire_decode(const uint8_t *buf, size_t len, struct qsync__wire_msg *m
         break;
     case QSYNC__MSG_NIC_STATUS:
         st = decode_nic_status(p, &msg->u.nic_status);
+        break;
+    case QSYNC__MSG_NEXT:
+        msg->u.next.timer_ns = get64(p);
         break;
     }
     if (st != QSYNC__WIRE_OK)

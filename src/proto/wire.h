@@ -16,8 +16,9 @@
 #include <stdint.h>
 
 #define QSYNC__WIRE_MAJOR 1
-#define QSYNC__WIRE_MINOR 3 /* 1: INPUT and QSYNC__WIRE_G_INPUT; 2: R_INPUT_WAITING;
-                               3: FRAME, NIC_STATUS and QSYNC__WIRE_G_FRAMES */
+#define QSYNC__WIRE_MINOR 4 /* 1: INPUT and QSYNC__WIRE_G_INPUT; 2: R_INPUT_WAITING;
+                               3: FRAME, NIC_STATUS and QSYNC__WIRE_G_FRAMES;
+                               4: NEXT and QSYNC__WIRE_G_NEXT */
 
 #define QSYNC__WIRE_HEADER_SIZE 8u
 /* Bounds every frame, so a garbage length can never make a reader allocate:
@@ -46,8 +47,11 @@ enum qsync__wire_type {
     QSYNC__MSG_FRAME = 7,  /* both ways: an Ethernet frame. Library ->
                              plugin, while stopped: to be received at
                              time_ns; plugin -> library: sent at time_ns */
-    QSYNC__MSG_NIC_STATUS = 8 /* plugin -> library, before a REPORT or EXIT:
-                                one NIC's counters                         */
+    QSYNC__MSG_NIC_STATUS = 8, /* plugin -> library, before a REPORT or EXIT:
+                                 one NIC's counters                         */
+    QSYNC__MSG_NEXT = 9 /* plugin -> library, right before a REPORT, only
+                          when asked (next=1): every vCPU is halted at this
+                          stop; when the guest's clock has its next timer */
 };
 
 /* Engines, as carried in HELLO. */
@@ -64,6 +68,8 @@ enum qsync__wire_engine {
 #define QSYNC__WIRE_G_INPUT 0x8u           /* INPUT is delivered (minor >= 1)     */
 #define QSYNC__WIRE_G_FRAMES 0x10u         /* the plugin serves the NICs it was
                                               given (nics=), minor >= 3          */
+#define QSYNC__WIRE_G_NEXT 0x20u           /* it sends NEXT at halted stops, as
+                                              asked (next=1), minor >= 4         */
 
 /* Report flag bits. */
 #define QSYNC__WIRE_R_IDLE 0x1u      /* the guest was halted at some point    */
@@ -135,6 +141,15 @@ struct qsync__wire_nic_status {
     uint64_t tx_dropped; /* frames it sent that were too long to carry       */
 };
 
+/* NEXT: no timer of the guest's clock is armed. */
+#define QSYNC__WIRE_NO_TIMER UINT64_MAX
+
+struct qsync__wire_next {
+    uint64_t timer_ns; /* absolute virtual time of the earliest timer of the
+                          guest's clock (device timers, the NICs' receive
+                          timers), or QSYNC__WIRE_NO_TIMER                */
+};
+
 struct qsync__wire_msg {
     uint16_t type;
     union {
@@ -146,6 +161,7 @@ struct qsync__wire_msg {
         struct qsync__wire_input input;
         struct qsync__wire_frame frame;
         struct qsync__wire_nic_status nic_status;
+        struct qsync__wire_next next;
     } u;
 };
 

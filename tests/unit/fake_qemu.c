@@ -22,7 +22,7 @@
  *   poweroff    answer 2 grants, then on the 3rd send EXIT, say "the guest
  *               powered off" on stderr and exit 7
  *   truncated   HELLO, read one grant, send half a REPORT, exit 0
- *   stray-pipe  HELLO, read one grant, write a frame header of type 9
+ *   stray-pipe  HELLO, read one grant, write a frame header of type 0x7f
  *               straight to fd 4 (the report pipe, which carries nothing
  *               on shared memory)
  *   chatty      print 100 KiB on stderr, then behave as good
@@ -52,6 +52,11 @@
  *   net-badnic  as net, but its first FRAME claims NIC 5
  *   net-nodriver as net, but NIC_STATUS counts every frame received as
  *               dropped, with a receiver that was never on
+ *   next        offers G_NEXT when -plugin has next=1; as good, but before
+ *               the report of every even grant sends NEXT with the grant's
+ *               deadline + 1000 (a halted guest whose next timer is 1 us on)
+ *   next-unasked as next, whether or not the library asked for it
+ *   next-twice  as next, but sends NEXT twice before one report
  *   prompt      as good, but a grant that the fake waited for as long as one
  *               of its sleep's time-out slices (slice_ns= on -plugin,
  *               default 10 ms) is answered with an ERROR naming it: on
@@ -232,6 +237,7 @@ static int read_grant(struct qsync__wire_grant *g)
 }
 
 static int stamp_output; /* scenario "stamped" */
+static int next_each;    /* scenarios "next*": NEXTs before even reports */
 static int stamp_stderr; /* scenario "stderr-each" */
 static int check_prompt; /* scenario "prompt"  */
 
@@ -295,6 +301,13 @@ static int serve(int max_grants, int exit_code_after)
             struct timespec ts = {(time_t)(answer_delay_ns / 1000000000u),
                                   (long)(answer_delay_ns % 1000000000u)};
             nanosleep(&ts, NULL);
+        }
+        for (int k = 0; k < next_each && g.seq % 2 == 0; k++) {
+            struct qsync__wire_msg m;
+            memset(&m, 0, sizeof m);
+            m.type = QSYNC__MSG_NEXT;
+            m.u.next.timer_ns = g.deadline_ns + 1000;
+            send_msg(&m);
         }
         send_report(&g, g.seq);
         n++;
@@ -611,6 +624,17 @@ int main(int argc, char **argv)
         send_hello(QSYNC__WIRE_MAJOR, shift);
         return serve_net(strcmp(sc, "net-badnic") == 0, strcmp(sc, "net-nodriver") == 0);
     }
+    if (strncmp(sc, "next", 4) == 0) {
+        char next[8];
+        int asked = plugin_opt(argc, argv, ",next=", next, sizeof next) && next[0] == '1';
+        if (asked)
+            extra_guarantees = QSYNC__WIRE_G_NEXT;
+        next_each = asked || strcmp(sc, "next-unasked") == 0;
+        if (strcmp(sc, "next-twice") == 0)
+            next_each = 2;
+        send_hello(QSYNC__WIRE_MAJOR, shift);
+        return serve(-1, 0);
+    }
     if (strcmp(sc, "prompt") == 0) {
         check_prompt = 1;
         send_hello(QSYNC__WIRE_MAJOR, shift);
@@ -737,7 +761,7 @@ int main(int argc, char **argv)
         out_write(buf, (size_t)n / 2);
         return 0;
     } else if (strcmp(sc, "stray-pipe") == 0) {
-        qsync__write_all(FD_OUT, "\x09\x00\x00\x00\x00\x00\x00\x00", 8);
+        qsync__write_all(FD_OUT, "\x7f\x00\x00\x00\x00\x00\x00\x00", 8);
     } else if (strcmp(sc, "hang") == 0) {
         signal(SIGTERM, SIG_IGN);
         for (;;)

@@ -587,6 +587,89 @@ static void test_blocking_helpers(void **state)
     assert_int_equal(r.exited, 1);
 }
 
+/*
+ * NEXT (qsync_options.next_event): a NEXT before a REPORT marks that stop
+ * halted and gives qsync_next_event_ns(); a stop without one is busy (its
+ * own time); asked for, the handshake says so.
+ */
+static void test_next_event_from_next(void **state)
+{
+    (void)state;
+    struct rec r = {0};
+    qsync_options o = options();
+    o.next_event = 1;
+    qsync_ctx *ctx = new_ctx(NULL, &o, &r);
+    start(ctx, "next");
+    assert_int_equal(qsync_next_event_ns(ctx), 0); /* nothing known yet */
+    qsync_stop stop;
+    assert_int_equal(qsync_advance_wait_ns(ctx, 1000, &stop), 0); /* seq 1: busy */
+    qsync_info info;
+    assert_int_equal(qsync_get_info(ctx, &info), 0);
+    assert_int_equal(info.next_event, 1);
+    assert_false(stop.flags & QSYNC_STOP_HALTED);
+    assert_int_equal(qsync_next_event_ns(ctx), 1000);
+    assert_int_equal(qsync_advance_wait_ns(ctx, 1000, &stop), 0); /* seq 2: halted */
+    assert_true(stop.flags & QSYNC_STOP_HALTED);
+    assert_int_equal(qsync_next_event_ns(ctx), 3000);
+    assert_int_equal(qsync_advance_wait_ns(ctx, 1000, &stop), 0); /* seq 3: busy again */
+    assert_false(stop.flags & QSYNC_STOP_HALTED);
+    assert_int_equal(qsync_next_event_ns(ctx), 3000);
+    assert_int_equal(qsync_close_wait(ctx), 0);
+    /* Not asked: the handshake offers nothing, the option is not passed. */
+    struct rec r2 = {0};
+    o.next_event = 0;
+    ctx = new_ctx(NULL, &o, &r2);
+    start(ctx, "next");
+    assert_int_equal(qsync_advance_wait_ns(ctx, 1000, &stop), 0);
+    assert_int_equal(qsync_get_info(ctx, &info), 0);
+    assert_int_equal(info.next_event, 0);
+    assert_int_equal(qsync_advance_wait_ns(ctx, 1000, &stop), 0);
+    assert_false(stop.flags & QSYNC_STOP_HALTED);
+    assert_int_equal(qsync_next_event_ns(ctx), 2000);
+    assert_int_equal(qsync_close_wait(ctx), 0);
+}
+
+/* A NEXT the library did not ask for, or two before one REPORT, is a
+ * protocol error that names it. */
+static void check_next_refused(const char *scenario, int asked, const char *why)
+{
+    struct rec r = {0};
+    qsync_options o = options();
+    o.next_event = asked;
+    qsync_ctx *ctx = new_ctx(NULL, &o, &r);
+    start(ctx, scenario);
+    assert_int_equal(qsync_advance_wait_ns(ctx, 1000, NULL), 0);
+    assert_int_equal(qsync_advance_wait_ns(ctx, 1000, NULL), QSYNC_EPROTO);
+    assert_non_null(strstr(qsync_last_error(ctx), why));
+    qsync_close_wait(ctx);
+}
+
+static void test_next_refused(void **state)
+{
+    (void)state;
+    check_next_refused("next-unasked", 0, "NEXT that the library did not ask for");
+    check_next_refused("next-twice", 1, "NEXT twice before one REPORT");
+}
+
+static void test_next_event_option_checked(void **state)
+{
+    (void)state;
+    qsync_options o = options();
+    qsync_ctx *ctx = NULL;
+    char err[256];
+    o.next_event = 2;
+    assert_int_equal(qsync_ctx_new(NULL, &o, NULL, &ctx, err, sizeof err), QSYNC_EARG);
+    assert_non_null(strstr(err, "next_event: 2 is not 0 or 1"));
+    o.next_event = 1;
+    o.mode = QSYNC_MODE_QQQ;
+    assert_int_equal(qsync_ctx_new(NULL, &o, NULL, &ctx, err, sizeof err), QSYNC_EARG);
+    assert_non_null(strstr(err, "next_event needs mode QSYNC_MODE_PLUGIN"));
+    o.mode = QSYNC_MODE_PLUGIN;
+    o.plugin_args = "next=1";
+    assert_int_equal(qsync_ctx_new(NULL, &o, NULL, &ctx, err, sizeof err), QSYNC_EARG);
+    assert_non_null(strstr(err, "next"));
+}
+
 /* The caller's own model step, between two calls into the library. */
 static void model_step_ms(unsigned ms)
 {
@@ -1118,6 +1201,9 @@ int main(void)
         cmocka_unit_test(test_bad_calls),
         cmocka_unit_test(test_close_with_advance_pending),
         cmocka_unit_test(test_blocking_helpers),
+        cmocka_unit_test(test_next_event_from_next),
+        cmocka_unit_test(test_next_refused),
+        cmocka_unit_test(test_next_event_option_checked),
         cmocka_unit_test(test_blocking_exit_status),
         cmocka_unit_test(test_output_by_lines),
         cmocka_unit_test(test_wait_reached),

@@ -388,6 +388,31 @@ static void test_nic_status_layout(void **state)
     assert_int_equal(qsync__wire_encode(&in, buf, sizeof buf), QSYNC__WIRE_EBADFIELD);
 }
 
+static void test_next_layout(void **state)
+{
+    (void)state;
+    struct qsync__wire_msg in, out;
+    uint8_t buf[QSYNC__WIRE_MAX_FRAME];
+    memset(&in, 0, sizeof in);
+    in.type = QSYNC__MSG_NEXT;
+    in.u.next.timer_ns = 0x0102030405060708ull;
+    static const uint8_t bytes[] = {
+        0x09, 0x00, 0x00, 0x00, 0x08, 0x00, 0x00, 0x00, /* type 9, length 8 */
+        0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01,
+    };
+    assert_int_equal(qsync__wire_encode(&in, buf, sizeof buf), (long)sizeof bytes);
+    assert_memory_equal(buf, bytes, sizeof bytes);
+    round_trip(&in, &out, sizeof bytes);
+    assert_true(out.u.next.timer_ns == in.u.next.timer_ns);
+    in.u.next.timer_ns = QSYNC__WIRE_NO_TIMER;
+    round_trip(&in, &out, sizeof bytes);
+    assert_true(out.u.next.timer_ns == QSYNC__WIRE_NO_TIMER);
+    static const uint32_t lens[] = {0, 7, 9, 16};
+    expect_bad_lengths(QSYNC__MSG_NEXT, lens, sizeof lens / sizeof lens[0]);
+    assert_int_equal(qsync__wire_encode(&in, buf, QSYNC__WIRE_HEADER_SIZE + 7),
+                     QSYNC__WIRE_ESPACE);
+}
+
 static void test_input_refusals(void **state)
 {
     (void)state;
@@ -514,7 +539,7 @@ static void test_hello_layout(void **state)
     static const uint8_t head[] = {
         0x01, 0x00, 0x00, 0x00, 0x54, 0x00, 0x00, 0x00, /* type 1, length 84    */
         0x01, 0x00,                                     /* major 1              */
-        0x03, 0x00,                                     /* minor 3              */
+        0x04, 0x00,                                     /* minor 4              */
         0x03, 0x02, 0x01, 0x00,                         /* plugin 1.2.3         */
         0x04, 0x00, 0x00, 0x00,                         /* 4 vCPUs              */
         0x02,                                           /* engine timer         */
@@ -564,7 +589,7 @@ static void test_error_and_exit_layout(void **state)
 static void test_reject_unknown_type(void **state)
 {
     (void)state;
-    static const uint16_t bad[] = {0, 9, 10, 0x100, 0xffff};
+    static const uint16_t bad[] = {0, 10, 11, 0x100, 0xffff};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         uint8_t buf[QSYNC__WIRE_HEADER_SIZE + 16];
         memset(buf, 0, sizeof buf);
@@ -1024,6 +1049,7 @@ int main(void)
         cmocka_unit_test(test_frame_layout),
         cmocka_unit_test(test_frame_refusals),
         cmocka_unit_test(test_nic_status_layout),
+        cmocka_unit_test(test_next_layout),
         cmocka_unit_test(test_example_grant_bytes),
         cmocka_unit_test(test_example_report_bytes),
         cmocka_unit_test(test_hello_layout),
