@@ -86,6 +86,17 @@ typedef struct qsync_mpi_config {
      * when the driver is made (0, the default, for fresh contexts). The
      * same on every rank. */
     uint64_t start_ns;
+
+    /* Skip idle time, as SST-core does (1, the default; 0: never). When
+     * no guest on any rank can do anything before some time E (every
+     * member halted until its next timer or frame, qsync_next_event_ns(),
+     * which needs contexts made with qsync_options.next_event; messages
+     * queued with qsync_mpi_send() due later; limit_ns later), the window
+     * stretches to the last point of its grid (start_ns + k * window) at
+     * or before E + window, in one step. Nothing any guest sees changes:
+     * the windows that are skipped are those in which nothing happens.
+     * The same on every rank. */
+    int skip_idle;
 } qsync_mpi_config;
 
 /* Fills cfg with the defaults. Thread-safe. */
@@ -136,7 +147,8 @@ typedef struct qsync_mpi_window {
 
 /*
  * Collective. Runs one window: the ranks agree on its end, the earliest
- * of (now + window) and every rank's limit_ns; this rank's group is
+ * of (now + window, or later when skip_idle finds every rank idle) and
+ * every rank's limit_ns; this rank's group is
  * advanced there (the loop runs until the group's callback has fired,
  * and while waiting for the other ranks); the messages sent during the
  * window cross; recv fires for each. *win (may be NULL) says what

@@ -747,9 +747,24 @@ QSYNC_EXPORT int qsync_group_advance_to_ns(qsync_group *group, uint64_t deadline
  * deadline (members that are behind catch up to the same deadline). */
 QSYNC_EXPORT int qsync_group_advance_ns(qsync_group *group, uint64_t ns, qsync_group_cb cb);
 
-/* The earliest qsync_next_event_ns() of the members: the group's current
- * time while any member is busy; QSYNC_DEADLINE_MAX with no members. */
+/* The earliest qsync_next_event_ns() of the members (a member with
+ * nothing known counts as its current time; one whose context has failed,
+ * its QEMU gone, is left out): the group's current time while any member
+ * is busy; QSYNC_DEADLINE_MAX when no member can do anything ever. */
 QSYNC_EXPORT uint64_t qsync_group_next_event_ns(const qsync_group *group);
+
+/*
+ * The end of the next window of window_ns (> 0) after now_ns, stretched
+ * over idle time (docs/api.md "Idle guests"): when nothing can happen
+ * before due_ns > now_ns (qsync_group_next_event_ns(), or the earlier of
+ * it and the caller's own next event), the last point now_ns + k *
+ * window_ns (k >= 1) at or before due_ns + window_ns; else now_ns +
+ * window_ns. Staying on the grid keeps the window ends, and so what a
+ * simulator does at them, those of a run that never skips. Saturates at
+ * QSYNC_DEADLINE_MAX, which it also returns when due_ns is that far.
+ * Thread-safe.
+ */
+QSYNC_EXPORT uint64_t qsync_skip_to_ns(uint64_t now_ns, uint64_t window_ns, uint64_t due_ns);
 
 /* The caller's pointer. */
 QSYNC_EXPORT void qsync_group_set_data(qsync_group *group, void *data);

@@ -88,6 +88,7 @@ struct net {
     int timestamps;
     int quiet;
     int use_mpi; /* --mpi */
+    int skip_idle; /* --skip-idle */
 
     /* The run. */
     struct guest *g;
@@ -153,6 +154,9 @@ static void usage(FILE *f)
             "  --mpi           under mpirun: guest N runs on rank (N - 1) %% ranks, rank 0\n"
             "                  prints the lines and writes the pcap and the JSON, the\n"
             "                  same bytes as one process (docs/scale.md)\n"
+            "  --skip-idle     when every guest is halted until a later time (its next\n"
+            "                  timer or frame), go there in one quantum: the same\n"
+            "                  lines, frames and pcap, fewer barriers (docs/qsync-net.md)\n"
             "  --help, --version\n"
             "\n"
             "Guest N's lines are printed as '[N] line', a quantum at a time, guest 1's\n"
@@ -348,9 +352,15 @@ static void on_barrier(qsync_group *group, int status, uint64_t deadline_ns);
 static void advance(struct net *n)
 {
     uint64_t now = n->virtual_ns;
-    uint64_t next = now + n->quantum_ns;
+    /* --skip-idle: as libqsync-mpi's windows do, so that --mpi prints
+     * the same (frames in flight are queued in their receivers' NICs). */
+    uint64_t next = qsync_skip_to_ns(now, n->quantum_ns,
+                                      n->skip_idle ? qsync_group_next_event_ns(n->group) : now);
     if (n->until_ns && next > n->until_ns)
         next = n->until_ns;
+    /* Nothing due ever, no --until: one quantum, not the end of the clock. */
+    if (next == QSYNC_DEADLINE_MAX)
+        next = now + n->quantum_ns;
     n->deadline = next;
     int rc = qsync_group_advance_to_ns(n->group, next, on_barrier);
     if (rc) {
@@ -409,6 +419,11 @@ static void guest_ended(struct guest *g)
     if (g->ended)
         return;
     g->ended = 1;
+#ifdef QSYNC_HAVE_MPI
+    /* Under --mpi the window's end is agreed inside the step. */
+    if (n->mpi)
+        n->deadline = qsync_mpi_horizon_ns(n->mpi);
+#endif
     g->ended_at = n->deadline;
     qsync_group_remove(n->group, g->ctx); /* QSYNC_EARG if it already left */
 }
@@ -636,9 +651,6 @@ static void mpi_windows(struct net *n)
 {
     while (!n->finishing) {
         uint64_t limit = n->until_ns ? n->until_ns : QSYNC_DEADLINE_MAX;
-        n->deadline = n->virtual_ns + n->quantum_ns;
-        if (n->deadline > limit)
-            n->deadline = limit;
         qsync_mpi_window w;
         int rc = qsync_mpi_step(n->mpi, limit, &w);
         if (rc)
@@ -752,6 +764,7 @@ static int parse_flag(struct net *n, int c, const char *arg)
     case 'T': n->timestamps = 1; return 0;
     case 'Q': n->quiet = 1; return 0;
     case 'M': n->use_mpi = 1; return 0;
+    case 'S': n->skip_idle = 1; return 0;
     case 'h':
         usage(stdout);
         return -1;
@@ -807,7 +820,7 @@ static int parse_args(struct net *n, int argc, char **argv)
         {"until", required_argument, NULL, 'u'},   {"nic", required_argument, NULL, 'n'},
         {"pcap", required_argument, NULL, 'p'},    {"json", required_argument, NULL, 'j'},
         {"timestamps", no_argument, NULL, 'T'},    {"quiet", no_argument, NULL, 'Q'},
-        {"mpi", no_argument, NULL, 'M'},
+        {"mpi", no_argument, NULL, 'M'},          {"skip-idle", no_argument, NULL, 'S'},
         {"help", no_argument, NULL, 'h'},          {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0}};
     int c;
@@ -906,6 +919,7 @@ static void make_options(const struct net *n, qsync_options *o)
     qsync_options_init(o);
     o->stdout_mode = QSYNC_OUTPUT_LINES;
     o->quantum_hint_ns = n->quantum_ns;
+    o->next_event = n->skip_idle;
 }
 
 /* Creates guest g's context with its NIC and starts its QEMU. Returns 0,
@@ -994,6 +1008,7 @@ static int run(struct net *n)
         qsync_mpi_config_init(&mc);
         mc.lookahead_ns = n->latency_ns;
         mc.window_ns = n->quantum_ns;
+        mc.skip_idle = n->skip_idle;
         mc.recv = on_mpi_recv;
         mc.settled = mpi_settled;
         mc.data = n;

@@ -140,11 +140,30 @@ uint64_t qsync_group_next_event_ns(const qsync_group *g)
 {
     uint64_t next = QSYNC_DEADLINE_MAX;
     for (size_t i = 0; i < g->n; i++) {
-        uint64_t t = qsync_next_event_ns(g->members[i].ctx);
+        const qsync_ctx *ctx = g->members[i].ctx;
+        /* A member whose context has failed (its QEMU ended, say) does
+         * nothing more; one with nothing known (an advance pending, no
+         * stop yet) may act now. */
+        if (qsync__ctx_done(ctx))
+            continue;
+        uint64_t t = qsync_next_event_ns(ctx);
+        if (t == 0)
+            t = qsync_now_ns(ctx);
         if (t < next)
             next = t;
     }
     return next;
+}
+
+uint64_t qsync_skip_to_ns(uint64_t now, uint64_t w, uint64_t due)
+{
+    if (w == 0 || now >= QSYNC_DEADLINE_MAX || w > QSYNC_DEADLINE_MAX - now)
+        return QSYNC_DEADLINE_MAX;
+    if (due <= now)
+        return now + w;
+    if (due >= QSYNC_DEADLINE_MAX - w)
+        return QSYNC_DEADLINE_MAX;
+    return now + (due + w - now) / w * w;
 }
 
 static void group_free_now(qsync_group *g)

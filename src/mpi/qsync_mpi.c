@@ -3,7 +3,12 @@
  * (include/qsync/mpi.h, docs/scale.md).
  *
  * A step is three collectives at most:
- *  1. an allreduce (MIN) that agrees on the window's end;
+ *  1. an allreduce (MIN) that agrees on the window's end: each rank offers
+ *     the end of a normal window, or, when nothing on it can happen before
+ *     some later time E (its guests halted until their next timers or
+ *     frames, the messages it queued due later: skip_idle), the last
+ *     point of the windows' grid at or before E + window, as SST skips
+ *     idle time; the earliest offer wins;
  *  2. the window itself: this rank's group advanced to that end, the loop
  *     run until its callback (and the program's settled()) say so;
  *  3. an allreduce (SUM) of the bytes to exchange, the failed ranks and
@@ -93,6 +98,7 @@ void qsync_mpi_config_init(qsync_mpi_config *cfg)
     cfg->size = sizeof *cfg;
     cfg->comm = MPI_COMM_WORLD;
     cfg->spin_ns = DEFAULT_SPIN_NS;
+    cfg->skip_idle = 1;
 }
 
 int qsync_mpi_rank(const qsync_mpi *m)
@@ -245,10 +251,11 @@ int qsync_mpi_new(uv_loop_t *loop, qsync_group *group, const qsync_mpi_config *c
     /* Every rank the same lookahead and window: MIN of each, and of each
      * one's complement (the MAX), must agree. nomem is shared too, so
      * that all ranks fail together. */
-    uint64_t v[7] = {cfg->lookahead_ns, UINT64_MAX - cfg->lookahead_ns, window,
+    uint64_t skip = cfg->skip_idle != 0;
+    uint64_t v[9] = {cfg->lookahead_ns, UINT64_MAX - cfg->lookahead_ns, window,
                      UINT64_MAX - window, (uint64_t)!nomem, cfg->start_ns,
-                     UINT64_MAX - cfg->start_ns}, r[7];
-    allreduce(m, v, r, 7, MPI_MIN);
+                     UINT64_MAX - cfg->start_ns, skip, 1 - skip}, r[9];
+    allreduce(m, v, r, 9, MPI_MIN);
     const char *what = NULL;
     int code = 0;
     if (r[4] == 0) {
@@ -263,6 +270,9 @@ int qsync_mpi_new(uv_loop_t *loop, qsync_group *group, const qsync_mpi_config *c
     } else if (r[5] != UINT64_MAX - r[6]) {
         code = QSYNC_EARG;
         what = "start_ns differs between ranks: every rank must give the same";
+    } else if (r[7] != 1 - r[8]) {
+        code = QSYNC_EARG;
+        what = "skip_idle differs between ranks: every rank must give the same";
     }
     if (code) {
         free_bufs(m);
@@ -340,6 +350,46 @@ int qsync_mpi_send(qsync_mpi *m, int dst, uint64_t at_ns, const void *data, size
 }
 
 /* ---- a step -------------------------------------------------------------- */
+
+/* The earliest time a message this rank has queued is due; UINT64_MAX
+ * when none. */
+static uint64_t earliest_queued(const qsync_mpi *m)
+{
+    uint64_t t = UINT64_MAX;
+    for (int d = 0; d < m->size; d++) {
+        const struct outbox *b = &m->out[d];
+        for (size_t off = 0; off < b->len;) {
+            struct msg_head h;
+            memcpy(&h, b->p + off, sizeof h);
+            if (h.at_ns < t)
+                t = h.at_ns;
+            off += sizeof h + (size_t)h.len;
+        }
+    }
+    return t;
+}
+
+/*
+ * This rank's offer for the window's end, before the limit: now + window;
+ * or, with skip_idle, when nothing here can happen before E > now (the
+ * group's next event, the messages queued), the last grid point
+ * now + k * window (k >= 1) at or before E + window. Messages sent from E
+ * on are due at E + lookahead or later, after such an end; staying on the
+ * grid keeps the windows, and so what is printed at their ends, those of
+ * a run that never skips. QSYNC_DEADLINE_MAX when nothing is due here at
+ * all (qsync_mpi_step() falls back to one window when every rank says so).
+ */
+static uint64_t offer(const qsync_mpi *m)
+{
+    uint64_t e = m->now; /* without skip_idle: one window */
+    if (m->cfg.skip_idle) {
+        e = qsync_group_next_event_ns(m->group);
+        uint64_t q = earliest_queued(m);
+        if (q < e)
+            e = q;
+    }
+    return qsync_skip_to_ns(m->now, m->cfg.window_ns, e);
+}
 
 static void on_barrier(qsync_group *group, int status, uint64_t deadline_ns)
 {
@@ -440,9 +490,7 @@ int qsync_mpi_step(qsync_mpi *m, uint64_t limit_ns, qsync_mpi_window *win)
     memset(&w, 0, sizeof w);
     if (m->in_step)
         return set_err(m, QSYNC_ERECURSE, "qsync_mpi_step: called from inside a step");
-    uint64_t end = m->now + m->cfg.window_ns;
-    if (end < m->now || end > QSYNC_DEADLINE_MAX)
-        end = QSYNC_DEADLINE_MAX;
+    uint64_t end = offer(m);
     int bad = limit_ns <= m->now;
     if (!bad && limit_ns < end)
         end = limit_ns;
@@ -460,6 +508,10 @@ int qsync_mpi_step(qsync_mpi *m, uint64_t limit_ns, qsync_mpi_window *win)
     }
     w.start_ns = m->now;
     w.end_ns = r[0];
+    /* Nothing due anywhere, ever, and no limit: one window, not a jump to
+     * the end of the clock. */
+    if (w.end_ns == QSYNC_DEADLINE_MAX && m->now <= QSYNC_DEADLINE_MAX - m->cfg.window_ns)
+        w.end_ns = m->now + m->cfg.window_ns;
 
     /* 2. This rank's guests run the window. */
     m->in_step = 1;
