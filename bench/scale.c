@@ -16,12 +16,15 @@
  * SPREAD_LIMIT is flagged "unjudgeable" rather than quoted as a result.
  *
  * With --data DIR it also writes DIR/scale-group.dat and
- * DIR/scale-quantum.dat for gnuplot (scripts/bench.sh draws them).
+ * DIR/scale-quantum.dat for gnuplot (scripts/bench.sh draws them). With
+ * --only SERIES it runs that series alone.
  *
  * usage: bench-scale GUEST_ELF [REPS] [--max-guests N] [--data DIR]
+ *                   [--only group|quantum]
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,16 +45,11 @@
 
 static const char *guest;
 
-static void guest_argv(const char **argv, const char *append, int icount)
-{
-    qsync_bench_guest_argv(argv, guest, append, icount);
-}
-
 /* Seconds for n free-running QEMUs started together, all to their end. */
 static double free_run(int n, const char *append)
 {
     const char *argv[24];
-    guest_argv(argv, append, 1);
+    qsync_bench_guest_argv(argv, guest, append, 1);
     pid_t pids[MAX_GUESTS];
     uint64_t t0 = qsync_bench_now_ns();
     for (int i = 0; i < n; i++) {
@@ -73,6 +71,37 @@ static double free_run(int n, const char *append)
     }
     uint64_t t1 = qsync_bench_now_ns();
     return failed ? -1 : (double)(t1 - t0) / 1e9;
+}
+
+/* The options of every lockstep run. */
+static void lockstep_options(qsync_options *o, uint64_t quantum_ns)
+{
+    qsync_options_init(o);
+    o->stdout_mode = QSYNC_OUTPUT_DISCARD;
+    o->quiet_stderr = 1;
+    o->quantum_hint_ns = quantum_ns;
+    o->advance_timeout_ms = 60000;
+}
+
+/* Creates a context on loop (NULL: a private one) with data as its
+ * pointer and starts the guest with append in it. Returns 0, or -1 with a
+ * message (*ctx is then the context to close, or NULL). */
+static int start_lockstep(uv_loop_t *loop, const qsync_options *o, const qsync_callbacks *cb,
+                          const char *append, void *data, qsync_ctx **ctx)
+{
+    const char *argv[24];
+    qsync_bench_guest_argv(argv, guest, append, 0);
+    char err[256];
+    *ctx = NULL;
+    int rc = qsync_ctx_new(loop, o, cb, ctx, err, sizeof err);
+    if (rc == 0) {
+        qsync_set_data(*ctx, data);
+        rc = qsync_start(*ctx, argv);
+    }
+    if (rc != 0)
+        fprintf(stderr, "bench-scale: cannot start a guest: %s\n",
+                *ctx ? qsync_last_error(*ctx) : err);
+    return rc ? -1 : 0;
 }
 
 /* The lockstep group: every member advances to each barrier; a member
@@ -125,27 +154,15 @@ static double group_run(int n, const char *append, uint64_t quantum_ns)
     qsync_group_new(&g.group);
     qsync_group_set_data(g.group, &g);
     qsync_options o;
-    qsync_options_init(&o);
-    o.stdout_mode = QSYNC_OUTPUT_DISCARD;
-    o.quiet_stderr = 1;
-    o.quantum_hint_ns = quantum_ns;
-    o.advance_timeout_ms = 60000;
+    lockstep_options(&o, quantum_ns);
     qsync_callbacks cb;
     qsync_callbacks_init(&cb);
     cb.reached = g_reached;
     cb.exited = g_exited;
-    const char *argv[24];
-    guest_argv(argv, append, 0);
     uint64_t t0 = qsync_bench_now_ns();
     for (int i = 0; i < n; i++) {
-        char err[256];
-        if (qsync_ctx_new(&loop, &o, &cb, &g.ctx[i], err, sizeof err) ||
-            qsync_start(g.ctx[i], argv)) {
-            fprintf(stderr, "bench-scale: cannot start guest %d: %s\n", i,
-                    g.ctx[i] ? qsync_last_error(g.ctx[i]) : err);
+        if (start_lockstep(&loop, &o, &cb, append, &g, &g.ctx[i]) != 0)
             exit(1);
-        }
-        qsync_set_data(g.ctx[i], &g);
         qsync_group_add(g.group, g.ctx[i]);
         g.live++;
     }
@@ -162,17 +179,14 @@ static double group_run(int n, const char *append, uint64_t quantum_ns)
 static double single_run(const char *append, uint64_t quantum_ns)
 {
     qsync_options o;
-    qsync_options_init(&o);
-    o.stdout_mode = QSYNC_OUTPUT_DISCARD;
-    o.quiet_stderr = 1;
-    o.quantum_hint_ns = quantum_ns;
+    lockstep_options(&o, quantum_ns);
     qsync_ctx *ctx;
-    char err[256];
-    const char *argv[24];
-    guest_argv(argv, append, 0);
     uint64_t t0 = qsync_bench_now_ns();
-    if (qsync_ctx_new(NULL, &o, NULL, &ctx, err, sizeof err) || qsync_start(ctx, argv))
+    if (start_lockstep(NULL, &o, NULL, append, NULL, &ctx) != 0) {
+        if (ctx)
+            qsync_close_wait(ctx);
         return -1;
+    }
     int rc;
     while ((rc = qsync_advance_wait_ns(ctx, quantum_ns, NULL)) == 0) {
     }
@@ -204,12 +218,45 @@ static struct fig measure(enum kind k, int n, const char *append, uint64_t q, in
     return f;
 }
 
-/* The net ratio of a cell, and whether its figures spread too much. */
-static double net_ratio(struct fig t, struct fig t0, struct fig b, struct fig b0, int *unjudgeable)
+/* A lockstep cell: the work and its empty baseline against the free runs
+ * b and b0 of the same. */
+struct cell {
+    struct fig t, t0;
+    double net; /* NAN when a run failed */
+};
+
+/* Runs a cell (kind k, n guests, quantum q) and prints
+ * " lockstep | net ratio |", the ratio flagged '?' when its figures
+ * spread more than SPREAD_LIMIT. */
+static struct cell lockstep_cell(enum kind k, int n, const char *work, const char *empty,
+                                 uint64_t q, struct fig b, struct fig b0, int reps)
 {
-    *unjudgeable = t.spread > SPREAD_LIMIT || t0.spread > SPREAD_LIMIT ||
-                   b.spread > SPREAD_LIMIT || b0.spread > SPREAD_LIMIT;
-    return (t.median - t0.median) / (b.median - b0.median);
+    struct cell c = {measure(k, n, work, q, reps), measure(k, n, empty, q, reps), NAN};
+    if (c.t.median < 0 || c.t0.median < 0 || b.median < 0 || b0.median < 0) {
+        printf(" failed | - |");
+        return c;
+    }
+    int bad = c.t.spread > SPREAD_LIMIT || c.t0.spread > SPREAD_LIMIT ||
+              b.spread > SPREAD_LIMIT || b0.spread > SPREAD_LIMIT;
+    c.net = (c.t.median - c.t0.median) / (b.median - b0.median);
+    printf(" %.2f s | %.2fx%s |", c.t.median, c.net, bad ? " ?" : "");
+    return c;
+}
+
+/* The lockstep quanta of the series that compare two. */
+static const uint64_t two_q[2] = {10000, 100000};
+
+/* A row at both quanta: prints " free |" and the two cells into c. */
+static void two_quanta_row(enum kind k, int n, const char *work, const char *empty, int reps,
+                           struct cell c[2])
+{
+    struct fig b = measure(FREE, n, work, 0, reps), b0 = measure(FREE, n, empty, 0, reps);
+    if (b.median < 0)
+        printf(" failed |");
+    else
+        printf(" %.2f s |", b.median);
+    for (int qi = 0; qi < 2; qi++)
+        c[qi] = lockstep_cell(k, n, work, empty, two_q[qi], b, b0, reps);
 }
 
 static FILE *data_file(const char *dir, const char *name, const char *header)
@@ -227,83 +274,106 @@ static FILE *data_file(const char *dir, const char *name, const char *header)
     return f;
 }
 
-int main(int argc, char **argv)
-{
-    if (argc < 2) {
-        fprintf(stderr, "usage: bench-scale GUEST_ELF [REPS] [--max-guests N] [--data DIR]\n");
-        return 2;
-    }
-    guest = argv[1];
-    int reps = 3, max_guests = MAX_GUESTS;
-    const char *data_dir = NULL;
-    for (int i = 2; i < argc; i++) {
-        if (strcmp(argv[i], "--max-guests") == 0 && i + 1 < argc)
-            max_guests = atoi(argv[++i]);
-        else if (strcmp(argv[i], "--data") == 0 && i + 1 < argc)
-            data_dir = argv[++i];
-        else
-            reps = atoi(argv[i]);
-    }
-    if (reps < 1 || reps > QSYNC_BENCH_MAX_REPS || max_guests < 1 || max_guests > MAX_GUESTS) {
-        fprintf(stderr, "bench-scale: REPS must be 1..%d and --max-guests 1..%d\n",
-                QSYNC_BENCH_MAX_REPS, MAX_GUESTS);
-        return 2;
-    }
-    signal(SIGPIPE, SIG_IGN);
+/* What every series is given. */
+struct setup {
+    int reps, max_guests;
+    const char *data_dir;
+};
 
-    static const uint64_t group_q[] = {10000, 100000};
+static void series_group(const struct setup *s)
+{
     printf("Guests in one group barrier: %s to its end, lockstep against the same number of "
            "free-running -icount QEMUs at once (median of %d; net ratio; '?' marks a spread "
            "over %.2fx)\n",
-           WORK, reps, SPREAD_LIMIT);
+           WORK, s->reps, SPREAD_LIMIT);
     printf("| guests | free | lockstep 10 us | net 10 us | lockstep 100 us | net 100 us |\n"
            "|---|---|---|---|---|---|\n");
-    FILE *gd = data_file(data_dir, "scale-group.dat", "# guests net_ratio_10us net_ratio_100us");
-    for (int n = 1; n <= max_guests; n *= 2) {
-        struct fig b = measure(FREE, n, WORK, 0, reps), b0 = measure(FREE, n, NO_WORK, 0, reps);
-        printf("| %d | %.2f s |", n, b.median);
-        double nets[2];
-        for (int qi = 0; qi < 2; qi++) {
-            struct fig t = measure(GROUP, n, WORK, group_q[qi], reps);
-            struct fig t0 = measure(GROUP, n, NO_WORK, group_q[qi], reps);
-            int bad;
-            nets[qi] = net_ratio(t, t0, b, b0, &bad);
-            if (t.median < 0 || t0.median < 0 || b.median < 0 || b0.median < 0)
-                printf(" failed | - |");
-            else
-                printf(" %.2f s | %.2fx%s |", t.median, nets[qi], bad ? " ?" : "");
-        }
+    FILE *gd =
+        data_file(s->data_dir, "scale-group.dat", "# guests net_ratio_10us net_ratio_100us");
+    for (int n = 1; n <= s->max_guests; n *= 2) {
+        struct cell c[2];
+        printf("| %d |", n);
+        two_quanta_row(GROUP, n, WORK, NO_WORK, s->reps, c);
         printf("\n");
         fflush(stdout);
         if (gd)
-            fprintf(gd, "%d %.4f %.4f\n", n, nets[0], nets[1]);
+            fprintf(gd, "%d %.4f %.4f\n", n, c[0].net, c[1].net);
     }
     if (gd)
         fclose(gd);
+}
 
+static void series_quantum(const struct setup *s)
+{
     static const uint64_t sweep_us[] = {1, 2, 5, 10, 20, 50, 100, 200, 500, 1000};
-    printf("\nThe quantum: one guest, %s to its end, lockstep through qsync_advance_wait_ns() "
+    printf("The quantum: one guest, %s to its end, lockstep through qsync_advance_wait_ns() "
            "against free-running -icount (median of %d)\n",
-           WORK, reps);
+           WORK, s->reps);
     printf("| quantum | lockstep | net ratio |\n|---|---|---|\n");
-    struct fig b = measure(FREE, 1, WORK, 0, reps), b0 = measure(FREE, 1, NO_WORK, 0, reps);
-    FILE *qd = data_file(data_dir, "scale-quantum.dat", "# quantum_us net_ratio");
+    struct fig b = measure(FREE, 1, WORK, 0, s->reps), b0 = measure(FREE, 1, NO_WORK, 0, s->reps);
+    FILE *qd = data_file(s->data_dir, "scale-quantum.dat", "# quantum_us net_ratio");
     for (size_t i = 0; i < sizeof sweep_us / sizeof sweep_us[0]; i++) {
-        uint64_t q = sweep_us[i] * 1000u;
-        struct fig t = measure(SINGLE, 1, WORK, q, reps), t0 = measure(SINGLE, 1, NO_WORK, q, reps);
-        int bad;
-        double net = net_ratio(t, t0, b, b0, &bad);
-        if (t.median < 0 || t0.median < 0)
-            printf("| %llu us | failed | - |\n", (unsigned long long)sweep_us[i]);
-        else
-            printf("| %llu us | %.2f s | %.2fx%s |\n", (unsigned long long)sweep_us[i], t.median,
-                   net, bad ? " ?" : "");
+        printf("| %llu us |", (unsigned long long)sweep_us[i]);
+        struct cell c =
+            lockstep_cell(SINGLE, 1, WORK, NO_WORK, sweep_us[i] * 1000u, b, b0, s->reps);
+        printf("\n");
         fflush(stdout);
         if (qd)
-            fprintf(qd, "%llu %.4f\n", (unsigned long long)sweep_us[i], net);
+            fprintf(qd, "%llu %.4f\n", (unsigned long long)sweep_us[i], c.net);
     }
     printf("(free-running: %.2f s, empty %.2f s)\n", b.median, b0.median);
     if (qd)
         fclose(qd);
+}
+
+static const struct {
+    const char *name;
+    void (*run)(const struct setup *s);
+} series[] = {{"group", series_group}, {"quantum", series_quantum}};
+#define N_SERIES (sizeof series / sizeof series[0])
+
+#define USAGE                                                                                  \
+    "usage: bench-scale GUEST_ELF [REPS] [--max-guests N] [--data DIR] "                      \
+    "[--only group|quantum]\n"
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr, USAGE);
+        return 2;
+    }
+    guest = argv[1];
+    struct setup s = {3, MAX_GUESTS, NULL};
+    const char *only = NULL;
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--max-guests") == 0 && i + 1 < argc)
+            s.max_guests = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--data") == 0 && i + 1 < argc)
+            s.data_dir = argv[++i];
+        else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc)
+            only = argv[++i];
+        else
+            s.reps = atoi(argv[i]);
+    }
+    size_t known = 0;
+    for (size_t i = 0; i < N_SERIES; i++)
+        known += !only || strcmp(only, series[i].name) == 0;
+    if (s.reps < 1 || s.reps > QSYNC_BENCH_MAX_REPS || s.max_guests < 1 ||
+        s.max_guests > MAX_GUESTS || known == 0) {
+        fprintf(stderr,
+                "bench-scale: REPS must be 1..%d, --max-guests 1..%d, --only a series\n" USAGE,
+                QSYNC_BENCH_MAX_REPS, MAX_GUESTS);
+        return 2;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    int first = 1;
+    for (size_t i = 0; i < N_SERIES; i++) {
+        if (only && strcmp(only, series[i].name) != 0)
+            continue;
+        if (!first)
+            printf("\n");
+        first = 0;
+        series[i].run(&s);
+    }
     return 0;
 }
