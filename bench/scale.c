@@ -6,21 +6,28 @@
  *      guest to its end, in lockstep on one loop (qsync_group_*), against
  *      the same N QEMUs free-running with -icount shift=0,sleep=off, all at
  *      once;
- *   2. with the quantum (1 us to 1 ms), one guest, the blocking helpers.
+ *   2. with the quantum (1 us to 1 ms), one guest, the blocking helpers;
+ *   3. with the number of e1000 NICs the guest never uses (0, 1, 2, 4, 8;
+ *      the compute guest has no driver for them) at 10 us and 100 us
+ *      quanta: one guest, the blocking helpers, the NICs added with
+ *      qsync_nic_add(), against the same guest free-running with as many
+ *      e1000s, each on a hub port of its own (its frames go nowhere).
  *
  * Every figure is the median of REPS runs. Each cell also runs the guest
- * with no work ("compute 0"), and the net ratio (T - T_empty) /
- * (T_free - T_free_empty) leaves out QEMU's start and exit and the
- * firmware, which do not depend on the work. The spread of a figure is
- * max/min over its REPS runs; a ratio whose inputs spread more than
- * SPREAD_LIMIT is flagged "unjudgeable" rather than quoted as a result.
+ * with no work ("compute 0", with the same NICs), and the net ratio
+ * (T - T_empty) / (T_free - T_free_empty) leaves out QEMU's start and
+ * exit and the firmware, which do not depend on the work. The spread of a
+ * figure is max/min over its REPS runs; a ratio whose inputs spread more
+ * than SPREAD_LIMIT is flagged "unjudgeable" rather than quoted as a
+ * result.
  *
- * With --data DIR it also writes DIR/scale-group.dat and
- * DIR/scale-quantum.dat for gnuplot (scripts/bench.sh draws them). With
- * --only SERIES it runs that series alone.
+ * With --data DIR it also writes DIR/scale-group.dat,
+ * DIR/scale-quantum.dat and DIR/scale-nics.dat for gnuplot
+ * (scripts/bench.sh draws them). With --only SERIES it runs that series
+ * alone.
  *
  * usage: bench-scale GUEST_ELF [REPS] [--max-guests N] [--data DIR]
- *                   [--only group|quantum]
+ *                   [--only group|quantum|nics]
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -42,14 +49,41 @@
  * long enough for the work to outweigh QEMU's start. */
 #define WORK "compute 25000000"
 #define NO_WORK "compute 0"
+/* QEMU's arguments with the most NICs. */
+#define ARGV_MAX (16 + 4 * QSYNC_NIC_MAX)
 
 static const char *guest;
 
-/* Seconds for n free-running QEMUs started together, all to their end. */
-static double free_run(int n, const char *append)
+/* What a guest runs: its -append text and its e1000 NICs (the library's
+ * in lockstep; free-running, each on a hub of its own, so its frames go
+ * nowhere). A lockstep run fails unless its guest sent `frames` frames. */
+struct work {
+    const char *append;
+    int nics;
+    uint64_t frames;
+};
+
+/* The free-running command for w; names holds the NICs' arguments. */
+static void free_argv(const char **argv, const struct work *w, char (*names)[2][48])
 {
-    const char *argv[24];
-    qsync_bench_guest_argv(argv, guest, append, 1);
+    int n = qsync_bench_guest_argv(argv, guest, w->append, 1);
+    for (int k = 0; k < w->nics; k++) {
+        snprintf(names[k][0], sizeof names[k][0], "hubport,id=n%d,hubid=%d", k, k);
+        snprintf(names[k][1], sizeof names[k][1], "e1000,netdev=n%d", k);
+        argv[n++] = "-netdev";
+        argv[n++] = names[k][0];
+        argv[n++] = "-device";
+        argv[n++] = names[k][1];
+    }
+    argv[n] = NULL;
+}
+
+/* Seconds for n free-running QEMUs started together, all to their end. */
+static double free_run(int n, const struct work *w)
+{
+    const char *argv[ARGV_MAX];
+    char names[QSYNC_NIC_MAX][2][48];
+    free_argv(argv, w, names);
     pid_t pids[MAX_GUESTS];
     uint64_t t0 = qsync_bench_now_ns();
     for (int i = 0; i < n; i++) {
@@ -84,20 +118,24 @@ static void lockstep_options(qsync_options *o, uint64_t quantum_ns)
 }
 
 /* Creates a context on loop (NULL: a private one) with data as its
- * pointer and starts the guest with append in it. Returns 0, or -1 with a
+ * pointer, adds w's NICs and starts w's guest. Returns 0, or -1 with a
  * message (*ctx is then the context to close, or NULL). */
 static int start_lockstep(uv_loop_t *loop, const qsync_options *o, const qsync_callbacks *cb,
-                          const char *append, void *data, qsync_ctx **ctx)
+                          const struct work *w, void *data, qsync_ctx **ctx)
 {
-    const char *argv[24];
-    qsync_bench_guest_argv(argv, guest, append, 0);
+    const char *argv[ARGV_MAX];
+    qsync_bench_guest_argv(argv, guest, w->append, 0);
     char err[256];
     *ctx = NULL;
     int rc = qsync_ctx_new(loop, o, cb, ctx, err, sizeof err);
-    if (rc == 0) {
+    if (rc == 0)
         qsync_set_data(*ctx, data);
+    qsync_nic_config nc;
+    qsync_nic_config_init(&nc);
+    for (int k = 0; rc == 0 && k < w->nics; k++)
+        rc = qsync_nic_add(*ctx, &nc) < 0;
+    if (rc == 0)
         rc = qsync_start(*ctx, argv);
-    }
     if (rc != 0)
         fprintf(stderr, "bench-scale: cannot start a guest: %s\n",
                 *ctx ? qsync_last_error(*ctx) : err);
@@ -143,8 +181,9 @@ static void g_barrier(qsync_group *group, int status, uint64_t deadline_ns)
         g->failed = 1;
 }
 
-/* Seconds for n QEMUs in lockstep through one group, to their end. */
-static double group_run(int n, const char *append, uint64_t quantum_ns)
+/* Seconds for n QEMUs in lockstep through one group, to their end (w
+ * without NICs). */
+static double group_run(int n, const struct work *w, uint64_t quantum_ns)
 {
     uv_loop_t loop;
     uv_loop_init(&loop);
@@ -161,7 +200,7 @@ static double group_run(int n, const char *append, uint64_t quantum_ns)
     cb.exited = g_exited;
     uint64_t t0 = qsync_bench_now_ns();
     for (int i = 0; i < n; i++) {
-        if (start_lockstep(&loop, &o, &cb, append, &g, &g.ctx[i]) != 0)
+        if (start_lockstep(&loop, &o, &cb, w, &g, &g.ctx[i]) != 0)
             exit(1);
         qsync_group_add(g.group, g.ctx[i]);
         g.live++;
@@ -175,14 +214,29 @@ static double group_run(int n, const char *append, uint64_t quantum_ns)
     return g.failed || g.live ? -1 : (double)(t1 - t0) / 1e9;
 }
 
+static void count_frame(qsync_ctx *ctx, unsigned nic, uint64_t virtual_ns, const void *data,
+                        size_t len)
+{
+    (void)nic;
+    (void)virtual_ns;
+    (void)data;
+    (void)len;
+    uint64_t *frames = qsync_get_data(ctx);
+    (*frames)++;
+}
+
 /* Seconds for one guest in lockstep through the blocking helpers. */
-static double single_run(const char *append, uint64_t quantum_ns)
+static double single_run(const struct work *w, uint64_t quantum_ns)
 {
     qsync_options o;
     lockstep_options(&o, quantum_ns);
+    qsync_callbacks cb;
+    qsync_callbacks_init(&cb);
+    cb.frame = count_frame;
+    uint64_t frames = 0;
     qsync_ctx *ctx;
     uint64_t t0 = qsync_bench_now_ns();
-    if (start_lockstep(NULL, &o, NULL, append, NULL, &ctx) != 0) {
+    if (start_lockstep(NULL, &o, &cb, w, &frames, &ctx) != 0) {
         if (ctx)
             qsync_close_wait(ctx);
         return -1;
@@ -191,8 +245,11 @@ static double single_run(const char *append, uint64_t quantum_ns)
     while ((rc = qsync_advance_wait_ns(ctx, quantum_ns, NULL)) == 0) {
     }
     uint64_t t1 = qsync_bench_now_ns();
-    qsync_close_wait(ctx);
-    return rc == QSYNC_EEXITED ? (double)(t1 - t0) / 1e9 : -1;
+    qsync_close_wait(ctx); /* the frames sent after the last stop come by then */
+    if (frames != w->frames)
+        fprintf(stderr, "bench-scale: '%s' sent %llu frames, not %llu\n", w->append,
+                (unsigned long long)frames, (unsigned long long)w->frames);
+    return rc == QSYNC_EEXITED && frames == w->frames ? (double)(t1 - t0) / 1e9 : -1;
 }
 
 /* A median and its spread over reps runs. */
@@ -202,14 +259,12 @@ struct fig {
 
 enum kind { FREE, GROUP, SINGLE };
 
-static struct fig measure(enum kind k, int n, const char *append, uint64_t q, int reps)
+static struct fig measure(enum kind k, int n, const struct work *w, uint64_t q, int reps)
 {
     double v[QSYNC_BENCH_MAX_REPS];
     struct fig f = {-1, 0};
     for (int r = 0; r < reps; r++) {
-        v[r] = k == FREE ? free_run(n, append)
-             : k == GROUP ? group_run(n, append, q)
-                          : single_run(append, q);
+        v[r] = k == FREE ? free_run(n, w) : k == GROUP ? group_run(n, w, q) : single_run(w, q);
         if (v[r] <= 0)
             return f;
     }
@@ -228,8 +283,9 @@ struct cell {
 /* Runs a cell (kind k, n guests, quantum q) and prints
  * " lockstep | net ratio |", the ratio flagged '?' when its figures
  * spread more than SPREAD_LIMIT. */
-static struct cell lockstep_cell(enum kind k, int n, const char *work, const char *empty,
-                                 uint64_t q, struct fig b, struct fig b0, int reps)
+static struct cell lockstep_cell(enum kind k, int n, const struct work *work,
+                                 const struct work *empty, uint64_t q, struct fig b, struct fig b0,
+                                 int reps)
 {
     struct cell c = {measure(k, n, work, q, reps), measure(k, n, empty, q, reps), NAN};
     if (c.t.median < 0 || c.t0.median < 0 || b.median < 0 || b0.median < 0) {
@@ -247,8 +303,8 @@ static struct cell lockstep_cell(enum kind k, int n, const char *work, const cha
 static const uint64_t two_q[2] = {10000, 100000};
 
 /* A row at both quanta: prints " free |" and the two cells into c. */
-static void two_quanta_row(enum kind k, int n, const char *work, const char *empty, int reps,
-                           struct cell c[2])
+static void two_quanta_row(enum kind k, int n, const struct work *work,
+                           const struct work *empty, int reps, struct cell c[2])
 {
     struct fig b = measure(FREE, n, work, 0, reps), b0 = measure(FREE, n, empty, 0, reps);
     if (b.median < 0)
@@ -280,6 +336,9 @@ struct setup {
     const char *data_dir;
 };
 
+/* The compute guest, and its empty baseline, without NICs. */
+static const struct work compute = {WORK, 0, 0}, no_compute = {NO_WORK, 0, 0};
+
 static void series_group(const struct setup *s)
 {
     printf("Guests in one group barrier: %s to its end, lockstep against the same number of "
@@ -293,7 +352,7 @@ static void series_group(const struct setup *s)
     for (int n = 1; n <= s->max_guests; n *= 2) {
         struct cell c[2];
         printf("| %d |", n);
-        two_quanta_row(GROUP, n, WORK, NO_WORK, s->reps, c);
+        two_quanta_row(GROUP, n, &compute, &no_compute, s->reps, c);
         printf("\n");
         fflush(stdout);
         if (gd)
@@ -310,12 +369,13 @@ static void series_quantum(const struct setup *s)
            "against free-running -icount (median of %d)\n",
            WORK, s->reps);
     printf("| quantum | lockstep | net ratio |\n|---|---|---|\n");
-    struct fig b = measure(FREE, 1, WORK, 0, s->reps), b0 = measure(FREE, 1, NO_WORK, 0, s->reps);
+    struct fig b = measure(FREE, 1, &compute, 0, s->reps);
+    struct fig b0 = measure(FREE, 1, &no_compute, 0, s->reps);
     FILE *qd = data_file(s->data_dir, "scale-quantum.dat", "# quantum_us net_ratio");
     for (size_t i = 0; i < sizeof sweep_us / sizeof sweep_us[0]; i++) {
         printf("| %llu us |", (unsigned long long)sweep_us[i]);
         struct cell c =
-            lockstep_cell(SINGLE, 1, WORK, NO_WORK, sweep_us[i] * 1000u, b, b0, s->reps);
+            lockstep_cell(SINGLE, 1, &compute, &no_compute, sweep_us[i] * 1000u, b, b0, s->reps);
         printf("\n");
         fflush(stdout);
         if (qd)
@@ -326,15 +386,39 @@ static void series_quantum(const struct setup *s)
         fclose(qd);
 }
 
+static void series_nics(const struct setup *s)
+{
+    static const int counts[] = {0, 1, 2, 4, 8};
+    printf("NICs the guest never uses: one guest, %s to its end, with N e1000s, lockstep "
+           "(qsync_nic_add(), the blocking helpers) against free-running -icount with N e1000s "
+           "on hubs of their own (median of %d; net ratio against %s with the same NICs)\n",
+           WORK, s->reps, NO_WORK);
+    printf("| NICs | free | lockstep 10 us | net 10 us | lockstep 100 us | net 100 us |\n"
+           "|---|---|---|---|---|---|\n");
+    FILE *d = data_file(s->data_dir, "scale-nics.dat", "# nics net_ratio_10us net_ratio_100us");
+    for (size_t i = 0; i < sizeof counts / sizeof counts[0]; i++) {
+        struct work w = {WORK, counts[i], 0}, w0 = {NO_WORK, counts[i], 0};
+        struct cell c[2];
+        printf("| %d |", counts[i]);
+        two_quanta_row(SINGLE, 1, &w, &w0, s->reps, c);
+        printf("\n");
+        fflush(stdout);
+        if (d)
+            fprintf(d, "%d %.4f %.4f\n", counts[i], c[0].net, c[1].net);
+    }
+    if (d)
+        fclose(d);
+}
+
 static const struct {
     const char *name;
     void (*run)(const struct setup *s);
-} series[] = {{"group", series_group}, {"quantum", series_quantum}};
+} series[] = {{"group", series_group}, {"quantum", series_quantum}, {"nics", series_nics}};
 #define N_SERIES (sizeof series / sizeof series[0])
 
 #define USAGE                                                                                  \
     "usage: bench-scale GUEST_ELF [REPS] [--max-guests N] [--data DIR] "                      \
-    "[--only group|quantum]\n"
+    "[--only group|quantum|nics]\n"
 
 int main(int argc, char **argv)
 {
