@@ -11,10 +11,18 @@
  *      the compute guest has no driver for them) at 10 us and 100 us
  *      quanta: one guest, the blocking helpers, the NICs added with
  *      qsync_nic_add(), against the same guest free-running with as many
- *      e1000s, each on a hub port of its own (its frames go nowhere).
+ *      e1000s, each on a hub port of its own (its frames go nowhere);
+ *   4. with the frames a guest sends: the guest's transmit mode sending
+ *      60-byte frames for about 50 ms of virtual time, 1 ms to 2 us apart
+ *      (0.1 to 50 frames per 100 us quantum), at 10 us and 100 us quanta,
+ *      one NIC from qsync_nic_add() whose frame callback counts them (a
+ *      run that does not see them all fails), against the same e1000 on a
+ *      hub port free-running; and frames per second of the wall time the
+ *      sending added in lockstep.
  *
  * Every figure is the median of REPS runs. Each cell also runs the guest
- * with no work ("compute 0", with the same NICs), and the net ratio
+ * with no work ("compute 0", with the same NICs; for the frames one
+ * frame and no wait, "transmit count=1 gap=0"), and the net ratio
  * (T - T_empty) / (T_free - T_free_empty) leaves out QEMU's start and
  * exit and the firmware, which do not depend on the work. The spread of a
  * figure is max/min over its REPS runs; a ratio whose inputs spread more
@@ -22,12 +30,12 @@
  * result.
  *
  * With --data DIR it also writes DIR/scale-group.dat,
- * DIR/scale-quantum.dat and DIR/scale-nics.dat for gnuplot
- * (scripts/bench.sh draws them). With --only SERIES it runs that series
- * alone.
+ * DIR/scale-quantum.dat, DIR/scale-nics.dat and DIR/scale-frames.dat for
+ * gnuplot (scripts/bench.sh draws them). With --only SERIES it runs that
+ * series alone.
  *
  * usage: bench-scale GUEST_ELF [REPS] [--max-guests N] [--data DIR]
- *                   [--only group|quantum|nics]
+ *                   [--only group|quantum|nics|frames]
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -49,6 +57,8 @@
  * long enough for the work to outweigh QEMU's start. */
 #define WORK "compute 25000000"
 #define NO_WORK "compute 0"
+/* The frames series sends for this long (virtual time). */
+#define FRAMES_NS 50000000u
 /* QEMU's arguments with the most NICs. */
 #define ARGV_MAX (16 + 4 * QSYNC_NIC_MAX)
 
@@ -410,15 +420,60 @@ static void series_nics(const struct setup *s)
         fclose(d);
 }
 
+/* Frames per second of wall time that a cell's sending added, or NAN. */
+static double frame_rate(uint64_t frames, struct cell c)
+{
+    double wall = c.t.median - c.t0.median;
+    return isnan(c.net) || wall <= 0 ? NAN : (double)frames / wall;
+}
+
+static void series_frames(const struct setup *s)
+{
+    static const uint64_t gaps_ns[] = {1000000, 100000, 10000, 2000};
+    static const struct work one = {"transmit count=1 gap=0 size=60", 1, 1};
+    printf("Frames: one guest in transmit mode, 60-byte broadcast frames GAP apart for about "
+           "%llu ms of virtual time, one e1000 (lockstep: qsync_nic_add(), its frame callback "
+           "counts them; free-running -icount: on a hub of its own) (median of %d; net ratio "
+           "against '%s'; frames/s: the frames over the wall time they added in lockstep)\n",
+           (unsigned long long)(FRAMES_NS / 1000000), s->reps, one.append);
+    printf("| gap | frames | per 100 us | free | lockstep 10 us | net 10 us | lockstep 100 us | "
+           "net 100 us | frames/s 10 us | frames/s 100 us |\n"
+           "|---|---|---|---|---|---|---|---|---|---|\n");
+    FILE *d = data_file(s->data_dir, "scale-frames.dat",
+                        "# frames_per_100us net_ratio_10us net_ratio_100us gap_ns frames "
+                        "frames_per_s_10us frames_per_s_100us");
+    for (size_t i = 0; i < sizeof gaps_ns / sizeof gaps_ns[0]; i++) {
+        uint64_t n = FRAMES_NS / gaps_ns[i];
+        char append[96];
+        snprintf(append, sizeof append, "transmit count=%llu gap=%llu size=60",
+                 (unsigned long long)n, (unsigned long long)gaps_ns[i]);
+        struct work w = {append, 1, n};
+        struct cell c[2];
+        double per_q = 100000.0 / (double)gaps_ns[i];
+        printf("| %llu us | %llu | %g |", (unsigned long long)(gaps_ns[i] / 1000),
+               (unsigned long long)n, per_q);
+        two_quanta_row(SINGLE, 1, &w, &one, s->reps, c);
+        double fps[2] = {frame_rate(n, c[0]), frame_rate(n, c[1])};
+        printf(" %.0f | %.0f |\n", fps[0], fps[1]);
+        fflush(stdout);
+        if (d)
+            fprintf(d, "%g %.4f %.4f %llu %llu %.0f %.0f\n", per_q, c[0].net, c[1].net,
+                    (unsigned long long)gaps_ns[i], (unsigned long long)n, fps[0], fps[1]);
+    }
+    if (d)
+        fclose(d);
+}
+
 static const struct {
     const char *name;
     void (*run)(const struct setup *s);
-} series[] = {{"group", series_group}, {"quantum", series_quantum}, {"nics", series_nics}};
+} series[] = {{"group", series_group}, {"quantum", series_quantum}, {"nics", series_nics},
+                {"frames", series_frames}};
 #define N_SERIES (sizeof series / sizeof series[0])
 
 #define USAGE                                                                                  \
     "usage: bench-scale GUEST_ELF [REPS] [--max-guests N] [--data DIR] "                      \
-    "[--only group|quantum|nics]\n"
+    "[--only group|quantum|nics|frames]\n"
 
 int main(int argc, char **argv)
 {
