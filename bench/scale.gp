@@ -19,3 +19,21 @@ set xlabel "quantum (us)"
 set logscale x 10
 plot datadir."/scale-quantum.dat" using 1:2 with linespoints title "lockstep", \
      1 with lines dashtype 2 title "free-running"
+
+set output outdir."/bench-nics.svg"
+set title "Cost against the number of unused e1000 NICs, one guest"
+set xlabel "NICs"
+unset logscale x
+set xrange [0:8]
+plot datadir."/scale-nics.dat" using 1:2 with linespoints title "10 us quanta", \
+     datadir."/scale-nics.dat" using 1:3 with linespoints title "100 us quanta", \
+     1 with lines dashtype 2 title "free-running"
+
+set output outdir."/bench-frames.svg"
+set title "Cost against the frames sent, one guest, 60-byte frames"
+set xlabel "frames per 100 us quantum"
+set xrange [*:*]
+set logscale x 10
+plot datadir."/scale-frames.dat" using 1:2 with linespoints title "10 us quanta", \
+     datadir."/scale-frames.dat" using 1:3 with linespoints title "100 us quanta", \
+     1 with lines dashtype 2 title "free-running"
