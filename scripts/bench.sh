@@ -31,14 +31,15 @@ echo
 # qsync-step as a user runs it, against free-running -icount.
 "$build/bin/bench-step" "$build/bin/qsync-step" "$build/tests/guest/qsync-guest.elf" "$reps"
 echo
-# How cost grows with the group's size and with the quantum, drawn with
-# gnuplot (Debian's gnuplot-nox, installed by setup.sh) into docs/.
+# How cost grows with the group's size, the quantum, unused NICs and the
+# frames sent, drawn with gnuplot (Debian's gnuplot-nox, installed by
+# setup.sh) into docs/.
 data=$(mktemp -d)
 trap 'rm -rf "$data"' EXIT
 "$build/bin/bench-scale" "$build/tests/guest/qsync-guest.elf" "$reps" --data "$data"
 if command -v gnuplot >/dev/null 2>&1; then
     gnuplot -e "datadir='$data'; outdir='$here/docs'" "$here/bench/scale.gp"
-    echo "plots: docs/bench-group.svg, docs/bench-quantum.svg"
+    echo "plots: docs/bench-group.svg, docs/bench-quantum.svg, docs/bench-nics.svg, docs/bench-frames.svg"
 else
     echo "gnuplot not found: the plots were not drawn (scripts/setup.sh installs gnuplot-nox)"
 fi
