@@ -4,11 +4,11 @@
  *
  * A step is three collectives at most:
  *  1. an allreduce (MIN) that agrees on the window's end: each rank offers
- *     the end of a normal window, or, when nothing on it can happen before
- *     some later time E (its guests halted until their next timers or
- *     frames, the messages it queued due later: skip_idle), the last
- *     point of the windows' grid at or before E + window, as SST skips
- *     idle time; the earliest offer wins;
+ *     the end of a normal window, or, when none of its guests can act
+ *     before some later time E (halted until their next timers or frames:
+ *     skip_idle), the last point of the windows' grid at or before
+ *     E + window, as SST skips idle time (never past a message it has
+ *     queued); the earliest offer wins;
  *  2. the window itself: this rank's group advanced to that end, the loop
  *     run until its callback (and the program's settled()) say so;
  *  3. an allreduce (SUM) of the bytes to exchange, the failed ranks and
@@ -371,24 +371,30 @@ static uint64_t earliest_queued(const qsync_mpi *m)
 
 /*
  * This rank's offer for the window's end, before the limit: now + window;
- * or, with skip_idle, when nothing here can happen before E > now (the
- * group's next event, the messages queued), the last grid point
- * now + k * window (k >= 1) at or before E + window. Messages sent from E
- * on are due at E + lookahead or later, after such an end; staying on the
- * grid keeps the windows, and so what is printed at their ends, those of
- * a run that never skips. QSYNC_DEADLINE_MAX when nothing is due here at
- * all (qsync_mpi_step() falls back to one window when every rank says so).
+ * or, with skip_idle, when no member can act before E > now (the group's
+ * next event), the last grid point now + k * window (k >= 1) at or before
+ * E + window (qsync_skip_to_ns()): messages sent from E on are due at
+ * E + lookahead or later, after such an end; staying on the grid keeps
+ * the windows, and so what is printed at their ends, those of a run that
+ * never skips. No later than the last grid point before a queued message
+ * is due. QSYNC_DEADLINE_MAX when nothing is due here at all
+ * (qsync_mpi_step() falls back to one window when every rank says so).
  */
 static uint64_t offer(const qsync_mpi *m)
 {
-    uint64_t e = m->now; /* without skip_idle: one window */
-    if (m->cfg.skip_idle) {
-        e = qsync_group_next_event_ns(m->group);
-        uint64_t q = earliest_queued(m);
-        if (q < e)
-            e = q;
+    uint64_t now = m->now, w = m->cfg.window_ns;
+    if (!m->cfg.skip_idle)
+        return qsync_skip_to_ns(now, w, now); /* one window */
+    uint64_t end = qsync_skip_to_ns(now, w, qsync_group_next_event_ns(m->group));
+    /* A message queued between steps is delivered at the next window's
+     * end, which must not be after it is due: the last grid point at or
+     * before that (qsync_mpi_send() took it only from now + window on). */
+    uint64_t q = earliest_queued(m);
+    if (q < end) {
+        uint64_t k = q > now ? (q - now) / w : 1;
+        end = now + (k ? k : 1) * w;
     }
-    return qsync_skip_to_ns(m->now, m->cfg.window_ns, e);
+    return end;
 }
 
 static void on_barrier(qsync_group *group, int status, uint64_t deadline_ns)

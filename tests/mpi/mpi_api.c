@@ -98,6 +98,34 @@ int main(int argc, char **argv)
         qsync_mpi_window w0;
         CHECK(qsync_mpi_step(m, QSYNC_DEADLINE_MAX, &w0) == 0 && w0.end_ns == 17000);
         qsync_mpi_free(m);
+
+        /* skip_idle must agree too. */
+        cfg.start_ns = 0;
+        cfg.skip_idle = rank == 0;
+        rc = qsync_mpi_new(uv_default_loop(), g, &cfg, &m, err, sizeof err);
+        CHECK(rc == QSYNC_EARG && strstr(err, "skip_idle differs between ranks") != NULL);
+
+        /* Skipping with no guests anywhere: nothing is ever due, so one
+         * window at a time (not a jump to the end of the clock), unless a
+         * limit says where; a message queued between steps at 45 us,
+         * due at 100 us, bounds the next window to the last grid point
+         * before it (95 us), where it is delivered. */
+        cfg.skip_idle = 1;
+        cfg.recv = on_recv;
+        rc = qsync_mpi_new(uv_default_loop(), g, &cfg, &m, err, sizeof err);
+        CHECK(rc == 0);
+        CHECK(qsync_mpi_step(m, QSYNC_DEADLINE_MAX, &w0) == 0 && w0.end_ns == 10000);
+        CHECK(qsync_mpi_step(m, 35000, &w0) == 0 && w0.end_ns == 35000);
+        CHECK(qsync_mpi_step(m, QSYNC_DEADLINE_MAX, &w0) == 0 && w0.end_ns == 45000);
+        int before = n_seen, v = 77;
+        if (rank == 0)
+            CHECK(qsync_mpi_send(m, size - 1, 100000, &v, sizeof v) == 0);
+        CHECK(qsync_mpi_step(m, QSYNC_DEADLINE_MAX, &w0) == 0 && w0.end_ns == 95000);
+        CHECK(n_seen == before + (rank == size - 1));
+        if (rank == size - 1)
+            CHECK(seen[n_seen - 1].at == 100000 && seen[n_seen - 1].v == 77);
+        CHECK(qsync_mpi_step(m, QSYNC_DEADLINE_MAX, &w0) == 0 && w0.end_ns == 105000);
+        qsync_mpi_free(m);
     }
 
     /* The real one: lookahead 10 us, window 10 us (0: the lookahead). */

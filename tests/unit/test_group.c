@@ -216,9 +216,33 @@ static void test_member_leaves(void **state)
     qsync_group_free(l.group);
 }
 
+/* The window end over idle time: on the grid, never past due + window. */
+static void test_skip_to(void **state)
+{
+    (void)state;
+    const uint64_t w = 10000;
+    assert_int_equal(qsync_skip_to_ns(50000, w, 50000), 60000);  /* busy: one window */
+    assert_int_equal(qsync_skip_to_ns(50000, w, 0), 60000);      /* busy, earlier */
+    assert_int_equal(qsync_skip_to_ns(50000, w, 50001), 60000);  /* due within it */
+    assert_int_equal(qsync_skip_to_ns(50000, w, 59999), 60000);
+    assert_int_equal(qsync_skip_to_ns(50000, w, 60000), 70000);  /* on a grid point */
+    assert_int_equal(qsync_skip_to_ns(50000, w, 123456), 130000); /* <= 133456 */
+    assert_int_equal(qsync_skip_to_ns(50000, w, QSYNC_DEADLINE_MAX), QSYNC_DEADLINE_MAX);
+    assert_int_equal(qsync_skip_to_ns(50000, w, QSYNC_DEADLINE_MAX - w), QSYNC_DEADLINE_MAX);
+    assert_int_equal(qsync_skip_to_ns(QSYNC_DEADLINE_MAX - 5, w, QSYNC_DEADLINE_MAX - 5),
+                     QSYNC_DEADLINE_MAX);
+    assert_int_equal(qsync_skip_to_ns(7, 0, 100), QSYNC_DEADLINE_MAX); /* no window */
+    /* An empty group has nothing due ever. */
+    qsync_group *g;
+    assert_int_equal(qsync_group_new(&g), 0);
+    assert_int_equal(qsync_group_next_event_ns(g), QSYNC_DEADLINE_MAX);
+    qsync_group_free(g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_skip_to),
         cmocka_unit_test(test_barrier),
         cmocka_unit_test(test_member_dies),
         cmocka_unit_test(test_member_leaves),
