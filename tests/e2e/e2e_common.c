@@ -62,3 +62,11 @@ void e2e_check_channel(qsync_ctx *ctx)
     if (shm != (want == QSYNC_CHANNEL_SHM))
         fail_msg("QEMU runs on %s, not on the channel asked for: %s", shm ? "shm" : "pipes", buf);
 }
+
+void e2e_append(char *text, size_t cap, size_t *len, const char *data, size_t n)
+{
+    assert_true(*len + n < cap);
+    memcpy(text + *len, data, n);
+    *len += n;
+    text[*len] = '\0';
+}

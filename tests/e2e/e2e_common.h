@@ -24,4 +24,8 @@ qsync_channel e2e_test_channel(void);
  * exactly when the channel under test is shm (nothing to check on auto). */
 void e2e_check_channel(qsync_ctx *ctx);
 
+/* Appends n bytes of a guest's output to text (cap bytes, *len used) and
+ * keeps it NUL-terminated; fails the test when it does not fit. */
+void e2e_append(char *text, size_t cap, size_t *len, const char *data, size_t n);
+
 #endif

@@ -68,10 +68,7 @@ struct net_run {
 static void on_output(qsync_ctx *ctx, const char *data, size_t len)
 {
     struct net_run *r = qsync_get_data(ctx);
-    assert_true(r->len + len < sizeof r->text);
-    memcpy(r->text + r->len, data, len);
-    r->len += len;
-    r->text[r->len] = '\0';
+    e2e_append(r->text, sizeof r->text, &r->len, data, len);
 }
 
 static void on_frame(qsync_ctx *ctx, unsigned nic, uint64_t virtual_ns, const void *data,

@@ -39,10 +39,7 @@ struct out {
 static void on_output(qsync_ctx *ctx, const char *data, size_t len)
 {
     struct out *o = qsync_get_data(ctx);
-    assert_true(o->len + len < sizeof o->text);
-    memcpy(o->text + o->len, data, len);
-    o->len += len;
-    o->text[o->len] = '\0';
+    e2e_append(o->text, sizeof o->text, &o->len, data, len);
 }
 
 static qsync_ctx *start(struct out *o, const char *engine, const char *append, int next_event,
