@@ -36,6 +36,11 @@
  *   void    qemu_mutex_lock_iothread_impl(const char *, int) /
  *           qemu_mutex_unlock_iothread(void)                           7.2
  *   bool    bql_locked(void) / qemu_mutex_iothread_locked(void)  10.0 / 7.2
+ *   QEMUTimerList *timerlist_new(QEMUClockType,
+ *                                QEMUTimerListNotifyCB *, void *);   optional
+ *       QEMUTimerListNotifyCB is void (void *opaque, QEMUClockType); a
+ *       QEMUTimerListGroup is an array of QEMU_CLOCK_MAX (4) list pointers
+ *       (include/qemu/timer.h; exported by 10.0.2 and 7.2.22)
  * The icount mode and shift (qsync__probe_icount; 7.2 to 10.0):
  *   int     use_icount;                 a variable: 0 off, 1 fixed, 2 adaptive
  *   int64_t icount_to_ns(int64_t icount);   2^shift for icount 1
@@ -54,6 +59,9 @@
  *       missing, as on a QEMU built without modules, so that the
  *       fallbacks (engine=auto -> insn, or block on plugin API 1;
  *       engine=timer refused) can be tested on any QEMU.
+ *   QSYNC_PLUGIN_MAIN_TIMER_LIST=1  qsync__vtimer_init_alone declines, so
+ *       the stop timer sits in the main loop's list as it did before
+ *       (stop_timer.h says what that costs), to measure the difference.
  *   QSYNC_PLUGIN_NO_HALT_SYNC=1  qsync__qemu_icount_sync does nothing, so
  *       QEMU's idle race (engine_timer.c, on_halt) can be measured with
  *       and without the plugin's fix.
@@ -92,6 +100,7 @@ static struct {
     void *(*serial_hd)(int index);
     int (*chr_can_write)(void *chr);
     void (*chr_write)(void *chr, const uint8_t *buf, int len);
+    void *(*timerlist_new)(int type, void (*notify)(void *opaque, int type), void *opaque);
 } q;
 
 static bool found;
@@ -157,6 +166,7 @@ bool qsync__qemu_internals_probe(const char **missing)
     q.serial_hd = (__typeof__(q.serial_hd))qsync__qemu_sym("serial_hd");
     q.chr_can_write = (__typeof__(q.chr_can_write))qsync__qemu_sym("qemu_chr_be_can_write");
     q.chr_write = (__typeof__(q.chr_write))qsync__qemu_sym("qemu_chr_be_write");
+    q.timerlist_new = (__typeof__(q.timerlist_new))qsync__qemu_sym("timerlist_new");
     found = true;
     return true;
 }
@@ -175,6 +185,34 @@ void qsync__vtimer_init(struct qsync__vtimer *t, void (*cb)(void *), void *opaqu
 {
     memset(t, 0, sizeof *t);
     q.timer_init_full(t->opaque, NULL, CLOCK_VIRTUAL, SCALE_NS, 0, cb, opaque);
+}
+
+/* A QEMUTimerListGroup is an array of QEMU_CLOCK_MAX (4) list pointers;
+ * timer_init_full reads the entry of its clock type only. */
+static void *alone_group[8];
+static void (*alone_notify)(void *);
+static void *alone_opaque;
+
+static void alone_notified(void *opaque, int type)
+{
+    (void)opaque;
+    (void)type;
+    alone_notify(alone_opaque);
+}
+
+bool qsync__vtimer_init_alone(struct qsync__vtimer *t, void (*notify)(void *), void *opaque)
+{
+    const char *off = getenv("QSYNC_PLUGIN_MAIN_TIMER_LIST");
+    if (q.timerlist_new == NULL || (off != NULL && strcmp(off, "1") == 0))
+        return false;
+    alone_notify = notify;
+    alone_opaque = opaque;
+    alone_group[CLOCK_VIRTUAL] = q.timerlist_new(CLOCK_VIRTUAL, alone_notified, NULL);
+    if (alone_group[CLOCK_VIRTUAL] == NULL)
+        return false;
+    memset(t, 0, sizeof *t);
+    q.timer_init_full(t->opaque, alone_group, CLOCK_VIRTUAL, SCALE_NS, 0, NULL, NULL);
+    return true;
 }
 
 void qsync__vtimer_mod(struct qsync__vtimer *t, int64_t expire_ns)

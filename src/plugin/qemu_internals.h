@@ -48,6 +48,17 @@ bool qsync__qemu_can_sync_icount(void);
  * Its callback runs in the vCPU thread with the big lock held under
  * -icount. Any thread. */
 void qsync__vtimer_init(struct qsync__vtimer *t, void (*cb)(void *), void *opaque);
+
+/* A QEMU_CLOCK_VIRTUAL timer alone in a timer list of its own, which no
+ * one runs: icount's budget and warp honour it like any other (they look
+ * at every list of the clock), but its callback is never called. Instead
+ * notify(opaque) is called whenever QEMU notifies the list: when the timer
+ * becomes the list's first (arming it), and whenever QEMU notifies every
+ * list of the clock, in particular from the vCPU thread, with the big lock
+ * held, outside translated code, when a deadline of the clock is reached
+ * (icount_handle_deadline). Returns false when this QEMU does not export
+ * timerlist_new. Install thread. */
+bool qsync__vtimer_init_alone(struct qsync__vtimer *t, void (*notify)(void *), void *opaque);
 void qsync__vtimer_mod(struct qsync__vtimer *t, int64_t expire_ns);
 void qsync__vtimer_del(struct qsync__vtimer *t);
 

@@ -50,6 +50,33 @@ static bool guest_halted(void)
     return true;
 }
 
+static bool arming;    /* we are arming it: its list's notification is ours */
+static int64_t due_at; /* when the armed timer expires */
+
+static void fire(void *opaque);
+
+static void mod(int64_t at)
+{
+    due_at = at;
+    arming = true;
+    qsync__vtimer_mod(&timer, at);
+    arming = false;
+}
+
+/* The timer's own list was notified. A stop is due when the vCPU thread
+ * looks at the clock's deadlines (icount_handle_deadline) and ours is
+ * reached; every other notification (our own arming, a warp noticed by
+ * the main loop, another timer's deadline) is ignored. */
+static void notified(void *opaque)
+{
+    if (arming || in_callback || !armed || !qsync__qemu_in_vcpu_thread())
+        return;
+    if (qsync__qemu_vclock_ns() < due_at)
+        return;
+    qsync__vtimer_del(&timer);
+    fire(opaque);
+}
+
 static void fire(void *opaque)
 {
     (void)opaque;
@@ -61,7 +88,7 @@ static void fire(void *opaque)
             int64_t next = qsync__qemu_next_vtimer_ns();
             if (next < 0 || now + next >= deadline) {
                 final_leg = true;
-                qsync__vtimer_mod(&timer, deadline);
+                mod(deadline);
                 return;
             }
         }
@@ -77,7 +104,10 @@ int qsync__stop_timer_init(const qemu_info_t *info, unsigned shift, bool want_fl
 {
     on_stop = cb;
     slack = ((int64_t)1 << shift) - 1;
-    qsync__vtimer_init(&timer, fire, NULL);
+    /* Alone in a list of its own (stop_timer.h); where QEMU lacks what
+     * that needs, in the main loop's, whose callbacks run it. */
+    if (!qsync__vtimer_init_alone(&timer, notified, NULL))
+        qsync__vtimer_init(&timer, fire, NULL);
 
     have_flags = false;
     if ((slack == 0 && !want_flags) || info->version.cur < 3 || qsync__qemu_vcpu_has_work(0) < 0)
@@ -113,7 +143,7 @@ void qsync__stop_timer_arm_first(void)
     deadline = 0;
     final_leg = true; /* nothing to approach */
     armed = true;
-    qsync__vtimer_mod(&timer, 0);
+    mod(0);
 }
 
 void qsync__stop_timer_arm(uint64_t deadline_ns)
@@ -126,7 +156,7 @@ void qsync__stop_timer_arm(uint64_t deadline_ns)
     armed = true;
     /* A first leg at or before now fires at QEMU's next look at its
      * timers, before another instruction runs. */
-    qsync__vtimer_mod(&timer, first < 0 ? 0 : first);
+    mod(first < 0 ? 0 : first);
 }
 
 void qsync__stop_timer_cancel(void)
