@@ -321,8 +321,13 @@ static int native_hello(const qemu_info_t *info, const struct qsync__options *op
     if (qsync__net_active())
         h->guarantees |= QSYNC__WIRE_G_FRAMES;
     /* The engine is installed by now: its stop timer knows whether it can
-     * tell a halted guest (the block engine has none). */
-    send_next = send_next && qsync__stop_timer_can_tell_halted();
+     * tell a halted guest (the block engine has none). One vCPU only: with
+     * several, QEMU 10.0.2 runs them all in one thread and its per-vCPU
+     * flags did not tell (at -smp 2, with the second vCPU halted in the
+     * firmware throughout, no stop ever looked halted), and a stop wrongly
+     * called halted would let a simulator skip a running guest's frames. */
+    send_next = send_next && qsync__stop_timer_can_tell_halted() &&
+                info->system.smp_vcpus == 1 && info->system.max_vcpus <= 1;
     if (send_next)
         h->guarantees |= QSYNC__WIRE_G_NEXT;
     if (info->target_name != NULL)

@@ -42,6 +42,8 @@ static void on_output(qsync_ctx *ctx, const char *data, size_t len)
     e2e_append(o->text, sizeof o->text, &o->len, data, len);
 }
 
+static int smp = 1; /* the guests' -smp */
+
 static qsync_ctx *start(struct out *o, const char *engine, const char *append, int next_event,
                         int nic)
 {
@@ -64,8 +66,10 @@ static qsync_ctx *start(struct out *o, const char *engine, const char *append, i
         qsync_nic_config_init(&nc);
         assert_int_equal(qsync_nic_add(ctx, &nc), 0);
     }
-    const char *argv[] = {e2e_qemu_binary(), "-M", "pc", "-nodefaults", "-display", "none",
-                          "-serial", "stdio", "-no-reboot",
+    char smp_arg[16];
+    snprintf(smp_arg, sizeof smp_arg, "%d", smp);
+    const char *argv[] = {e2e_qemu_binary(), "-M", "pc", "-smp", smp_arg, "-nodefaults",
+                          "-display", "none", "-serial", "stdio", "-no-reboot",
                           "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
                           "-kernel", GUEST_ELF, "-append", append, NULL};
     assert_int_equal(qsync_start(ctx, argv), 0);
@@ -223,6 +227,22 @@ static void test_skipping_changes_nothing(void **state)
         assert_int_equal(n_skipped, n_every);
 }
 
+/* With several vCPUs the plugin does not tell (qsync_info.next_event 0):
+ * nothing is skipped, and the output is the same. */
+static void test_smp2_cannot_tell(void **state)
+{
+    (void)state;
+    smp = 2;
+    test_skipping_changes_nothing(state);
+}
+
+static int one_vcpu(void **state)
+{
+    (void)state;
+    smp = 1;
+    return 0;
+}
+
 /* A guest that never halts is never reported halted: its next event is
  * always now. */
 static void test_busy_guest_is_now(void **state)
@@ -318,13 +338,14 @@ static void test_frames_and_input_are_due(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_timer_next_is_the_tick),
-        cmocka_unit_test(test_insn_next_is_the_tick),
-        cmocka_unit_test(test_skipping_changes_nothing),
-        cmocka_unit_test(test_busy_guest_is_now),
-        cmocka_unit_test(test_off_by_default),
-        cmocka_unit_test(test_block_cannot_tell),
-        cmocka_unit_test(test_frames_and_input_are_due),
+        cmocka_unit_test_setup(test_timer_next_is_the_tick, one_vcpu),
+        cmocka_unit_test_setup(test_insn_next_is_the_tick, one_vcpu),
+        cmocka_unit_test_setup(test_skipping_changes_nothing, one_vcpu),
+        cmocka_unit_test_setup(test_smp2_cannot_tell, one_vcpu),
+        cmocka_unit_test_setup(test_busy_guest_is_now, one_vcpu),
+        cmocka_unit_test_setup(test_off_by_default, one_vcpu),
+        cmocka_unit_test_setup(test_block_cannot_tell, one_vcpu),
+        cmocka_unit_test_setup(test_frames_and_input_are_due, one_vcpu),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
