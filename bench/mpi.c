@@ -11,6 +11,13 @@
  *     more; "plain" (one rank
  *     only) steps the same group with qsync_group_advance_to_ns() and no
  *     MPI step: the single-process run. Rank 0 prints the wall time.
+ *   mpirun -np N bench-mpi idle WINDOW_NS SPAN_NS G
+ *     G idle guests (the test guest halted between PIT ticks, guest i's
+ *     period 1000 + 37 i us, so that the ticks never line up), booted to
+ *     10 ms, then SPAN_NS more in windows of WINDOW_NS: once with
+ *     skip_idle off, then on fresh guests with it on (qsync_options
+ *     .next_event in both, so that only the skipping differs). Rank 0
+ *     prints both runs' windows and wall times and their ratio.
  *   mpirun -np N bench-mpi raw [COUNT]
  *     the floor: MPI's own 8-byte MIN allreduce, and a 1514-byte ring
  *     exchange plus that allreduce, without the library.
@@ -224,6 +231,99 @@ static int bench_guests(int argc, char **argv)
     return 0;
 }
 
+/* One run of bench_idle: G idle guests round-robin over the ranks, from
+ * 10 ms to 10 ms + span; the windows made and the wall time go out. */
+static void idle_run(const char *elf, uint64_t window, uint64_t span, int n, int skip,
+                     uint64_t *steps, double *wall)
+{
+    uv_loop_t *loop = uv_default_loop();
+    int rank, size;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    qsync_group *g;
+    qsync_group_new(&g);
+    qsync_options o;
+    qsync_options_init(&o);
+    o.stdout_mode = QSYNC_OUTPUT_DISCARD;
+    o.quantum_hint_ns = window;
+    o.next_event = 1;
+    qsync_ctx **ctx = calloc((size_t)n, sizeof *ctx);
+    char err[256];
+    for (int i = 0; i < n; i++) {
+        if (i % size != rank)
+            continue;
+        char append[64];
+        snprintf(append, sizeof append, "idle ticks=1000000 period_us=%d", 1000 + 37 * i);
+        const char *a[] = {"qemu-system-x86_64", "-M", "pc", "-nodefaults", "-display", "none",
+                           "-kernel", elf, "-append", append, NULL};
+        if (qsync_ctx_new(loop, &o, NULL, &ctx[i], err, sizeof err) || qsync_start(ctx[i], a) ||
+            qsync_group_add(g, ctx[i])) {
+            fprintf(stderr, "bench-mpi: guest %d: %s\n", i, ctx[i] ? qsync_last_error(ctx[i]) : err);
+            MPI_Abort(MPI_COMM_WORLD, 1);
+        }
+    }
+    const uint64_t warm = 10000000;
+    if (qsync_group_size(g)) {
+        plain_done = 0;
+        qsync_group_advance_to_ns(g, warm, on_group);
+        while (!plain_done)
+            uv_run(loop, UV_RUN_ONCE);
+    }
+    qsync_mpi_config c;
+    qsync_mpi_config_init(&c);
+    c.lookahead_ns = window;
+    c.start_ns = warm;
+    c.skip_idle = skip;
+    qsync_mpi *m;
+    if (qsync_mpi_new(loop, g, &c, &m, err, sizeof err)) {
+        fprintf(stderr, "bench-mpi: %s\n", err);
+        MPI_Abort(MPI_COMM_WORLD, 1);
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+    uint64_t t0 = uv_hrtime();
+    *steps = 0;
+    while (qsync_mpi_now_ns(m) < warm + span) {
+        qsync_mpi_step(m, warm + span, NULL);
+        (*steps)++;
+    }
+    *wall = (double)(uv_hrtime() - t0) / 1e9;
+    for (int i = 0; i < n; i++)
+        if (ctx[i])
+            qsync_close(ctx[i], NULL);
+    uv_run(loop, UV_RUN_DEFAULT);
+    qsync_mpi_free(m);
+    qsync_group_free(g);
+    free(ctx);
+}
+
+/* Idle guests with and without skip_idle, side by side. */
+static int bench_idle(int argc, char **argv)
+{
+    if (argc < 5)
+        return 2;
+    uint64_t window = strtoull(argv[2], NULL, 10), span = strtoull(argv[3], NULL, 10);
+    int n = atoi(argv[4]);
+    const char *elf = getenv("QSYNC_GUEST_ELF");
+    if (!elf || window == 0 || n < 1) {
+        fprintf(stderr, "bench-mpi: set QSYNC_GUEST_ELF (and QSYNC_PLUGIN); WINDOW_NS and G > 0\n");
+        return 2;
+    }
+    uint64_t steps[2];
+    double wall[2];
+    for (int skip = 0; skip < 2; skip++)
+        idle_run(elf, window, span, n, skip, &steps[skip], &wall[skip]);
+    int rank, size;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    if (rank == 0)
+        printf("idle guests %d ranks %d window %" PRIu64 " ns, %.3f s of virtual time: "
+               "%" PRIu64 " windows in %.3f s without skip_idle, %" PRIu64 " in %.3f s with it "
+               "(%.2fx faster)\n",
+               n, size, window, (double)span / 1e9, steps[0], wall[0], steps[1], wall[1],
+               wall[0] / wall[1]);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     MPI_Init(&argc, &argv);
@@ -234,9 +334,12 @@ int main(int argc, char **argv)
         rc = bench_raw(argc, argv);
     else if (argc > 1 && strcmp(argv[1], "guests") == 0)
         rc = bench_guests(argc, argv);
+    else if (argc > 1 && strcmp(argv[1], "idle") == 0)
+        rc = bench_idle(argc, argv);
     if (rc == 2)
         fprintf(stderr, "usage: bench-mpi window WINDOW_NS WINDOWS [FRAME_BYTES]\n"
                         "       bench-mpi guests WINDOW_NS UNTIL_NS G [plain]\n"
+                        "       bench-mpi idle WINDOW_NS SPAN_NS G\n"
                         "       bench-mpi raw [COUNT]\n");
     MPI_Finalize();
     return rc;
