@@ -44,6 +44,8 @@ struct run {
     uint64_t close_t0, exited_t;
     int ready;
     qsync_info info;
+    const char *plugin_args; /* e.g. "engine=insn", or NULL */
+    char engine[16];         /* info.engine, kept past the context's end */
 };
 
 static uint64_t now_ms(void)
@@ -58,6 +60,7 @@ static void on_ready(qsync_ctx *ctx, const qsync_info *info)
     struct run *r = qsync_get_data(ctx);
     r->ready++;
     r->info = *info;
+    snprintf(r->engine, sizeof r->engine, "%s", info->engine);
 }
 
 static void on_reached(qsync_ctx *ctx, int status, const qsync_stop *stop)
@@ -124,6 +127,7 @@ static qsync_ctx *start_guest(uv_loop_t *loop, struct run *r, const char *append
     e2e_options(&o);
     if (kill_grace_ms)
         o.kill_grace_ms = kill_grace_ms;
+    o.plugin_args = r->plugin_args;
     qsync_callbacks cb;
     qsync_callbacks_init(&cb);
     cb.ready = on_ready;
@@ -289,19 +293,27 @@ static void test_deterministic_end_spinning(void **state)
 
 /*
  * The check that finds the request runs only at the blocks after a port
- * write (or PSCI call), where this QEMU has conditional callbacks: its
- * stamp must equal the one of the check at every block start
- * (QSYNC_PLUGIN_EXIT_CHECK=every), run after run. A port write left
- * unmarked is seen only when QEMU's main loop sees the request, tens of
- * thousands of instructions later in this spinning guest.
+ * write (or PSCI call), where this QEMU has conditional callbacks, and
+ * with the insn engine at the instruction after it, from the engine's
+ * countdown: each stamp must equal the one of the check at every block
+ * start (QSYNC_PLUGIN_EXIT_CHECK=every), on either engine, run after run.
+ * A port write left unmarked is seen only when QEMU's main loop sees the
+ * request, tens of thousands of instructions later in this spinning guest.
  */
 static void test_exit_stamp_at_io(void **state)
 {
     (void)state;
-    struct run *runs = calloc(4, sizeof *runs);
-    for (int k = 0; k < 4; k++) {
-        if (k % 2 == 1)
-            assert_int_equal(setenv("QSYNC_PLUGIN_EXIT_CHECK", "every", 1), 0);
+    enum { N = 6 };
+    /* engine, QSYNC_PLUGIN_EXIT_CHECK */
+    static const char *const how[N][2] = {
+        {NULL, NULL},              {NULL, "every"},         {"engine=insn", NULL},
+        {"engine=insn", "blocks"}, {"engine=insn", "every"}, {NULL, NULL},
+    };
+    struct run *runs = calloc(N, sizeof *runs);
+    for (int k = 0; k < N; k++) {
+        if (how[k][1])
+            assert_int_equal(setenv("QSYNC_PLUGIN_EXIT_CHECK", how[k][1], 1), 0);
+        runs[k].plugin_args = how[k][0];
         run_guest_to_end(&runs[k], "exit-spin compute 1000000", 10000);
         unsetenv("QSYNC_PLUGIN_EXIT_CHECK");
         assert_int_equal(runs[k].exited, 1);
@@ -311,12 +323,13 @@ static void test_exit_stamp_at_io(void **state)
             skip(); /* no conditional callbacks: every block is checked */
         }
     }
-    for (int k = 1; k < 4; k++) {
+    for (int k = 1; k < N; k++) {
         assert_int_equal(runs[k].stops, runs[0].stops);
         assert_memory_equal(runs[k].insns, runs[0].insns, sizeof runs[0].insns);
         assert_int_equal(runs[k].ex.instructions, runs[0].ex.instructions);
         assert_int_equal(runs[k].ex.virtual_ns, runs[0].ex.virtual_ns);
     }
+    assert_string_equal(runs[2].engine, "insn");
     free(runs);
 }
 
