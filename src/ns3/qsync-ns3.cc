@@ -65,6 +65,10 @@ struct Run
     bool guest_ended = false;
     int64_t guest_status = 0;
     Ptr<Node> node;
+    // The figures of the report, read at the simulation's end.
+    int64_t virtual_ns = 0;
+    uint64_t frames_to_ns3 = 0;
+    uint64_t frames_from_ns3 = 0;
 };
 
 Run run;
@@ -331,30 +335,17 @@ CheckOptions(Options* o)
     return ParseRate(o->rate_text, &o->rate) ? 0 : kExitUsage;
 }
 
-} // namespace
-
-int
-main(int argc, char** argv)
+/* The ns-3 node (ns-3's Internet stack, 10.0.0.2/24) and the guest on one
+ * CSMA channel; returns the guest's device. */
+Ptr<QemuNetDevice>
+BuildTopology(const Options& o)
 {
-    Options options;
-    int rc = ParseCommandLine(argc, argv, &options);
-    if (rc == 0)
-    {
-        rc = CheckOptions(&options);
-    }
-    if (rc)
-    {
-        return rc < 0 ? 0 : rc;
-    }
-    run.pings = options.pings;
-
-    // The topology: the ns-3 node and the guest on one CSMA channel.
     NodeContainer nodes;
     nodes.Create(2);
     run.node = nodes.Get(0);
     CsmaHelper csma;
-    csma.SetChannelAttribute("DataRate", DataRateValue(options.rate));
-    csma.SetChannelAttribute("Delay", TimeValue(options.delay));
+    csma.SetChannelAttribute("DataRate", DataRateValue(o.rate));
+    csma.SetChannelAttribute("Delay", TimeValue(o.delay));
     NetDeviceContainer devs = csma.Install(nodes.Get(0));
     Ptr<CsmaChannel> channel = DynamicCast<CsmaChannel>(devs.Get(0)->GetChannel());
     InternetStackHelper stack;
@@ -364,18 +355,59 @@ main(int argc, char** argv)
     ip.Assign(devs);
     devs.Get(0)->TraceConnectWithoutContext("MacRx", MakeCallback(&OnNodeRx));
 
-    Ptr<QemuNetDevice> guest = QemuNetDevice::Install(nodes.Get(1), channel, options.qemu);
-    guest->SetAttribute("Quantum", TimeValue(options.quantum));
+    Ptr<QemuNetDevice> guest = QemuNetDevice::Install(nodes.Get(1), channel, o.qemu);
+    guest->SetAttribute("Quantum", TimeValue(o.quantum));
     guest->TraceConnectWithoutContext("GuestOutput", MakeCallback(&OnGuestLine));
     guest->SetExitCallback(MakeCallback(&OnGuestExit));
+    return guest;
+}
 
+/* Runs the simulation until MaybeStop ends it. The figures are read
+ * before Simulator::Destroy(), which disposes the devices and the clock. */
+void
+RunSimulation(Ptr<QemuNetDevice> guest)
+{
     Simulator::Run();
-    int64_t virtual_ns = Simulator::Now().GetNanoSeconds();
-    uint64_t to_ns3 = guest->GetFramesToNs3();
-    uint64_t from_ns3 = guest->GetFramesFromNs3();
+    run.virtual_ns = Simulator::Now().GetNanoSeconds();
+    run.frames_to_ns3 = guest->GetFramesToNs3();
+    run.frames_from_ns3 = guest->GetFramesFromNs3();
     Simulator::Destroy();
+}
 
-    rc = 0;
+bool
+WriteJson(const char* path)
+{
+    FILE* f = std::fopen(path, "w");
+    if (!f)
+    {
+        std::fprintf(stderr, "qsync-ns3: --json %s: %s\n", path, std::strerror(errno));
+        return false;
+    }
+    std::fprintf(f, "{\n  \"ns3_rtt_ns\": [");
+    for (size_t k = 0; k < run.rtts.size(); k++)
+    {
+        std::fprintf(f, "%s%" PRId64, k ? ", " : "", run.rtts[k]);
+    }
+    std::fprintf(f,
+                 "],\n  \"virtual_ns\": %" PRId64 ",\n  \"guest_exit_status\": %" PRId64
+                 ",\n  \"frames_to_ns3\": %" PRIu64 ",\n  \"frames_from_ns3\": %" PRIu64
+                 "\n}\n",
+                 run.virtual_ns, run.guest_status, run.frames_to_ns3, run.frames_from_ns3);
+    if (std::fclose(f) != 0)
+    {
+        std::fprintf(stderr, "qsync-ns3: --json %s: %s\n", path, std::strerror(errno));
+        return false;
+    }
+    return true;
+}
+
+/* What went wrong, the summary line and the --json file; returns the exit
+ * code: 0 when the guest powered off with 0 and every ping was answered,
+ * 1 otherwise, kExitUsage when the --json file cannot be written. */
+int
+Report(const char* json)
+{
+    int rc = 0;
     if (!run.guest_ended)
     {
         std::fprintf(stderr, "qsync-ns3: the simulation ended with the guest still running\n");
@@ -398,32 +430,32 @@ main(int argc, char** argv)
     }
     std::printf("qsync-ns3: %zu of %u pings answered, virtual time %" PRId64
                 " ns, frames to ns-3 %" PRIu64 ", from ns-3 %" PRIu64 "\n",
-                run.rtts.size(), run.pings, virtual_ns, to_ns3, from_ns3);
-    if (options.json)
+                run.rtts.size(), run.pings, run.virtual_ns, run.frames_to_ns3,
+                run.frames_from_ns3);
+    if (json && !WriteJson(json))
     {
-        FILE* f = std::fopen(options.json, "w");
-        if (!f)
-        {
-            std::fprintf(stderr, "qsync-ns3: --json %s: %s\n", options.json,
-                         std::strerror(errno));
-            return kExitUsage;
-        }
-        std::fprintf(f, "{\n  \"ns3_rtt_ns\": [");
-        for (size_t k = 0; k < run.rtts.size(); k++)
-        {
-            std::fprintf(f, "%s%" PRId64, k ? ", " : "", run.rtts[k]);
-        }
-        std::fprintf(f,
-                     "],\n  \"virtual_ns\": %" PRId64 ",\n  \"guest_exit_status\": %" PRId64
-                     ",\n  \"frames_to_ns3\": %" PRIu64 ",\n  \"frames_from_ns3\": %" PRIu64
-                     "\n}\n",
-                     virtual_ns, run.guest_status, to_ns3, from_ns3);
-        if (std::fclose(f) != 0)
-        {
-            std::fprintf(stderr, "qsync-ns3: --json %s: %s\n", options.json,
-                         std::strerror(errno));
-            return kExitUsage;
-        }
+        return kExitUsage;
     }
     return rc;
+}
+
+} // namespace
+
+int
+main(int argc, char** argv)
+{
+    Options options;
+    int rc = ParseCommandLine(argc, argv, &options);
+    if (rc == 0)
+    {
+        rc = CheckOptions(&options);
+    }
+    if (rc)
+    {
+        return rc < 0 ? 0 : rc;
+    }
+    run.pings = options.pings;
+    Ptr<QemuNetDevice> guest = BuildTopology(options);
+    RunSimulation(guest);
+    return Report(options.json);
 }
