@@ -38,9 +38,26 @@ namespace
  * guest's own `ping -c 3` keeps it up. */
 const Time kPingInterval = MilliSeconds(100);
 
+// A bad command line, and a --json file that cannot be written.
+const int kExitUsage = 2;
+
+/* The command line, once parsed and checked. */
+struct Options
+{
+    Time quantum = MicroSeconds(10);
+    Time delay = MicroSeconds(500);
+    std::string rate_text = "100Mbps";
+    DataRate rate; // rate_text's value, set by CheckOptions
+    uint32_t pings = 3;
+    const char* json = nullptr;
+    std::vector<std::string> qemu;
+};
+
+/* The run's state. ns-3 calls the trace sinks and the events below as
+ * plain functions, so they find it here. */
 struct Run
 {
-    uint32_t pings = 3;
+    uint32_t pings = 0; // --pings
     std::vector<int64_t> rtts;
     int last_seq = -1;
     bool ping_started = false;
@@ -48,6 +65,10 @@ struct Run
     bool guest_ended = false;
     int64_t guest_status = 0;
     Ptr<Node> node;
+    // The figures of the report, read at the simulation's end.
+    int64_t virtual_ns = 0;
+    uint64_t frames_to_ns3 = 0;
+    uint64_t frames_from_ns3 = 0;
 };
 
 Run run;
@@ -178,15 +199,57 @@ TimeText(Time t)
     return std::to_string(t.GetNanoSeconds()) + " ns";
 }
 
-} // namespace
-
-int
-main(int argc, char** argv)
+bool
+ParsePings(const char* text, uint32_t* out)
 {
-    Time quantum = MicroSeconds(10);
-    Time delay = MicroSeconds(500);
-    std::string rate_text = "100Mbps";
-    const char* json = nullptr;
+    char* end = nullptr;
+    errno = 0;
+    unsigned long n = std::strtoul(text, &end, 10);
+    if (errno || end == text || *end || text[0] == '-' || n > 1000)
+    {
+        std::fprintf(stderr, "qsync-ns3: --pings %s: not a count from 0 to 1000\n", text);
+        return false;
+    }
+    *out = static_cast<uint32_t>(n);
+    return true;
+}
+
+/* One flag and its value; false (said why) for a bad one. */
+bool
+ParseFlag(const std::string& flag, const char* value, Options* o)
+{
+    if (flag == "--quantum")
+    {
+        return ParseDuration("--quantum", value, &o->quantum);
+    }
+    if (flag == "--delay")
+    {
+        return ParseDuration("--delay", value, &o->delay);
+    }
+    if (flag == "--rate")
+    {
+        o->rate_text = value;
+        return true;
+    }
+    if (flag == "--pings")
+    {
+        return ParsePings(value, &o->pings);
+    }
+    if (flag == "--json")
+    {
+        o->json = value;
+        return true;
+    }
+    std::fprintf(stderr, "qsync-ns3: unknown option %s\n", flag.c_str());
+    Usage(stderr);
+    return false;
+}
+
+/* The flags, then the QEMU command line after "--"; returns 0 to go on, or
+ * the exit code (-1 for a clean exit 0, after --help). */
+int
+ParseCommandLine(int argc, char** argv, Options* o)
+{
     int i = 1;
     for (; i < argc; i++)
     {
@@ -199,108 +262,90 @@ main(int argc, char** argv)
         if (a == "--help" || a == "-h")
         {
             Usage(stdout);
-            return 0;
+            return -1;
         }
         if (i + 1 >= argc)
         {
             std::fprintf(stderr, "qsync-ns3: %s needs a value\n", argv[i]);
             Usage(stderr);
-            return 2;
+            return kExitUsage;
         }
-        const char* v = argv[++i];
-        if (a == "--quantum")
+        if (!ParseFlag(a, argv[++i], o))
         {
-            if (!ParseDuration("--quantum", v, &quantum))
-            {
-                return 2;
-            }
-        }
-        else if (a == "--delay")
-        {
-            if (!ParseDuration("--delay", v, &delay))
-            {
-                return 2;
-            }
-        }
-        else if (a == "--rate")
-        {
-            rate_text = v;
-        }
-        else if (a == "--pings")
-        {
-            char* end = nullptr;
-            errno = 0;
-            unsigned long n = std::strtoul(v, &end, 10);
-            if (errno || end == v || *end || v[0] == '-' || n > 1000)
-            {
-                std::fprintf(stderr, "qsync-ns3: --pings %s: not a count from 0 to 1000\n", v);
-                return 2;
-            }
-            run.pings = static_cast<uint32_t>(n);
-        }
-        else if (a == "--json")
-        {
-            json = v;
-        }
-        else
-        {
-            std::fprintf(stderr, "qsync-ns3: unknown option %s\n", argv[i - 1]);
-            Usage(stderr);
-            return 2;
+            return kExitUsage;
         }
     }
     if (i >= argc)
     {
         std::fprintf(stderr, "qsync-ns3: no QEMU command line after --\n");
         Usage(stderr);
-        return 2;
+        return kExitUsage;
     }
-    std::string why = QemuNetDevice::CheckTiming(quantum, delay);
+    o->qemu.assign(argv + i, argv + argc);
+    return 0;
+}
+
+/* RATE as a DataRate. DataRate's own parser aborts on bad text: the form
+ * is checked first. */
+bool
+ParseRate(const std::string& text, DataRate* out)
+{
+    size_t digits = text.find_first_not_of("0123456789.");
+    std::string unit = digits == std::string::npos ? "" : text.substr(digits);
+    static const char* units[] = {"bps", "b/s", "Bps", "B/s", "kbps", "kb/s", "Kbps",
+                                  "Kb/s", "kBps", "kB/s", "KBps", "KB/s", "Mbps", "Mb/s",
+                                  "MBps", "MB/s", "Gbps", "Gb/s", "GBps", "GB/s"};
+    bool ok = digits != 0 && digits != std::string::npos;
+    bool known = false;
+    for (const char* u : units)
+    {
+        known = known || unit == u;
+    }
+    if (!ok || !known)
+    {
+        std::fprintf(stderr,
+                     "qsync-ns3: --rate %s: not a data rate (a number and a unit such as "
+                     "100Mbps, 1Gbps, 64kbps)\n",
+                     text.c_str());
+        return false;
+    }
+    *out = DataRate(text);
+    if (out->GetBitRate() == 0)
+    {
+        std::fprintf(stderr, "qsync-ns3: --rate %s: the rate must be positive\n", text.c_str());
+        return false;
+    }
+    return true;
+}
+
+/* The flags' values, checked once all are parsed. A delay shorter than the
+ * quantum is refused here, before QEMU starts, rather than by the library
+ * at its first barrier with an ns-3 fatal error. Returns 0, or the exit
+ * code. */
+int
+CheckOptions(Options* o)
+{
+    std::string why = QemuNetDevice::CheckTiming(o->quantum, o->delay);
     if (!why.empty())
     {
         std::fprintf(stderr, "qsync-ns3: --delay %s and --quantum %s: %s\n",
-                     TimeText(delay).c_str(), TimeText(quantum).c_str(), why.c_str());
-        return 2;
+                     TimeText(o->delay).c_str(), TimeText(o->quantum).c_str(), why.c_str());
+        return kExitUsage;
     }
-    DataRate rate;
-    {
-        // DataRate's own parser aborts on bad text: check the form first.
-        size_t digits = rate_text.find_first_not_of("0123456789.");
-        std::string unit = digits == std::string::npos ? "" : rate_text.substr(digits);
-        static const char* units[] = {"bps", "b/s", "Bps", "B/s", "kbps", "kb/s", "Kbps",
-                                      "Kb/s", "kBps", "kB/s", "KBps", "KB/s", "Mbps", "Mb/s",
-                                      "MBps", "MB/s", "Gbps", "Gb/s", "GBps", "GB/s"};
-        bool ok = digits != 0 && digits != std::string::npos;
-        bool known = false;
-        for (const char* u : units)
-        {
-            known = known || unit == u;
-        }
-        if (!ok || !known)
-        {
-            std::fprintf(stderr,
-                         "qsync-ns3: --rate %s: not a data rate (a number and a unit such as "
-                         "100Mbps, 1Gbps, 64kbps)\n",
-                         rate_text.c_str());
-            return 2;
-        }
-        rate = DataRate(rate_text);
-        if (rate.GetBitRate() == 0)
-        {
-            std::fprintf(stderr, "qsync-ns3: --rate %s: the rate must be positive\n",
-                         rate_text.c_str());
-            return 2;
-        }
-    }
-    std::vector<std::string> qemu(argv + i, argv + argc);
+    return ParseRate(o->rate_text, &o->rate) ? 0 : kExitUsage;
+}
 
-    // The topology: the ns-3 node and the guest on one CSMA channel.
+/* The ns-3 node (ns-3's Internet stack, 10.0.0.2/24) and the guest on one
+ * CSMA channel; returns the guest's device. */
+Ptr<QemuNetDevice>
+BuildTopology(const Options& o)
+{
     NodeContainer nodes;
     nodes.Create(2);
     run.node = nodes.Get(0);
     CsmaHelper csma;
-    csma.SetChannelAttribute("DataRate", DataRateValue(rate));
-    csma.SetChannelAttribute("Delay", TimeValue(delay));
+    csma.SetChannelAttribute("DataRate", DataRateValue(o.rate));
+    csma.SetChannelAttribute("Delay", TimeValue(o.delay));
     NetDeviceContainer devs = csma.Install(nodes.Get(0));
     Ptr<CsmaChannel> channel = DynamicCast<CsmaChannel>(devs.Get(0)->GetChannel());
     InternetStackHelper stack;
@@ -310,17 +355,58 @@ main(int argc, char** argv)
     ip.Assign(devs);
     devs.Get(0)->TraceConnectWithoutContext("MacRx", MakeCallback(&OnNodeRx));
 
-    Ptr<QemuNetDevice> guest = QemuNetDevice::Install(nodes.Get(1), channel, qemu);
-    guest->SetAttribute("Quantum", TimeValue(quantum));
+    Ptr<QemuNetDevice> guest = QemuNetDevice::Install(nodes.Get(1), channel, o.qemu);
+    guest->SetAttribute("Quantum", TimeValue(o.quantum));
     guest->TraceConnectWithoutContext("GuestOutput", MakeCallback(&OnGuestLine));
     guest->SetExitCallback(MakeCallback(&OnGuestExit));
+    return guest;
+}
 
+/* Runs the simulation until MaybeStop ends it. The figures are read
+ * before Simulator::Destroy(), which disposes the devices and the clock. */
+void
+RunSimulation(Ptr<QemuNetDevice> guest)
+{
     Simulator::Run();
-    int64_t virtual_ns = Simulator::Now().GetNanoSeconds();
-    uint64_t to_ns3 = guest->GetFramesToNs3();
-    uint64_t from_ns3 = guest->GetFramesFromNs3();
+    run.virtual_ns = Simulator::Now().GetNanoSeconds();
+    run.frames_to_ns3 = guest->GetFramesToNs3();
+    run.frames_from_ns3 = guest->GetFramesFromNs3();
     Simulator::Destroy();
+}
 
+bool
+WriteJson(const char* path)
+{
+    FILE* f = std::fopen(path, "w");
+    if (!f)
+    {
+        std::fprintf(stderr, "qsync-ns3: --json %s: %s\n", path, std::strerror(errno));
+        return false;
+    }
+    std::fprintf(f, "{\n  \"ns3_rtt_ns\": [");
+    for (size_t k = 0; k < run.rtts.size(); k++)
+    {
+        std::fprintf(f, "%s%" PRId64, k ? ", " : "", run.rtts[k]);
+    }
+    std::fprintf(f,
+                 "],\n  \"virtual_ns\": %" PRId64 ",\n  \"guest_exit_status\": %" PRId64
+                 ",\n  \"frames_to_ns3\": %" PRIu64 ",\n  \"frames_from_ns3\": %" PRIu64
+                 "\n}\n",
+                 run.virtual_ns, run.guest_status, run.frames_to_ns3, run.frames_from_ns3);
+    if (std::fclose(f) != 0)
+    {
+        std::fprintf(stderr, "qsync-ns3: --json %s: %s\n", path, std::strerror(errno));
+        return false;
+    }
+    return true;
+}
+
+/* What went wrong, the summary line and the --json file; returns the exit
+ * code: 0 when the guest powered off with 0 and every ping was answered,
+ * 1 otherwise, kExitUsage when the --json file cannot be written. */
+int
+Report(const char* json)
+{
     int rc = 0;
     if (!run.guest_ended)
     {
@@ -344,30 +430,32 @@ main(int argc, char** argv)
     }
     std::printf("qsync-ns3: %zu of %u pings answered, virtual time %" PRId64
                 " ns, frames to ns-3 %" PRIu64 ", from ns-3 %" PRIu64 "\n",
-                run.rtts.size(), run.pings, virtual_ns, to_ns3, from_ns3);
-    if (json)
+                run.rtts.size(), run.pings, run.virtual_ns, run.frames_to_ns3,
+                run.frames_from_ns3);
+    if (json && !WriteJson(json))
     {
-        FILE* f = std::fopen(json, "w");
-        if (!f)
-        {
-            std::fprintf(stderr, "qsync-ns3: --json %s: %s\n", json, std::strerror(errno));
-            return 2;
-        }
-        std::fprintf(f, "{\n  \"ns3_rtt_ns\": [");
-        for (size_t k = 0; k < run.rtts.size(); k++)
-        {
-            std::fprintf(f, "%s%" PRId64, k ? ", " : "", run.rtts[k]);
-        }
-        std::fprintf(f,
-                     "],\n  \"virtual_ns\": %" PRId64 ",\n  \"guest_exit_status\": %" PRId64
-                     ",\n  \"frames_to_ns3\": %" PRIu64 ",\n  \"frames_from_ns3\": %" PRIu64
-                     "\n}\n",
-                     virtual_ns, run.guest_status, to_ns3, from_ns3);
-        if (std::fclose(f) != 0)
-        {
-            std::fprintf(stderr, "qsync-ns3: --json %s: %s\n", json, std::strerror(errno));
-            return 2;
-        }
+        return kExitUsage;
     }
     return rc;
+}
+
+} // namespace
+
+int
+main(int argc, char** argv)
+{
+    Options options;
+    int rc = ParseCommandLine(argc, argv, &options);
+    if (rc == 0)
+    {
+        rc = CheckOptions(&options);
+    }
+    if (rc)
+    {
+        return rc < 0 ? 0 : rc;
+    }
+    run.pings = options.pings;
+    Ptr<QemuNetDevice> guest = BuildTopology(options);
+    RunSimulation(guest);
+    return Report(options.json);
 }
