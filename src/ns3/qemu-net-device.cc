@@ -272,9 +272,20 @@ QemuLockstep::Start()
         }
         argv.push_back(nullptr);
         rc = qsync_start(g->ctx, argv.data());
-        if (rc < 0)
+        if (rc < 0 && dev->m_exitCb.IsNull())
         {
             Fatal(dev, std::string("cannot start QEMU: ") + qsync_last_error(g->ctx));
+        }
+        if (rc < 0)
+        {
+            // Told to the exit callback as a guest that never ran: status
+            // -1 with no signal, the library's message as the tail.
+            g->ended = true;
+            g->status = -1;
+            g->signal = 0;
+            g->tail = qsync_last_error(g->ctx);
+            dev->m_exitCb(Ptr<QemuNetDevice>(dev), g->status, 0, Seconds(0), g->tail);
+            continue;
         }
         g->running = true;
         // Every other device on the channel: what it finishes sending reaches

@@ -63,6 +63,7 @@ struct Run
     bool ping_started = false;
     bool pings_done = false;
     bool guest_ended = false;
+    bool guest_never_ran = false; // QEMU could not be started
     int64_t guest_status = 0;
     Ptr<Node> node;
     // The figures of the report, read at the simulation's end.
@@ -170,7 +171,12 @@ OnGuestExit(Ptr<QemuNetDevice> dev, int64_t status, int signal, Time when, std::
     (void)dev;
     run.guest_ended = true;
     run.guest_status = status;
-    if (status != 0)
+    if (status == -1 && signal == 0)
+    {
+        run.guest_never_ran = true;
+        std::cerr << "qsync-ns3: cannot start QEMU: " << tail << std::endl;
+    }
+    else if (status != 0)
     {
         std::cerr << "qsync-ns3: the guest " << (signal ? "was killed by signal " : "exited with ")
                   << (signal ? signal : status) << " at " << when.GetNanoSeconds()
@@ -403,12 +409,17 @@ WriteJson(const char* path)
 
 /* What went wrong, the summary line and the --json file; returns the exit
  * code: 0 when the guest powered off with 0 and every ping was answered,
- * 1 otherwise, kExitUsage when the --json file cannot be written. */
+ * 1 otherwise, kExitUsage when QEMU could not be started or the --json
+ * file cannot be written. */
 int
 Report(const char* json)
 {
     int rc = 0;
-    if (!run.guest_ended)
+    if (run.guest_never_ran)
+    {
+        rc = kExitUsage; // nothing ran: the command line is at fault
+    }
+    else if (!run.guest_ended)
     {
         std::fprintf(stderr, "qsync-ns3: the simulation ended with the guest still running\n");
         rc = 1;
@@ -417,7 +428,11 @@ Report(const char* json)
     {
         rc = 1;
     }
-    if (!run.ping_started && run.pings > 0)
+    if (run.guest_never_ran)
+    {
+        // Said already; no pings could be sent.
+    }
+    else if (!run.ping_started && run.pings > 0)
     {
         std::fprintf(stderr, "qsync-ns3: the guest powered off before it said "
                              "\"qsync-linux: net up\": no pings were sent\n");

@@ -36,6 +36,12 @@ rc=$?
 grep -q "qsync-ns3: the guest exited with 1 at .*no-such-kernel" "$work/err4" ||
     { echo "FAIL: a guest that cannot start: $(cat "$work/err4")" >&2; fail=1; }
 
+# A QEMU binary that does not exist: exit 2, saying so, no abort.
+"$ns3" --quantum 100us --delay 1ms -- "$work/no-such-qemu" -M virt >"$work/out5" 2>"$work/err5"
+rc=$?
+[ $rc -eq 2 ] && grep -q "qsync-ns3: cannot start QEMU: cannot start '$work/no-such-qemu': no such file or directory" "$work/err5" ||
+    { echo "FAIL: a QEMU that does not exist: exit $rc, $(cat "$work/err5")" >&2; fail=1; }
+
 # The simulation aborts (SIGABRT, as NS_FATAL_ERROR does) while the guest
 # runs: QEMU is gone within 1 s.
 "$ns3" --quantum 100us --delay 1ms -- qemu-system-aarch64 -M virt,dtb-randomness=off \

@@ -63,7 +63,12 @@ class QemuNetDevice : public CsmaNetDevice
 
     /* How the guest ended: status is QEMU's exit status (-1 when a signal
      * ended it, then signal is that signal); when is the virtual time of
-     * the guest's last stop; stderrTail the end of QEMU's stderr. */
+     * the guest's last stop; stderrTail the end of QEMU's stderr. A QEMU
+     * that could not be started at all (no such binary, no plugin...) is
+     * reported here too, at the first barrier: status -1, signal 0, when
+     * 0, and stderrTail the library's message saying why. Without a
+     * callback, that and an exit with a status other than 0 are ns-3 fatal
+     * errors. */
     typedef Callback<void, Ptr<QemuNetDevice>, int64_t /* status */, int /* signal */,
                      Time /* when */, std::string /* stderrTail */>
         ExitCallback;
