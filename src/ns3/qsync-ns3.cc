@@ -220,7 +220,15 @@ ParsePings(const char* text, uint32_t* out)
     return true;
 }
 
-/* One flag and its value; false (said why) for a bad one. */
+/* Whether flag is one that takes a value (the only kind there is). */
+bool
+KnownFlag(const std::string& flag)
+{
+    return flag == "--quantum" || flag == "--delay" || flag == "--rate" || flag == "--pings" ||
+           flag == "--json";
+}
+
+/* One flag (KnownFlag) and its value; false (said why) for a bad value. */
 bool
 ParseFlag(const std::string& flag, const char* value, Options* o)
 {
@@ -241,14 +249,8 @@ ParseFlag(const std::string& flag, const char* value, Options* o)
     {
         return ParsePings(value, &o->pings);
     }
-    if (flag == "--json")
-    {
-        o->json = value;
-        return true;
-    }
-    std::fprintf(stderr, "qsync-ns3: unknown option %s\n", flag.c_str());
-    Usage(stderr);
-    return false;
+    o->json = value; /* --json */
+    return true;
 }
 
 /* The flags, then the QEMU command line after "--"; returns 0 to go on, or
@@ -269,6 +271,12 @@ ParseCommandLine(int argc, char** argv, Options* o)
         {
             Usage(stdout);
             return -1;
+        }
+        if (!KnownFlag(a))
+        {
+            std::fprintf(stderr, "qsync-ns3: unknown option %s\n", argv[i]);
+            Usage(stderr);
+            return kExitUsage;
         }
         if (i + 1 >= argc)
         {

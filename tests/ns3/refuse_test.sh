@@ -36,6 +36,15 @@ rc=$?
 grep -q "qsync-ns3: the guest exited with 1 at .*no-such-kernel" "$work/err4" ||
     { echo "FAIL: a guest that cannot start: $(cat "$work/err4")" >&2; fail=1; }
 
+# An unknown flag is called unknown, wherever it stands (last, it was
+# taken for a flag missing its value).
+for args in "--bogus" "--bogus x -- q"; do
+    "$ns3" $args >"$work/out6" 2>"$work/err6"
+    rc=$?
+    [ $rc -eq 2 ] && grep -q "qsync-ns3: unknown option --bogus" "$work/err6" ||
+        { echo "FAIL: qsync-ns3 $args: exit $rc, $(cat "$work/err6")" >&2; fail=1; }
+done
+
 # A QEMU binary that does not exist: exit 2, saying so, no abort.
 "$ns3" --quantum 100us --delay 1ms -- "$work/no-such-qemu" -M virt >"$work/out5" 2>"$work/err5"
 rc=$?
