@@ -58,12 +58,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
 #include "runtime.h"
 #include "halt.h"
-#include "shutdown.h"
 #include "log.h"
 #include "qemu_internals.h"
 #include "qemu_api.h"
@@ -77,11 +74,6 @@ static qemu_plugin_u64 remaining; /* instructions the vCPU may still run */
  * the vCPU thread. */
 static uint64_t counted_at_set;
 static uint64_t set_to;
-/* The exit stamp's check after a port write (shutdown.h): the countdown
- * was run out to stop at the next instruction, and resumes from this. */
-static bool io_check;
-static uint64_t io_resume;
-static void arm_io_check(void);
 
 /*
  * Idle state. All of it is touched by the one vCPU thread (stops, halting
@@ -155,12 +147,6 @@ static int insn_install(qemu_plugin_id_t id, const qemu_info_t *info,
     sync_at_halt = guard && qsync__qemu_can_sync_icount();
     if (guard && qsync__stop_timer_init(info, shift, opt->next, on_guard) < 0)
         return -1;
-    /* The exit stamp's check after a port write, from the countdown
-     * (shutdown.h); QSYNC_PLUGIN_EXIT_CHECK=blocks keeps its per-block
-     * compare, to compare the two. */
-    const char *hook = getenv("QSYNC_PLUGIN_EXIT_CHECK");
-    if (hook == NULL || strcmp(hook, "blocks") != 0)
-        qsync__shutdown_engine_checks(arm_io_check);
     return 0;
 }
 
@@ -169,42 +155,10 @@ static uint32_t insn_guarantees(void)
     return QSYNC__WIRE_G_EXACT | (guard ? QSYNC__WIRE_G_NEVER_AHEAD_IDLE : 0u);
 }
 
-static uint64_t executed_now(void);
-
 static void on_deadline(unsigned int vcpu_index, void *udata)
 {
     (void)udata;
-    if (io_check) {
-        /* Not a deadline: the instruction after a port write. */
-        io_check = false;
-        qsync__shutdown_check_here();
-        counted_at_set = executed_now();
-        set_to = io_resume;
-        qsync__qemu_api.u64_set(remaining, vcpu_index, io_resume);
-        return;
-    }
     qsync__runtime_stop(vcpu_index);
-}
-
-/*
- * Right before a port write or PSCI call, after its own decrement (the
- * engine's ops come first): the countdown is set to 0, so that the next
- * instruction's conditional callback runs, where the exit stamp's check
- * is made and the countdown put back. Nothing to do when it runs out
- * there anyway (the deadline): the stop checks. A stop between the two
- * (the guard timer, at the boundary) checks too, and insn_arm forgets
- * the arming.
- */
-static void arm_io_check(void)
-{
-    uint64_t r = qsync__qemu_api.u64_get(remaining, 0);
-    if (io_check || r == 0)
-        return;
-    counted_at_set = executed_now();
-    set_to = 0;
-    io_resume = r;
-    io_check = true;
-    qsync__qemu_api.u64_set(remaining, 0, 0);
 }
 
 /* Right before a halting instruction: see the top comment, and on_halt
@@ -307,7 +261,6 @@ static void insn_sample(uint64_t deadline, struct qsync__wire_report *out)
 
 static int insn_arm(unsigned int vcpu_index, uint64_t deadline)
 {
-    io_check = false; /* a stop at that boundary checked already */
     bool on_timer = guard && qsync__stop_timer_in_callback();
     int64_t now = now_ns(executed_now());
     /* Rounded down: the guest never passes the granted time, and since

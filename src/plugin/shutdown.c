@@ -36,12 +36,6 @@
  * switch vCPUs right after the request's block, and the next vCPU's
  * first block is the one that must see it.
  *
- * With the insn engine the check after a port write or PSCI call costs
- * the blocks nothing: the engine runs its countdown out at the next
- * instruction (qsync__shutdown_engine_checks), whose callback checks
- * there, at the same boundary as the next block's start, and no block
- * gets the compare (2% of a run of a two-instruction loop).
- *
  * Other paths (a shutdown device written through MMIO, a triple fault, a
  * request from the host) set no entry at an instruction. For them the
  * poll and shutdown notifiers below set every entry when the main loop
@@ -49,8 +43,7 @@
  * the first block started after that: a point the host's timing picks,
  * so such an end is not the same in every run. A target without a known
  * request instruction (RISC-V: its guests power off through firmware that
- * writes an MMIO device; with the insn engine these other paths are
- * stamped at the next stop instead), or a QEMU without conditional callbacks (API 2,
+ * writes an MMIO device), or a QEMU without conditional callbacks (API 2,
  * QEMU 9.0 and older), or a machine with more than one vCPU (QEMU
  * 10.0.2's per-vCPU scoreboards are broken when one thread runs several
  * vCPUs), keeps the check at the start of every block, which is exact for
@@ -112,7 +105,6 @@ static atomic_uint_fast64_t after; /* instructions of the blocks since */
 static atomic_bool stamped;
 static uint64_t stamp_virtual_ns, stamp_instructions; /* once stamped */
 static struct qsync__vtimer stamp_timer;
-static void (*engine_arm)(void); /* the engine checks after I/O itself */
 
 /* Sets every vCPU's entry. Every vCPU's, also to clear: under -icount
  * one thread runs every vCPU, so a check at any block start after the
@@ -193,25 +185,7 @@ static void on_io(unsigned int vcpu_index, void *udata)
 {
     (void)vcpu_index;
     (void)udata;
-    if (engine_arm != NULL)
-        engine_arm();
-    else
-        mark_all();
-}
-
-void qsync__shutdown_engine_checks(void (*arm)(void))
-{
-    engine_arm = arm;
-}
-
-void qsync__shutdown_check_here(void)
-{
-    if (!active || atomic_load(&stamped) || !requested())
-        return;
-    /* The boundary right after the request: nothing ran after it. */
-    atomic_store(&after, 0);
-    atomic_store(&detected, true);
-    take_stamp();
+    mark_all();
 }
 
 /* The start of a block (every block, or one whose vCPU's entry is set);
@@ -290,8 +264,6 @@ void qsync__shutdown_setup(const struct qsync__engine *eng, unsigned sh,
     if (requested_get == NULL || add_shutdown == NULL || add_poll == NULL)
         return;
     at_io = can_check_at_io(info);
-    if (!at_io)
-        engine_arm = NULL; /* the check at every block sees everything */
     qsync__vtimer_init(&stamp_timer, on_stamp_timer, NULL);
     poll_notifier.notify = on_poll;
     shutdown_notifier.notify = on_shutdown;
@@ -309,9 +281,8 @@ void qsync__shutdown_instrument_tb(struct qemu_plugin_tb *tb)
         qsync__qemu_api.tb_exec_cb(tb, on_block, QEMU_PLUGIN_CB_NO_REGS, (void *)(uintptr_t)n);
         return;
     }
-    if (engine_arm == NULL)
-        qsync__qemu_api.tb_cond_cb(tb, on_block, QEMU_PLUGIN_CB_NO_REGS, QEMU_PLUGIN_COND_NE,
-                                   pending, 0, (void *)(uintptr_t)n);
+    qsync__qemu_api.tb_cond_cb(tb, on_block, QEMU_PLUGIN_CB_NO_REGS, QEMU_PLUGIN_COND_NE,
+                               pending, 0, (void *)(uintptr_t)n);
     for (size_t i = 0; i < n; i++) {
         struct qemu_plugin_insn *insn = qemu_plugin_tb_get_insn(tb, i);
         if (qsync__request_match(insn))

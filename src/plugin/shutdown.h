@@ -37,22 +37,6 @@
 void qsync__shutdown_setup(const struct qsync__engine *engine, unsigned shift,
                            const qemu_info_t *info);
 
-/*
- * For an engine that can run a callback at the instruction after any
- * instruction it is asked to (the insn engine, by running its countdown
- * out there): before qsync__shutdown_setup, it gives arm(), which
- * shutdown.c calls right before each port write or PSCI call, and then
- * calls qsync__shutdown_check_here() from that next instruction's
- * callback. The check then costs nothing at the blocks in between (no
- * per-block compare). Install thread.
- */
-void qsync__shutdown_engine_checks(void (*arm)(void));
-
-/* The engine's check (above): at an instruction boundary, inside
- * translated code, where the engine's sample() works. Stamps the end if a
- * shutdown was requested. The vCPU thread. */
-void qsync__shutdown_check_here(void);
-
 /* Instruments a freshly translated block: a check at its start, taken
  * only after a port write or PSCI call where this QEMU and target allow
  * (shutdown.c), and a mark on each such instruction. Does nothing when
