@@ -141,6 +141,70 @@ static void on_group(qsync_group *g, int status, uint64_t deadline)
     plain_done = 1;
 }
 
+/* The guests of a run: G contexts of the test guest, round-robin over the
+ * ranks (this rank's in the group), guest i's command line from
+ * append(i), then every group run to 10 ms (start-up and the firmware out
+ * of the figure: the guest's work starts at 5.7 ms). */
+#define WARM_NS 10000000ull
+
+struct guests {
+    uv_loop_t *loop;
+    qsync_group *group;
+    qsync_ctx **ctx;
+    int n;
+};
+
+static void guests_start(struct guests *gs, const char *elf, int n, const qsync_options *o,
+                         void (*append)(int i, char *out, size_t len))
+{
+    int rank, size;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    gs->loop = uv_default_loop();
+    gs->n = n;
+    qsync_group_new(&gs->group);
+    gs->ctx = calloc((size_t)n, sizeof *gs->ctx);
+    char err[256];
+    for (int i = 0; i < n; i++) {
+        if (i % size != rank)
+            continue;
+        char cmdline[64];
+        append(i, cmdline, sizeof cmdline);
+        const char *a[] = {"qemu-system-x86_64", "-M", "pc", "-nodefaults", "-display", "none",
+                           "-kernel", elf, "-append", cmdline, NULL};
+        if (qsync_ctx_new(gs->loop, o, NULL, &gs->ctx[i], err, sizeof err) ||
+            qsync_start(gs->ctx[i], a) || qsync_group_add(gs->group, gs->ctx[i])) {
+            fprintf(stderr, "bench-mpi: guest %d: %s\n", i,
+                    gs->ctx[i] ? qsync_last_error(gs->ctx[i]) : err);
+            MPI_Abort(MPI_COMM_WORLD, 1);
+        }
+    }
+    if (qsync_group_size(gs->group)) {
+        plain_done = 0;
+        qsync_group_advance_to_ns(gs->group, WARM_NS, on_group);
+        while (!plain_done)
+            uv_run(gs->loop, UV_RUN_ONCE);
+    }
+}
+
+/* Closes the guests and frees the driver and the group. */
+static void guests_end(struct guests *gs, qsync_mpi *m)
+{
+    for (int i = 0; i < gs->n; i++)
+        if (gs->ctx[i])
+            qsync_close(gs->ctx[i], NULL);
+    uv_run(gs->loop, UV_RUN_DEFAULT);
+    qsync_mpi_free(m);
+    qsync_group_free(gs->group);
+    free(gs->ctx);
+}
+
+static void compute_append(int i, char *out, size_t len)
+{
+    (void)i;
+    snprintf(out, len, "compute 2000000000");
+}
+
 static int bench_guests(int argc, char **argv)
 {
     if (argc < 5)
@@ -153,9 +217,6 @@ static int bench_guests(int argc, char **argv)
         fprintf(stderr, "bench-mpi: set QSYNC_GUEST_ELF (and QSYNC_PLUGIN)\n");
         return 2;
     }
-    uv_loop_t *loop = uv_default_loop();
-    qsync_group *g;
-    qsync_group_new(&g);
     int rank, size;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
@@ -164,30 +225,11 @@ static int bench_guests(int argc, char **argv)
     qsync_options_init(&o);
     o.stdout_mode = QSYNC_OUTPUT_DISCARD;
     o.quantum_hint_ns = window;
-    qsync_ctx **ctx = calloc((size_t)n, sizeof *ctx);
-    for (int i = 0; i < n; i++) {
-        if (i % size != rank)
-            continue;
-        if (qsync_ctx_new(loop, &o, NULL, &ctx[i], err, sizeof err)) {
-            fprintf(stderr, "bench-mpi: %s\n", err);
-            MPI_Abort(MPI_COMM_WORLD, 1);
-        }
-        const char *a[] = {"qemu-system-x86_64", "-M", "pc", "-nodefaults", "-display", "none",
-                           "-kernel", elf, "-append", "compute 2000000000", NULL};
-        if (qsync_start(ctx[i], a) || qsync_group_add(g, ctx[i])) {
-            fprintf(stderr, "bench-mpi: %s\n", qsync_last_error(ctx[i]));
-            MPI_Abort(MPI_COMM_WORLD, 1);
-        }
-    }
-    /* Start-up and the firmware out of the figure: every group to 10 ms
-     * (the guest's loop starts at 5.7 ms), then the windows from there. */
-    const uint64_t warm = 10000000;
-    if (qsync_group_size(g)) {
-        plain_done = 0;
-        qsync_group_advance_to_ns(g, warm, on_group);
-        while (!plain_done)
-            uv_run(loop, UV_RUN_ONCE);
-    }
+    struct guests gs;
+    guests_start(&gs, elf, n, &o, compute_append);
+    uv_loop_t *loop = gs.loop;
+    qsync_group *g = gs.group;
+    const uint64_t warm = WARM_NS;
     qsync_mpi_config c;
     qsync_mpi_config_init(&c);
     c.lookahead_ns = window;
@@ -221,14 +263,14 @@ static int bench_guests(int argc, char **argv)
                "%.1f us a window\n",
                n, size, window, plain ? "plain group" : "mpi", steps, wall,
                wall * 1e6 / (double)steps);
-    for (int i = 0; i < n; i++)
-        if (ctx[i])
-            qsync_close(ctx[i], NULL);
-    uv_run(loop, UV_RUN_DEFAULT);
-    qsync_mpi_free(m);
-    qsync_group_free(g);
-    free(ctx);
+    guests_end(&gs, m);
     return 0;
+}
+
+/* Guest i idles between PIT ticks every 1000 + 37 i us. */
+static void idle_append(int i, char *out, size_t len)
+{
+    snprintf(out, len, "idle ticks=1000000 period_us=%d", 1000 + 37 * i);
 }
 
 /* One run of bench_idle: G idle guests round-robin over the ranks, from
@@ -236,64 +278,33 @@ static int bench_guests(int argc, char **argv)
 static void idle_run(const char *elf, uint64_t window, uint64_t span, int n, int skip,
                      uint64_t *steps, double *wall)
 {
-    uv_loop_t *loop = uv_default_loop();
-    int rank, size;
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &size);
-    qsync_group *g;
-    qsync_group_new(&g);
     qsync_options o;
     qsync_options_init(&o);
     o.stdout_mode = QSYNC_OUTPUT_DISCARD;
     o.quantum_hint_ns = window;
     o.next_event = 1;
-    qsync_ctx **ctx = calloc((size_t)n, sizeof *ctx);
-    char err[256];
-    for (int i = 0; i < n; i++) {
-        if (i % size != rank)
-            continue;
-        char append[64];
-        snprintf(append, sizeof append, "idle ticks=1000000 period_us=%d", 1000 + 37 * i);
-        const char *a[] = {"qemu-system-x86_64", "-M", "pc", "-nodefaults", "-display", "none",
-                           "-kernel", elf, "-append", append, NULL};
-        if (qsync_ctx_new(loop, &o, NULL, &ctx[i], err, sizeof err) || qsync_start(ctx[i], a) ||
-            qsync_group_add(g, ctx[i])) {
-            fprintf(stderr, "bench-mpi: guest %d: %s\n", i, ctx[i] ? qsync_last_error(ctx[i]) : err);
-            MPI_Abort(MPI_COMM_WORLD, 1);
-        }
-    }
-    const uint64_t warm = 10000000;
-    if (qsync_group_size(g)) {
-        plain_done = 0;
-        qsync_group_advance_to_ns(g, warm, on_group);
-        while (!plain_done)
-            uv_run(loop, UV_RUN_ONCE);
-    }
+    struct guests gs;
+    guests_start(&gs, elf, n, &o, idle_append);
     qsync_mpi_config c;
     qsync_mpi_config_init(&c);
     c.lookahead_ns = window;
-    c.start_ns = warm;
+    c.start_ns = WARM_NS;
     c.skip_idle = skip;
     qsync_mpi *m;
-    if (qsync_mpi_new(loop, g, &c, &m, err, sizeof err)) {
+    char err[256];
+    if (qsync_mpi_new(gs.loop, gs.group, &c, &m, err, sizeof err)) {
         fprintf(stderr, "bench-mpi: %s\n", err);
         MPI_Abort(MPI_COMM_WORLD, 1);
     }
     MPI_Barrier(MPI_COMM_WORLD);
     uint64_t t0 = uv_hrtime();
     *steps = 0;
-    while (qsync_mpi_now_ns(m) < warm + span) {
-        qsync_mpi_step(m, warm + span, NULL);
+    while (qsync_mpi_now_ns(m) < WARM_NS + span) {
+        qsync_mpi_step(m, WARM_NS + span, NULL);
         (*steps)++;
     }
     *wall = (double)(uv_hrtime() - t0) / 1e9;
-    for (int i = 0; i < n; i++)
-        if (ctx[i])
-            qsync_close(ctx[i], NULL);
-    uv_run(loop, UV_RUN_DEFAULT);
-    qsync_mpi_free(m);
-    qsync_group_free(g);
-    free(ctx);
+    guests_end(&gs, m);
 }
 
 /* Idle guests with and without skip_idle, side by side. */
