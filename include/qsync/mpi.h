@@ -90,12 +90,12 @@ typedef struct qsync_mpi_config {
     /* Skip idle time, as SST-core does (1, the default; 0: never). When
      * no guest on any rank can do anything before some time E (every
      * member halted until its next timer or frame, qsync_next_event_ns(),
-     * which needs contexts made with qsync_options.next_event; messages
-     * queued with qsync_mpi_send() due later; limit_ns later), the window
+     * which needs contexts made with qsync_options.next_event), the window
      * stretches to the last point of its grid (start_ns + k * window) at
-     * or before E + window, in one step. Nothing any guest sees changes:
-     * the windows that are skipped are those in which nothing happens.
-     * The same on every rank. */
+     * or before E + window, in one step; never past a limit_ns, nor past
+     * the last grid point before a message queued between steps is due.
+     * Nothing any guest sees changes: the windows that are skipped are
+     * those in which nothing happens. The same on every rank. */
     int skip_idle;
 } qsync_mpi_config;
 
