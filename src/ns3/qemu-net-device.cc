@@ -116,6 +116,7 @@ class QemuLockstep
     };
 
     void Start();
+    bool Launch(QemuNetDevice::Guest* g);
     void Barrier();
     void Join(QemuNetDevice::Guest* g, uint64_t until_ns);
     void Grant(QemuNetDevice::Guest* g, uint64_t deadline_ns);
@@ -239,52 +240,8 @@ QemuLockstep::Start()
             Fatal(dev, "it has no QEMU command line (SetQemuCommand() before Simulator::Run())");
         }
 
-        qsync_options opts;
-        qsync_options_init(&opts);
-        opts.stdout_mode = QSYNC_OUTPUT_LINES;
-        opts.quantum_hint_ns = m_quantum_ns;
-        qsync_callbacks cbs;
-        qsync_callbacks_init(&cbs);
-        cbs.frame = OnFrame;
-        cbs.exited = OnExited;
-        cbs.output_line = OnLine;
-        char err[256] = "";
-        int rc = qsync_ctx_new(nullptr, &opts, &cbs, &g->ctx, err, sizeof err);
-        if (rc < 0)
+        if (!Launch(g))
         {
-            Fatal(dev, std::string("qsync_ctx_new: ") + qsync_strerror(rc) + " " + err);
-        }
-        qsync_set_data(g->ctx, g);
-        qsync_nic_config nic;
-        qsync_nic_config_init(&nic);
-        nic.model = dev->m_model.c_str();
-        nic.has_mac = 1;
-        Mac48Address::ConvertFrom(dev->GetAddress()).CopyTo(nic.mac);
-        rc = qsync_nic_add(g->ctx, &nic);
-        if (rc < 0)
-        {
-            Fatal(dev, std::string("qsync_nic_add: ") + qsync_last_error(g->ctx));
-        }
-        std::vector<const char*> argv;
-        for (const auto& a : dev->m_argv)
-        {
-            argv.push_back(a.c_str());
-        }
-        argv.push_back(nullptr);
-        rc = qsync_start(g->ctx, argv.data());
-        if (rc < 0 && dev->m_exitCb.IsNull())
-        {
-            Fatal(dev, std::string("cannot start QEMU: ") + qsync_last_error(g->ctx));
-        }
-        if (rc < 0)
-        {
-            // Told to the exit callback as a guest that never ran: status
-            // -1 with no signal, the library's message as the tail.
-            g->ended = true;
-            g->status = -1;
-            g->signal = 0;
-            g->tail = qsync_last_error(g->ctx);
-            dev->m_exitCb(Ptr<QemuNetDevice>(dev), g->status, 0, Seconds(0), g->tail);
             continue;
         }
         g->running = true;
@@ -304,6 +261,64 @@ QemuLockstep::Start()
     }
     NS_LOG_INFO("QEMU guests: " << m_guests.size() << ", quantum " << m_quantum_ns << " ns, "
                                 << (m_pipelined ? "pipelined" : "taking turns"));
+}
+
+/* Guest g's context, its NIC and its QEMU. Returns whether QEMU started;
+ * when it did not, the exit callback has been told (without one, that is
+ * an ns-3 fatal error). */
+bool
+QemuLockstep::Launch(QemuNetDevice::Guest* g)
+{
+    QemuNetDevice* dev = g->dev;
+    qsync_options opts;
+    qsync_options_init(&opts);
+    opts.stdout_mode = QSYNC_OUTPUT_LINES;
+    opts.quantum_hint_ns = m_quantum_ns;
+    qsync_callbacks cbs;
+    qsync_callbacks_init(&cbs);
+    cbs.frame = OnFrame;
+    cbs.exited = OnExited;
+    cbs.output_line = OnLine;
+    char err[256] = "";
+    int rc = qsync_ctx_new(nullptr, &opts, &cbs, &g->ctx, err, sizeof err);
+    if (rc < 0)
+    {
+        Fatal(dev, std::string("qsync_ctx_new: ") + qsync_strerror(rc) + " " + err);
+    }
+    qsync_set_data(g->ctx, g);
+    qsync_nic_config nic;
+    qsync_nic_config_init(&nic);
+    nic.model = dev->m_model.c_str();
+    nic.has_mac = 1;
+    Mac48Address::ConvertFrom(dev->GetAddress()).CopyTo(nic.mac);
+    rc = qsync_nic_add(g->ctx, &nic);
+    if (rc < 0)
+    {
+        Fatal(dev, std::string("qsync_nic_add: ") + qsync_last_error(g->ctx));
+    }
+    std::vector<const char*> argv;
+    for (const auto& a : dev->m_argv)
+    {
+        argv.push_back(a.c_str());
+    }
+    argv.push_back(nullptr);
+    rc = qsync_start(g->ctx, argv.data());
+    if (rc < 0 && dev->m_exitCb.IsNull())
+    {
+        Fatal(dev, std::string("cannot start QEMU: ") + qsync_last_error(g->ctx));
+    }
+    if (rc < 0)
+    {
+        // Told to the exit callback as a guest that never ran: status
+        // -1 with no signal, the library's message as the tail.
+        g->ended = true;
+        g->status = -1;
+        g->signal = 0;
+        g->tail = qsync_last_error(g->ctx);
+        dev->m_exitCb(Ptr<QemuNetDevice>(dev), g->status, 0, Seconds(0), g->tail);
+        return false;
+    }
+    return true;
 }
 
 void
