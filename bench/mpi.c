@@ -37,6 +37,21 @@ static int cmp_u64(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* Sorts t[0..n) and gives its mean, median and 90th percentile, in us. */
+struct spread {
+    double mean_us, median_us, p90_us;
+};
+
+static struct spread spread_of(uint64_t *t, long n)
+{
+    double sum = 0;
+    for (long i = 0; i < n; i++)
+        sum += (double)t[i];
+    qsort(t, (size_t)n, sizeof *t, cmp_u64);
+    return (struct spread){sum / (double)n / 1e3, (double)t[n / 2] / 1e3,
+                           (double)t[n * 9 / 10] / 1e3};
+}
+
 static void on_recv(qsync_mpi *m, int src, uint64_t at_ns, const void *data, size_t len)
 {
     (void)m;
@@ -80,14 +95,10 @@ static int bench_window(int argc, char **argv)
             t[i] = uv_hrtime() - t0;
     }
     if (rank == 0) {
-        double sum = 0;
-        for (long i = 0; i < windows; i++)
-            sum += (double)t[i];
-        qsort(t, (size_t)windows, sizeof *t, cmp_u64);
+        struct spread sp = spread_of(t, windows);
         printf("ranks %d window %" PRIu64 " ns frame %zu B: step mean %.1f us median %.1f us p90 "
                "%.1f us\n",
-               size, window, frame, sum / (double)windows / 1e3, (double)t[windows / 2] / 1e3,
-               (double)t[windows * 9 / 10] / 1e3);
+               size, window, frame, sp.mean_us, sp.median_us, sp.p90_us);
     }
     qsync_mpi_free(m);
     qsync_group_free(g);
@@ -118,13 +129,10 @@ static int bench_raw(int argc, char **argv)
                 t[i] = uv_hrtime() - t0;
         }
         if (rank == 0) {
-            double sum = 0;
-            for (long i = 0; i < n; i++)
-                sum += (double)t[i];
-            qsort(t, (size_t)n, sizeof *t, cmp_u64);
+            struct spread sp = spread_of(t, n);
             printf("ranks %d raw %s: mean %.1f us median %.1f us p90 %.1f us\n", size,
                    ring ? "1514-byte ring + 8-byte MIN allreduce" : "8-byte MIN allreduce",
-                   sum / (double)n / 1e3, (double)t[n / 2] / 1e3, (double)t[n * 9 / 10] / 1e3);
+                   sp.mean_us, sp.median_us, sp.p90_us);
         }
     }
     free(t);
